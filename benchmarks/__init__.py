@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that print numbers (run with ``make bench``); results live in docs/benchmarks.md."""

@@ -1,0 +1,43 @@
+"""The ``vpsie-autoscaler`` command line.
+
+Each subcommand lives in its own module and registers itself in ``COMMANDS``; heavy imports happen
+inside the handlers so ``vpsie-autoscaler version`` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+from collections.abc import Callable, Sequence
+
+from vpsie_autoscaler import __version__
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _version(_: argparse.Namespace) -> int:
+    print(f"vpsie-autoscaler {__version__} (python {platform.python_version()})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vpsie-autoscaler",
+        description="Kubernetes node autoscaler for the VPSie cloud.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    version = sub.add_parser("version", help="print the version and exit")
+    version.set_defaults(handler=_version)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler = args.handler
+    return handler(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Pure scaling decisions: scale-up and scale-down planners over immutable snapshots."""
