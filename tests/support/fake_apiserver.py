@@ -17,6 +17,7 @@ import orjson
 from aiohttp import web
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+SERVER_KEY: web.AppKey[FakeApiServer] = web.AppKey("server")
 
 
 @dataclass
@@ -76,6 +77,7 @@ class FakeApiServer:
 
     async def start(self) -> str:
         app = web.Application()
+        app[SERVER_KEY] = self
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
         await self._runner.setup()
@@ -90,3 +92,61 @@ class FakeApiServer:
         self.release.set()
         if self._runner is not None:
             await self._runner.cleanup()
+
+
+def list_body(items: list[dict[str, Any]], rv: str, continue_: str | None = None) -> web.Response:
+    meta: dict[str, Any] = {"resourceVersion": rv}
+    if continue_:
+        meta["continue"] = continue_
+    return obj({"kind": "List", "apiVersion": "v1", "metadata": meta, "items": items})
+
+
+WatchScript = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def watch_events(events: list[tuple[str, dict[str, Any]]], *, then: str = "close") -> WatchScript:
+    """A watch answer: stream ``events`` then ``close`` (server timeout), ``drop`` (broken TCP)
+    or ``hold`` (silent, open connection until the test ends)."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await resp.prepare(request)
+        for kind, o in events:
+            await resp.write(orjson.dumps({"type": kind, "object": o}) + b"\n")
+        if then == "drop":
+            assert request.transport is not None
+            request.transport.close()
+            return resp
+        if then == "hold":
+            server = request.app[SERVER_KEY]
+            await server.release.wait()
+        await resp.write_eof()
+        return resp
+
+    return handler
+
+
+class ListWatch:
+    """Scripted LIST and WATCH answers for one collection path, consumed in order.
+
+    When the scripts run out, LISTs and WATCHes stall (an idle but healthy connection).
+    """
+
+    def __init__(self, server: FakeApiServer, path: str) -> None:
+        self.server = server
+        self.lists: list[Callable[[web.Request], Awaitable[web.StreamResponse]] | web.Response] = []
+        self.watches: list[WatchScript | web.Response] = []
+        self.list_queries: list[dict[str, str]] = []
+        self.watch_queries: list[dict[str, str]] = []
+        server.on("GET", path, self._handle)
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        is_watch = request.query.get("watch") == "true"
+        (self.watch_queries if is_watch else self.list_queries).append(dict(request.query))
+        scripts = self.watches if is_watch else self.lists
+        if not scripts:
+            return await self.server.stall(request)
+        script = scripts.pop(0)
+        if isinstance(script, web.Response):
+            return script
+        return await script(request)
