@@ -21,6 +21,12 @@ def _version(_: argparse.Namespace) -> int:
     return 0
 
 
+def _cloudsim(args: argparse.Namespace) -> int:
+    from vpsie_autoscaler.vpsie.sim.cli import run  # noqa: PLC0415 - keep other commands instant
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vpsie-autoscaler",
@@ -29,6 +35,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     version = sub.add_parser("version", help="print the version and exit")
     version.set_defaults(handler=_version)
+    from vpsie_autoscaler.vpsie.sim.options import add_arguments  # noqa: PLC0415 - argparse only
+
+    cloudsim = sub.add_parser(
+        "cloudsim",
+        help="run the VPSie simulator (VPSie API, quirks and faults on loopback; optional Kubernetes bridge)",
+        description=(
+            "Serve the VPSie API paths the autoscaler uses, with VPSie's envelopes and quirks, asynchronous "
+            "provisioning and fault injection (admin endpoints under /_sim). With --kubeconfig, booted "
+            "instances appear as kwok-managed Nodes. Prints the credentials it accepts."
+        ),
+    )
+    add_arguments(cloudsim)
+    cloudsim.set_defaults(handler=_cloudsim)
     return parser
 
 

@@ -433,7 +433,7 @@ class VPSieClient:
             body = await self._call(
                 "auth_login", "POST", LOGIN_PATH, json=credentials, idempotent=True, authenticate=False
             )
-        except (BusinessRuleError, NotFound) as exc:
+        except (Unauthorized, BusinessRuleError, NotFound) as exc:
             # The server's text is not echoed: a refused login may quote what it was sent.
             raise Unauthorized(
                 "VPSie refused the clientId/clientSecret", operation="auth_login", status=exc.status

@@ -24,7 +24,10 @@ cluster); or the cluster has exactly one group and the node is a worker.
 **Deleting.** The targeted ``delete/slave {identifier}`` is used when the node identifier is known
 (AS shape). If VPSie does not know the node identifier (SDK shape, or the targeted route answers "Not
 found" while the node is still listed), the provider falls back to ``reduce/slave {groupId}``, where
-VPSie chooses which node goes; that fallback can be switched off.
+VPSie chooses which node goes; that fallback can be switched off. A reduce is sent at most once per
+node (remembered in memory), so repeating a delete never removes a second node; whether VPSie removed
+the intended node is visible in ``list`` afterwards. Delete first re-reads the group: an instance that is
+no longer listed is already gone (success).
 """
 
 from __future__ import annotations
@@ -89,6 +92,7 @@ class ManagedKubernetesProvider:
         self._clock = clock or RealClock()
         self._reduce_fallback = reduce_fallback
         self._claims: dict[str, _Claim] = {}  # by lower-cased requested hostname
+        self._reducing: set[str] = set()  # lower-cased hostnames a reduce was sent for
 
     async def _group_nodes(self, source: ManagedSource) -> tuple[m.K8sNodeGroup | None, list[m.K8sNode]]:
         detail = await self._client.get_k8s_cluster(source.cluster_identifier)
@@ -190,33 +194,34 @@ class ManagedKubernetesProvider:
 
     async def delete(self, instance: Instance) -> None:
         src = _source(instance.source)
-        if instance.identifier is None and instance.state is InstanceState.PENDING:
-            current = await self.get(src, instance.requested_hostname or instance.hostname)
-            if current is None:
-                self._forget(instance)
-                return
-            if current.identifier is None and current.numeric_id is None:
-                raise InstanceNotReady(
-                    f"node {instance.hostname} is not created yet; delete it once it appears",
-                    operation="delete_node",
-                )
-            instance = current
-        if instance.identifier is not None:
+        current = await self.get(src, instance.requested_hostname or instance.hostname)
+        if current is None:
+            self._forget(instance)
+            return  # already gone
+        if current.identifier is None and current.numeric_id is None:
+            raise InstanceNotReady(
+                f"node {instance.hostname} is not created yet; delete it once it appears",
+                operation="delete_node",
+            )
+        if current.identifier is not None:
             try:
-                await self._client.delete_node(src.cluster_identifier, instance.identifier)
+                await self._client.delete_node(src.cluster_identifier, current.identifier)
             except NotFound:
                 _, nodes = await self._group_nodes(src)
-                if not any(n.identifier == instance.identifier for n in nodes):
-                    self._forget(instance)
-                    return  # already gone
-                log.warning("vpsie.managed.targeted_delete_unavailable", hostname=instance.hostname)
-                await self._reduce(src, instance)
-            self._forget(instance)
+                if any(n.identifier == current.identifier for n in nodes):
+                    # The node is listed but the targeted route does not know it: no targeted delete here.
+                    log.warning("vpsie.managed.targeted_delete_unavailable", hostname=current.hostname)
+                    await self._reduce(src, current)
+            self._forget(current)
             return
-        await self._reduce(src, instance)
-        self._forget(instance)
+        await self._reduce(src, current)
+        self._forget(current)
 
     async def _reduce(self, src: ManagedSource, instance: Instance) -> None:
+        """Ask VPSie to remove *a* node of the group, once per node (a second reduce would take another)."""
+        name = instance.hostname.lower()
+        if name in self._reducing:
+            return  # already asked; the node is on its way out
         if not self._reduce_fallback:
             raise NotFound(
                 f"VPSie cannot delete node {instance.hostname} by identifier and reduce fallback is off",
@@ -229,6 +234,7 @@ class ManagedKubernetesProvider:
             note="VPSie picks the node",
         )
         await self._client.reduce_group(src.cluster_identifier, src.group_id)
+        self._reducing.add(name)
 
     def _forget(self, instance: Instance) -> None:
         for key, claim in list(self._claims.items()):
