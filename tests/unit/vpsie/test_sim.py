@@ -66,7 +66,9 @@ def cli_args(*argv: str) -> argparse.Namespace:
 def test_cli_flags_override_the_config_and_missing_credentials_are_generated(tmp_path: Path) -> None:
     config = build_config(cli_args("--boot-delay", "0.25", "--mode", "strict", "--token-ttl", "60"))
     assert (config.delays.boot_seconds, config.mode, config.token_ttl_seconds) == (0.25, "strict", 60)
-    assert config.client_id and config.client_secret and config.api_tokens
+    assert config.client_id
+    assert config.client_secret
+    assert config.api_tokens
     fixed = build_config(cli_args("--client-id", "me", "--client-secret", "pw", "--api-token", "tok"))
     assert (fixed.client_id, fixed.client_secret, fixed.api_tokens) == ("me", "pw", ["tok"])
 
@@ -233,7 +235,8 @@ async def test_booted_managed_node_becomes_a_node_with_plan_capacity_and_group_t
     created, _ = await bridge.sync()
     [name] = created
     node = fake.nodes[name]
-    assert name == name.lower() and name.startswith("hel-kubernetes-49ab-slave-")
+    assert name == name.lower()
+    assert name.startswith("hel-kubernetes-49ab-slave-")
     assert node["metadata"]["annotations"]["kwok.x-k8s.io/node"] == "fake"
     labels = node["metadata"]["labels"]
     assert labels["workload"] == "general"
