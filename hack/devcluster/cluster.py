@@ -383,15 +383,9 @@ class DevCluster:
             check_alive=self.check_alive,
         )
 
-        # The controller manager and scheduler are independent: start both, then wait for both.
         began = time.monotonic()
-        kcm = self._controller_manager(certs)
-        scheduler = self._scheduler()
-        for comp in (kcm, scheduler):
-            comp.start()
-            self.components.append(comp)
-        for comp in (kcm, scheduler):
-            self.timings[comp.name] = comp.wait_ready(CONTROLLERS_READY_S)
+        self._launch(lambda: self._controller_manager(certs), CONTROLLERS_READY_S)
+        self._launch(self._scheduler, CONTROLLERS_READY_S)
         client.wait_for(
             "/api/v1/namespaces/default/serviceaccounts/default",
             lambda sa: sa is not None,
