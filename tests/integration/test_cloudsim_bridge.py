@@ -26,6 +26,12 @@ BOOT = 5.0
 DELETE = 2.0
 NODE_READY_S = 30.0
 NODE_GONE_S = 30.0
+BINARY_SUFFIX_MIB = {"Mi": 1, "Gi": 1024, "Ti": 1024 * 1024}
+
+
+def mib(quantity: str) -> int:
+    """A binary-suffixed Kubernetes quantity in MiB."""
+    return int(quantity[:-2]) * BINARY_SUFFIX_MIB[quantity[-2:]]
 
 
 async def test_booted_managed_node_becomes_ready_and_goes_with_its_instance(
@@ -46,8 +52,8 @@ async def test_booted_managed_node_becomes_ready_and_goes_with_its_instance(
         assert await bridge.sync() == ([name], [])
         ready = await asyncio.to_thread(api.wait_node_ready, name, timeout=NODE_READY_S)
         assert ready["status"]["capacity"]["cpu"] == "4"
-        assert ready["status"]["capacity"]["memory"] == "8192Mi"
-        assert ready["status"]["allocatable"]["ephemeral-storage"] == "160Gi"
+        assert mib(ready["status"]["capacity"]["memory"]) == 8192  # the apiserver canonicalises to 8Gi
+        assert mib(ready["status"]["allocatable"]["ephemeral-storage"]) == 160 * 1024
         labels = ready["metadata"]["labels"]
         assert (labels["workload"], labels["node.kubernetes.io/instance-type"]) == ("general", "Advanced")
         assert {"key": "dedicated", "value": "general", "effect": "NoSchedule"} in ready["spec"]["taints"]
