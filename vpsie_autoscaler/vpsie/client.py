@@ -62,6 +62,7 @@ VM_PREFIXES: Final = ("/apps/v2/vm", "/api/v2/vm")  # §2.1: both seen; /apps/v2
 DEFAULT_VM_PREFIX: Final = VM_PREFIXES[0]
 LOGIN_PATH: Final = "/apps/v2/auth/from/api"
 PENDING_VMS_PATH: Final = "/apps/v2/vm/pending"  # §4.5 names this path without the {VM} variants
+VERIFY_PATH: Final = "/apps/v2/datacenter"  # a cheap authenticated read to prove new credentials
 DEFAULT_REQUEST_TIMEOUT: Final = 30.0  # seconds for a whole request; VPSie's Go client uses 30 s
 DEFAULT_CONNECT_TIMEOUT: Final = 10.0
 DEFAULT_RATE_LIMIT_PER_MINUTE: Final = 100.0  # VPSie documents no limit; VPSie's own autoscaler uses 100/min
@@ -229,11 +230,52 @@ class VPSieClient:
         self._timeout = aiohttp.ClientTimeout(
             total=config.request_timeout, sock_connect=config.connect_timeout
         )
-        self.tokens: TokenSource
+        self.tokens: TokenSource = self._token_source(config)
+
+    def _token_source(self, config: VPSieClientConfig) -> TokenSource:
         if config.api_token is not None:
-            self.tokens = StaticToken(config.api_token.get_secret_value())
-        else:
-            self.tokens = ExchangedToken(self._login, self._clock, refresh_margin=config.token_refresh_margin)
+            return StaticToken(config.api_token.get_secret_value())
+        return ExchangedToken(
+            lambda: self._login(config), self._clock, refresh_margin=config.token_refresh_margin
+        )
+
+    async def update_credentials(
+        self,
+        *,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        api_token: str | None = None,
+    ) -> bool:
+        """Switch to new credentials once they are proven to work (rotation without a restart).
+
+        The new credentials make one authenticated read; if VPSie refuses them the old ones stay in use
+        and the error is raised. Returns False (and does nothing) when the credentials did not change.
+        """
+        settings = self.config.model_dump()
+        settings.update(
+            client_id=client_id,
+            client_secret=SecretStr(client_secret) if client_secret else None,
+            api_token=SecretStr(api_token) if api_token else None,
+        )
+        new = VPSieClientConfig.model_validate(settings)
+
+        def secret(value: SecretStr | None) -> str | None:
+            return value.get_secret_value() if value is not None else None
+
+        old = self.config
+        if (new.client_id, secret(new.client_secret), secret(new.api_token)) == (
+            old.client_id,
+            secret(old.client_secret),
+            secret(old.api_token),
+        ):
+            return False
+        tokens = self._token_source(new)
+        await self._call(
+            "verify_credentials", "GET", VERIFY_PATH, idempotent=True, tokens=tokens, relogin=False
+        )
+        self.config, self.tokens = new, tokens
+        log.info("vpsie.credentials_updated", mode="api_token" if new.api_token else "client_credentials")
+        return True
 
     async def __aenter__(self) -> Self:
         return self
@@ -265,12 +307,15 @@ class VPSieClient:
         params: Mapping[str, str] | None = None,
         idempotent: bool,
         authenticate: bool = True,
+        tokens: TokenSource | None = None,
+        relogin: bool = True,
     ) -> bytes:
         """Send one logical call, with re-login on 401 and retries for idempotent calls."""
         retries = 0
-        relogged = False
+        relogged = not relogin
+        source = tokens or self.tokens
         while True:
-            headers = await self.tokens.headers() if authenticate else {}
+            headers = await source.headers() if authenticate else {}
             try:
                 return await self._attempt(
                     operation, method, path, headers, json=json, form=form, params=params
@@ -421,14 +466,11 @@ class VPSieClient:
 
     # --- auth ----------------------------------------------------------------------------------------
 
-    async def _login(self) -> IssuedToken:
+    async def _login(self, config: VPSieClientConfig) -> IssuedToken:
         """Exchange clientId/clientSecret for an access token (both known response shapes, §2.3)."""
-        assert self.config.client_id is not None
-        assert self.config.client_secret is not None
-        credentials = {
-            "clientId": self.config.client_id,
-            "clientSecret": self.config.client_secret.get_secret_value(),
-        }
+        assert config.client_id is not None
+        assert config.client_secret is not None
+        credentials = {"clientId": config.client_id, "clientSecret": config.client_secret.get_secret_value()}
         try:
             body = await self._call(
                 "auth_login", "POST", LOGIN_PATH, json=credentials, idempotent=True, authenticate=False

@@ -117,3 +117,17 @@ async def test_exchanged_token_is_sent_in_both_headers(server: TestServer, sim: 
     assert sim.state.token_valid(token)
     assert CLIENT_ID not in repr(c.tokens)
     assert token not in repr(c.tokens)
+
+
+async def test_credentials_rotate_only_when_the_new_ones_work(client: VPSieClient, sim: Simulator) -> None:
+    await client.list_datacenters()
+    with pytest.raises(errors.Unauthorized):
+        await client.update_credentials(client_id=CLIENT_ID, client_secret="not-the-secret")
+    assert await client.list_datacenters()  # the old credentials still serve
+    assert await client.update_credentials(api_token=API_TOKEN) is True
+    assert await client.update_credentials(api_token=API_TOKEN) is False
+    logins_before = sim.state.logins
+    sim.state.expire_tokens()
+    assert await client.list_datacenters()
+    assert sim.state.logins == logins_before  # a static token needs no login
+    assert client.config.api_token is not None
