@@ -196,6 +196,19 @@ def _validation_summary(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
+async def _read_capped(stream: aiohttp.StreamReader, limit: int) -> bytes:
+    """The whole body, but stop once it is longer than ``limit`` (``read(n)`` may return less than n)."""
+    chunks: list[bytes] = []
+    size = 0
+    while size <= limit:
+        chunk = await stream.read(limit + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
 def _seg(value: str | int) -> str:
     """One path segment, quoted so an identifier can never change the route."""
     return quote(str(value), safe="")
@@ -392,7 +405,7 @@ class VPSieClient:
                 headers=send_headers,
                 timeout=self._timeout,
             ) as resp:
-                body = await resp.content.read(MAX_BODY_BYTES + 1)
+                body = await _read_capped(resp.content, MAX_BODY_BYTES)
                 status = resp.status
                 retry_after = _retry_after(resp.headers.get("Retry-After"), self._clock.now())
         except TimeoutError:

@@ -6,7 +6,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from tests.unit.vpsie.conftest import API_TOKEN, base_url, make_client
+from tests.unit.vpsie.conftest import API_TOKEN, base_url, drive, make_client
 from vpsie_autoscaler.runtime.clock import FakeClock
 from vpsie_autoscaler.vpsie import errors
 from vpsie_autoscaler.vpsie.client import VMCreate, VPSieClient
@@ -282,3 +282,28 @@ async def test_metrics_count_requests_by_operation_and_code(client: VPSieClient)
     assert requests.labels(operation="list_datacenters", code="200")._value.get() == 1
     assert requests.labels(operation="get_k8s_cluster", code="404")._value.get() == 1
     assert requests.labels(operation="auth_login", code="200")._value.get() == 1
+
+
+async def test_large_lists_arrive_whole(client: VPSieClient, sim: Simulator, sim_clock: FakeClock) -> None:
+    for i in range(300):
+        sim.state.create_vm(vm_request(f"asg-many-{i:03d}").body(f"p{i}"))
+    await sim_clock.advance(BOOT)
+    assert len(await client.list_vms()) == 300
+
+
+async def test_an_oversized_body_is_refused(
+    client: VPSieClient,
+    sim: Simulator,
+    sim_clock: FakeClock,
+    client_clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from vpsie_autoscaler.vpsie import client as client_module
+
+    for i in range(20):
+        sim.state.create_vm(vm_request(f"asg-big-{i:03d}").body(f"p{i}"))
+    await sim_clock.advance(BOOT)
+    await client.list_datacenters()  # log in while bodies are still allowed
+    monkeypatch.setattr(client_module, "MAX_BODY_BYTES", 2000)
+    with pytest.raises(errors.ServerError, match="over 2000 bytes"):
+        await drive(client_clock, client.list_vms())  # retried like any 5xx, then reported
