@@ -44,7 +44,7 @@ BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler
 KWOK_STAGES_FILE = "kwok-stages.yaml"
 # Environment overrides: a prebuilt binary dir (skips build.py), and fixed ports for debugging.
 BIN_DIR_ENV = "DEVCLUSTER_BIN_DIR"
-PORT_ENV_PREFIX = "DEVCLUSTER_PORT_"  # e.g. DEVCLUSTER_PORT_APISERVER=6443
+PORT_ENV_PREFIX = "DEVCLUSTER_PORT_"  # e.g. DEVCLUSTER_PORT_KUBE_APISERVER=6443
 
 # Readiness deadlines. Generous because the machine may be a loaded 2-core CI runner (the apiserver
 # alone compiles its OpenAPI and runs ~40 post-start hooks), bounded so a broken start fails in
@@ -367,7 +367,7 @@ class DevCluster:
 
         def make_apiserver() -> Component:
             nonlocal apiserver_port
-            apiserver_port = free_port("apiserver")
+            apiserver_port = free_port("kube-apiserver")
             return self._apiserver(certs, apiserver_port)
 
         self._launch(make_apiserver, APISERVER_READY_S)
