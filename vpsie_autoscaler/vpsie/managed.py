@@ -12,9 +12,15 @@ provider *binds* the hostname the autoscaler asked for to the node VPSie creates
    instance carries VPSie's hostname (the Node name is its lower-cased form) and
    ``requested_hostname``, and answers to both.
 
-Claims live in memory. After a restart the controller must re-adopt unclaimed nodes of the group (they
-show up in ``list`` with ``requested_hostname=None``): the VPSieNode records VPSie's hostname as soon as
-it is bound, which closes the window to the time between add-node and the node's first appearance.
+Claims are kept in a :class:`ClaimStore`, written *before* add-node is called and again when bound
+(write-ahead, as the VPSieNode itself is written before the cloud call). The default
+:class:`MemoryClaimStore` forgets on restart; a store that persists claims (for example in the
+VPSieNode's annotations) makes the binding survive a crash between add-node and the node's first
+appearance. Nodes of the group bound to no claim show up in ``list`` with ``requested_hostname=None``.
+
+A claim whose node never appears (VPSie accepted but never delivered, or a crash between writing the
+claim and add-node) is abandoned on ``delete`` once it is older than ``abandon_after``: the delete
+succeeds, and a node arriving later is simply unclaimed.
 
 **Group membership.** Cluster detail nodes carry no group in the known shapes. A node belongs to the
 group when (in this order): its ``group_id`` equals the group's id (simulator extension); its
@@ -32,15 +38,16 @@ no longer listed is already gone (success).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Protocol
 
 import structlog
 
 from vpsie_autoscaler.runtime.clock import Clock, RealClock
 from vpsie_autoscaler.vpsie import models as m
 from vpsie_autoscaler.vpsie.client import VPSieClient
-from vpsie_autoscaler.vpsie.errors import InstanceNotReady, NotFound
+from vpsie_autoscaler.vpsie.errors import InstanceNotReady, NotFound, VPSieTimeout
 from vpsie_autoscaler.vpsie.provider import (
     CreateRequest,
     Instance,
@@ -58,13 +65,48 @@ _STOPPED_STATUSES = frozenset({"stopped", "off", "shutdown"})
 _FAILED_STATUSES = frozenset({"failed", "error"})
 
 
-@dataclass
-class _Claim:
+DEFAULT_ABANDON_AFTER = timedelta(minutes=30)  # longer than any sane maxProvisionTime
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A requested node: the hostname the autoscaler chose, and the VPSie node it was bound to."""
+
     requested: str  # the hostname the autoscaler chose
     source: ManagedSource
     baseline: frozenset[str]  # lower-cased hostnames in the group just before add-node
     created: datetime
     bound: str | None = None  # lower-cased VPSie hostname once matched
+
+    @property
+    def key(self) -> str:
+        return self.requested.lower()
+
+
+class ClaimStore(Protocol):
+    """Where claims live. Every method may do I/O; ``put`` replaces a claim with the same key."""
+
+    async def load(self) -> list[Claim]: ...
+
+    async def put(self, claim: Claim) -> None: ...
+
+    async def remove(self, requested: str) -> None: ...
+
+
+class MemoryClaimStore:
+    """Claims in memory only (lost on restart)."""
+
+    def __init__(self) -> None:
+        self.claims: dict[str, Claim] = {}
+
+    async def load(self) -> list[Claim]:
+        return list(self.claims.values())
+
+    async def put(self, claim: Claim) -> None:
+        self.claims[claim.key] = claim
+
+    async def remove(self, requested: str) -> None:
+        self.claims.pop(requested.lower(), None)
 
 
 def _state(node: m.K8sNode) -> InstanceState:
@@ -86,13 +128,34 @@ def _source(source: NodeSource) -> ManagedSource:
 
 class ManagedKubernetesProvider:
     def __init__(
-        self, client: VPSieClient, *, clock: Clock | None = None, reduce_fallback: bool = True
+        self,
+        client: VPSieClient,
+        *,
+        clock: Clock | None = None,
+        claims: ClaimStore | None = None,
+        reduce_fallback: bool = True,
+        abandon_after: timedelta = DEFAULT_ABANDON_AFTER,
     ) -> None:
         self._client = client
         self._clock = clock or RealClock()
+        self._store: ClaimStore = claims if claims is not None else MemoryClaimStore()
         self._reduce_fallback = reduce_fallback
-        self._claims: dict[str, _Claim] = {}  # by lower-cased requested hostname
+        self._abandon_after = abandon_after
+        self._claims: dict[str, Claim] | None = None  # cache of the store, by lower-cased requested hostname
         self._reducing: set[str] = set()  # lower-cased hostnames a reduce was sent for
+
+    async def _loaded(self) -> dict[str, Claim]:
+        if self._claims is None:
+            self._claims = {c.key: c for c in await self._store.load()}
+        return self._claims
+
+    async def _put(self, claim: Claim) -> None:
+        await self._store.put(claim)
+        (await self._loaded())[claim.key] = claim
+
+    async def _drop(self, claim: Claim) -> None:
+        await self._store.remove(claim.requested)
+        (await self._loaded()).pop(claim.key, None)
 
     async def _group_nodes(self, source: ManagedSource) -> tuple[m.K8sNodeGroup | None, list[m.K8sNode]]:
         detail = await self._client.get_k8s_cluster(source.cluster_identifier)
@@ -108,21 +171,22 @@ class ManagedKubernetesProvider:
             return group, [n for n in workers if (n.cpu, n.ram, n.disk) == size]
         return group, workers if len(groups) == 1 else []
 
-    def _bind(self, source: ManagedSource, nodes: list[m.K8sNode]) -> None:
-        claims = sorted(
-            (c for c in self._claims.values() if c.source == source and c.bound is None),
-            key=lambda c: c.created,
+    async def _bind(self, source: ManagedSource, nodes: list[m.K8sNode]) -> dict[str, Claim]:
+        claims = await self._loaded()
+        waiting = sorted(
+            (c for c in claims.values() if c.source == source and c.bound is None), key=lambda c: c.created
         )
-        taken = {c.bound for c in self._claims.values() if c.bound is not None}
+        taken = {c.bound for c in claims.values() if c.bound is not None}
         fresh = sorted(nodes, key=lambda n: (n.created_on is None, n.created_on or datetime.min, n.id or 0))
-        for claim in claims:
+        for claim in waiting:
             for node in fresh:
                 name = node.hostname.lower()
                 if name not in taken and name not in claim.baseline:
-                    claim.bound = name
+                    await self._put(replace(claim, bound=name))
                     taken.add(name)
                     log.info("vpsie.managed.bound", requested=claim.requested, hostname=node.hostname)
                     break
+        return claims
 
     def _instance(self, source: ManagedSource, node: m.K8sNode, requested: str | None) -> Instance:
         return Instance(
@@ -140,7 +204,7 @@ class ManagedKubernetesProvider:
             requested_hostname=requested,
         )
 
-    def _pending(self, claim: _Claim) -> Instance:
+    def _pending(self, claim: Claim) -> Instance:
         return Instance(
             hostname=claim.requested,
             source=claim.source,
@@ -152,11 +216,11 @@ class ManagedKubernetesProvider:
     async def list(self, source: NodeSource) -> list[Instance]:
         src = _source(source)
         _, nodes = await self._group_nodes(src)
-        self._bind(src, nodes)
-        requested_by_node = {c.bound: c.requested for c in self._claims.values() if c.bound}
+        claims = await self._bind(src, nodes)
+        requested_by_node = {c.bound: c.requested for c in claims.values() if c.bound}
         result = [self._instance(src, n, requested_by_node.get(n.hostname.lower())) for n in nodes]
         # A bound claim whose node is gone is not listed: the node was deleted.
-        result.extend(self._pending(c) for c in self._claims.values() if c.source == src and c.bound is None)
+        result.extend(self._pending(c) for c in claims.values() if c.source == src and c.bound is None)
         return result
 
     async def get(self, source: NodeSource, hostname: str) -> Instance | None:
@@ -168,7 +232,7 @@ class ManagedKubernetesProvider:
     async def create(self, request: CreateRequest) -> None:
         src = _source(request.source)
         key = request.hostname.lower()
-        if key in self._claims:
+        if key in await self._loaded():
             return  # already requested: VPSie has no idempotency key, so never ask twice
         group, nodes = await self._group_nodes(src)
         if group is None:
@@ -178,17 +242,19 @@ class ManagedKubernetesProvider:
             )
         if any(n.hostname.lower() == key for n in nodes):
             return
-        claim = _Claim(
+        claim = Claim(
             requested=request.hostname,
             source=src,
             baseline=frozenset(n.hostname.lower() for n in nodes),
             created=self._clock.now(),
         )
-        self._claims[key] = claim
+        await self._put(claim)  # write-ahead: a crash after add-node still finds the claim
         try:
             await self._client.add_node(src.cluster_identifier, src.group_id)
+        except VPSieTimeout:
+            raise  # the outcome is unknown: keep the claim, the node may still appear
         except BaseException:
-            del self._claims[key]
+            await self._drop(claim)
             raise
         log.info("vpsie.managed.add_node", requested=request.hostname, group=src.group_id)
 
@@ -196,13 +262,20 @@ class ManagedKubernetesProvider:
         src = _source(instance.source)
         current = await self.get(src, instance.requested_hostname or instance.hostname)
         if current is None:
-            self._forget(instance)
+            await self._forget(instance)
             return  # already gone
         if current.identifier is None and current.numeric_id is None:
-            raise InstanceNotReady(
-                f"node {instance.hostname} is not created yet; delete it once it appears",
-                operation="delete_node",
+            created = current.created_at or self._clock.now()
+            if self._clock.now() - created < self._abandon_after:
+                raise InstanceNotReady(
+                    f"node {instance.hostname} is not created yet; delete it once it appears",
+                    operation="delete_node",
+                )
+            log.warning(
+                "vpsie.managed.claim_abandoned", requested=current.hostname, since=created.isoformat()
             )
+            await self._forget(current)
+            return
         if current.identifier is not None:
             try:
                 await self._client.delete_node(src.cluster_identifier, current.identifier)
@@ -212,10 +285,10 @@ class ManagedKubernetesProvider:
                     # The node is listed but the targeted route does not know it: no targeted delete here.
                     log.warning("vpsie.managed.targeted_delete_unavailable", hostname=current.hostname)
                     await self._reduce(src, current)
-            self._forget(current)
+            await self._forget(current)
             return
         await self._reduce(src, current)
-        self._forget(current)
+        await self._forget(current)
 
     async def _reduce(self, src: ManagedSource, instance: Instance) -> None:
         """Ask VPSie to remove *a* node of the group, once per node (a second reduce would take another)."""
@@ -236,7 +309,7 @@ class ManagedKubernetesProvider:
         await self._client.reduce_group(src.cluster_identifier, src.group_id)
         self._reducing.add(name)
 
-    def _forget(self, instance: Instance) -> None:
-        for key, claim in list(self._claims.items()):
+    async def _forget(self, instance: Instance) -> None:
+        for claim in list((await self._loaded()).values()):
             if instance.answers_to(claim.requested) or claim.bound == instance.hostname.lower():
-                del self._claims[key]
+                await self._drop(claim)

@@ -7,13 +7,19 @@ hostname and a fresh ``processId`` (echoed by the pending queue, §3.5), plus a 
 ``--node-labels``/``--register-with-taints``, see :mod:`bootstrap`). Creation is never retried blindly:
 ``create`` first looks for the hostname in the VM list and the pending queue.
 
-Readiness follows §4.5: ``is_active == 1 and power == 1`` is running.
+Readiness follows §4.5: ``is_active == 1 and power == 1`` is running. VPSie cannot delete a VM that
+is still in the pending queue: ``delete`` answers :class:`InstanceNotReady` until ``abandon_after`` has
+passed since it first tried, then succeeds (a VM that still materialises later carries our naming and
+no VPSieNode, so garbage collection removes it).
 """
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 import structlog
 
+from vpsie_autoscaler.runtime.clock import Clock, RealClock
 from vpsie_autoscaler.vpsie import models as m
 from vpsie_autoscaler.vpsie.bootstrap import render_user_data
 from vpsie_autoscaler.vpsie.client import VMCreate, VPSieClient
@@ -23,6 +29,7 @@ from vpsie_autoscaler.vpsie.provider import CreateRequest, Instance, InstanceSta
 log = structlog.get_logger("vpsie_autoscaler.vpsie.vms")
 
 DEFAULT_DELETE_REASON = "vpsie-autoscaler scale-down"
+DEFAULT_ABANDON_AFTER = timedelta(minutes=30)  # a VM stuck this long in /vm/pending is not coming
 
 
 def _source(source: NodeSource) -> VMSource:
@@ -44,12 +51,17 @@ class VMProvider:
         self,
         client: VPSieClient,
         *,
+        clock: Clock | None = None,
         delete_password: str = "",
         delete_reason: str = DEFAULT_DELETE_REASON,
+        abandon_after: timedelta = DEFAULT_ABANDON_AFTER,
     ) -> None:
         self._client = client
+        self._clock = clock or RealClock()
         self._password = delete_password
         self._reason = delete_reason
+        self._abandon_after = abandon_after
+        self._pending_since: dict[str, datetime] = {}  # first time a delete found it still pending
 
     def __repr__(self) -> str:
         return "VMProvider()"
@@ -127,10 +139,18 @@ class VMProvider:
             if current is None:
                 return
             if current.identifier is None:
-                raise InstanceNotReady(
-                    f"VM {instance.hostname} is still pending creation; delete it once it exists",
-                    operation="delete_vm",
-                )
+                key = current.hostname.lower()
+                since = self._pending_since.setdefault(key, self._clock.now())
+                if self._clock.now() - since < self._abandon_after:
+                    raise InstanceNotReady(
+                        f"VM {instance.hostname} is still pending creation; delete it once it exists",
+                        operation="delete_vm",
+                    )
+                # VPSie never delivered it. If it ever does, it carries our naming and no VPSieNode:
+                # the garbage collector removes it.
+                log.warning("vpsie.vm.pending_abandoned", hostname=instance.hostname, since=since.isoformat())
+                del self._pending_since[key]
+                return
             identifier = current.identifier
         try:
             await self._client.delete_vm(

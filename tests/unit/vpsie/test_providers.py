@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from types import MappingProxyType
 
 import pytest
+from aiohttp.test_utils import TestServer
 
+from tests.unit.vpsie.conftest import make_client
 from tests.unit.vpsie.test_contract import ADVANCED_PLAN
-from vpsie_autoscaler.runtime.clock import FakeClock
+from vpsie_autoscaler.runtime.clock import FakeClock, RealClock
 from vpsie_autoscaler.vpsie import errors
 from vpsie_autoscaler.vpsie.bootstrap import decode_user_data, parse_kubelet_flags
 from vpsie_autoscaler.vpsie.client import VPSieClient
-from vpsie_autoscaler.vpsie.managed import ManagedKubernetesProvider
+from vpsie_autoscaler.vpsie.managed import ManagedKubernetesProvider, MemoryClaimStore
 from vpsie_autoscaler.vpsie.provider import CreateRequest, InstanceState, ManagedSource, Taint, VMSource
 from vpsie_autoscaler.vpsie.sim.app import Simulator
-from vpsie_autoscaler.vpsie.sim.config import DEFAULT_CLUSTER, DEFAULT_DATACENTER, DEFAULT_OS, DEFAULT_PROJECT
+from vpsie_autoscaler.vpsie.sim.config import (
+    DEFAULT_CLUSTER,
+    DEFAULT_DATACENTER,
+    DEFAULT_OS,
+    DEFAULT_PROJECT,
+    SimConfig,
+)
+from vpsie_autoscaler.vpsie.sim.faults import FaultKind, FaultSpec
 from vpsie_autoscaler.vpsie.vms import VMProvider
 
 BOOT = 5.0
@@ -253,3 +263,93 @@ async def test_stopped_vm_is_reported_stopped(client: VPSieClient, sim_clock: Fa
     stopped = await provider.get(VM_SOURCE, "asg-general-stop")
     assert stopped is not None
     assert stopped.state is InstanceState.STOPPED
+
+
+# --- claims: crash safety and abandoned requests -----------------------------------------------------
+
+
+async def test_a_persisted_claim_survives_a_restart_and_prevents_a_second_node(
+    client: VPSieClient, sim: Simulator, sim_clock: FakeClock
+) -> None:
+    store = MemoryClaimStore()  # stands for a store that persists (e.g. in VPSieNode annotations)
+    source = await managed_source(client)
+    request = CreateRequest(hostname="ng-crash", source=source)
+    await ManagedKubernetesProvider(client, clock=sim_clock, claims=store).create(request)
+    # The process dies here; a new one starts with the same store before the node appeared.
+    restarted = ManagedKubernetesProvider(client, clock=sim_clock, claims=store)
+    pending = await restarted.get(source, "ng-crash")
+    assert pending is not None
+    assert pending.state is InstanceState.PENDING
+    await restarted.create(request)  # the controller's "create unless found" finds the claim
+    await sim_clock.advance(BOOT)
+    instance = await restarted.get(source, "ng-crash")
+    assert instance is not None
+    assert instance.state is InstanceState.RUNNING
+    assert len([n for n in sim.state.nodes.values() if n.group_id]) == 1
+    assert store.claims["ng-crash"].bound == instance.node_name
+
+
+async def test_a_node_that_never_appears_is_abandoned_after_the_grace(
+    client: VPSieClient, sim: Simulator, sim_clock: FakeClock
+) -> None:
+    sim.faults.add(FaultSpec(kind=FaultKind.NEVER_BOOT, path="*/add/slave/group/*"))
+    store = MemoryClaimStore()
+    provider = ManagedKubernetesProvider(
+        client, clock=sim_clock, claims=store, abandon_after=timedelta(minutes=30)
+    )
+    source = await managed_source(client)
+    await provider.create(CreateRequest(hostname="ng-ghost", source=source))
+    pending = await provider.get(source, "ng-ghost")
+    assert pending is not None
+    await sim_clock.advance(29 * 60)
+    with pytest.raises(errors.InstanceNotReady):
+        await provider.delete(pending)
+    await sim_clock.advance(2 * 60)
+    await provider.delete(pending)
+    assert await provider.get(source, "ng-ghost") is None
+    assert store.claims == {}
+
+
+async def test_a_failed_add_node_leaves_no_claim(
+    client: VPSieClient, sim: Simulator, sim_clock: FakeClock
+) -> None:
+    sim.faults.add(
+        FaultSpec(kind=FaultKind.ERROR_200, path="*/add/slave/group/*", message="Resource is locked")
+    )
+    provider = ManagedKubernetesProvider(client, clock=sim_clock)
+    source = await managed_source(client)
+    with pytest.raises(errors.BusinessRuleError):
+        await provider.create(CreateRequest(hostname="ng-refused", source=source))
+    assert await provider.get(source, "ng-refused") is None
+
+
+async def test_a_timed_out_add_node_keeps_its_claim(sim_config: SimConfig) -> None:
+    sim = Simulator(sim_config, clock=RealClock(), seed=3)
+    sim.faults.add(FaultSpec(kind=FaultKind.LATENCY, path="*/add/slave/group/*", seconds=1.0))
+    server = TestServer(sim.app(), host="127.0.0.1")
+    await server.start_server()
+    try:
+        async with make_client(server, FakeClock(), request_timeout=0.3) as client:
+            provider = ManagedKubernetesProvider(client)
+            source = await managed_source(client)
+            with pytest.raises(errors.VPSieTimeout):
+                await provider.create(CreateRequest(hostname="ng-unsure", source=source))
+            pending = await provider.get(source, "ng-unsure")
+            assert pending is not None  # outcome unknown: never ask VPSie twice
+            assert pending.state is InstanceState.PENDING
+    finally:
+        await server.close()
+
+
+async def test_a_vm_stuck_in_pending_is_abandoned_after_the_grace(
+    client: VPSieClient, sim: Simulator, sim_clock: FakeClock
+) -> None:
+    sim.faults.add(FaultSpec(kind=FaultKind.NEVER_BOOT, path="/apps/v2/vm", method="POST"))
+    provider = VMProvider(client, clock=sim_clock, abandon_after=timedelta(minutes=30))
+    await provider.create(CreateRequest(hostname="asg-general-ghost", source=VM_SOURCE))
+    pending = await provider.get(VM_SOURCE, "asg-general-ghost")
+    assert pending is not None
+    with pytest.raises(errors.InstanceNotReady):
+        await provider.delete(pending)
+    await sim_clock.advance(31 * 60)
+    await provider.delete(pending)
