@@ -194,11 +194,19 @@ async def test_vm_delete_removes_it_after_the_delay(client: VPSieClient, sim_clo
 
 
 async def test_vm_routes_also_work_under_the_api_v2_prefix(
-    server: TestServer, client_clock: FakeClock
+    server: TestServer, sim: Simulator, client_clock: FakeClock, sim_clock: FakeClock
 ) -> None:
     async with make_client(server, client_clock, vm_prefix="/api/v2/vm") as c:
         await c.create_vm(vm_request("asg-alt-1"))
         assert [p.data.hostname for p in await c.list_pending_vms()] == ["asg-alt-1"]
+        await sim_clock.advance(BOOT)
+        [vm] = await c.list_vms()
+        assert (await c.get_vm(vm.identifier)).hostname == "asg-alt-1"
+        await c.stop_vm(vm.identifier)
+        await c.delete_vm(vm.identifier, password="", reason="test")
+    paths = {r["path"] for r in sim.requests}
+    assert {"/api/v2/vm", f"/api/v2/vm/{vm.identifier}", "/api/v2/vm/stop"} <= paths
+    assert "/apps/v2/vm" not in paths
 
 
 # --- quirks (raw HTTP, since the client never sends these mistakes) ---------------------------------
