@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from types import MappingProxyType
+from typing import cast
 
 import pytest
 from aiohttp.test_utils import TestServer
@@ -15,6 +16,7 @@ from vpsie_autoscaler.vpsie import errors
 from vpsie_autoscaler.vpsie.bootstrap import decode_user_data, parse_kubelet_flags
 from vpsie_autoscaler.vpsie.client import VPSieClient
 from vpsie_autoscaler.vpsie.managed import ManagedKubernetesProvider, MemoryClaimStore
+from vpsie_autoscaler.vpsie.models import K8sClusterDetail, K8sNodeGroup
 from vpsie_autoscaler.vpsie.provider import CreateRequest, InstanceState, ManagedSource, Taint, VMSource
 from vpsie_autoscaler.vpsie.sim.app import Simulator
 from vpsie_autoscaler.vpsie.sim.config import (
@@ -353,3 +355,40 @@ async def test_a_vm_stuck_in_pending_is_abandoned_after_the_grace(
         await provider.delete(pending)
     await sim_clock.advance(31 * 60)
     await provider.delete(pending)
+
+
+class ShapeClient:
+    """Answers cluster detail and groups in a given node shape (no simulator needed)."""
+
+    def __init__(self, nodes: list[dict[str, object]]) -> None:
+        self.nodes = nodes
+
+    async def get_k8s_cluster(self, cluster_identifier: str) -> K8sClusterDetail:
+        return K8sClusterDetail.model_validate({"identifier": cluster_identifier, "nodes": self.nodes})
+
+    async def list_node_groups(self, cluster_identifier: str) -> list[K8sNodeGroup]:
+        return [
+            K8sNodeGroup(id=1, group_name="small", cpu=2, ram=4096, ssd=80),
+            K8sNodeGroup(id=2, group_name="big", cpu=8, ram=16384, ssd=320),
+        ]
+
+
+async def test_without_group_ids_nodes_are_attributed_by_size() -> None:
+    """AS node shape: sizes but no group. One group per size makes the size a group key."""
+    nodes: list[dict[str, object]] = [
+        {"identifier": "a", "hostname": "c-slave-aaaa", "role": "slave", "cpu": 2, "ram": 4096, "disk": 80},
+        {
+            "identifier": "b",
+            "hostname": "c-slave-bbbb",
+            "role": "slave",
+            "cpu": "8",
+            "ram": 16384,
+            "disk": 320,
+        },
+        {"identifier": "m", "hostname": "c-master", "role": "master", "cpu": 2, "ram": 4096, "disk": 80},
+    ]
+    provider = ManagedKubernetesProvider(cast(VPSieClient, ShapeClient(nodes)))
+    small = await provider.list(ManagedSource(cluster_identifier="c", group_id=1))
+    big = await provider.list(ManagedSource(cluster_identifier="c", group_id=2))
+    assert [i.hostname for i in small] == ["c-slave-aaaa"]
+    assert [i.hostname for i in big] == ["c-slave-bbbb"]

@@ -22,6 +22,7 @@ from vpsie_autoscaler.vpsie.sim.app import ADMIN_PREFIX, Simulator
 from vpsie_autoscaler.vpsie.sim.config import ConfigError, SimConfig, load_config
 
 GENERATED_SECRET_BYTES = 16
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 def build_config(args: argparse.Namespace) -> SimConfig:
@@ -76,6 +77,8 @@ async def serve(args: argparse.Namespace, config: SimConfig) -> None:
     print(f"  client secret:  {config.client_secret}")
     print(f"  api token:      {config.api_tokens[0]}")
     print(f"  admin:          {base}{ADMIN_PREFIX}/state")
+    if args.host not in LOOPBACK_HOSTS:
+        print(f"  warning: the admin endpoints need no auth and {args.host} is not a loopback address")
     sys.stdout.flush()
     if args.ready_file:
         args.ready_file.write_text(json.dumps(info))
