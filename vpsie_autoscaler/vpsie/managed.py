@@ -38,6 +38,7 @@ no longer listed is already gone (success).
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -143,6 +144,9 @@ class ManagedKubernetesProvider:
         self._abandon_after = abandon_after
         self._claims: dict[str, Claim] | None = None  # cache of the store, by lower-cased requested hostname
         self._reducing: set[str] = set()  # lower-cased hostnames a reduce was sent for
+        # Claims change under one lock: two concurrent creates of a hostname must not both add a node,
+        # and two concurrent lists must not bind one node to two claims.
+        self._lock = asyncio.Lock()
 
     async def _loaded(self) -> dict[str, Claim]:
         if self._claims is None:
@@ -172,6 +176,10 @@ class ManagedKubernetesProvider:
         return group, workers if len(groups) == 1 else []
 
     async def _bind(self, source: ManagedSource, nodes: list[m.K8sNode]) -> dict[str, Claim]:
+        async with self._lock:
+            return await self._bind_locked(source, nodes)
+
+    async def _bind_locked(self, source: ManagedSource, nodes: list[m.K8sNode]) -> dict[str, Claim]:
         claims = await self._loaded()
         waiting = sorted(
             (c for c in claims.values() if c.source == source and c.bound is None), key=lambda c: c.created
@@ -230,6 +238,10 @@ class ManagedKubernetesProvider:
         return None
 
     async def create(self, request: CreateRequest) -> None:
+        async with self._lock:
+            await self._create_locked(request)
+
+    async def _create_locked(self, request: CreateRequest) -> None:
         src = _source(request.source)
         key = request.hostname.lower()
         if key in await self._loaded():
@@ -310,6 +322,10 @@ class ManagedKubernetesProvider:
         self._reducing.add(name)
 
     async def _forget(self, instance: Instance) -> None:
+        async with self._lock:
+            await self._forget_locked(instance)
+
+    async def _forget_locked(self, instance: Instance) -> None:
         for claim in list((await self._loaded()).values()):
             if instance.answers_to(claim.requested) or claim.bound == instance.hostname.lower():
                 await self._drop(claim)

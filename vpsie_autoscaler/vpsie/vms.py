@@ -15,6 +15,7 @@ no VPSieNode, so garbage collection removes it).
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 
 import structlog
@@ -62,6 +63,7 @@ class VMProvider:
         self._reason = delete_reason
         self._abandon_after = abandon_after
         self._pending_since: dict[str, datetime] = {}  # first time a delete found it still pending
+        self._creating: dict[str, asyncio.Lock] = {}  # per lower-cased hostname
 
     def __repr__(self) -> str:
         return "VMProvider()"
@@ -109,6 +111,16 @@ class VMProvider:
         return None
 
     async def create(self, request: CreateRequest) -> None:
+        key = request.hostname.lower()
+        lock = self._creating.setdefault(key, asyncio.Lock())
+        try:
+            async with lock:  # two concurrent creates of one hostname must not both reach VPSie
+                await self._create(request)
+        finally:
+            if not lock.locked():
+                self._creating.pop(key, None)
+
+    async def _create(self, request: CreateRequest) -> None:
         src = _source(request.source)
         if not request.hostname.lower().startswith(src.hostname_prefix.lower()):
             raise ValueError(

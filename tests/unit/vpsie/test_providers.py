@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from types import MappingProxyType
 from typing import cast
@@ -392,3 +393,18 @@ async def test_without_group_ids_nodes_are_attributed_by_size() -> None:
     big = await provider.list(ManagedSource(cluster_identifier="c", group_id=2))
     assert [i.hostname for i in small] == ["c-slave-aaaa"]
     assert [i.hostname for i in big] == ["c-slave-bbbb"]
+
+
+async def test_concurrent_creates_of_one_hostname_ask_vpsie_once(
+    client: VPSieClient, sim: Simulator, sim_clock: FakeClock
+) -> None:
+    managed = ManagedKubernetesProvider(client, clock=sim_clock)
+    vms = VMProvider(client)
+    source = await managed_source(client)
+    same_node = CreateRequest(hostname="ng-race", source=source)
+    same_vm = CreateRequest(hostname="asg-general-race", source=VM_SOURCE)
+    await asyncio.gather(
+        *(managed.create(same_node) for _ in range(5)), *(vms.create(same_vm) for _ in range(5))
+    )
+    assert len([r for r in sim.requests if "/add/slave/" in str(r["path"])]) == 1
+    assert len([r for r in sim.requests if r["path"] == "/apps/v2/vm" and r["method"] == "POST"]) == 1
