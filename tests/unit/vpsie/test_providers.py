@@ -18,7 +18,14 @@ from vpsie_autoscaler.vpsie.bootstrap import decode_user_data, parse_kubelet_fla
 from vpsie_autoscaler.vpsie.client import VPSieClient
 from vpsie_autoscaler.vpsie.managed import ManagedKubernetesProvider, MemoryClaimStore
 from vpsie_autoscaler.vpsie.models import K8sClusterDetail, K8sNodeGroup
-from vpsie_autoscaler.vpsie.provider import CreateRequest, InstanceState, ManagedSource, Taint, VMSource
+from vpsie_autoscaler.vpsie.provider import (
+    CreateRequest,
+    InstanceState,
+    ManagedSource,
+    NodeProvider,
+    Taint,
+    VMSource,
+)
 from vpsie_autoscaler.vpsie.sim.app import Simulator
 from vpsie_autoscaler.vpsie.sim.config import (
     DEFAULT_CLUSTER,
@@ -408,3 +415,8 @@ async def test_concurrent_creates_of_one_hostname_ask_vpsie_once(
     )
     assert len([r for r in sim.requests if "/add/slave/" in str(r["path"])]) == 1
     assert len([r for r in sim.requests if r["path"] == "/apps/v2/vm" and r["method"] == "POST"]) == 1
+
+
+def test_both_providers_satisfy_the_node_provider_protocol(client: VPSieClient) -> None:
+    providers: list[NodeProvider] = [ManagedKubernetesProvider(client), VMProvider(client)]  # checked by mypy
+    assert len(providers) == 2
