@@ -367,7 +367,7 @@ def plan_scale_up(
     by_name = {g.name: g for g in groups}
     chosen: dict[str, tuple[GroupIncrease, PackResult]] = {}
     limited: dict[str, Reason] = {}
-    cache: dict[tuple[str, tuple[tuple[int, int], ...]], PackResult] = {}
+    cache: dict[tuple[str, int, tuple[tuple[int, int], ...]], PackResult] = {}
     while True:
         options: list[Option] = []
         packs: dict[str, PackResult] = {}
@@ -383,7 +383,7 @@ def plan_scale_up(
             if cap <= 0:
                 limited[name] = why or Reason(GROUP_AT_MAX_SIZE, "no room")
                 continue
-            key = (name, tuple((c.index, c.remaining) for c in live))
+            key = (name, cap, tuple((c.index, c.remaining) for c in live))
             result = cache.get(key)
             if result is None:
                 items = [PackItem(c.index, c.rep.requests, c.remaining) for c in live]
