@@ -62,6 +62,8 @@ AT_MIN_SIZE: Final = "AtMinSize"
 DISRUPTION_BUDGET_EXHAUSTED: Final = "DisruptionBudgetExhausted"
 MAX_CONCURRENT_DRAINS: Final = "MaxConcurrentDrains"
 MAX_BULK_DELETE: Final = "MaxEmptyBulkDelete"
+RECEIVES_MOVED_PODS: Final = "ReceivesMovedPods"
+"""The simulation already moves another candidate's pods onto this node: it must stay this pass."""
 
 # --- PodBlocksEviction details ----------------------------------------------------------------------
 POD_DISRUPTION_BUDGET: Final = "PodDisruptionBudget"

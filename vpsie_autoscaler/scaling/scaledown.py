@@ -55,6 +55,7 @@ from vpsie_autoscaler.scaling.reasons import (
     POD_BLOCKS_EVICTION,
     POD_DISRUPTION_BUDGET,
     PODS_CANNOT_MOVE,
+    RECEIVES_MOVED_PODS,
     RECENT_SCALE_UP,
     REMOVE_ABOVE_MAX,
     REMOVE_EMPTY,
@@ -429,8 +430,13 @@ def plan_scale_down(
     Nodes without a NodeGroup label, or of an unknown group, are destinations only: never touched.
     """
     by_name = {g.name: g for g in groups}
-    sims = {n.name: SimNode(n) for n in nodes if not n.deleting and not n.unschedulable and n.ready}
+    # Destinations, busiest first: pods packed onto full nodes leave the light ones removable
+    # (cluster-autoscaler's simulator also prefers to keep emptying the emptiest nodes).
+    live = [n for n in nodes if not n.deleting and not n.unschedulable and n.ready]
+    live.sort(key=lambda n: (-utilization(n), n.name))
+    sims = {n.name: SimNode(n) for n in live}
     gone: set[str] = set()  # nodes this plan removes or finds unneeded: not destinations any more
+    receiving: set[str] = set()  # destinations of simulated moves: their room is promised, they stay
     ledger = _PdbLedger(pdbs)
     rooms: dict[str, _GroupRoom] = {}
     for g in groups:
@@ -487,6 +493,7 @@ def plan_scale_down(
                 summary = _summarize(reasons)
                 return None, Reason(PODS_CANNOT_MOVE, f"pod {pod.key} fits on no other node{summary}")
             moved[pod.key] = dest.name
+        receiving.update(moved.values())
         return moved, None
 
     def accept(c: Candidate, reason: str, moved: Mapping[str, str]) -> Reason | None:
@@ -537,6 +544,8 @@ def plan_scale_down(
         if c.node.name in gone:
             continue
         reason = _first(NODE_RULES, c)
+        if reason is None and c.node.name in receiving:
+            reason = Reason(RECEIVES_MOVED_PODS, "pods of another node being removed are planned onto it")
         moved: dict[str, str] | None = None
         if reason is None:
             moved, reason = simulate(c)

@@ -29,6 +29,7 @@ from vpsie_autoscaler.scaling.snapshot import NodeInfo, PodInfo
 PROPERTY_SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 POOLS = ("a", "b", "c")
 TAINT = Taint("dedicated", "x", "NoSchedule")
+BUDGETS: tuple[int | str, ...] = (1, 2, 5, "10%", "50%", "100%")
 
 
 @st.composite
@@ -48,7 +49,7 @@ def pending_pod(draw: st.DrawFn, index: int) -> PodInfo:
         kw["extra"] = {"nvidia.com/gpu": "1"}
     cpu = draw(st.integers(50, 5000))
     mem = draw(st.integers(32, 9000))
-    return pod(f"p{index}", f"{cpu}m", f"{mem}Mi", **kw)  # type: ignore[arg-type]
+    return pod(f"p{index}", f"{cpu}m", f"{mem}Mi", **kw)
 
 
 @st.composite
@@ -235,7 +236,7 @@ def cluster(draw: st.DrawFn) -> tuple[list[NodeInfo], list[GroupTemplate]]:
                     utilization_threshold=draw(st.sampled_from((0.3, 0.5, 0.9))),
                     unneeded_time=timedelta(minutes=10),
                     max_concurrent_drains=draw(st.integers(0, 3)),
-                    disruption_budget=draw(st.sampled_from((1, 2, 5, "10%", "50%", "100%"))),
+                    disruption_budget=draw(st.sampled_from(BUDGETS)),
                 ),
             )
         )

@@ -332,3 +332,13 @@ def test_removal_messages() -> None:
     assert "underutilized node c" in drain.message
     assert "1 pod(s) fit elsewhere" in drain.message
     assert p.removals_for("web")
+
+
+def test_a_node_receiving_moved_pods_is_not_removed_in_the_same_pass() -> None:
+    # Found by the property test: both a candidate and the node its pods were planned onto removed.
+    low = on("low", pod("a", "100m"))
+    mid = on("mid", pod("b", "1200m"))  # 30%: underutilized too, but it will hold low's pod
+    p = plan([low, mid], [web(2)])
+    assert removed(p) == ["low"]
+    assert p.removals[0].destinations == {"default/a": "mid"}
+    assert p.blocked["mid"].code == r.RECEIVES_MOVED_PODS
