@@ -103,12 +103,21 @@ def pack(
         return worst
 
     order = sorted(items, key=lambda it: (-share(it), -it.count, it.index))
-    bins: list[_Bin] = []
+    reqs = [[item.requests[n] for n in names] for item in order]
+    # suffix_min[j][i]: the smallest request of resource i among items j.. (bins with less free
+    # of some resource than every remaining item needs can never take another pod: closed).
+    suffix_min: list[list[int]] = [[UNBOUNDED] * len(names) for _ in range(len(order) + 1)]
+    for j in range(len(order) - 1, -1, -1):
+        suffix_min[j] = [min(a, b) if b > 0 else a for a, b in zip(suffix_min[j + 1], reqs[j], strict=True)]
+    bins: list[_Bin] = []  # open bins, in opening order (first fit scans them in this order)
+    closed: list[_Bin] = []
     nodes = 0
     placed: dict[int, int] = {}
-    for item in order:
+    for j, item in enumerate(order):
         cls = item.index
-        req = [item.requests[n] for n in names]
+        req = reqs[j]
+        dims = [(d, r) for d, r in enumerate(req) if r > 0]
+        floor = suffix_min[j]
         blocked = conflicts.get(cls, frozenset())
         self_conflict = cls in blocked
         q = item.count
@@ -118,9 +127,20 @@ def pack(
             if blocked and not blocked.isdisjoint(b.contents):
                 i += 1
                 continue
-            k = _fit(b.free, req)
-            if self_conflict:
-                k = min(k, 1)
+            free = b.free
+            k = UNBOUNDED
+            for d, r in dims:  # inlined _fit: this loop is the planner's hot path
+                n = free[d] // r
+                if n < k:
+                    k = n
+                    if n <= 0:
+                        # Closed for good when even the smallest remaining request cannot fit.
+                        if free[d] < floor[d]:
+                            closed.append(bins.pop(i))
+                            i -= 1
+                        break
+            if self_conflict and k > 1:
+                k = 1
             if k <= 0:
                 i += 1
                 continue
@@ -162,5 +182,6 @@ def pack(
                 nodes += 1
                 q = 0
         placed[cls] = item.count - q
+    bins = closed + bins
     runs = tuple(Run(b.count, dict(b.contents)) for b in bins)
     return PackResult(nodes, runs, placed)

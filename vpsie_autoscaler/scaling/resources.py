@@ -13,7 +13,7 @@ arithmetic, no floats) and rounded *up* to integers in a canonical unit per reso
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
 from decimal import ROUND_CEILING, Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Final
@@ -123,6 +123,16 @@ class Resources(Mapping[str, int]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._items)
+
+    # Fast paths: the Mapping mixins go through __getitem__ per key, too slow for the planners.
+    def items(self) -> ItemsView[str, int]:
+        return self._items.items()
+
+    def keys(self) -> KeysView[str]:
+        return self._items.keys()
+
+    def values(self) -> ValuesView[int]:
+        return self._items.values()
 
     def __len__(self) -> int:
         return len(self._items)

@@ -50,14 +50,24 @@ class SimNode:
 
 
 def place_first_fit(pod: PodInfo, nodes: Iterable[SimNode]) -> tuple[SimNode | None, dict[str, Reason]]:
-    """Place ``pod`` on the first node that admits it; otherwise the reason per node."""
-    reasons: dict[str, Reason] = {}
-    for node in nodes:
-        reason = node.check(pod)
-        if reason is None:
+    """Place ``pod`` on the first node that admits it; otherwise the reason per node.
+
+    A cheap resource pre-check skips full nodes without building reasons; the reasons are only
+    worked out when the pod fits nowhere (the rare, reported case).
+    """
+    candidates = list(nodes)
+    requests = pod.requests
+    for node in candidates:
+        if not node.free.fits(requests) or node.static_check(pod) is not None:
+            continue
+        if check(pod, node, DYNAMIC_PREDICATES) is None:
             node.place(pod)
-            return node, reasons
-        reasons[node.name] = reason
+            return node, {}
+    reasons: dict[str, Reason] = {}
+    for node in candidates:
+        reason = node.check(pod)
+        if reason is not None:
+            reasons[node.name] = reason
     return None, reasons
 
 
