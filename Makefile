@@ -57,6 +57,10 @@ devcluster: setup devcluster-build ## start the local control plane in the backg
 devcluster-down: setup ## stop the local control plane
 	$(PY) -m hack.devcluster.cli down
 
+.PHONY: devcluster-status
+devcluster-status: setup ## is the local control plane running and ready?
+	$(PY) -m hack.devcluster.cli status
+
 # pytest exits 5 when it collected nothing: that must never pass as green.
 define run_pytest
 	rc=0; $(PY) -m pytest $(1) $(PYTEST_ARGS) || rc=$$?; \
