@@ -19,6 +19,7 @@ from typing import Final
 
 from vpsie_autoscaler.api.labels import HOSTNAME_LABEL, NODEGROUP_LABEL
 from vpsie_autoscaler.api.nodegroup import (
+    CONDITION_BACKOFF,
     DEFAULT_DISRUPTION_BUDGET,
     DEFAULT_MAX_CONCURRENT_DRAINS,
     DEFAULT_UTILIZATION_THRESHOLD,
@@ -150,7 +151,7 @@ class GroupTemplate:
         sd = spec.scale_down
         status = ng.status
         price = template.effective_hourly_price()
-        backoff = status.condition("Backoff")
+        backoff = status.condition(CONDITION_BACKOFF)
         base = cls(
             name=ng.metadata.name,
             min_nodes=spec.min_nodes,

@@ -104,16 +104,24 @@ class NodeRemoval:
         return not self.pods_to_evict
 
     @property
+    def unmodelled(self) -> tuple[str, ...]:
+        """Constraints of the evicted pods the move simulation could not check (reported, not hidden)."""
+        return tuple(dict.fromkeys(u for p in self.pods_to_evict for u in p.unmodelled))
+
+    @property
     def message(self) -> str:
         """Event note for the Node / NodeGroup."""
         if self.reason == REMOVE_EMPTY:
             return f"removing empty node {self.node} of NodeGroup {self.group}"
         if self.reason == REMOVE_ABOVE_MAX:
             return f"removing node {self.node}: NodeGroup {self.group} is above maxNodes"
-        return (
+        text = (
             f"removing underutilized node {self.node} of NodeGroup {self.group} "
             f"(utilization {self.utilization:.0%}); {len(self.pods_to_evict)} pod(s) fit elsewhere"
         )
+        if self.unmodelled:
+            text += f" (not checked: {', '.join(self.unmodelled)})"
+        return text
 
 
 @dataclass(frozen=True, slots=True)

@@ -342,3 +342,11 @@ def test_a_node_receiving_moved_pods_is_not_removed_in_the_same_pass() -> None:
     assert removed(p) == ["low"]
     assert p.removals[0].destinations == {"default/a": "mid"}
     assert p.blocked["mid"].code == r.RECEIVES_MOVED_PODS
+
+
+def test_unmodelled_constraints_of_moved_pods_are_reported() -> None:
+    claim = pod("db", volumes=[{"name": "data", "persistentVolumeClaim": {"claimName": "d"}}])
+    p = plan([on("t", pod("t", "1"), annotations={}), on("c", claim)], [web(2)])
+    (removal,) = p.removals
+    assert removal.unmodelled == ("persistentVolumeClaim(volume topology not checked)",)
+    assert "not checked: persistentVolumeClaim" in removal.message
