@@ -8,7 +8,7 @@ Pure: the controller persists the timers (``autoscaler.vpsie.com/unneeded-since`
 Rules are small named functions in a chain, first blocker wins (cert-manager's policy chains):
 
 - node rules (:data:`NODE_RULES`): group scale-down disabled, node annotations that disable it,
-  node not Ready, not underutilized (cluster-autoscaler: max(cpu, memory) requests / allocatable below
+  node not Ready, node cordoned by someone else, not underutilized (cluster-autoscaler: max(cpu, memory) requests / allocatable below
   ``utilizationThreshold``; DaemonSet and mirror pods not counted), a pod that must not move
   (:data:`POD_RULES`);
 - simulation: every movable pod must fit on the *remaining* nodes with all predicates, never on the
@@ -48,6 +48,7 @@ from vpsie_autoscaler.scaling.reasons import (
     LOCAL_STORAGE,
     MAX_BULK_DELETE,
     MAX_CONCURRENT_DRAINS,
+    NODE_CORDONED,
     NODE_NOT_READY,
     NOT_REPLICATED,
     NOT_UNDERUTILIZED,
@@ -301,6 +302,12 @@ def node_not_ready(c: Candidate) -> Reason | None:
     return None
 
 
+def node_cordoned(c: Candidate) -> Reason | None:
+    if c.node.unschedulable:
+        return Reason(NODE_CORDONED, "node is cordoned by someone else; left alone")
+    return None
+
+
 def not_underutilized(c: Candidate) -> Reason | None:
     threshold = c.group.scale_down.utilization_threshold
     if c.utilization >= threshold:
@@ -321,6 +328,7 @@ NODE_RULES: Final[tuple[NodeRule, ...]] = (
     group_scale_down_disabled,
     node_scale_down_disabled,
     node_not_ready,
+    node_cordoned,
     not_underutilized,
     pods_must_stay,
 )

@@ -103,12 +103,14 @@ def test_node_rules() -> None:
     ours = on("ours", annotations={**LONG, "autoscaler.vpsie.com/scale-down-disabled": "true"})
     karpenter = on("karp", annotations={**LONG, "karpenter.sh/do-not-disrupt": "true"})
     unready = on("unready", ready=False)
-    p = plan([disabled, ours, karpenter, unready], [web(4)])
+    cordoned = on("cordoned", unschedulable=True)
+    p = plan([disabled, ours, karpenter, unready, cordoned], [web(5)])
     assert removed(p) == []
     assert p.blocked["ann"].code == r.SCALE_DOWN_DISABLED_ANNOTATION
     assert p.blocked["ours"].code == r.SCALE_DOWN_DISABLED_ANNOTATION
     assert p.blocked["karp"].code == r.SCALE_DOWN_DISABLED_ANNOTATION
     assert p.blocked["unready"].code == r.NODE_NOT_READY
+    assert p.blocked["cordoned"].code == r.NODE_CORDONED
 
 
 def test_group_scale_down_disabled() -> None:
