@@ -8,8 +8,9 @@ Pure: the controller persists the timers (``autoscaler.vpsie.com/unneeded-since`
 Rules are small named functions in a chain, first blocker wins (cert-manager's policy chains):
 
 - node rules (:data:`NODE_RULES`): group scale-down disabled, node annotations that disable it,
-  node not Ready, node cordoned by someone else, not underutilized (cluster-autoscaler: max(cpu, memory) requests / allocatable below
-  ``utilizationThreshold``; DaemonSet and mirror pods not counted), a pod that must not move
+  node not Ready, node cordoned by someone else, not underutilized (cluster-autoscaler:
+  max(cpu, memory) requests / allocatable below ``utilizationThreshold``; DaemonSet and mirror pods
+  not counted), a pod that must not move
   (:data:`POD_RULES`);
 - simulation: every movable pod must fit on the *remaining* nodes with all predicates, never on the
   candidate itself, never on nodes being deleted, cordoned or chosen for removal in this plan
