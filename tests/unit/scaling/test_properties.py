@@ -105,6 +105,7 @@ def assert_node_admits(node: NodeInfo, pods: list[PodInfo]) -> None:
             current.name,
             labels=current.labels,
             taints=current.taints,
+            unschedulable=current.unschedulable,
             allocatable=current.allocatable,
             pods=[*current.pods, p],
         )
@@ -205,6 +206,8 @@ def cluster(draw: st.DrawFn) -> tuple[list[NodeInfo], list[GroupTemplate]]:
                     f"{draw(st.integers(32, 4000))}Mi",
                     node=f"{name}-n{ni}",
                     node_selector={"pool": "a"} if draw(st.integers(0, 4)) == 0 else None,
+                    tolerations=[{"key": "dedicated", "operator": "Exists"}] if draw(st.booleans()) else (),
+                    host_port=draw(st.sampled_from((0, 0, 0, 9100))),
                 )
                 for pi in range(draw(st.integers(0, 4)))
             ]
@@ -219,6 +222,9 @@ def cluster(draw: st.DrawFn) -> tuple[list[NodeInfo], list[GroupTemplate]]:
                     labels={"pool": "a"} if draw(st.booleans()) else {},
                     annotations={UNNEEDED_SINCE_ANNOTATION: LONG_AGO.isoformat()} if old else {},
                     deleting=ni >= count,
+                    taints=[{"key": "dedicated", "value": "x", "effect": "NoSchedule"}]
+                    if draw(st.integers(0, 3)) == 0
+                    else (),
                     ready=draw(st.integers(0, 8)) != 0,
                 )
             )
@@ -278,8 +284,4 @@ def test_scale_down_invariants(data: tuple[list[NodeInfo], list[GroupTemplate]])
             if p.key in r.destinations:
                 incoming.setdefault(r.destinations[p.key], []).append(p)
     for dest, moved in incoming.items():
-        target = by_node[dest]
-        total = target.requested
-        for p in moved:
-            total = total + p.requests
-        assert target.allocatable.fits(total)
+        assert_node_admits(by_node[dest], moved)
