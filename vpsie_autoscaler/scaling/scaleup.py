@@ -272,7 +272,7 @@ class _Budget:
     cpu_milli: int | None
     memory_bytes: int | None
 
-    def node_cap(self, group: GroupTemplate) -> tuple[int, Reason | None]:
+    def node_cap(self, group: GroupTemplate) -> tuple[int, Reason]:
         """How many nodes of ``group`` fit, and which limit binds when it is the cluster's."""
         cap, why = group.headroom, Reason(GROUP_AT_MAX_SIZE, f"at max size {group.max_nodes}")
         per_node = group.capacity or group.allocatable
@@ -381,7 +381,7 @@ def plan_scale_up(
             group = by_name[name]
             cap, why = budget.node_cap(group)
             if cap <= 0:
-                limited[name] = why or Reason(GROUP_AT_MAX_SIZE, "no room")
+                limited[name] = why
                 continue
             key = (name, cap, tuple((c.index, c.remaining) for c in live))
             result = cache.get(key)
@@ -427,11 +427,10 @@ def plan_scale_up(
             NodeRun(run.count, tuple((class_by_index[i].rep, k) for i, k in run.contents.items()))
             for run in result.runs
         )
-        if caps[winner.group] is not None:
-            limited[winner.group] = caps[winner.group]  # type: ignore[assignment]
-        increase = GroupIncrease(
-            winner.group, result.nodes, group.size, tuple(pods), runs, trail, caps[winner.group]
-        )
+        cap_reason = caps[winner.group]
+        if cap_reason is not None:
+            limited[winner.group] = cap_reason
+        increase = GroupIncrease(winner.group, result.nodes, group.size, tuple(pods), runs, trail, cap_reason)
         chosen[winner.group] = (increase, result)
         budget.consume(group, result.nodes)
 
