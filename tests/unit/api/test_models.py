@@ -216,3 +216,11 @@ def test_random_suffix_follows_the_naming_contract() -> None:
     assert re.fullmatch(r"[a-z0-9]{5}", suffix)
     assert random_suffix(random.Random(1)) == random_suffix(random.Random(1))
     assert re.fullmatch(r"web-[a-z0-9]{5}", hostname_for("web", random_suffix()))
+
+
+def test_nodegroup_name_must_fit_a_label_value() -> None:
+    from vpsie_autoscaler.api.nodegroup import MSG_NAME_LENGTH
+
+    NodeGroup.from_k8s({"metadata": {"name": "g" * 63}, "spec": spec()})
+    with pytest.raises(ValidationError, match=MSG_NAME_LENGTH):
+        NodeGroup.from_k8s({"metadata": {"name": "g" * 64}, "spec": spec()})
