@@ -27,6 +27,13 @@ def _cloudsim(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _crds(_: argparse.Namespace) -> int:
+    from vpsie_autoscaler.api.crdgen import crds_yaml  # noqa: PLC0415 - keep `version` instant
+
+    sys.stdout.write(crds_yaml())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vpsie-autoscaler",
@@ -48,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_arguments(cloudsim)
     cloudsim.set_defaults(handler=_cloudsim)
+
+    crds = sub.add_parser("crds", help="print the CustomResourceDefinitions (multi-document YAML)")
+    crds.set_defaults(handler=_crds)
     return parser
 
 
