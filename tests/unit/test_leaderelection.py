@@ -47,7 +47,7 @@ def elector(
 def test_config_is_validated() -> None:
     with pytest.raises(ValueError, match="greater than the renew deadline"):
         LeaderElectionConfig("l", "ns", "me", lease_duration=10, renew_deadline=10)
-    with pytest.raises(ValueError, match="1.2 x the retry period"):
+    with pytest.raises(ValueError, match=r"1\.2 x the retry period"):
         LeaderElectionConfig("l", "ns", "me", renew_deadline=2, retry_period=2)
 
 
