@@ -92,7 +92,9 @@ async def test_a_conflicting_status_write_is_requeued_not_lost(kube: KubeClient,
         final = await kube.get(PODS, "p", ns)
         assert final["metadata"]["labels"] == {"touched": "yes"}, "the other writer's change survived"
         labels = {"controller": "pods"}
-        assert (manager.registry.get_sample_value("controller_runtime_reconcile_errors_total", labels) or 0) >= 1
+        assert (
+            manager.registry.get_sample_value("controller_runtime_reconcile_errors_total", labels) or 0
+        ) >= 1
         assert attempts >= 2
     finally:
         manager.request_stop()
