@@ -39,6 +39,7 @@ DEADLINE_SECONDS = 20 * 60.0
 NAMESPACE = "bench-informers"
 NODE_LABEL = "bench.vpsie.com/informers"
 SYNC_TIMEOUT_SECONDS = 300.0
+NAMESPACE_WAIT_POLLS = 300
 MIB = 1024 * 1024
 
 
@@ -124,6 +125,14 @@ async def populate(kubeconfig: str, nodes: int, pods: int) -> float:
 
     began = time.monotonic()
     async with await KubeClient.connect(kubeconfig) as client:
+        for _ in range(NAMESPACE_WAIT_POLLS):  # a namespace left terminating by a previous run
+            try:
+                ns = await client.get(NAMESPACES, NAMESPACE)
+            except errors.NotFound:
+                break
+            if not ns["metadata"].get("deletionTimestamp"):
+                break
+            await asyncio.sleep(1.0)
         with contextlib.suppress(errors.AlreadyExists):
             await client.create(
                 NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
@@ -187,7 +196,7 @@ async def decode_comparison(kubeconfig: str, sample: int) -> dict[str, Any]:
 
 async def cleanup(kubeconfig: str) -> None:
     from vpsie_autoscaler.kube import KubeClient, errors  # noqa: PLC0415
-    from vpsie_autoscaler.kube.resources import NAMESPACES, NODES  # noqa: PLC0415
+    from vpsie_autoscaler.kube.resources import NAMESPACES, NODES, PODS  # noqa: PLC0415
 
     async with await KubeClient.connect(kubeconfig) as client:
         listed = await client.list(NODES, label_selector=f"{NODE_LABEL}=true")
@@ -198,6 +207,9 @@ async def cleanup(kubeconfig: str) -> None:
                 with contextlib.suppress(errors.NotFound):
                     await client.delete(NODES, name)
 
+        # Pods on nodes without a kubelet never finish a graceful deletion: force them.
+        with contextlib.suppress(errors.NotFound):
+            await client.delete_collection(PODS, NAMESPACE, grace_period_seconds=0, request_timeout=300)
         await asyncio.gather(*(delete(n["metadata"]["name"]) for n in listed.get("items") or []))
         with contextlib.suppress(errors.NotFound):
             await client.delete(NAMESPACES, NAMESPACE)

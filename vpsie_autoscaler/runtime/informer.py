@@ -29,7 +29,7 @@ from prometheus_client import CollectorRegistry
 from vpsie_autoscaler.kube import KubeClient, Resource
 from vpsie_autoscaler.runtime.clock import Clock, RealClock
 from vpsie_autoscaler.runtime.metrics import informer_metrics
-from vpsie_autoscaler.runtime.reflector import DEFAULT_PAGE_SIZE, Reflector
+from vpsie_autoscaler.runtime.reflector import DEFAULT_PAGE_SIZE, ListMode, Reflector
 from vpsie_autoscaler.runtime.store import DeletedFinalStateUnknown, Indexer, IndexFunc, Obj
 
 # controller-runtime's CacheSyncTimeout: a cache not synced after this fails the start.
@@ -64,6 +64,7 @@ class SharedInformer:
         clock: Clock | None = None,
         registry: CollectorRegistry | None = None,
         page_size: int | None = None,
+        list_mode: ListMode = ListMode.PAGINATED,
     ) -> None:
         self.resource = resource
         self.namespace = namespace
@@ -84,6 +85,7 @@ class SharedInformer:
             clock=clock or RealClock(),
             registry=self._registry,
             page_size=page_size or DEFAULT_PAGE_SIZE,
+            list_mode=list_mode,
         )
         self._task: asyncio.Task[None] | None = None
         self._log = log.bind(resource=str(resource), namespace=namespace, selector=label_selector)
@@ -206,11 +208,13 @@ class InformerFactory:
         clock: Clock | None = None,
         registry: CollectorRegistry | None = None,
         page_size: int | None = None,
+        list_mode: ListMode = ListMode.PAGINATED,
     ) -> None:
         self._client = client
         self._clock = clock or RealClock()
         self._registry = registry if registry is not None else CollectorRegistry()
         self._page_size = page_size
+        self._list_mode = list_mode
         self._informers: dict[InformerKey, SharedInformer] = {}
         self._started = False
 
@@ -234,6 +238,7 @@ class InformerFactory:
                 clock=self._clock,
                 registry=self._registry,
                 page_size=self._page_size,
+                list_mode=self._list_mode,
             )
             self._informers[key] = informer
             if self._started:
