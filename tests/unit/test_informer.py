@@ -324,3 +324,23 @@ async def test_paginated_mode_lists_consistently_in_pages_every_time(
         {"limit": "500", "resourceVersion": ""},
     ]
     task.cancel()
+
+
+async def test_a_transform_trims_objects_before_caching(client: KubeClient, nodes_api: ListWatch) -> None:
+    def drop_labels(obj: dict[str, Any]) -> dict[str, Any]:
+        obj["metadata"].pop("labels", None)
+        return obj
+
+    nodes_api.lists.append(list_body([node("a", "1", pool="p")], "100"))
+    factory = InformerFactory(client, clock=FakeClock(), registry=CollectorRegistry())
+    informer = factory.informer_for(NODES, transform=drop_labels)
+    assert factory.informer_for(NODES) is informer
+    with pytest.raises(ValueError, match="different transform"):
+        factory.informer_for(NODES, transform=lambda o: o)
+    factory.start()
+    assert await factory.wait_for_cache_sync(5)
+    cached = informer.store.get("a")
+    assert cached is not None
+    assert "labels" not in cached["metadata"]
+    assert "managedFields" not in cached["metadata"], "managedFields are stripped as well"
+    await factory.stop()
