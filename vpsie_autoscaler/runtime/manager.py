@@ -145,7 +145,7 @@ class Manager:
         self._controllers.append(controller)
         self._healthz.setdefault("controllers", self._controllers_alive)
 
-    def add_runnable(self, fn: Runnable, *, needs_leader: bool = True, name: str | None = None) -> None:
+    def add_runnable(self, fn: Runnable, needs_leader: bool = True, *, name: str | None = None) -> None:
         """Run ``fn()`` (until cancelled) after the caches synced, only while leader if ``needs_leader``."""
         self._runnables.append(_Runnable(name or str(getattr(fn, "__name__", "runnable")), fn, needs_leader))
 
