@@ -74,9 +74,8 @@ async def test_start_sync_elect_reconcile_then_stop_draining_and_releasing(
         return Result()
 
     manager = Manager(client, options())
-    controller = Controller("nodes", FuncReconciler(reconcile), registry=manager.registry)
+    controller = manager.new_controller("nodes", FuncReconciler(reconcile))
     controller.watch(manager.informers.informer_for(NODES))
-    manager.add_controller(controller)
     run = asyncio.create_task(manager.run(handle_signals=False))
     await eventually(lambda: manager.probe_server.port is not None, what="probe server up")
     assert await probe(manager, "/healthz") == 200

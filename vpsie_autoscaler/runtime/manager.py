@@ -29,7 +29,7 @@ from prometheus_client import CollectorRegistry
 
 from vpsie_autoscaler.kube import KubeClient
 from vpsie_autoscaler.runtime.clock import Clock, RealClock
-from vpsie_autoscaler.runtime.controller import Controller
+from vpsie_autoscaler.runtime.controller import DEFAULT_WORKERS, Controller, Reconciler, Request
 from vpsie_autoscaler.runtime.events import EventRecorder
 from vpsie_autoscaler.runtime.http import Check, HttpServer, metrics_app, probes_app
 from vpsie_autoscaler.runtime.informer import DEFAULT_CACHE_SYNC_TIMEOUT_SECONDS, InformerFactory
@@ -43,6 +43,7 @@ from vpsie_autoscaler.runtime.leaderelection import (
     default_identity,
 )
 from vpsie_autoscaler.runtime.metrics import new_registry
+from vpsie_autoscaler.runtime.workqueue import RateLimiter
 
 # controller-runtime's GracefulShutdownTimeout default.
 DEFAULT_GRACEFUL_SHUTDOWN_SECONDS = 30.0
@@ -144,6 +145,31 @@ class Manager:
         """Run ``controller`` (after the caches synced; only while leader unless it says otherwise)."""
         self._controllers.append(controller)
         self._healthz.setdefault("controllers", self._controllers_alive)
+
+    def new_controller(
+        self,
+        name: str,
+        reconciler: Reconciler,
+        *,
+        workers: int = DEFAULT_WORKERS,
+        reconcile_timeout: float | None = None,
+        rate_limiter: RateLimiter[Request] | None = None,
+        needs_leader: bool = True,
+    ) -> Controller:
+        """Create a controller wired to this manager's clock and metrics registry, and add it."""
+        controller = Controller(
+            name,
+            reconciler,
+            workers=workers,
+            reconcile_timeout=reconcile_timeout,
+            clock=self.clock,
+            registry=self.registry,
+            rate_limiter=rate_limiter,
+            cache_sync_timeout=self.options.cache_sync_timeout,
+            needs_leader=needs_leader,
+        )
+        self.add_controller(controller)
+        return controller
 
     def add_runnable(self, fn: Runnable, needs_leader: bool = True, *, name: str | None = None) -> None:
         """Run ``fn()`` (until cancelled) after the caches synced, only while leader if ``needs_leader``."""
