@@ -61,6 +61,10 @@ devcluster-down: setup ## stop the local control plane
 devcluster-status: setup ## is the local control plane running and ready?
 	$(PY) -m hack.devcluster.cli status
 
+.PHONY: demo
+demo: setup devcluster-build ## local control plane + VPSie simulator + autoscaler: watch it scale up and down
+	$(PY) -m hack.demo $(DEMO_ARGS)
+
 # pytest exits 5 when it collected nothing: that must never pass as green.
 define run_pytest
 	rc=0; $(PY) -m pytest $(1) $(PYTEST_ARGS) || rc=$$?; \
