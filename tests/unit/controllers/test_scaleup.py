@@ -1,0 +1,241 @@
+"""Scale-up controller: decision → writes, Events, metrics (fake API server, fake clock)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+
+from tests.unit.controllers.fakes import World
+from vpsie_autoscaler.api.labels import NODEGROUP_LABEL
+from vpsie_autoscaler.controllers.catalogue import PlanCatalogue, PlanFacts
+from vpsie_autoscaler.controllers.scaleup import ScaleUpController, ScaleUpOptions
+from vpsie_autoscaler.kube import errors
+from vpsie_autoscaler.scaling import ClusterLimits
+from vpsie_autoscaler.scaling.scaleup import IN_FLIGHT, NOT_TRIGGERED, TRIGGERED
+
+LATENCY = "vpsie_autoscaler_scale_up_decision_latency_seconds"
+
+
+def controller(w: World, **options: object) -> ScaleUpController:
+    return ScaleUpController(
+        client=w.client,
+        recorder=w.events,
+        metrics=w.metrics,
+        builder=w.builder(),
+        clock=w.clock,
+        options=ScaleUpOptions(**options),  # type: ignore[arg-type]
+        rng=random.Random(3),
+    )
+
+
+def created(w: World) -> list[dict[str, object]]:
+    return [c.body for c in w.kube.writes("create", "vpsienodes")]
+
+
+async def test_pending_pods_get_exactly_the_nodes_they_need() -> None:
+    w = World()
+    w.group("web")
+    for i in range(3):
+        w.pending_pod(f"p{i}", cpu="1500m")  # one per 2-cpu node
+    plan = await controller(w).scale_up_once()
+    assert plan is not None
+    assert [o.status for o in plan.pods] == [TRIGGERED] * 3
+    bodies = created(w)
+    assert len(bodies) == 3
+    for body in bodies:
+        meta = body["metadata"]
+        assert isinstance(meta, dict)
+        assert meta["labels"][NODEGROUP_LABEL] == "web"
+        assert meta["name"].startswith("web-")
+    assert len({b["metadata"]["name"] for b in bodies}) == 3  # type: ignore[index]
+    assert [e.name for e in w.recorder.reasons("TriggeredScaleUp")] == ["p0", "p1", "p2"]
+    (scaled,) = w.recorder.reasons("ScaledUp", "web")
+    assert "0 -> 3" in scaled.note
+    assert (
+        w.sample("vpsie_autoscaler_scale_up_total", {"nodegroup": "web", "reason": "UnschedulablePods"}) == 3
+    )
+    assert w.sample("vpsie_autoscaler_unschedulable_pods") == 3
+    (status,) = w.kube.writes("patch", "nodegroups")
+    assert status.subresource == "status"
+    assert status.body["status"]["desiredNodes"] == 3
+    assert status.body["status"]["lastDecision"].startswith("scale-up web: 0 -> 3")
+    assert "lastScaleUpTime" in status.body["status"]
+
+
+async def test_capacity_already_on_the_way_is_not_ordered_twice_even_before_the_cache_shows_it() -> None:
+    w = World()
+    w.kube.cache_writes = False  # the VPSieNode watch has not delivered our creations yet
+    w.group("web")
+    for i in range(3):
+        w.pending_pod(f"p{i}", cpu="1500m")
+    c = controller(w)
+    await c.scale_up_once()
+    assert len(created(w)) == 3
+    plan = await c.scale_up_once()  # next batch, same pods still pending
+    assert plan is not None
+    assert [o.status for o in plan.pods] == [IN_FLIGHT] * 3
+    assert len(created(w)) == 3
+
+
+async def test_in_flight_vpsienodes_in_the_cache_count_as_capacity() -> None:
+    w = World()
+    w.group("web")
+    w.vpsienode("web-aaaaa", "web", phase="Provisioning")
+    w.pending_pod("p0", cpu="1500m")
+    plan = await controller(w).scale_up_once()
+    assert plan is not None
+    assert plan.pods[0].status == IN_FLIGHT
+    assert created(w) == []
+
+
+async def test_only_one_of_several_matching_groups_grows() -> None:
+    w = World()
+    w.group("a")
+    w.group("b")
+    w.group("c")
+    for i in range(4):
+        w.pending_pod(f"p{i}", cpu="500m")
+    await controller(w).scale_up_once()
+    groups = {b["metadata"]["labels"][NODEGROUP_LABEL] for b in created(w)}  # type: ignore[index]
+    assert len(groups) == 1
+    assert len(w.recorder.reasons("ScaledUp")) == 1
+
+
+async def test_pods_no_group_can_hold_get_a_reason_per_group_and_no_node() -> None:
+    w = World()
+    w.group("small", cpu="1")
+    w.group("full", max_nodes=0)
+    w.pending_pod("huge", cpu="8")
+    plan = await controller(w).scale_up_once()
+    assert plan is not None
+    assert plan.pods[0].status == NOT_TRIGGERED
+    assert created(w) == []
+    (event,) = w.recorder.reasons("NotTriggerScaleUp", "huge")
+    assert "small: InsufficientResource" in event.note
+    assert "full: GroupAtMaxSize" in event.note
+
+
+async def test_the_same_verdict_is_not_repeated_every_loop() -> None:
+    w = World()
+    w.group("small", cpu="1")
+    w.pending_pod("huge", cpu="8")
+    c = controller(w)
+    await c.scale_up_once()
+    await c.scale_up_once()
+    assert len(w.recorder.reasons("NotTriggerScaleUp")) == 1
+    await w.clock.advance(301)
+    await c.scale_up_once()
+    assert len(w.recorder.reasons("NotTriggerScaleUp")) == 2
+
+
+async def test_a_group_without_known_capacity_is_named_in_the_pod_event() -> None:
+    w = World()
+    w.group("noplan", cpu=None)
+    w.pending_pod("p", cpu="1")
+    await controller(w).scale_up_once()
+    (event,) = w.recorder.reasons("NotTriggerScaleUp", "p")
+    assert "noplan: NodeGroup noplan: capacity of cpu, memory unknown" in event.note
+    assert created(w) == []
+
+
+async def test_plan_capacity_comes_from_the_catalogue_cache() -> None:
+    w = World()
+    ng = w.group("vm", cpu=None)
+    catalogue = PlanCatalogue(None, w.clock)
+    from vpsie_autoscaler.api.nodegroup import NodeGroup
+
+    catalogue.put(NodeGroup.from_k8s(ng), PlanFacts({"cpu": 4, "memory": "8192Mi"}, 0.05, "Advanced"))
+    w.catalogue = catalogue
+    w.pending_pod("p", cpu="3")
+    await controller(w).scale_up_once()
+    assert len(created(w)) == 1
+
+
+async def test_a_name_collision_is_retried_with_a_new_suffix() -> None:
+    w = World()
+    w.group("web")
+    w.pending_pod("p", cpu="1")
+    w.kube.fail_create.append(errors.AlreadyExists("taken"))
+    await controller(w).scale_up_once()
+    attempts = w.kube.writes("create", "vpsienodes")
+    assert len(attempts) == 2
+    assert attempts[0].name != attempts[1].name
+    assert len(w.stores["vpsienodes"].list()) == 1
+
+
+async def test_a_failed_creation_is_reported_on_the_group() -> None:
+    w = World()
+    w.group("web")
+    w.pending_pod("p", cpu="1")
+    w.kube.fail_create.append(errors.Forbidden("no"))
+    await controller(w).scale_up_once()
+    (event,) = w.recorder.reasons("ScaleUpFailed", "web")
+    assert event.type == "Warning"
+    assert w.recorder.reasons("ScaledUp") == []
+
+
+async def test_cluster_limits_are_applied() -> None:
+    w = World()
+    w.group("web")
+    for i in range(5):
+        w.pending_pod(f"p{i}", cpu="1500m")
+    await controller(w, limits=ClusterLimits(max_nodes=2)).scale_up_once()
+    assert len(created(w)) == 2
+    (scaled,) = w.recorder.reasons("ScaledUp", "web")
+    assert "ClusterMaxNodesReached" in scaled.note
+
+
+async def test_decision_latency_runs_from_unschedulable_to_the_vpsienode_creation() -> None:
+    w = World()
+    w.group("web")
+    w.pending_pod("p", cpu="1", since_s=3)
+    c = controller(w)
+    await c.scale_up_once()
+    assert w.sample(LATENCY + "_count") == 1
+    assert w.sample(LATENCY + "_sum") == pytest.approx(3.0)
+    await c.scale_up_once()  # same pod, now waiting for its node: measured once
+    assert w.sample(LATENCY + "_count") == 1
+
+
+async def test_dry_run_reports_the_plan_and_creates_nothing() -> None:
+    w = World()
+    w.group("web")
+    w.pending_pod("p", cpu="1")
+    c = controller(w, dry_run=True)
+    await c.scale_up_once()
+    await c.scale_up_once()
+    assert created(w) == []
+    (scaled,) = w.recorder.reasons("ScaledUp", "web")
+    assert scaled.note.startswith("dry-run: scale-up web: 0 -> 1")
+    (pod_event,) = w.recorder.reasons("TriggeredScaleUp", "p")
+    assert pod_event.note.startswith("dry-run: ")
+    assert (
+        w.sample("vpsie_autoscaler_scale_up_total", {"nodegroup": "web", "reason": "UnschedulablePods"}) == 1
+    )
+    (status,) = w.kube.writes("patch", "nodegroups")
+    assert status.body == {"status": {"lastDecision": scaled.note}}
+
+
+async def test_run_plans_once_per_batch_and_resyncs_while_pods_stay_pending() -> None:
+    w = World()
+    w.group("web")
+    c = controller(w, scan_interval=10.0)
+    task = asyncio.ensure_future(c.run())
+    try:
+        for i in range(3):
+            c.on_pod(w.pending_pod(f"p{i}", cpu="1500m"))
+        await w.clock.advance(0.5)
+        assert created(w) == []  # still inside the batch window
+        await w.clock.advance(1.0)
+        assert len(created(w)) == 3
+        # The resync re-plans (pods still pending, nodes in flight): nothing new.
+        await w.clock.advance(12.0)
+        assert len(created(w)) == 3
+        bound = dict(w.stores["pods"].objects["default/p0"])
+        bound["spec"] = {**bound["spec"], "nodeName": "x"}
+        c.on_pod(bound)  # a bound pod opens no batch
+        assert not c.batcher.open
+    finally:
+        task.cancel()
