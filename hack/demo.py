@@ -67,7 +67,16 @@ NAMESPACE_READY_S: Final = 30.0
 DEMO_UNNEEDED: Final = "10s"
 DEMO_DELAY_AFTER_SCALE_UP: Final = "5s"
 OUR_REASONS: Final = frozenset(
-    {"TriggeredScaleUp", "NotTriggerScaleUp", "ScaledUp", "ScaledDown", "ScaleDown", "DrainFailed", "Backoff"}
+    {
+        "TriggeredScaleUp",
+        "NotTriggerScaleUp",
+        "ScaledUp",
+        "ScaleUpFailed",
+        "ScaleDown",
+        "ScaledDown",
+        "ScaleDownBlocked",
+        "DrainFailed",
+    }
 )
 
 

@@ -90,6 +90,7 @@ RENEW_DEADLINE_S: Final = 3.0
 RETRY_PERIOD_S: Final = 0.5
 LOG_TAIL_LINES: Final = 60
 CLEANUP_S: Final = 60.0
+JOIN_S: Final = 30.0  # a VPSieNode records its Ready Node
 SIM_CLIENT_ID: Final = "e2e-client"
 SIM_CLIENT_SECRET: Final = "e2e-secret"
 
@@ -128,9 +129,13 @@ class Process:
             out.write(f"\n=== {datetime.now(UTC).isoformat()} start: {' '.join(self.argv)}\n".encode())
             out.flush()
             self.popen = subprocess.Popen(
-                self.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, env=self.env,
-            )  # fmt: skip
+                self.argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                env=self.env,
+            )
 
     @property
     def pid(self) -> int:
@@ -230,9 +235,20 @@ class CloudSim:
         self.ready_file = workdir / "cloudsim-ready.json"
         self.config_path.write_text(yaml.safe_dump(sim_config(groups)))
         argv = cli(
-            "cloudsim", "--port", "0", "--config", str(self.config_path), "--kubeconfig", str(kubeconfig),
-            "--boot-delay", str(boot_delay), "--ready-file", str(self.ready_file), "--seed", str(seed),
-        )  # fmt: skip
+            "cloudsim",
+            "--port",
+            "0",
+            "--config",
+            str(self.config_path),
+            "--kubeconfig",
+            str(kubeconfig),
+            "--boot-delay",
+            str(boot_delay),
+            "--ready-file",
+            str(self.ready_file),
+            "--seed",
+            str(seed),
+        )
         self.process = Process("cloudsim", argv, workdir / "cloudsim.log")
         self.base_url = ""
 
@@ -320,15 +336,36 @@ class Autoscaler:
 
     def argv(self) -> list[str]:
         args = [
-            "run", "--kubeconfig", str(self.kubeconfig), "--namespace", self.namespace,
-            "--vpsie-base-url", self.sim.base_url, "--vpsie-client-id", SIM_CLIENT_ID,
-            "--metrics-bind-address", f"127.0.0.1:{self.metrics_port}",
-            "--health-probe-bind-address", f"127.0.0.1:{self.health_port}",
-            "--leader-election-id", self.lease_id, "--lease-duration", str(LEASE_DURATION_S),
-            "--renew-deadline", str(RENEW_DEADLINE_S), "--retry-period", str(RETRY_PERIOD_S),
-            "--scan-interval", str(self.scan_interval), "--log-format", "json", "--log-level", "debug",
-            "--dry-run", "true" if self.dry_run else "false",
-        ]  # fmt: skip
+            "run",
+            "--kubeconfig",
+            str(self.kubeconfig),
+            "--namespace",
+            self.namespace,
+            "--vpsie-base-url",
+            self.sim.base_url,
+            "--vpsie-client-id",
+            SIM_CLIENT_ID,
+            "--metrics-bind-address",
+            f"127.0.0.1:{self.metrics_port}",
+            "--health-probe-bind-address",
+            f"127.0.0.1:{self.health_port}",
+            "--leader-election-id",
+            self.lease_id,
+            "--lease-duration",
+            str(LEASE_DURATION_S),
+            "--renew-deadline",
+            str(RENEW_DEADLINE_S),
+            "--retry-period",
+            str(RETRY_PERIOD_S),
+            "--scan-interval",
+            str(self.scan_interval),
+            "--log-format",
+            "json",
+            "--log-level",
+            "debug",
+            "--dry-run",
+            "true" if self.dry_run else "false",
+        ]
         if self.expander:
             args += ["--expander", self.expander]
         return cli(*args, *self.extra_args)
@@ -367,8 +404,13 @@ class Autoscaler:
     def wait_ready(self, timeout: float = AUTOSCALER_READY_S) -> None:
         """Until ``/readyz`` answers 200 (caches synced)."""
         url = f"http://127.0.0.1:{self.health_port}/readyz"
-        wait_until(lambda: http_text(url)[0], lambda code: code == 200,
-                   timeout=timeout, what=f"{self.name} /readyz", alive=[self.proc])  # fmt: skip
+        wait_until(
+            lambda: http_text(url)[0],
+            lambda code: code == 200,
+            timeout=timeout,
+            what=f"{self.name} /readyz",
+            alive=[self.proc],
+        )
 
     def metrics(self) -> str:
         code, text = http_text(self.metrics_url)
@@ -494,11 +536,14 @@ def deployment(
     """A Deployment of placeholder pods (kwok runs nothing) with the given requests."""
     pod_spec: JsonObj = {
         "containers": [
-            {"name": "app", "image": "registry.k8s.io/pause:3.10",
-             "resources": {"requests": {"cpu": cpu, "memory": memory}}}
+            {
+                "name": "app",
+                "image": "registry.k8s.io/pause:3.10",
+                "resources": {"requests": {"cpu": cpu, "memory": memory}},
+            }
         ],
         "terminationGracePeriodSeconds": 0,
-    }  # fmt: skip
+    }
     if node_selector:
         pod_spec["nodeSelector"] = dict(node_selector)
     if tolerations:
@@ -507,11 +552,13 @@ def deployment(
         pod_spec["affinity"] = {
             "podAntiAffinity": {
                 "requiredDuringSchedulingIgnoredDuringExecution": [
-                    {"labelSelector": {"matchLabels": {"app": anti_affinity_to}},
-                     "topologyKey": "kubernetes.io/hostname"}
+                    {
+                        "labelSelector": {"matchLabels": {"app": anti_affinity_to}},
+                        "topologyKey": "kubernetes.io/hostname",
+                    }
                 ]
             }
-        }  # fmt: skip
+        }
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -555,16 +602,22 @@ class E2E:
         self.sim = sim
         self.autoscalers: list[Autoscaler] = []
         self.nodegroups: list[str] = []
-        self.forced_cleanup: list[str] = []
+        self.started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
     # --- processes ---------------------------------------------------------------------------------
-    def autoscaler(self, name: str = "autoscaler", *, start: bool = True, wait_leader: bool = True,
-                   **options: Any) -> Autoscaler:  # fmt: skip
+    def autoscaler(
+        self, name: str = "autoscaler", *, start: bool = True, wait_leader: bool = True, **options: Any
+    ) -> Autoscaler:
         """An autoscaler process; by default started and leading before this returns."""
         scaler = Autoscaler(
-            workdir=self.workdir, name=name, kubeconfig=self.kubeconfig, sim=self.sim,
-            namespace=self.namespace, lease_id=f"vpsie-autoscaler-{self.namespace}"[:63], **options,
-        )  # fmt: skip
+            workdir=self.workdir,
+            name=name,
+            kubeconfig=self.kubeconfig,
+            sim=self.sim,
+            namespace=self.namespace,
+            lease_id=f"vpsie-autoscaler-{self.namespace}"[:63],
+            **options,
+        )
         self.autoscalers.append(scaler)
         if start:
             scaler.start()
@@ -611,8 +664,12 @@ class E2E:
         return [p for p in self.pods(app) if is_running(p)]
 
     def wait_pods_running(self, app: str, count: int, timeout: float = 60.0) -> list[JsonObj]:
-        return self.wait(lambda: self.running_pods(app), lambda pods: len(pods) == count,
-                         timeout=timeout, what=f"{count} Running pods of {app}")  # fmt: skip
+        return self.wait(
+            lambda: self.running_pods(app),
+            lambda pods: len(pods) == count,
+            timeout=timeout,
+            what=f"{count} Running pods of {app}",
+        )
 
     def vpsienodes(self, group: str | None = None) -> list[JsonObj]:
         selector = f"{NODEGROUP_LABEL}={group}" if group else None
@@ -626,8 +683,9 @@ class E2E:
             if not vn["metadata"].get("deletionTimestamp") and phase_of(vn) not in ("Failed", "Deleting")
         ]
 
-    def wait_vpsienodes(self, group: str, predicate: Callable[[list[JsonObj]], Any], *, timeout: float,
-                        what: str) -> list[JsonObj]:  # fmt: skip
+    def wait_vpsienodes(
+        self, group: str, predicate: Callable[[list[JsonObj]], Any], *, timeout: float, what: str
+    ) -> list[JsonObj]:
         return self.wait(lambda: self.vpsienodes(group), predicate, timeout=timeout, what=f"{group}: {what}")
 
     def group_nodes(self, group: str) -> list[JsonObj]:
@@ -641,9 +699,21 @@ class E2E:
     def node_of(self, pod: JsonObj) -> str:
         return str(pod["spec"]["nodeName"])
 
-    def events(self, namespace: str | None = None, *, reason: str | None = None,
-               regarding: str | None = None, kind: str | None = None) -> list[JsonObj]:  # fmt: skip
-        """events.k8s.io Events in ``namespace`` (default: the test's), filtered by reason/object."""
+    def events(
+        self,
+        namespace: str | None = None,
+        *,
+        reason: str | None = None,
+        regarding: str | None = None,
+        kind: str | None = None,
+        uid: str | None = None,
+    ) -> list[JsonObj]:
+        """events.k8s.io Events in ``namespace`` (default: the test's), filtered by reason/object.
+
+        Events about cluster-scoped objects live in ``default`` and outlive the test that caused
+        them; filter those by ``uid`` (see :meth:`nodegroup_events`) so an earlier test's object of
+        the same name does not count.
+        """
         ns = namespace or self.namespace
         found = []
         for ev in self.client.list_objects(EVENTS_NS.format(ns=ns)):
@@ -654,11 +724,26 @@ class E2E:
                 continue
             if kind and ref.get("kind") != kind:
                 continue
+            if uid and ref.get("uid") != uid:
+                continue
             found.append(ev)
         return found
 
-    def wait_event(self, *, reason: str, namespace: str | None = None, regarding: str | None = None,
-                   kind: str | None = None, timeout: float = 30.0) -> list[JsonObj]:  # fmt: skip
+    def nodegroup_events(self, name: str, reason: str | None = None) -> list[JsonObj]:
+        """Events about this test's NodeGroup ``name`` (by uid)."""
+        uid = self.get_nodegroup(name)["metadata"]["uid"]
+        return self.events(CLUSTER_SCOPED_EVENTS_NS, reason=reason, kind="NodeGroup", uid=uid)
+
+    def wait_event(
+        self,
+        *,
+        reason: str,
+        namespace: str | None = None,
+        regarding: str | None = None,
+        kind: str | None = None,
+        timeout: float = 30.0,
+    ) -> list[JsonObj]:
+        """Events in the test's namespace (pods) matching ``reason``, once there is at least one."""
         where = f"{kind or '*'}/{regarding or '*'} in {namespace or self.namespace}"
         return self.wait(
             lambda: self.events(namespace, reason=reason, regarding=regarding, kind=kind),
@@ -667,15 +752,27 @@ class E2E:
             what=f"Event {reason} on {where}",
         )
 
+    def wait_nodegroup_event(self, name: str, reason: str, timeout: float = 30.0) -> list[JsonObj]:
+        return self.wait(
+            lambda: self.nodegroup_events(name, reason),
+            bool,
+            timeout=timeout,
+            what=f"Event {reason} on {name}",
+        )
+
     def all_events_text(self) -> str:
+        """This test's Events: its namespace, and cluster-scoped ones since it started."""
         lines = []
         for ns in (self.namespace, CLUSTER_SCOPED_EVENTS_NS):
             with contextlib.suppress(ApiError):
                 for ev in self.events(ns):
+                    when = ev.get("eventTime") or ev["metadata"].get("creationTimestamp") or ""
+                    if ns == CLUSTER_SCOPED_EVENTS_NS and when < self.started:
+                        continue
                     ref = ev.get("regarding", {})
                     lines.append(
-                        f"{ev.get('eventTime') or ev['metadata'].get('creationTimestamp')} {ev.get('type')} "
-                        f"{ev.get('reason')} {ref.get('kind')}/{ref.get('name')}: {ev.get('note')}"
+                        f"{when} {ev.get('type')} {ev.get('reason')} {ref.get('kind')}/{ref.get('name')}: "
+                        f"{ev.get('note')}"
                     )
         return "\n".join(sorted(lines))
 
@@ -706,11 +803,12 @@ class E2E:
 
     # --- cleanup -----------------------------------------------------------------------------------
     def cleanup(self) -> None:
-        """Leave nothing behind: workloads, then NodeGroups → VPSieNodes → instances, then the processes.
+        """Leave nothing behind: workloads, processes, NodeGroups, VPSieNodes, instances and Nodes.
 
-        The autoscaler (still running) is given the chance to delete what it owns through its
-        finalizers; whatever is left after the deadline is removed by force (finalizers dropped,
-        Nodes deleted) and recorded in ``forced_cleanup``, so the next test starts from nothing.
+        The autoscaler is stopped first and its objects are removed by force (finalizers dropped),
+        because a fresh simulator per test means no instance outlives the test anyway; that
+        deleting a NodeGroup really deletes its instances is a test of its own
+        (``test_seed_traps.py``), not a side effect of every teardown.
         """
         with contextlib.suppress(Exception):
             self.sim.clear_faults()
@@ -718,30 +816,17 @@ class E2E:
         with contextlib.suppress(ApiError):
             for dep in self.client.list_objects(f"/apis/apps/v1/namespaces/{ns}/deployments"):
                 self.client.delete(f"/apis/apps/v1/namespaces/{ns}/deployments/{dep['metadata']['name']}")
-        running = [a for a in self.autoscalers if a.process is not None and a.process.alive()]
-        for name in self.nodegroups:
-            with contextlib.suppress(ApiError):
-                self.client.delete(f"{NODEGROUPS}/{name}")
-        if running and not any(a.dry_run for a in running):
-            with contextlib.suppress(AssertionError):
-                wait_until(self._leftovers, lambda left: not left, timeout=CLEANUP_S, what="cleanup")
         for scaler in self.autoscalers:
             scaler.stop()
-        left = self._leftovers()
-        if left:
-            self.forced_cleanup = left
-            self._force_delete()
+        self._force_delete()
         self.sim.stop()
         self.client.delete_nodes(f"{SIM_NODE_LABEL}=true")
-        wait_until(lambda: self.sim_nodes() + self.vpsienodes(), lambda objs: not objs,
-                   timeout=CLEANUP_S, what="Nodes and VPSieNodes gone")  # fmt: skip
-
-    def _leftovers(self) -> list[str]:
-        names = [f"NodeGroup/{ng['metadata']['name']}" for ng in self.client.list_objects(NODEGROUPS)]
-        names += [f"VPSieNode/{vn['metadata']['name']}" for vn in self.vpsienodes()]
-        with contextlib.suppress(Exception):
-            names += [f"instance/{w['hostname']}" for w in self.sim.workers()]
-        return names
+        wait_until(
+            lambda: self.sim_nodes() + self.vpsienodes() + self.client.list_objects(NODEGROUPS),
+            lambda objs: not objs,
+            timeout=CLEANUP_S,
+            what="Nodes, VPSieNodes and NodeGroups gone",
+        )
 
     def _force_delete(self) -> None:
         for path in (VPSIENODES, NODEGROUPS):
@@ -753,9 +838,18 @@ class E2E:
                     self.client.delete(url)
 
 
-def one_to_one(e2e: E2E, group: str) -> None:
-    """Each live VPSieNode of ``group`` has its own Node, labelled with it, and no Node is claimed twice."""
-    vns = e2e.live_vpsienodes(group)
+def one_to_one(e2e: E2E, group: str, timeout: float = JOIN_S) -> None:
+    """Each live VPSieNode of ``group`` has its own Node, labelled with it, and no Node is claimed twice.
+
+    Waits first until every live VPSieNode is Ready (a pod may run on a Node a moment before its
+    VPSieNode's status records it).
+    """
+    vns = e2e.wait(
+        lambda: e2e.live_vpsienodes(group),
+        lambda vns: all(phase_of(vn) == "Ready" for vn in vns),
+        timeout=timeout,
+        what=f"every live VPSieNode of {group} Ready",
+    )
     node_names = [vn.get("status", {}).get("nodeName") for vn in vns]
     assert all(node_names), f"VPSieNodes without a node: {[vn['metadata']['name'] for vn in vns]}"
     assert len(set(node_names)) == len(node_names), f"two VPSieNodes claim one Node: {node_names}"
