@@ -168,7 +168,9 @@ class NodeGroupReconciler:
                 return Result()
             return await self._sync(obj, group)
         except errors.Conflict:
-            return Result(requeue=True)
+            return Result(requeue=True)  # read again from a fresher cache
+        except errors.NotFound:
+            return Result()  # deleted while we worked: its delete event ends the story
 
     # -- steady state -----------------------------------------------------------------------------
 

@@ -257,7 +257,9 @@ class VPSieNodeReconciler:
                 return Result()  # the update event brings it back with the finalizer
             return await self._advance(obj, vn)
         except errors.Conflict:
-            return Result(requeue=True)
+            return Result(requeue=True)  # read again from a fresher cache
+        except errors.NotFound:
+            return Result()  # deleted while we worked: its delete event ends the story
 
     async def _advance(self, obj: dict[str, Any], vn: VPSieNode) -> Result:
         st = vn.status.model_copy(deep=True)
@@ -406,11 +408,11 @@ class VPSieNodeReconciler:
         st.last_error = None
         self._cond(vn, st, CONDITION_READY, True, keys.REASON_READY, f"Node {node_name} is Ready")
         took = (self.clock.now() - self._since(st, "Pending", vn.metadata.creation_timestamp)).total_seconds()
+        await self._write(obj, vn, st)  # a stale read ends here with Conflict: observed once per node
         self.metrics.node_provision_duration_seconds.observe(max(took, 0.0))
         self._event(
             obj, "Normal", keys.REASON_READY, f"Node {node_name} is Ready after {took:.0f}s", ACTION_PROVISION
         )
-        await self._write(obj, vn, st)
         return Result(requeue_after=self.options.resync_interval)
 
     async def _join(self, obj: dict[str, Any], vn: VPSieNode, node: dict[str, Any]) -> None:
