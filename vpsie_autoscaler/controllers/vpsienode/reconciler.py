@@ -35,7 +35,6 @@ tainted or evicted; each skipped action is logged and recorded as a ``DryRun`` E
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -456,13 +455,13 @@ class VPSieNodeReconciler:
     # -- failure ----------------------------------------------------------------------------------
 
     async def _fail(self, obj: dict[str, Any], vn: VPSieNode, st: VPSieNodeStatus, failed: _Failed) -> Result:
-        log.warning(
-            "vpsienode.failed", vpsienode=vn.metadata.name, reason=failed.reason, error=failed.message
-        )
         annotations: dict[str, str | None] = {keys.FAILED_REASON_ANNOTATION: failed.reason}
         annotations[keys.ERROR_CLASS_ANNOTATION] = failed.klass.value if failed.klass is not None else None
-        obj = await self.client.merge_patch(
-            VPSIENODES, vn.metadata.name, {"metadata": {"annotations": annotations}}
+        # Locked on the version read: a stale reconcile gets Conflict instead of failing the node twice.
+        patch = {"metadata": {"annotations": annotations, "resourceVersion": vn.metadata.resource_version}}
+        obj = await self.client.merge_patch(VPSIENODES, vn.metadata.name, patch)
+        log.warning(
+            "vpsienode.failed", vpsienode=vn.metadata.name, reason=failed.reason, error=failed.message
         )
         self._enter(st, "Failed")
         st.last_error = f"{failed.reason}: {failed.message}"[:1024]
@@ -597,12 +596,15 @@ class VPSieNodeReconciler:
         return Result(requeue_after=self.options.poll_interval)
 
     async def _drained(self, obj: dict[str, Any], vn: VPSieNode, reason: str, detail: str) -> Result:
-        self._event(
-            obj, "Normal", keys.REASON_DRAINED, f"drained ({reason}; {detail}); deleting", ACTION_DRAIN
-        )
+        # Preconditions: a reconcile on a stale cache gets Conflict instead of counting the removal twice.
+        preconditions = {"uid": vn.metadata.uid or "", "resourceVersion": vn.metadata.resource_version or ""}
+        try:
+            await self.client.delete(VPSIENODES, vn.metadata.name, preconditions=preconditions)
+        except errors.NotFound:
+            return Result()
         self.metrics.scale_down_total.labels(vn.spec.node_group, reason).inc()
-        with contextlib.suppress(errors.NotFound):
-            await self.client.delete(VPSIENODES, vn.metadata.name)
+        note = f"drained ({reason}; {detail}); deleting"
+        self._event(obj, "Normal", keys.REASON_DRAINED, note, ACTION_DRAIN)
         return Result()
 
     async def _abort_drain(  # noqa: PLR0917 - the drain's state, passed on from _drain
