@@ -136,6 +136,9 @@ async def test_lowering_max_nodes_drains_the_surplus_and_converges(
         group = env.name("max")
         await env.create_group(group, minNodes=3)
         await ready_members(env, group, 3)
+        # Exactly three were ever created: reconciles on a cache that lags our creates wait for them.
+        assert env.metrics.scale_up_total.labels(group, "MinNodes")._value.get() == 3
+        assert len(env.vms(group)) == 3
         await env.kube.merge_patch(NODEGROUPS, group, {"spec": {"minNodes": 0, "maxNodes": 1}})
         await eventually(
             lambda: len(env.members(group)) == 1 and len(env.vms(group)) == 1,
