@@ -247,7 +247,8 @@ class NodeGroupReconciler:
                 )
                 self.recorder.event(obj, "Normal", REASON_DRY_RUN, decision, ACTION_SCALE)
             else:
-                await self._request_drains(chosen, now)
+                requested = await self._request_drains(chosen, now)
+                self.metrics.scale_down_total.labels(name, DRAIN_REASON_ABOVE_MAX).inc(requested)
                 decision = (
                     f"requested removal of {len(chosen)} node(s) above maxNodes={spec.max_nodes}: {names}"
                 )
@@ -305,7 +306,9 @@ class NodeGroupReconciler:
                 break
         return created
 
-    async def _request_drains(self, chosen: list[VPSieNode], now: datetime) -> None:
+    async def _request_drains(self, chosen: list[VPSieNode], now: datetime) -> int:
+        """Annotate each chosen VPSieNode (the drain protocol); returns how many were requested."""
+        requested = 0
         for vn in chosen:
             patch = {
                 "metadata": {
@@ -320,6 +323,8 @@ class NodeGroupReconciler:
             except errors.NotFound:
                 continue
             self._expect(vn.spec.node_group, vn.metadata.name, _drain_requested)
+            requested += 1
+        return requested
 
     def _conditions(  # noqa: PLR0917 - everything the conditions are computed from
         self,
