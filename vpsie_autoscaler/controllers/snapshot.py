@@ -14,8 +14,9 @@ ignored → five nodes for one pod), so the rules live in one place:
   ``in_flight`` = the part of ``size`` without a Ready Node;
 - a Node whose VPSieNode is leaving is ``deleting`` in the snapshot: never capacity, never a
   destination, never a candidate again;
-- in-flight capacity for scale-up = Nodes of our groups that are not Ready yet (with their pods) plus
-  a virtual node (``GroupTemplate.virtual_node(hostname)``) for each VPSieNode without a Node.
+- in-flight capacity for scale-up = Nodes of our groups that are not Ready yet or became Ready
+  within :data:`FRESH_NODE_SECONDS` (with their pods) plus a virtual node
+  (``GroupTemplate.virtual_node(hostname)``) for each VPSieNode without a Node.
 
 Node ↔ VPSieNode is a multi-key lookup (docs/architecture.md): the Node's ``VPSIENODE_LABEL``, then
 the VPSieNode's ``status.nodeName``, then its hostname (VPSie lowercases it into the Node name).
@@ -30,7 +31,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 
 import structlog
@@ -63,6 +64,13 @@ UNSCHEDULABLE_REASON: Final = "Unschedulable"
 ``v1.PodReasonUnschedulable``). ``SchedulingGated`` pods are not unschedulable: they wait for a gate."""
 DEFAULT_PHASE: Final = "Pending"
 READY_PHASE: Final = "Ready"
+FRESH_NODE_SECONDS: Final = 30.0
+"""A Node of our groups that became Ready less than this ago still counts as arriving capacity for
+scale-up. The scheduler retries unschedulable pods when a node appears, but the pods stay marked
+Unschedulable until it binds them; without this window a batch that closes in between orders
+nodes for pods that are about to land on the one that just joined (cluster-autoscaler filters
+such pods out with its scheduler simulation). After the window the scheduler's verdict wins: if it
+still cannot place a pod there, our simulation is missing a constraint and must not hold the pod."""
 
 Obj = Mapping[str, Any]
 
@@ -229,7 +237,9 @@ class SnapshotBuilder:
         catalogue: PlanCatalogue,
         pdbs: ReadStore | None = None,
         daemonsets: ReadStore | None = None,
+        fresh_node_seconds: float = FRESH_NODE_SECONDS,
     ) -> None:
+        self.fresh_node_seconds = fresh_node_seconds
         self.pods = pods
         self.nodes = nodes
         self.nodegroups = nodegroups
@@ -269,10 +279,11 @@ class SnapshotBuilder:
         pending_objects: dict[str, Obj] = {}
         pending: list[PodInfo] = []
         bound: list[PodInfo] = []
-        not_ready_nodes: set[str] = set()
+        arriving: set[str] = set()  # not Ready yet, or Ready so recently the scheduler may not have used it
         for name, node in node_objs.items():
-            if not _node_ready(node):
-                not_ready_nodes.add(name)
+            ready_since = _ready_since(node)
+            if ready_since is None or (now - ready_since).total_seconds() < self.fresh_node_seconds:
+                arriving.add(name)
         for p in pod_objs:
             if is_unschedulable(p):
                 info = PodInfo.from_k8s(p)
@@ -280,7 +291,7 @@ class SnapshotBuilder:
                 pending_objects[info.key] = p
             else:
                 on = (p.get("spec") or {}).get("nodeName")
-                if on and (with_pods or on in not_ready_nodes):
+                if on and (with_pods or on in arriving):
                     bound.append(PodInfo.from_k8s(p))
 
         # Nodes, with the ones our VPSieNodes are removing marked as deleting.
@@ -349,7 +360,7 @@ class SnapshotBuilder:
         self._reported = dict(errors)
 
         by_name = {g.name: g for g in groups}
-        in_flight_nodes = [n for n in infos if not n.ready and not n.deleting and n.group in by_name]
+        in_flight_nodes = [n for n in infos if n.name in arriving and not n.deleting and n.group in by_name]
         virtual: list[NodeInfo] = []
         for vn in index:
             if vn.leaving or vn.name in claimed:
@@ -376,8 +387,11 @@ class SnapshotBuilder:
         )
 
 
-def _node_ready(node: Obj) -> bool:
-    return any(
-        c.get("type") == "Ready" and c.get("status") == "True"
-        for c in (node.get("status") or {}).get("conditions") or ()
-    )
+def _ready_since(node: Obj) -> datetime | None:
+    """When the Node became Ready (None while it is not Ready)."""
+    for c in (node.get("status") or {}).get("conditions") or ():
+        if c.get("type") == "Ready":
+            if c.get("status") != "True":
+                return None
+            return _parse_time(c.get("lastTransitionTime")) or datetime.min.replace(tzinfo=UTC)
+    return None

@@ -239,3 +239,23 @@ async def test_run_plans_once_per_batch_and_resyncs_while_pods_stay_pending() ->
         assert not c.batcher.open
     finally:
         task.cancel()
+
+
+async def test_a_node_that_just_joined_holds_the_pods_about_to_land_on_it() -> None:
+    w = World()
+    w.group("web")
+    node = w.member("web-new", "web")
+    ready = node["status"]["conditions"][0]
+    ready["lastTransitionTime"] = w.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")
+    w.pending_pod("p", cpu="1500m")  # the scheduler has not bound it yet
+    c = controller(w)
+    plan = await c.scale_up_once()
+    assert plan is not None
+    assert plan.pods[0].status == IN_FLIGHT
+    assert created(w) == []
+    # Long after the node joined, the scheduler's verdict wins: the pod does not fit there.
+    await w.clock.advance(31)
+    plan = await c.scale_up_once()
+    assert plan is not None
+    assert plan.pods[0].status == TRIGGERED
+    assert len(created(w)) == 1

@@ -114,6 +114,8 @@ class ScaleDownController:
         self.options = options
         self._blocked_events: dict[str, tuple[str, str, float]] = {}
         self._dry_run_reported: set[tuple[str, str]] = set()
+        self.passes = 0
+        """Completed passes (observability for tests and debugging)."""
 
     async def run(self) -> None:
         while True:
@@ -141,6 +143,7 @@ class ScaleDownController:
             blocked=len(plan.blocked),
             no_vpsienode=missing or None,
         )
+        self.passes += 1
         return plan
 
     # -- 1. our taints ------------------------------------------------------------------------------
@@ -328,10 +331,14 @@ class ScaleDownController:
         self._blocked_events[name] = (code, detail, now)
         node = snap.node_objects.get(name)
         if node is not None:
-            self._emit(node, type_, reason, note)
+            # The blocker is the action: events.k8s.io merges Events that differ only in their note
+            # into a series of the first one, which would keep showing a blocker that has changed.
+            self._emit(node, type_, reason, note, action=code)
 
     def _note(self, note: str) -> str:
         return DRY_RUN_PREFIX + note if self.options.dry_run else note
 
-    def _emit(self, obj: Mapping[str, Any], type_: str, reason: str, note: str) -> None:
-        self.recorder.event(obj, type_, reason, self._note(note), ACTION_SCALE_DOWN)
+    def _emit(
+        self, obj: Mapping[str, Any], type_: str, reason: str, note: str, *, action: str = ACTION_SCALE_DOWN
+    ) -> None:
+        self.recorder.event(obj, type_, reason, self._note(note), action)

@@ -124,6 +124,8 @@ class ScaleUpController:
         self._latency_seen: set[str] = set()
         self._pod_events: dict[str, tuple[str, str, float]] = {}
         self._dry_run_reported: dict[str, tuple[int, frozenset[str]]] = {}
+        self.passes = 0
+        """Completed decisions (observability for tests and debugging)."""
 
     # -- informer side (every replica; cheap) -----------------------------------------------------
 
@@ -168,6 +170,12 @@ class ScaleUpController:
     async def scale_up_once(self) -> ScaleUpPlan | None:
         """One decision over the current caches. Returns the plan (None when nothing is pending)."""
         now = self.clock.now()
+        try:
+            return await self._decide(now)
+        finally:
+            self.passes += 1
+
+    async def _decide(self, now: datetime) -> ScaleUpPlan | None:
         snap = self.builder.build(now, with_pods=False, extra_vpsienodes=self._expected())
         self.metrics.unschedulable_pods.set(len(snap.pending_pods))
         self._forget_gone(snap)
