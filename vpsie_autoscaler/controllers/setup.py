@@ -11,9 +11,15 @@ from __future__ import annotations
 
 from vpsie_autoscaler.config import Settings
 from vpsie_autoscaler.controllers.autoscaling import setup_autoscaling
+from vpsie_autoscaler.controllers.lifecycle import setup_lifecycle
 from vpsie_autoscaler.runtime.manager import Manager
 
 
 def setup(manager: Manager, settings: Settings) -> None:
-    """Register every controller with ``manager``."""
-    setup_autoscaling(manager, settings)
+    """Register every controller with ``manager``.
+
+    The lifecycle family builds the one VPSie client; scale-up reads plan capacity through it (None
+    when no credentials are configured: groups must then state their capacity in the template).
+    """
+    lifecycle = setup_lifecycle(manager, settings)
+    setup_autoscaling(manager, settings, catalogue_client=lifecycle.providers.client)
