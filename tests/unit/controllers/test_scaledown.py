@@ -181,17 +181,18 @@ async def test_stale_taints_are_removed_but_not_from_nodes_being_drained() -> No
     assert {e.name for e in w.recorder.reasons("StaleTaintRemoved")} == {"ready", "orphan"}
 
 
-async def test_above_max_cancels_in_flight_nodes_first() -> None:
+async def test_a_group_above_max_is_left_to_its_single_owner_the_nodegroup_controller() -> None:
     w = World()
-    w.group("web", max_nodes=1)
-    w.member("web-old", "web")
-    w.bound_pod("busy", "web-old", cpu="1500m")
+    w.group("web", max_nodes=1, scaleDown=FAST)
+    w.member("web-old", "web", annotations={UNNEEDED_SINCE_ANNOTATION: "2026-11-27T08:00:00Z"})
+    w.member("web-idle", "web", annotations={UNNEEDED_SINCE_ANNOTATION: "2026-11-27T08:00:00Z"})
     w.vpsienode("web-new1", "web", phase="Provisioning", created="2026-11-27T08:58:00Z")
-    w.vpsienode("web-new2", "web", phase="Pending", created="2026-11-27T08:59:00Z")
-    await controller(w).scale_down_once()
-    assert drained(w) == ["web-new1", "web-new2"]
-    assert annotations_of(w, "vpsienodes", "web-new2")[DRAIN_REASON_ANNOTATION] == "AboveMaxSize"
-    assert w.sample("vpsie_autoscaler_scale_down_total", {"nodegroup": "web", "reason": "AboveMaxSize"}) == 2
+    plan = await controller(w).scale_down_once()
+    assert plan.cancel_in_flight == {"web": 1}
+    assert {x.reason for x in plan.removals} == {"AboveMaxSize"}
+    # The NodeGroup controller requests these drains; a second requester would remove twice.
+    assert drained(w) == []
+    assert w.kube.writes("patch", "vpsienodes") == []
 
 
 async def test_dry_run_changes_nothing_and_reports_everything_once() -> None:

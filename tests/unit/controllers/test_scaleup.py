@@ -237,6 +237,13 @@ async def test_run_plans_once_per_batch_and_resyncs_while_pods_stay_pending() ->
         bound["spec"] = {**bound["spec"], "nodeName": "x"}
         c.on_pod(bound)  # a bound pod opens no batch
         assert not c.batcher.open
+        # Every pod placed: the gauge falls to 0 on the next resync although no batch runs.
+        for pod in w.stores["pods"].list():
+            pod["spec"]["nodeName"] = "somewhere"
+        passes = c.passes
+        await w.clock.advance(10.0)
+        assert w.sample("vpsie_autoscaler_unschedulable_pods") == 0
+        assert c.passes == passes
     finally:
         task.cancel()
 

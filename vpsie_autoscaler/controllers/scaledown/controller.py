@@ -16,8 +16,11 @@ Each pass (cluster-autoscaler's ``RunOnce`` scale-down half; Karpenter's disrupt
    lifecycle controller taints, evicts and deletes; this controller never evicts or deletes. A Node of
    a group without a VPSieNode (multi-key lookup) cannot be removed: logged as an error, counted in
    ``unremovable_nodes{reason="NoVPSieNode"}`` and reported as a Warning Event.
-5. A group above ``maxNodes`` first loses not-yet-Ready VPSieNodes (``cancel_in_flight``): drains
-   are requested on the newest in-flight VPSieNodes of the group.
+5. A group above ``maxNodes`` (the user lowered it) is converged by the NodeGroup controller, its
+   single owner (docs/architecture.md: it requests drains on the surplus, not-ready nodes first).
+   The planner's ``cancel_in_flight`` and ``AboveMaxSize`` removals are logged, not executed: two
+   controllers requesting drains for the same surplus from slightly different cache states would
+   remove it twice and take the group below ``maxNodes`` (or ``minNodes``).
 6. Report: ``unremovable_nodes{reason}`` (first blocker per node), ``scale_down_total{nodegroup,
    reason}``, Events ``ScaleDown`` on the Node and ``ScaledDown`` on the NodeGroup, and
    ``ScaleDownBlocked`` on Nodes that stay for a reason worth telling (a PDB, min size, the budget…),
@@ -132,13 +135,12 @@ class ScaleDownController:
         plan = plan_scale_down(snap.nodes, snap.groups, snap.pdbs, now=now, settings=self.options.settings)
         await self._persist_timers(plan, now)
         missing = await self._request_drains(plan, snap, now)
-        await self._cancel_in_flight(plan, snap, now)
         self._report_blocked(plan, snap, missing)
         log.info(
             "scale-down decision",
             dry_run=self.options.dry_run,
             removals=[{"node": x.node, "nodegroup": x.group, "reason": x.reason} for x in plan.removals],
-            cancel_in_flight=dict(plan.cancel_in_flight) or None,
+            above_max_left_to_nodegroup_controller=dict(plan.cancel_in_flight) or None,
             unneeded=len(plan.unneeded),
             blocked=len(plan.blocked),
             no_vpsienode=missing or None,
@@ -209,16 +211,12 @@ class ScaleDownController:
                 continue
             if vn.drain_requested:
                 continue
+            if removal.reason == r.REMOVE_ABOVE_MAX:
+                log.info("above maxNodes: left to the NodeGroup controller", node=removal.node,
+                         nodegroup=removal.group)  # fmt: skip
+                continue
             await self._drain(snap, vn, removal.group, removal.reason, now, removal.message, node, removal)
         return missing
-
-    async def _cancel_in_flight(self, plan: ScaleDownPlan, snap: ClusterSnapshot, now: datetime) -> None:
-        for group, count in plan.cancel_in_flight.items():
-            in_flight = [v for v in snap.vpsienodes.of_group(group) if v.in_flight_phase]
-            in_flight.sort(key=lambda v: (v.created.timestamp() if v.created else 0.0, v.name), reverse=True)
-            for vn in in_flight[:count]:
-                note = f"cancelling not-yet-Ready node {vn.name}: NodeGroup {group} is above maxNodes"
-                await self._drain(snap, vn, group, r.REMOVE_ABOVE_MAX, now, note, None, None)
 
     async def _drain(  # noqa: PLR0917 - private, called twice
         self,

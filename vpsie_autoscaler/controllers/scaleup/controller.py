@@ -154,7 +154,9 @@ class ScaleUpController:
     async def _resync(self) -> None:
         while True:
             await self.clock.sleep(self.options.scan_interval)
-            if any(is_unschedulable(p) for p in self.builder.pods.list()):
+            pending = sum(1 for p in self.builder.pods.list() if is_unschedulable(p))
+            self.metrics.unschedulable_pods.set(pending)  # also falls to 0 when no batch runs
+            if pending:
                 self.batcher.add()
 
     def _expected(self) -> list[dict[str, Any]]:
