@@ -54,11 +54,12 @@ def setup_autoscaling(
     """
     informers = manager.informers
     pods = informers.informer_for(PODS)
+    nodegroups = informers.informer_for(NODEGROUPS)
     catalogue = PlanCatalogue(catalogue_client, manager.clock)
     builder = SnapshotBuilder(
         pods=pods.store,
         nodes=informers.informer_for(NODES).store,
-        nodegroups=informers.informer_for(NODEGROUPS).store,
+        nodegroups=nodegroups.store,
         vpsienodes=informers.informer_for(VPSIENODES).store,
         pdbs=informers.informer_for(PDBS).store,
         catalogue=catalogue,
@@ -79,6 +80,12 @@ def setup_autoscaling(
         ),
     )
     pods.add_event_handler(on_add=scaleup.on_pod, on_update=scaleup.on_pod_update)
+    # Read a new group's plan as soon as the group appears, not when the first pod needs it, and
+    # re-plan once new plan facts arrive (pods may have been refused for "capacity unknown").
+    nodegroups.add_event_handler(
+        on_add=catalogue.want_object, on_update=lambda _old, new: catalogue.want_object(new)
+    )
+    catalogue.on_change(scaleup.replan)
     scaledown = ScaleDownController(
         client=manager.client,
         recorder=manager.recorder,

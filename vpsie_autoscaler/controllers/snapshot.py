@@ -353,6 +353,8 @@ class SnapshotBuilder:
                     detail += f"; VPSie catalogue: {why}"
                 elif not self.catalogue.enabled:
                     detail += "; no VPSie credentials to read the plan"
+                else:
+                    detail += "; the VPSie plan has not been read yet"
                 errors[name] = detail
         for name, why in errors.items():
             if self._reported.get(name) != why:

@@ -3,6 +3,8 @@ VPSie catalogue (read from the real simulator, cached, never on the hot path).""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from tests.support.vpsie import make_client, running_simulator, sim_config
@@ -182,3 +184,60 @@ async def test_a_catalogue_outage_keeps_the_last_good_facts() -> None:
         assert facts is not None
         assert facts.capacity["cpu"] == 4
         assert catalogue.error(vms) == "list_plans: VPSie is down"
+
+
+class StubCatalogue:
+    """Answers list_plans from a dict; fails while ``down``; counts calls."""
+
+    def __init__(self) -> None:
+        self.down = False
+        self.calls = 0
+
+    async def list_node_groups(self, cluster_identifier: str) -> list[m.K8sNodeGroup]:
+        return []
+
+    async def list_k8s_offers(self, dc_identifier: str) -> list[m.K8sOffer]:
+        return []
+
+    async def list_plans(
+        self, dc_identifier: str, os_identifier: str, category_identifier: str = ""
+    ) -> list[m.Plan]:
+        self.calls += 1
+        if self.down:
+            raise ServerError("VPSie is down", operation="list_plans")
+        return [m.Plan(identifier=ADVANCED, cpu=4, ram=8192, ssd=160, price=40.0)]
+
+
+async def _settle() -> None:
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+async def test_the_refresher_fetches_a_new_group_at_once_and_retries_failures() -> None:
+    clock = FakeClock()
+    stub = StubCatalogue()
+    catalogue = PlanCatalogue(stub, clock)
+    changes: list[int] = []
+    catalogue.on_change(lambda: changes.append(1))
+    task = asyncio.ensure_future(catalogue.run())
+    try:
+        await _settle()
+        stub.down = True
+        catalogue.want_object(vm_group().to_k8s())  # the NodeGroup informer saw a new group
+        await _settle()
+        assert stub.calls == 1
+        assert catalogue.facts(vm_group()) is None
+        stub.down = False
+        await clock.advance(29)
+        assert stub.calls == 1
+        await clock.advance(1)  # RETRY_SECONDS after the failure
+        assert catalogue.facts(vm_group()) is not None
+        assert changes == [1]  # scale-up is told to re-plan
+        calls = stub.calls
+        await clock.advance(269)  # no refetch until the full refresh, 300 s after the last one
+        assert stub.calls == calls
+        await clock.advance(2)
+        assert stub.calls == calls + 1
+        assert changes == [1]  # same facts: no re-plan
+    finally:
+        task.cancel()

@@ -263,7 +263,8 @@ class ScaleDownController:
             )
         group_obj = snap.nodegroup_objects.get(group)
         if group_obj is not None:
-            self._emit(group_obj, NORMAL, REASON_SCALED_DOWN, note)
+            # related = the Node (or VPSieNode): one Event per removal, not a series of the first.
+            self._emit(group_obj, NORMAL, REASON_SCALED_DOWN, note, related=node or vn.raw)
             await self._patch_decision(group, note)
 
     async def _patch_decision(self, group: str, decision: str) -> None:
@@ -337,6 +338,13 @@ class ScaleDownController:
         return DRY_RUN_PREFIX + note if self.options.dry_run else note
 
     def _emit(
-        self, obj: Mapping[str, Any], type_: str, reason: str, note: str, *, action: str = ACTION_SCALE_DOWN
+        self,
+        obj: Mapping[str, Any],
+        type_: str,
+        reason: str,
+        note: str,
+        *,
+        action: str = ACTION_SCALE_DOWN,
+        related: Mapping[str, Any] | None = None,
     ) -> None:
-        self.recorder.event(obj, type_, reason, self._note(note), action)
+        self.recorder.event(obj, type_, reason, self._note(note), action, related=related)

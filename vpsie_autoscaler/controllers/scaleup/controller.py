@@ -124,6 +124,7 @@ class ScaleUpController:
         self._latency_seen: set[str] = set()
         self._pod_events: dict[str, tuple[str, str, float]] = {}
         self._dry_run_reported: dict[str, tuple[int, frozenset[str]]] = {}
+        self._last_created: dict[str, Any] | None = None
         self.passes = 0
         """Completed decisions (observability for tests and debugging)."""
 
@@ -135,6 +136,11 @@ class ScaleUpController:
 
     def on_pod_update(self, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
         self.on_pod(new)
+
+    def replan(self) -> None:
+        """Something the decision depends on changed (plan facts): re-plan if pods are waiting."""
+        if any(is_unschedulable(p) for p in self.builder.pods.list()):
+            self.batcher.add()
 
     # -- leader side --------------------------------------------------------------------------------
 
@@ -233,13 +239,17 @@ class ScaleUpController:
             self._dry_run_reported[inc.group] = key
             created, error = inc.nodes, None
             accepted_at: datetime | None = snap.now
+            first = None
         else:
             created, error, accepted_at = await self._create(ng, inc.nodes)
+            first = self._last_created
         if created:
             self.metrics.scale_up_total.labels(inc.group, METRIC_REASON).inc(created)
             complete = created == inc.nodes
             note = inc.message if complete else f"{inc.message}; only {created} created: {error}"
-            self._emit(raw, NORMAL, REASON_SCALED_UP, note)
+            # related = the first new VPSieNode: each decision is its own Event, not a series of the
+            # group's first one (events.k8s.io merges Events that differ only in their note).
+            self._emit(raw, NORMAL, REASON_SCALED_UP, note, related=first)
             await self._patch_status(ng, note, inc.from_size + created)
         if error is not None:
             self._emit(raw, WARNING, REASON_SCALE_UP_FAILED, f"scale-up {inc.group} failed: {error}")
@@ -258,6 +268,7 @@ class ScaleUpController:
         """Create ``count`` VPSieNodes; returns (created, first error, time the first was accepted)."""
         created = 0
         first_at: datetime | None = None
+        self._last_created = None
         for _ in range(count):
             try:
                 obj = await self._create_one(ng)
@@ -266,6 +277,7 @@ class ScaleUpController:
                 return created, str(exc), first_at
             if first_at is None:
                 first_at = self.clock.now()
+                self._last_created = obj
             name = (obj.get("metadata") or {}).get("name", "")
             self._created[name] = (obj, self.clock.monotonic())
             created += 1
@@ -331,5 +343,13 @@ class ScaleUpController:
     def _note(self, note: str) -> str:
         return DRY_RUN_PREFIX + note if self.options.dry_run else note
 
-    def _emit(self, obj: Mapping[str, Any], type_: str, reason: str, note: str) -> None:
-        self.recorder.event(obj, type_, reason, self._note(note), ACTION_SCALE_UP)
+    def _emit(
+        self,
+        obj: Mapping[str, Any],
+        type_: str,
+        reason: str,
+        note: str,
+        *,
+        related: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.recorder.event(obj, type_, reason, self._note(note), ACTION_SCALE_UP, related=related)
