@@ -79,7 +79,9 @@ def setup_autoscaling(
             scan_interval=settings.scan_interval,
         ),
     )
-    pods.add_event_handler(on_add=scaleup.on_pod, on_update=scaleup.on_pod_update)
+    pods.add_event_handler(
+        on_add=scaleup.on_pod, on_update=scaleup.on_pod_update, on_delete=scaleup.on_pod_delete
+    )
     # Read a new group's plan as soon as the group appears, not when the first pod needs it, and
     # re-plan once new plan facts arrive (pods may have been refused for "capacity unknown").
     nodegroups.add_event_handler(

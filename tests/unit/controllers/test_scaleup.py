@@ -190,13 +190,26 @@ async def test_cluster_limits_are_applied() -> None:
 async def test_decision_latency_runs_from_unschedulable_to_the_vpsienode_creation() -> None:
     w = World()
     w.group("web")
-    w.pending_pod("p", cpu="1", since_s=3)
+    w.pending_pod("p", cpu="1", since_s=3)  # lastTransitionTime 3 s ago, whole seconds
     c = controller(w)
     await c.scale_up_once()
+    # The transition lies in [t, t + 1 s): the midpoint is the estimate.
     assert w.sample(LATENCY + "_count") == 1
-    assert w.sample(LATENCY + "_sum") == pytest.approx(3.0)
+    assert w.sample(LATENCY + "_sum") == pytest.approx(2.5)
     await c.scale_up_once()  # same pod, now waiting for its node: measured once
     assert w.sample(LATENCY + "_count") == 1
+
+
+async def test_decision_latency_uses_when_we_first_saw_the_pod_to_narrow_the_estimate() -> None:
+    w = World()
+    w.group("web")
+    c = controller(w)
+    pod = w.pending_pod("p", cpu="1")  # lastTransitionTime = now (09:00:00)
+    await w.clock.advance(0.2)
+    c.on_pod(pod)  # the watch delivered it 0.2 s into that second: the transition was before
+    await w.clock.advance(1.0)  # the batch window
+    await c.scale_up_once()
+    assert w.sample(LATENCY + "_sum") == pytest.approx(1.1)
 
 
 async def test_dry_run_reports_the_plan_and_creates_nothing() -> None:

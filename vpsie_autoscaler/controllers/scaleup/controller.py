@@ -28,12 +28,13 @@ warm but never plan, create or emit (seed trap: scale-up running on every replic
 same group is not counted again (the pods stay pending, so it would repeat every loop).
 
 Decision latency (``vpsie_autoscaler_scale_up_decision_latency_seconds``): for each pod, once, the
-first time it triggers a scale-up: from its ``PodScheduled=False`` ``lastTransitionTime`` (set by the
-scheduler, API server clock, whole seconds) to the moment the API server accepted the first
-VPSieNode of that increase — the object whose creation the lifecycle controller turns into the
-add-node call. It includes the scheduler's reaction, the watch delay and the batch window. The
-timestamp's truncation to the second can overstate it by up to 1 s; clock skew is clamped at 0. In
-dry-run it is measured at the decision, as no object is created.
+first time it triggers a scale-up: from the moment the scheduler marked it ``PodScheduled=False``
+(``Unschedulable``) to the moment the API server accepted the first VPSieNode of that increase — the
+object whose creation the lifecycle controller turns into the add-node call (within milliseconds,
+after adding its finalizer). It includes the watch delay and the batch window. The start is
+estimated from ``lastTransitionTime`` (whole seconds): see :meth:`ScaleUpController.became_unschedulable`
+(error at most 0.5 s). Clock skew between the API server and us is clamped at 0. In dry-run it is
+measured at the decision, as no object is created.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ import asyncio
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 import structlog
@@ -83,6 +84,8 @@ MAX_NAME_ATTEMPTS: Final = 5
 EXPECTATION_SECONDS: Final = 60.0
 """How long a created VPSieNode the cache has not shown yet still counts as in flight. The watch
 normally delivers it within milliseconds; a minute covers a relisting informer."""
+TRANSITION_TIME_RESOLUTION: Final = timedelta(seconds=1)
+"""Condition ``lastTransitionTime`` values are RFC 3339 with whole seconds (metav1.Time)."""
 POD_EVENT_REPEAT_SECONDS: Final = 300.0
 """The same pod Event (reason and note) is not repeated more often than this (the pod stays pending
 and is re-planned every loop; the recorder's series dedup only merges identical writes)."""
@@ -125,17 +128,42 @@ class ScaleUpController:
         self._pod_events: dict[str, tuple[str, str, float]] = {}
         self._dry_run_reported: dict[str, tuple[int, frozenset[str]]] = {}
         self._last_created: dict[str, Any] | None = None
+        self._first_seen: dict[str, datetime] = {}
         self.passes = 0
         """Completed decisions (observability for tests and debugging)."""
 
     # -- informer side (every replica; cheap) -----------------------------------------------------
 
     def on_pod(self, obj: Mapping[str, Any]) -> None:
+        uid = (obj.get("metadata") or {}).get("uid") or ""
         if is_unschedulable(obj):
+            self._first_seen.setdefault(uid, self.clock.now())
             self.batcher.add()
+        else:
+            self._first_seen.pop(uid, None)
 
     def on_pod_update(self, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
         self.on_pod(new)
+
+    def on_pod_delete(self, obj: Any) -> None:
+        meta = obj.get("metadata") if isinstance(obj, Mapping) else None
+        self._first_seen.pop((meta or {}).get("uid") or "", None)
+
+    def became_unschedulable(self, pod: Mapping[str, Any]) -> datetime | None:
+        """Estimate of when the scheduler marked ``pod`` Unschedulable.
+
+        ``lastTransitionTime`` has whole seconds, so the transition lies in ``[t, t + 1 s)`` and, as
+        we saw it afterwards, no later than when our informer first saw it unschedulable. The
+        midpoint of that interval is the estimate: never more than 0.5 s off, and unbiased.
+        """
+        since = unschedulable_since(pod)
+        if since is None:
+            return None
+        upper = since + TRANSITION_TIME_RESOLUTION
+        seen = self._first_seen.get((pod.get("metadata") or {}).get("uid") or "")
+        if seen is not None and since <= seen < upper:
+            upper = seen
+        return since + (upper - since) / 2
 
     def replan(self) -> None:
         """Something the decision depends on changed (plan facts): re-plan if pods are waiting."""
@@ -259,7 +287,7 @@ class ScaleUpController:
                 if uid in self._latency_seen:
                     continue
                 self._latency_seen.add(uid)
-                since = unschedulable_since(snap.pending_objects.get(pod.key, {}))
+                since = self.became_unschedulable(snap.pending_objects.get(pod.key, {}))
                 if since is not None:
                     latency = max(0.0, (accepted_at - since).total_seconds())
                     self.metrics.scale_up_decision_latency_seconds.observe(latency)
