@@ -136,7 +136,11 @@ async def test_a_group_without_known_capacity_is_named_in_the_pod_event() -> Non
     w.pending_pod("p", cpu="1")
     await controller(w).scale_up_once()
     (event,) = w.recorder.reasons("NotTriggerScaleUp", "p")
-    assert "noplan: NodeGroup noplan: capacity of cpu, memory unknown" in event.note
+    assert event.note.startswith(
+        "pod didn't trigger scale-up: no usable NodeGroup: noplan: NodeGroup noplan: "
+    )
+    assert "capacity of cpu, memory unknown" in event.note
+    assert "no VPSie credentials to read the plan" in event.note
     assert created(w) == []
 
 

@@ -343,7 +343,9 @@ class ScaleUpController:
                 reason, note = REASON_TRIGGERED, o.message
             elif o.status == NOT_TRIGGERED:
                 reason, note = REASON_NOT_TRIGGERED, o.message
-                if unusable:
+                if unusable and set(o.reasons) <= {""}:  # the planner saw no group at all
+                    note = f"pod didn't trigger scale-up: no usable NodeGroup: {unusable}"
+                elif unusable:
                     note += f"; not usable: {unusable}"
             else:
                 log.debug("pod not reported", pod=o.pod.key, status=o.status, detail=o.message)
