@@ -16,7 +16,8 @@ ignored → five nodes for one pod), so the rules live in one place:
   destination, never a candidate again;
 - in-flight capacity for scale-up = Nodes of our groups that are not Ready yet or became Ready
   within :data:`FRESH_NODE_SECONDS` (with their pods) plus a virtual node
-  (``GroupTemplate.virtual_node(hostname)``) for each VPSieNode without a Node.
+  (``GroupTemplate.virtual_node(hostname)``) for each Pending/Provisioning/Joining VPSieNode without a
+  Node (a Ready VPSieNode whose Node vanished is no capacity: pods must not wait for it).
 
 Node ↔ VPSieNode is a multi-key lookup (docs/architecture.md): the Node's ``VPSIENODE_LABEL``, then
 the VPSieNode's ``status.nodeName``, then its hostname (VPSie lowercases it into the Node name).
@@ -365,7 +366,9 @@ class SnapshotBuilder:
         in_flight_nodes = [n for n in infos if n.name in arriving and not n.deleting and n.group in by_name]
         virtual: list[NodeInfo] = []
         for vn in index:
-            if vn.leaving or vn.name in claimed:
+            # Only records still being created are capacity on the way: a Ready record whose Node
+            # vanished (seed trap) is no capacity at all, or pods would wait for it forever.
+            if not vn.in_flight_phase or vn.name in claimed:
                 continue
             template = by_name.get(vn.group)
             if template is not None:

@@ -283,3 +283,16 @@ async def test_a_node_that_just_joined_holds_the_pods_about_to_land_on_it() -> N
     assert plan is not None
     assert plan.pods[0].status == TRIGGERED
     assert len(created(w)) == 1
+
+
+async def test_a_ready_record_whose_node_vanished_is_not_capacity() -> None:
+    w = World()
+    w.group("web")
+    w.vpsienode("web-ghost", "web", phase="Ready", node_name="web-ghost")  # its Node is gone
+    w.pending_pod("p", cpu="1500m")
+    plan = await controller(w).scale_up_once()
+    assert plan is not None
+    assert plan.pods[0].status == TRIGGERED
+    (increase,) = plan.increases
+    assert (increase.from_size, increase.to_size) == (1, 2)  # it still counts against maxNodes
+    assert len(created(w)) == 1
