@@ -231,3 +231,28 @@ async def test_run_loops_every_scan_interval() -> None:
         assert len(drained(w)) == 1
     finally:
         task.cancel()
+
+
+async def test_a_crashing_pass_does_not_stop_the_loop() -> None:
+    w = World()
+    w.group("web", scaleDown=FAST)
+    w.member("web-a", "web")
+    c = controller(w, scan_interval=5.0)
+    real_build = c.builder.build
+    failures = [RuntimeError("bug")]
+
+    def flaky_build(*args: Any, **kwargs: Any) -> Any:
+        if failures:
+            raise failures.pop()
+        return real_build(*args, **kwargs)
+
+    c.builder.build = flaky_build  # type: ignore[method-assign]
+    task = asyncio.ensure_future(c.run())
+    try:
+        await w.clock.advance(0)
+        assert c.passes == 0
+        await w.clock.advance(5)
+        assert c.passes == 1
+        assert UNNEEDED_SINCE_ANNOTATION in annotations_of(w, "nodes", "web-a")
+    finally:
+        task.cancel()

@@ -126,6 +126,8 @@ class ScaleDownController:
                 await self.scale_down_once()
             except errors.KubeError as exc:
                 log.error("scale-down pass failed", error=str(exc))
+            except Exception:  # a bug must not stop scale-down for good (controller-runtime recovers)
+                log.exception("scale-down pass crashed")
             await self.clock.sleep(self.options.scan_interval)
 
     async def scale_down_once(self) -> ScaleDownPlan:

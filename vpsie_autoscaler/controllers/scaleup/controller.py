@@ -182,6 +182,8 @@ class ScaleUpController:
                     await self.scale_up_once()
                 except errors.KubeError as exc:
                     log.error("scale-up pass failed", error=str(exc))
+                except Exception:  # a bug must not stop scale-up for good (controller-runtime recovers)
+                    log.exception("scale-up pass crashed")
         finally:
             resync.cancel()
 
