@@ -249,6 +249,22 @@ class SnapshotBuilder:
         self.daemonsets = daemonsets
         self.catalogue = catalogue
         self._reported: dict[str, str] = {}
+        self._pods: dict[str, tuple[str, PodInfo]] = {}
+
+    def _pod_info(self, pod: Obj, parsed: dict[str, tuple[str, PodInfo]]) -> PodInfo:
+        """``PodInfo.from_k8s``, reused while the pod's resourceVersion is unchanged: parsing every
+        bound pod on each scale-down pass is most of its cost (see benchmarks/autoscaling_bench.py)."""
+        meta = pod.get("metadata") or {}
+        uid, rv = meta.get("uid") or "", meta.get("resourceVersion") or ""
+        cached = self._pods.get(uid)
+        info = cached[1] if cached is not None and rv and cached[0] == rv else PodInfo.from_k8s(pod)
+        if uid:
+            parsed[uid] = (rv, info)
+        return info
+
+    def forget_pods(self) -> None:
+        """Drop the parsed-pod cache (benchmarks measure the cold path with it)."""
+        self._pods.clear()
 
     def daemonset_pods(self) -> list[PodInfo]:
         if self.daemonsets is None:
@@ -285,15 +301,20 @@ class SnapshotBuilder:
             ready_since = _ready_since(node)
             if ready_since is None or (now - ready_since).total_seconds() < self.fresh_node_seconds:
                 arriving.add(name)
+        seen_pods: dict[str, tuple[str, PodInfo]] = {}
         for p in pod_objs:
             if is_unschedulable(p):
-                info = PodInfo.from_k8s(p)
+                info = self._pod_info(p, seen_pods)
                 pending.append(info)
                 pending_objects[info.key] = p
             else:
                 on = (p.get("spec") or {}).get("nodeName")
                 if on and (with_pods or on in arriving):
-                    bound.append(PodInfo.from_k8s(p))
+                    bound.append(self._pod_info(p, seen_pods))
+        if with_pods:  # every pod was looked at: what was not is gone
+            self._pods = seen_pods
+        else:
+            self._pods.update(seen_pods)
 
         # Nodes, with the ones our VPSieNodes are removing marked as deleting.
         node_vn: dict[str, VPSieNodeView] = {}

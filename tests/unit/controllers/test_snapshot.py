@@ -241,3 +241,19 @@ async def test_the_refresher_fetches_a_new_group_at_once_and_retries_failures() 
         assert changes == [1]  # same facts: no re-plan
     finally:
         task.cancel()
+
+
+def test_parsed_pods_are_reused_only_while_their_resource_version_is_unchanged() -> None:
+    w = World()
+    w.group("web")
+    w.member("n1", "web")
+    pod = w.bound_pod("p", "n1", cpu="500m")
+    pod["metadata"]["resourceVersion"] = "1"
+    builder = w.builder()
+    first = builder.build(w.clock.now())
+    again = builder.build(w.clock.now())
+    assert first.nodes[0].pods[0] is again.nodes[0].pods[0]
+    pod["spec"]["containers"][0]["resources"]["requests"]["cpu"] = "1500m"
+    pod["metadata"]["resourceVersion"] = "2"
+    changed = builder.build(w.clock.now())
+    assert changed.nodes[0].requested["cpu"] == 1500
