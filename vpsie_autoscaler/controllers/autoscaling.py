@@ -13,6 +13,7 @@ would need daemonsets list/watch, which the chart does not grant.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from vpsie_autoscaler.config import Settings
@@ -40,7 +41,8 @@ def limits_from(settings: Settings) -> ClusterLimits:
     return ClusterLimits(
         max_nodes=settings.max_nodes_total,
         max_cores=settings.max_cores_total,
-        max_memory_gib=int(settings.max_memory_total_gib),
+        # The planner counts whole GiB; round up so a fractional limit never becomes 0 ("no limit").
+        max_memory_gib=math.ceil(settings.max_memory_total_gib),
     )
 
 
