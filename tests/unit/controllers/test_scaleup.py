@@ -296,3 +296,18 @@ async def test_a_ready_record_whose_node_vanished_is_not_capacity() -> None:
     (increase,) = plan.increases
     assert (increase.from_size, increase.to_size) == (1, 2)  # it still counts against maxNodes
     assert len(created(w)) == 1
+
+
+async def test_a_group_in_backoff_is_skipped_and_the_next_group_takes_over() -> None:
+    w = World()
+    first = w.group("first", scaleUp={"priority": 10})
+    first["status"] = {"backoffUntil": "2026-11-27T09:05:00Z"}
+    w.group("second", scaleUp={"priority": 0})
+    w.pending_pod("p", cpu="1")
+    c = controller(w, expander="priority")
+    plan = await c.scale_up_once()
+    assert plan is not None
+    assert [i.group for i in plan.increases] == ["second"]
+    assert plan.pods[0].reasons["first"].code == "GroupInBackoff"
+    bodies = created(w)
+    assert [b["metadata"]["labels"][NODEGROUP_LABEL] for b in bodies] == ["second"]  # type: ignore[index]
