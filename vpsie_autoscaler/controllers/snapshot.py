@@ -327,6 +327,7 @@ class SnapshotBuilder:
                     parsed = dataclasses.replace(parsed, deleting=True)  # noqa: PLW2901
             infos.append(parsed)
         claimed = {vn.name for vn in node_vn.values()}
+        nodes_by_name = {n.name: n for n in infos}
 
         groups: list[GroupTemplate] = []
         models: dict[str, NodeGroup] = {}
@@ -385,14 +386,24 @@ class SnapshotBuilder:
 
         by_name = {g.name: g for g in groups}
         in_flight_nodes = [n for n in infos if n.name in arriving and not n.deleting and n.group in by_name]
-        virtual: list[NodeInfo] = []
+        # A Node that registered but does not carry its group's labels yet (the lifecycle controller
+        # applies them when it joins) is not what pods select: its VPSieNode stays modelled by the
+        # template, or a batch closing in that window would order the same capacity again.
+        unlabelled = {
+            vn.name
+            for node_name, vn in node_vn.items()
+            if node_name in arriving and nodes_by_name[node_name].group != vn.group
+        }
+        virtual: list[NodeInfo] = []  # VPSieNodes without any Node: they also count against the limits
         for vn in index:
             # Only records still being created are capacity on the way: a Ready record whose Node
             # vanished (seed trap) is no capacity at all, or pods would wait for it forever.
-            if not vn.in_flight_phase or vn.name in claimed:
-                continue
             template = by_name.get(vn.group)
-            if template is not None:
+            if vn.leaving or template is None:
+                continue
+            if vn.name in unlabelled:
+                in_flight_nodes.append(template.virtual_node(vn.hostname))
+            elif vn.in_flight_phase and vn.name not in claimed:
                 virtual.append(template.virtual_node(vn.hostname))
         pdbs = tuple(PDBInfo.from_k8s(p) for p in self.pdbs.list()) if self.pdbs is not None else ()
         return ClusterSnapshot(

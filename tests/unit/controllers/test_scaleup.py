@@ -311,3 +311,15 @@ async def test_a_group_in_backoff_is_skipped_and_the_next_group_takes_over() -> 
     assert plan.pods[0].reasons["first"].code == "GroupInBackoff"
     bodies = created(w)
     assert [b["metadata"]["labels"][NODEGROUP_LABEL] for b in bodies] == ["second"]  # type: ignore[index]
+
+
+async def test_a_node_registered_before_its_labels_are_applied_still_counts_as_on_the_way() -> None:
+    w = World()
+    w.group("web")
+    w.vpsienode("web-new", "web", phase="Joining", node_name="web-new")
+    w.node("web-new", None, ready=False)  # registered; the group's labels are not applied yet
+    w.pending_pod("p", cpu="1500m")
+    plan = await controller(w).scale_up_once()
+    assert plan is not None
+    assert plan.pods[0].status == IN_FLIGHT
+    assert created(w) == []

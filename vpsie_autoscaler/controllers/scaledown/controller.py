@@ -21,11 +21,15 @@ Each pass (cluster-autoscaler's ``RunOnce`` scale-down half; Karpenter's disrupt
    The planner's ``cancel_in_flight`` and ``AboveMaxSize`` removals are logged, not executed: two
    controllers requesting drains for the same surplus from slightly different cache states would
    remove it twice and take the group below ``maxNodes`` (or ``minNodes``).
-6. Report: ``unremovable_nodes{reason}`` (first blocker per node), ``scale_down_total{nodegroup,
-   reason}``, Events ``ScaleDown`` on the Node and ``ScaledDown`` on the NodeGroup, and
+6. Report: ``unremovable_nodes{reason}`` (first blocker per node), Events ``ScaleDown`` on the Node
+   and ``ScaledDown`` on the NodeGroup, and
    ``ScaleDownBlocked`` on Nodes that stay for a reason worth telling (a PDB, min size, the budget…),
    deduplicated: an Event only when a node's blocker changes or every
    :data:`BLOCKED_EVENT_REPEAT_SECONDS`.
+
+``scale_down_total{nodegroup,reason}`` counts nodes *removed*: the lifecycle controller increments it
+when a drain completes (a drain that fails removes nothing). Only in dry-run, where nothing is
+drained, does this controller count the removals it would have requested.
 
 ``--dry-run``: the same plan, logs, metrics and Events (notes prefixed ``dry-run:``) and
 ``lastDecision``; no annotation, taint or drain request is written. A dry-run removal is counted
@@ -247,7 +251,8 @@ class ScaleDownController:
             except errors.KubeError as exc:
                 log.error("could not request the drain", vpsienode=vn.name, error=str(exc))
                 return
-        self.metrics.scale_down_total.labels(group, reason).inc()
+        if self.options.dry_run:  # otherwise the lifecycle controller counts the completed removal
+            self.metrics.scale_down_total.labels(group, reason).inc()
         log.info(
             "drain requested",
             vpsienode=vn.name,

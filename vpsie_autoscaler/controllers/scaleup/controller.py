@@ -293,6 +293,7 @@ class ScaleUpController:
                 if since is not None:
                     latency = max(0.0, (accepted_at - since).total_seconds())
                     self.metrics.scale_up_decision_latency_seconds.observe(latency)
+                    log.debug("decision latency", pod=pod.key, seconds=round(latency, 3))
 
     async def _create(self, ng: NodeGroup, count: int) -> tuple[int, str | None, datetime | None]:
         """Create ``count`` VPSieNodes; returns (created, first error, time the first was accepted)."""
