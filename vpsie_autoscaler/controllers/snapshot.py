@@ -17,7 +17,8 @@ ignored → five nodes for one pod), so the rules live in one place:
 - in-flight capacity for scale-up = Nodes of our groups that are not Ready yet or became Ready
   within :data:`FRESH_NODE_SECONDS` (with their pods) plus a virtual node
   (``GroupTemplate.virtual_node(hostname)``) for each Pending/Provisioning/Joining VPSieNode without a
-  Node (a Ready VPSieNode whose Node vanished is no capacity: pods must not wait for it).
+  Node (a Ready VPSieNode whose Node vanished is no capacity: pods must not wait for it), and the
+  template again for a VPSieNode whose Node registered without the group's labels yet.
 
 Node ↔ VPSieNode is a multi-key lookup (docs/architecture.md): the Node's ``VPSIENODE_LABEL``, then
 the VPSieNode's ``status.nodeName``, then its hostname (VPSie lowercases it into the Node name).
