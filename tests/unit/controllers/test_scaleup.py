@@ -323,3 +323,23 @@ async def test_a_node_registered_before_its_labels_are_applied_still_counts_as_o
     assert plan is not None
     assert plan.pods[0].status == IN_FLIGHT
     assert created(w) == []
+
+
+async def test_many_nodes_are_created_in_waves_and_an_error_stops_after_its_wave() -> None:
+    w = World()
+    w.group("web", max_nodes=30)
+    for i in range(20):
+        w.pending_pod(f"p{i}", cpu="1500m")
+    await controller(w).scale_up_once()
+    assert len(w.stores["vpsienodes"].list()) == 20
+
+    w2 = World()
+    w2.group("web", max_nodes=30)
+    for i in range(20):
+        w2.pending_pod(f"p{i}", cpu="1500m")
+    w2.kube.fail_create.append(errors.Forbidden("quota"))
+    await controller(w2).scale_up_once()
+    assert len(w2.stores["vpsienodes"].list()) == 7  # the first wave of 8, one refused; no more waves
+    (scaled,) = w2.recorder.reasons("ScaledUp", "web")
+    assert "only 7 created: quota" in scaled.note
+    assert w2.recorder.reasons("ScaleUpFailed", "web")

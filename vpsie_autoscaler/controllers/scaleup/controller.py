@@ -81,6 +81,9 @@ by the NodeGroup controller uses its own)."""
 
 MAX_NAME_ATTEMPTS: Final = 5
 """New suffixes tried after 409 AlreadyExists (a collision has probability 36**-5 per pair)."""
+CREATE_CONCURRENCY: Final = 8
+"""VPSieNodes created in parallel for one increase: 50 new nodes take ~7 round trips, not 50, while
+a burst stays far below the API server's default max-in-flight (400 mutating requests)."""
 EXPECTATION_SECONDS: Final = 60.0
 """How long a created VPSieNode the cache has not shown yet still counts as in flight. The watch
 normally delivers it within milliseconds; a minute covers a relisting informer."""
@@ -296,24 +299,34 @@ class ScaleUpController:
                     log.debug("decision latency", pod=pod.key, seconds=round(latency, 3))
 
     async def _create(self, ng: NodeGroup, count: int) -> tuple[int, str | None, datetime | None]:
-        """Create ``count`` VPSieNodes; returns (created, first error, time the first was accepted)."""
+        """Create ``count`` VPSieNodes, :data:`CREATE_CONCURRENCY` at a time; stop after a wave with
+        an error. Returns (created, first error, time the first was accepted)."""
         created = 0
         first_at: datetime | None = None
+        error: str | None = None
         self._last_created = None
-        for _ in range(count):
-            try:
-                obj = await self._create_one(ng)
-            except errors.KubeError as exc:
-                log.error("creating a VPSieNode failed", nodegroup=ng.metadata.name, error=str(exc))
-                return created, str(exc), first_at
-            if first_at is None:
-                first_at = self.clock.now()
-                self._last_created = obj
-            name = (obj.get("metadata") or {}).get("name", "")
-            self._created[name] = (obj, self.clock.monotonic())
-            created += 1
-            log.info("VPSieNode created", nodegroup=ng.metadata.name, vpsienode=name)
-        return created, None, first_at
+        remaining = count
+        while remaining > 0 and error is None:
+            wave = min(remaining, CREATE_CONCURRENCY)
+            remaining -= wave
+            results = await asyncio.gather(
+                *(self._create_one(ng) for _ in range(wave)), return_exceptions=True
+            )
+            for res in results:
+                if isinstance(res, errors.KubeError):
+                    log.error("creating a VPSieNode failed", nodegroup=ng.metadata.name, error=str(res))
+                    error = error or str(res)
+                    continue
+                if isinstance(res, BaseException):
+                    raise res
+                if first_at is None:
+                    first_at = self.clock.now()
+                    self._last_created = res
+                name = (res.get("metadata") or {}).get("name", "")
+                self._created[name] = (res, self.clock.monotonic())
+                created += 1
+                log.info("VPSieNode created", nodegroup=ng.metadata.name, vpsienode=name)
+        return created, error, first_at
 
     async def _create_one(self, ng: NodeGroup) -> dict[str, Any]:
         last: errors.KubeError | None = None
