@@ -13,6 +13,7 @@ would need daemonsets list/watch, which the chart does not grant.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from vpsie_autoscaler.config import Settings
@@ -40,7 +41,8 @@ def limits_from(settings: Settings) -> ClusterLimits:
     return ClusterLimits(
         max_nodes=settings.max_nodes_total,
         max_cores=settings.max_cores_total,
-        max_memory_gib=int(settings.max_memory_total_gib),
+        # The planner counts whole GiB; round up so a fractional limit never becomes 0 ("no limit").
+        max_memory_gib=math.ceil(settings.max_memory_total_gib),
     )
 
 
@@ -54,11 +56,12 @@ def setup_autoscaling(
     """
     informers = manager.informers
     pods = informers.informer_for(PODS)
+    nodegroups = informers.informer_for(NODEGROUPS)
     catalogue = PlanCatalogue(catalogue_client, manager.clock)
     builder = SnapshotBuilder(
         pods=pods.store,
         nodes=informers.informer_for(NODES).store,
-        nodegroups=informers.informer_for(NODEGROUPS).store,
+        nodegroups=nodegroups.store,
         vpsienodes=informers.informer_for(VPSIENODES).store,
         pdbs=informers.informer_for(PDBS).store,
         catalogue=catalogue,
@@ -78,7 +81,15 @@ def setup_autoscaling(
             scan_interval=settings.scan_interval,
         ),
     )
-    pods.add_event_handler(on_add=scaleup.on_pod, on_update=scaleup.on_pod_update)
+    pods.add_event_handler(
+        on_add=scaleup.on_pod, on_update=scaleup.on_pod_update, on_delete=scaleup.on_pod_delete
+    )
+    # Read a new group's plan as soon as the group appears, not when the first pod needs it, and
+    # re-plan once new plan facts arrive (pods may have been refused for "capacity unknown").
+    nodegroups.add_event_handler(
+        on_add=catalogue.want_object, on_update=lambda _old, new: catalogue.want_object(new)
+    )
+    catalogue.on_change(scaleup.replan)
     scaledown = ScaleDownController(
         client=manager.client,
         recorder=manager.recorder,

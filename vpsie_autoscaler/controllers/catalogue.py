@@ -16,11 +16,14 @@ Units: VPSie reports RAM in MB and disk in GB; they become ``Mi`` and ``Gi`` qua
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import asyncio
+import contextlib
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 import structlog
+from pydantic import ValidationError
 
 from vpsie_autoscaler.api.nodegroup import HOURS_PER_MONTH, ManagedSource, NodeGroup, VMSource
 from vpsie_autoscaler.runtime.clock import Clock
@@ -30,8 +33,9 @@ from vpsie_autoscaler.vpsie.errors import VPSieError
 REFRESH_SECONDS: Final = 300.0
 """Full refresh period. Plans and node-group sizes change rarely; 5 minutes keeps prices current
 without spending the client's rate budget (100 requests/minute) on the catalogue."""
-WANT_POLL_SECONDS: Final = 1.0
-"""How soon a newly seen source is fetched (the refresher wakes up this often to check)."""
+
+RETRY_SECONDS: Final = 30.0
+"""A source whose fetch failed (VPSie down, plan missing) is tried again this often."""
 
 log = structlog.get_logger("vpsie_autoscaler.controllers.catalogue")
 
@@ -106,6 +110,12 @@ class PlanCatalogue:
         self._sources: dict[SourceKey, NodeGroup] = {}
         self._wanted: set[SourceKey] = set()
         self._errors: dict[SourceKey, str] = {}
+        self._want_event = asyncio.Event()
+        self._listeners: list[Callable[[], None]] = []
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` after a refresh that learnt new or changed facts (scale-up re-plans)."""
+        self._listeners.append(listener)
 
     @property
     def enabled(self) -> bool:
@@ -116,8 +126,9 @@ class PlanCatalogue:
         key = source_key(ng)
         self._sources.setdefault(key, ng)
         found = self._facts.get(key)
-        if found is None and self._client is not None:
+        if found is None and self._client is not None and key not in self._wanted:
             self._wanted.add(key)
+            self._want_event.set()
         return found
 
     def error(self, ng: NodeGroup) -> str | None:
@@ -127,6 +138,12 @@ class PlanCatalogue:
     def want(self, groups: Iterable[NodeGroup]) -> None:
         for ng in groups:
             self.facts(ng)
+
+    def want_object(self, obj: Mapping[str, Any]) -> None:
+        """Informer handler: mark a NodeGroup's source wanted (invalid objects are ignored here; the
+        snapshot reports them)."""
+        with contextlib.suppress(ValidationError):
+            self.facts(NodeGroup.from_k8s(dict(obj)))
 
     def put(self, ng: NodeGroup, facts: PlanFacts) -> None:
         """Seed the cache (tests, or a caller that already fetched)."""
@@ -139,6 +156,7 @@ class PlanCatalogue:
         if self._client is None:
             return
         todo = list(keys if keys is not None else self._sources)
+        changed = False
         for key in todo:
             ng = self._sources.get(key)
             if ng is None:
@@ -155,19 +173,40 @@ class PlanCatalogue:
                 log.warning("plan not found in the VPSie catalogue", source=key)
                 continue
             self._errors.pop(key, None)
+            changed = changed or self._facts.get(key) != facts
             self._facts[key] = facts
+        if changed:
+            for listener in self._listeners:
+                listener()
 
     async def run(self) -> None:
-        """Refresh everything every ``refresh_seconds``; fetch newly wanted sources within a second."""
-        last_full = -self._refresh_seconds
+        """Refresh everything every ``refresh_seconds``; fetch a newly wanted source at once, and
+        retry a source that failed every :data:`RETRY_SECONDS`."""
+        last_full: float | None = None
         while True:
+            self._want_event.clear()
             now = self._clock.monotonic()
-            if now - last_full >= self._refresh_seconds:
+            if last_full is None or now - last_full >= self._refresh_seconds:
                 last_full = now
                 await self.refresh()
             elif self._wanted:
                 await self.refresh(list(self._wanted))
-            await self._clock.sleep(WANT_POLL_SECONDS)
+            timeout = self._refresh_seconds - (self._clock.monotonic() - last_full)
+            if self._wanted:
+                timeout = min(timeout, RETRY_SECONDS)
+            await self._until_wanted_or(max(timeout, 0.0))
+
+    async def _until_wanted_or(self, seconds: float) -> None:
+        """Sleep ``seconds`` on the clock, or less if a new source is wanted."""
+        waiter = asyncio.ensure_future(self._want_event.wait())
+        sleeper = asyncio.ensure_future(self._clock.sleep(seconds))
+        try:
+            await asyncio.wait({waiter, sleeper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (waiter, sleeper):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     async def _fetch(self, client: CatalogueClient, ng: NodeGroup) -> PlanFacts | None:
         if ng.spec.managed is not None:

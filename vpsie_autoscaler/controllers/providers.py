@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Final, NoReturn
 
@@ -61,6 +63,9 @@ log = structlog.get_logger("vpsie_autoscaler.controllers.providers")
 
 CLAIM_ANNOTATION: Final = f"{GROUP}/claim"
 """On VPSieNodes of managed groups: the provider's claim (JSON), written before add-node."""
+
+LIST_CACHE_SECONDS: Final = 2.0
+"""How long one VPSie listing of a source answers every ``get``/``list`` (see :class:`CachedProvider`)."""
 
 CREDENTIALS_POLL_SECONDS: Final = 10.0
 """How often the mounted credentials are re-read. The kubelet refreshes mounted Secrets about once a
@@ -186,6 +191,90 @@ class VPSieNodeClaimStore:
 # --- providers --------------------------------------------------------------------------------------
 
 
+class CachedProvider:
+    """One provider ``list`` per source shared by every caller for ``ttl`` seconds (single flight).
+
+    VPSie cannot be watched and ``get`` is "list, then search", so without sharing, every VPSieNode
+    poll and every NodeGroup reconcile would list the whole account: ten booting nodes polled every
+    5 s are 240 requests a minute against a client-side limit of 100. Writes through this provider
+    invalidate the source's entry, so our own create or delete is visible to the next read. The TTL
+    runs on the process's monotonic clock: this is a performance cache, not a business timer.
+    """
+
+    def __init__(
+        self,
+        inner: NodeProvider,
+        *,
+        ttl: float = LIST_CACHE_SECONDS,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.inner = inner
+        self._ttl = ttl
+        self._monotonic = monotonic
+        self._cache: dict[NodeSource, tuple[float, list[Instance]]] = {}
+        self._locks: dict[NodeSource, asyncio.Lock] = {}
+        self._generation: dict[NodeSource, int] = {}
+
+    def invalidate(self, source: NodeSource) -> None:
+        # A listing already in flight when a write happens must not be stored: it may predate the write.
+        self._generation[source] = self._generation.get(source, 0) + 1
+        self._cache.pop(source, None)
+
+    def _fresh(self, source: NodeSource) -> list[Instance] | None:
+        entry = self._cache.get(source)
+        if entry is None or self._monotonic() - entry[0] > self._ttl:
+            return None
+        return list(entry[1])
+
+    async def list(self, source: NodeSource) -> list[Instance]:
+        found = self._fresh(source)
+        if found is not None:
+            return found
+        async with self._locks.setdefault(source, asyncio.Lock()):
+            found = self._fresh(source)
+            if found is not None:
+                return found
+            generation = self._generation.get(source, 0)
+            listed = await self.inner.list(source)
+            if self._generation.get(source, 0) == generation:
+                self._cache[source] = (self._monotonic(), listed)
+            return list(listed)
+
+    async def get(self, source: NodeSource, hostname: str) -> Instance | None:
+        return next((i for i in await self.list(source) if i.answers_to(hostname)), None)
+
+    async def create(self, request: CreateRequest) -> None:
+        try:
+            await self.inner.create(request)
+        finally:
+            self.invalidate(request.source)
+
+    async def delete(self, instance: Instance) -> None:
+        try:
+            await self.inner.delete(instance)
+        finally:
+            self.invalidate(instance.source)
+
+
+class _FreshReads:
+    """Reads straight from the wrapped provider; writes still invalidate the shared listing."""
+
+    def __init__(self, cached: CachedProvider) -> None:
+        self._cached = cached
+
+    async def list(self, source: NodeSource) -> list[Instance]:
+        return await self._cached.inner.list(source)
+
+    async def get(self, source: NodeSource, hostname: str) -> Instance | None:
+        return await self._cached.inner.get(source, hostname)
+
+    async def create(self, request: CreateRequest) -> None:
+        await self._cached.create(request)
+
+    async def delete(self, instance: Instance) -> None:
+        await self._cached.delete(instance)
+
+
 class UnconfiguredProvider:
     """Stands in when VPSie cannot be reached as configured (no credentials): every call fails with
     :class:`~vpsie_autoscaler.vpsie.errors.Unauthorized` naming the problem, so NodeGroups report it
@@ -235,12 +324,19 @@ class Providers:
         if client is None:
             self.managed = self.vms = UnconfiguredProvider(unconfigured_reason)
         else:
-            self.managed = ManagedKubernetesProvider(client, clock=clock, claims=VPSieNodeClaimStore(kube))
-            self.vms = VMProvider(client, clock=clock)
+            self.managed = CachedProvider(
+                ManagedKubernetesProvider(client, clock=clock, claims=VPSieNodeClaimStore(kube))
+            )
+            self.vms = CachedProvider(VMProvider(client, clock=clock))
         self._group_ids: dict[tuple[str, str], int] = {}
 
-    def provider_for(self, source: NodeSource) -> NodeProvider:
-        return self.managed if isinstance(source, ManagedSource) else self.vms
+    def provider_for(self, source: NodeSource, *, fresh: bool = False) -> NodeProvider:
+        """The provider of that source kind. ``fresh`` skips the shared listing: for decisions that
+        must see VPSie as it is now (adopt-or-create, "the instance is gone", orphan detection)."""
+        provider = self.managed if isinstance(source, ManagedSource) else self.vms
+        if fresh and isinstance(provider, CachedProvider):
+            return _FreshReads(provider)
+        return provider
 
     async def source_for(
         self, group_name: str, managed: api.ManagedSource | None, vm: api.VMSource | None

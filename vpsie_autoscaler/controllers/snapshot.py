@@ -14,8 +14,11 @@ ignored → five nodes for one pod), so the rules live in one place:
   ``in_flight`` = the part of ``size`` without a Ready Node;
 - a Node whose VPSieNode is leaving is ``deleting`` in the snapshot: never capacity, never a
   destination, never a candidate again;
-- in-flight capacity for scale-up = Nodes of our groups that are not Ready yet (with their pods) plus
-  a virtual node (``GroupTemplate.virtual_node(hostname)``) for each VPSieNode without a Node.
+- in-flight capacity for scale-up = Nodes of our groups that are not Ready yet or became Ready
+  within :data:`FRESH_NODE_SECONDS` (with their pods) plus a virtual node
+  (``GroupTemplate.virtual_node(hostname)``) for each Pending/Provisioning/Joining VPSieNode without a
+  Node (a Ready VPSieNode whose Node vanished is no capacity: pods must not wait for it), and the
+  template again for a VPSieNode whose Node registered without the group's labels yet.
 
 Node ↔ VPSieNode is a multi-key lookup (docs/architecture.md): the Node's ``VPSIENODE_LABEL``, then
 the VPSieNode's ``status.nodeName``, then its hostname (VPSie lowercases it into the Node name).
@@ -30,7 +33,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 
 import structlog
@@ -63,6 +66,13 @@ UNSCHEDULABLE_REASON: Final = "Unschedulable"
 ``v1.PodReasonUnschedulable``). ``SchedulingGated`` pods are not unschedulable: they wait for a gate."""
 DEFAULT_PHASE: Final = "Pending"
 READY_PHASE: Final = "Ready"
+FRESH_NODE_SECONDS: Final = 30.0
+"""A Node of our groups that became Ready less than this ago still counts as arriving capacity for
+scale-up. The scheduler retries unschedulable pods when a node appears, but the pods stay marked
+Unschedulable until it binds them; without this window a batch that closes in between orders
+nodes for pods that are about to land on the one that just joined (cluster-autoscaler filters
+such pods out with its scheduler simulation). After the window the scheduler's verdict wins: if it
+still cannot place a pod there, our simulation is missing a constraint and must not hold the pod."""
 
 Obj = Mapping[str, Any]
 
@@ -229,7 +239,9 @@ class SnapshotBuilder:
         catalogue: PlanCatalogue,
         pdbs: ReadStore | None = None,
         daemonsets: ReadStore | None = None,
+        fresh_node_seconds: float = FRESH_NODE_SECONDS,
     ) -> None:
+        self.fresh_node_seconds = fresh_node_seconds
         self.pods = pods
         self.nodes = nodes
         self.nodegroups = nodegroups
@@ -238,6 +250,22 @@ class SnapshotBuilder:
         self.daemonsets = daemonsets
         self.catalogue = catalogue
         self._reported: dict[str, str] = {}
+        self._pods: dict[str, tuple[str, PodInfo]] = {}
+
+    def _pod_info(self, pod: Obj, parsed: dict[str, tuple[str, PodInfo]]) -> PodInfo:
+        """``PodInfo.from_k8s``, reused while the pod's resourceVersion is unchanged: parsing every
+        bound pod on each scale-down pass is most of its cost (see benchmarks/autoscaling_bench.py)."""
+        meta = pod.get("metadata") or {}
+        uid, rv = meta.get("uid") or "", meta.get("resourceVersion") or ""
+        cached = self._pods.get(uid)
+        info = cached[1] if cached is not None and rv and cached[0] == rv else PodInfo.from_k8s(pod)
+        if uid:
+            parsed[uid] = (rv, info)
+        return info
+
+    def forget_pods(self) -> None:
+        """Drop the parsed-pod cache (benchmarks measure the cold path with it)."""
+        self._pods.clear()
 
     def daemonset_pods(self) -> list[PodInfo]:
         if self.daemonsets is None:
@@ -269,19 +297,25 @@ class SnapshotBuilder:
         pending_objects: dict[str, Obj] = {}
         pending: list[PodInfo] = []
         bound: list[PodInfo] = []
-        not_ready_nodes: set[str] = set()
+        arriving: set[str] = set()  # not Ready yet, or Ready so recently the scheduler may not have used it
         for name, node in node_objs.items():
-            if not _node_ready(node):
-                not_ready_nodes.add(name)
+            ready_since = _ready_since(node)
+            if ready_since is None or (now - ready_since).total_seconds() < self.fresh_node_seconds:
+                arriving.add(name)
+        seen_pods: dict[str, tuple[str, PodInfo]] = {}
         for p in pod_objs:
             if is_unschedulable(p):
-                info = PodInfo.from_k8s(p)
+                info = self._pod_info(p, seen_pods)
                 pending.append(info)
                 pending_objects[info.key] = p
             else:
                 on = (p.get("spec") or {}).get("nodeName")
-                if on and (with_pods or on in not_ready_nodes):
-                    bound.append(PodInfo.from_k8s(p))
+                if on and (with_pods or on in arriving):
+                    bound.append(self._pod_info(p, seen_pods))
+        if with_pods:  # every pod was looked at: what was not is gone
+            self._pods = seen_pods
+        else:
+            self._pods.update(seen_pods)
 
         # Nodes, with the ones our VPSieNodes are removing marked as deleting.
         node_vn: dict[str, VPSieNodeView] = {}
@@ -294,6 +328,7 @@ class SnapshotBuilder:
                     parsed = dataclasses.replace(parsed, deleting=True)  # noqa: PLW2901
             infos.append(parsed)
         claimed = {vn.name for vn in node_vn.values()}
+        nodes_by_name = {n.name: n for n in infos}
 
         groups: list[GroupTemplate] = []
         models: dict[str, NodeGroup] = {}
@@ -342,6 +377,8 @@ class SnapshotBuilder:
                     detail += f"; VPSie catalogue: {why}"
                 elif not self.catalogue.enabled:
                     detail += "; no VPSie credentials to read the plan"
+                else:
+                    detail += "; the VPSie plan has not been read yet"
                 errors[name] = detail
         for name, why in errors.items():
             if self._reported.get(name) != why:
@@ -349,13 +386,25 @@ class SnapshotBuilder:
         self._reported = dict(errors)
 
         by_name = {g.name: g for g in groups}
-        in_flight_nodes = [n for n in infos if not n.ready and not n.deleting and n.group in by_name]
-        virtual: list[NodeInfo] = []
+        in_flight_nodes = [n for n in infos if n.name in arriving and not n.deleting and n.group in by_name]
+        # A Node that registered but does not carry its group's labels yet (the lifecycle controller
+        # applies them when it joins) is not what pods select: its VPSieNode stays modelled by the
+        # template, or a batch closing in that window would order the same capacity again.
+        unlabelled = {
+            vn.name
+            for node_name, vn in node_vn.items()
+            if node_name in arriving and nodes_by_name[node_name].group != vn.group
+        }
+        virtual: list[NodeInfo] = []  # VPSieNodes without any Node: they also count against the limits
         for vn in index:
-            if vn.leaving or vn.name in claimed:
-                continue
+            # Only records still being created are capacity on the way: a Ready record whose Node
+            # vanished (seed trap) is no capacity at all, or pods would wait for it forever.
             template = by_name.get(vn.group)
-            if template is not None:
+            if vn.leaving or template is None:
+                continue
+            if vn.name in unlabelled:
+                in_flight_nodes.append(template.virtual_node(vn.hostname))
+            elif vn.in_flight_phase and vn.name not in claimed:
                 virtual.append(template.virtual_node(vn.hostname))
         pdbs = tuple(PDBInfo.from_k8s(p) for p in self.pdbs.list()) if self.pdbs is not None else ()
         return ClusterSnapshot(
@@ -376,8 +425,11 @@ class SnapshotBuilder:
         )
 
 
-def _node_ready(node: Obj) -> bool:
-    return any(
-        c.get("type") == "Ready" and c.get("status") == "True"
-        for c in (node.get("status") or {}).get("conditions") or ()
-    )
+def _ready_since(node: Obj) -> datetime | None:
+    """When the Node became Ready (None while it is not Ready)."""
+    for c in (node.get("status") or {}).get("conditions") or ():
+        if c.get("type") == "Ready":
+            if c.get("status") != "True":
+                return None
+            return _parse_time(c.get("lastTransitionTime")) or datetime.min.replace(tzinfo=UTC)
+    return None

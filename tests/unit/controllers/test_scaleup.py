@@ -136,7 +136,11 @@ async def test_a_group_without_known_capacity_is_named_in_the_pod_event() -> Non
     w.pending_pod("p", cpu="1")
     await controller(w).scale_up_once()
     (event,) = w.recorder.reasons("NotTriggerScaleUp", "p")
-    assert "noplan: NodeGroup noplan: capacity of cpu, memory unknown" in event.note
+    assert event.note.startswith(
+        "pod didn't trigger scale-up: no usable NodeGroup: noplan: NodeGroup noplan: "
+    )
+    assert "capacity of cpu, memory unknown" in event.note
+    assert "no VPSie credentials to read the plan" in event.note
     assert created(w) == []
 
 
@@ -190,13 +194,26 @@ async def test_cluster_limits_are_applied() -> None:
 async def test_decision_latency_runs_from_unschedulable_to_the_vpsienode_creation() -> None:
     w = World()
     w.group("web")
-    w.pending_pod("p", cpu="1", since_s=3)
+    w.pending_pod("p", cpu="1", since_s=3)  # lastTransitionTime 3 s ago, whole seconds
     c = controller(w)
     await c.scale_up_once()
+    # The transition lies in [t, t + 1 s): the midpoint is the estimate.
     assert w.sample(LATENCY + "_count") == 1
-    assert w.sample(LATENCY + "_sum") == pytest.approx(3.0)
+    assert w.sample(LATENCY + "_sum") == pytest.approx(2.5)
     await c.scale_up_once()  # same pod, now waiting for its node: measured once
     assert w.sample(LATENCY + "_count") == 1
+
+
+async def test_decision_latency_uses_when_we_first_saw_the_pod_to_narrow_the_estimate() -> None:
+    w = World()
+    w.group("web")
+    c = controller(w)
+    pod = w.pending_pod("p", cpu="1")  # lastTransitionTime = now (09:00:00)
+    await w.clock.advance(0.2)
+    c.on_pod(pod)  # the watch delivered it 0.2 s into that second: the transition was before
+    await w.clock.advance(1.0)  # the batch window
+    await c.scale_up_once()
+    assert w.sample(LATENCY + "_sum") == pytest.approx(1.1)
 
 
 async def test_dry_run_reports_the_plan_and_creates_nothing() -> None:
@@ -237,5 +254,92 @@ async def test_run_plans_once_per_batch_and_resyncs_while_pods_stay_pending() ->
         bound["spec"] = {**bound["spec"], "nodeName": "x"}
         c.on_pod(bound)  # a bound pod opens no batch
         assert not c.batcher.open
+        # Every pod placed: the gauge falls to 0 on the next resync although no batch runs.
+        for pod in w.stores["pods"].list():
+            pod["spec"]["nodeName"] = "somewhere"
+        passes = c.passes
+        await w.clock.advance(10.0)
+        assert w.sample("vpsie_autoscaler_unschedulable_pods") == 0
+        assert c.passes == passes
     finally:
         task.cancel()
+
+
+async def test_a_node_that_just_joined_holds_the_pods_about_to_land_on_it() -> None:
+    w = World()
+    w.group("web")
+    node = w.member("web-new", "web")
+    ready = node["status"]["conditions"][0]
+    ready["lastTransitionTime"] = w.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")
+    w.pending_pod("p", cpu="1500m")  # the scheduler has not bound it yet
+    c = controller(w)
+    plan = await c.scale_up_once()
+    assert plan is not None
+    assert plan.pods[0].status == IN_FLIGHT
+    assert created(w) == []
+    # Long after the node joined, the scheduler's verdict wins: the pod does not fit there.
+    await w.clock.advance(31)
+    plan = await c.scale_up_once()
+    assert plan is not None
+    assert plan.pods[0].status == TRIGGERED
+    assert len(created(w)) == 1
+
+
+async def test_a_ready_record_whose_node_vanished_is_not_capacity() -> None:
+    w = World()
+    w.group("web")
+    w.vpsienode("web-ghost", "web", phase="Ready", node_name="web-ghost")  # its Node is gone
+    w.pending_pod("p", cpu="1500m")
+    plan = await controller(w).scale_up_once()
+    assert plan is not None
+    assert plan.pods[0].status == TRIGGERED
+    (increase,) = plan.increases
+    assert (increase.from_size, increase.to_size) == (1, 2)  # it still counts against maxNodes
+    assert len(created(w)) == 1
+
+
+async def test_a_group_in_backoff_is_skipped_and_the_next_group_takes_over() -> None:
+    w = World()
+    first = w.group("first", scaleUp={"priority": 10})
+    first["status"] = {"backoffUntil": "2026-11-27T09:05:00Z"}
+    w.group("second", scaleUp={"priority": 0})
+    w.pending_pod("p", cpu="1")
+    c = controller(w, expander="priority")
+    plan = await c.scale_up_once()
+    assert plan is not None
+    assert [i.group for i in plan.increases] == ["second"]
+    assert plan.pods[0].reasons["first"].code == "GroupInBackoff"
+    bodies = created(w)
+    assert [b["metadata"]["labels"][NODEGROUP_LABEL] for b in bodies] == ["second"]  # type: ignore[index]
+
+
+async def test_a_node_registered_before_its_labels_are_applied_still_counts_as_on_the_way() -> None:
+    w = World()
+    w.group("web")
+    w.vpsienode("web-new", "web", phase="Joining", node_name="web-new")
+    w.node("web-new", None, ready=False)  # registered; the group's labels are not applied yet
+    w.pending_pod("p", cpu="1500m")
+    plan = await controller(w).scale_up_once()
+    assert plan is not None
+    assert plan.pods[0].status == IN_FLIGHT
+    assert created(w) == []
+
+
+async def test_many_nodes_are_created_in_waves_and_an_error_stops_after_its_wave() -> None:
+    w = World()
+    w.group("web", max_nodes=30)
+    for i in range(20):
+        w.pending_pod(f"p{i}", cpu="1500m")
+    await controller(w).scale_up_once()
+    assert len(w.stores["vpsienodes"].list()) == 20
+
+    w2 = World()
+    w2.group("web", max_nodes=30)
+    for i in range(20):
+        w2.pending_pod(f"p{i}", cpu="1500m")
+    w2.kube.fail_create.append(errors.Forbidden("quota"))
+    await controller(w2).scale_up_once()
+    assert len(w2.stores["vpsienodes"].list()) == 7  # the first wave of 8, one refused; no more waves
+    (scaled,) = w2.recorder.reasons("ScaledUp", "web")
+    assert "only 7 created: quota" in scaled.note
+    assert w2.recorder.reasons("ScaleUpFailed", "web")

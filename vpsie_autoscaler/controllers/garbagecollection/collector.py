@@ -158,7 +158,7 @@ class GarbageCollector:
         name = group.metadata.name
         try:
             source = await self.providers.source_for(name, group.spec.managed, group.spec.vm)
-            provider = self.providers.provider_for(source)
+            provider = self.providers.provider_for(source, fresh=True)
             instances = await provider.list(source)
         except VPSieError as exc:
             report.errors.append(f"{name}: {exc}")

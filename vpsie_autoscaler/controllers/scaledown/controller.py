@@ -16,13 +16,20 @@ Each pass (cluster-autoscaler's ``RunOnce`` scale-down half; Karpenter's disrupt
    lifecycle controller taints, evicts and deletes; this controller never evicts or deletes. A Node of
    a group without a VPSieNode (multi-key lookup) cannot be removed: logged as an error, counted in
    ``unremovable_nodes{reason="NoVPSieNode"}`` and reported as a Warning Event.
-5. A group above ``maxNodes`` first loses not-yet-Ready VPSieNodes (``cancel_in_flight``): drains
-   are requested on the newest in-flight VPSieNodes of the group.
-6. Report: ``unremovable_nodes{reason}`` (first blocker per node), ``scale_down_total{nodegroup,
-   reason}``, Events ``ScaleDown`` on the Node and ``ScaledDown`` on the NodeGroup, and
+5. A group above ``maxNodes`` (the user lowered it) is converged by the NodeGroup controller, its
+   single owner (docs/architecture.md: it requests drains on the surplus, not-ready nodes first).
+   The planner's ``cancel_in_flight`` and ``AboveMaxSize`` removals are logged, not executed: two
+   controllers requesting drains for the same surplus from slightly different cache states would
+   remove it twice and take the group below ``maxNodes`` (or ``minNodes``).
+6. Report: ``unremovable_nodes{reason}`` (first blocker per node), Events ``ScaleDown`` on the Node
+   and ``ScaledDown`` on the NodeGroup, and
    ``ScaleDownBlocked`` on Nodes that stay for a reason worth telling (a PDB, min size, the budget…),
    deduplicated: an Event only when a node's blocker changes or every
    :data:`BLOCKED_EVENT_REPEAT_SECONDS`.
+
+``scale_down_total{nodegroup,reason}`` counts nodes *removed*: the lifecycle controller increments it
+when a drain completes (a drain that fails removes nothing). Only in dry-run, where nothing is
+drained, does this controller count the removals it would have requested.
 
 ``--dry-run``: the same plan, logs, metrics and Events (notes prefixed ``dry-run:``) and
 ``lastDecision``; no annotation, taint or drain request is written. A dry-run removal is counted
@@ -114,6 +121,8 @@ class ScaleDownController:
         self.options = options
         self._blocked_events: dict[str, tuple[str, str, float]] = {}
         self._dry_run_reported: set[tuple[str, str]] = set()
+        self.passes = 0
+        """Completed passes (observability for tests and debugging)."""
 
     async def run(self) -> None:
         while True:
@@ -121,6 +130,8 @@ class ScaleDownController:
                 await self.scale_down_once()
             except errors.KubeError as exc:
                 log.error("scale-down pass failed", error=str(exc))
+            except Exception:  # a bug must not stop scale-down for good (controller-runtime recovers)
+                log.exception("scale-down pass crashed")
             await self.clock.sleep(self.options.scan_interval)
 
     async def scale_down_once(self) -> ScaleDownPlan:
@@ -130,17 +141,17 @@ class ScaleDownController:
         plan = plan_scale_down(snap.nodes, snap.groups, snap.pdbs, now=now, settings=self.options.settings)
         await self._persist_timers(plan, now)
         missing = await self._request_drains(plan, snap, now)
-        await self._cancel_in_flight(plan, snap, now)
         self._report_blocked(plan, snap, missing)
         log.info(
             "scale-down decision",
             dry_run=self.options.dry_run,
             removals=[{"node": x.node, "nodegroup": x.group, "reason": x.reason} for x in plan.removals],
-            cancel_in_flight=dict(plan.cancel_in_flight) or None,
+            above_max_left_to_nodegroup_controller=dict(plan.cancel_in_flight) or None,
             unneeded=len(plan.unneeded),
             blocked=len(plan.blocked),
             no_vpsienode=missing or None,
         )
+        self.passes += 1
         return plan
 
     # -- 1. our taints ------------------------------------------------------------------------------
@@ -206,16 +217,12 @@ class ScaleDownController:
                 continue
             if vn.drain_requested:
                 continue
+            if removal.reason == r.REMOVE_ABOVE_MAX:
+                log.info("above maxNodes: left to the NodeGroup controller", node=removal.node,
+                         nodegroup=removal.group)  # fmt: skip
+                continue
             await self._drain(snap, vn, removal.group, removal.reason, now, removal.message, node, removal)
         return missing
-
-    async def _cancel_in_flight(self, plan: ScaleDownPlan, snap: ClusterSnapshot, now: datetime) -> None:
-        for group, count in plan.cancel_in_flight.items():
-            in_flight = [v for v in snap.vpsienodes.of_group(group) if v.in_flight_phase]
-            in_flight.sort(key=lambda v: (v.created.timestamp() if v.created else 0.0, v.name), reverse=True)
-            for vn in in_flight[:count]:
-                note = f"cancelling not-yet-Ready node {vn.name}: NodeGroup {group} is above maxNodes"
-                await self._drain(snap, vn, group, r.REMOVE_ABOVE_MAX, now, note, None, None)
 
     async def _drain(  # noqa: PLR0917 - private, called twice
         self,
@@ -244,7 +251,8 @@ class ScaleDownController:
             except errors.KubeError as exc:
                 log.error("could not request the drain", vpsienode=vn.name, error=str(exc))
                 return
-        self.metrics.scale_down_total.labels(group, reason).inc()
+        if self.options.dry_run:  # otherwise the lifecycle controller counts the completed removal
+            self.metrics.scale_down_total.labels(group, reason).inc()
         log.info(
             "drain requested",
             vpsienode=vn.name,
@@ -262,7 +270,8 @@ class ScaleDownController:
             )
         group_obj = snap.nodegroup_objects.get(group)
         if group_obj is not None:
-            self._emit(group_obj, NORMAL, REASON_SCALED_DOWN, note)
+            # related = the Node (or VPSieNode): one Event per removal, not a series of the first.
+            self._emit(group_obj, NORMAL, REASON_SCALED_DOWN, note, related=node or vn.raw)
             await self._patch_decision(group, note)
 
     async def _patch_decision(self, group: str, decision: str) -> None:
@@ -328,10 +337,21 @@ class ScaleDownController:
         self._blocked_events[name] = (code, detail, now)
         node = snap.node_objects.get(name)
         if node is not None:
-            self._emit(node, type_, reason, note)
+            # The blocker is the action: events.k8s.io merges Events that differ only in their note
+            # into a series of the first one, which would keep showing a blocker that has changed.
+            self._emit(node, type_, reason, note, action=code)
 
     def _note(self, note: str) -> str:
         return DRY_RUN_PREFIX + note if self.options.dry_run else note
 
-    def _emit(self, obj: Mapping[str, Any], type_: str, reason: str, note: str) -> None:
-        self.recorder.event(obj, type_, reason, self._note(note), ACTION_SCALE_DOWN)
+    def _emit(
+        self,
+        obj: Mapping[str, Any],
+        type_: str,
+        reason: str,
+        note: str,
+        *,
+        action: str = ACTION_SCALE_DOWN,
+        related: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.recorder.event(obj, type_, reason, self._note(note), action, related=related)

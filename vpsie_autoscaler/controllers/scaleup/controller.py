@@ -28,12 +28,13 @@ warm but never plan, create or emit (seed trap: scale-up running on every replic
 same group is not counted again (the pods stay pending, so it would repeat every loop).
 
 Decision latency (``vpsie_autoscaler_scale_up_decision_latency_seconds``): for each pod, once, the
-first time it triggers a scale-up: from its ``PodScheduled=False`` ``lastTransitionTime`` (set by the
-scheduler, API server clock, whole seconds) to the moment the API server accepted the first
-VPSieNode of that increase — the object whose creation the lifecycle controller turns into the
-add-node call. It includes the scheduler's reaction, the watch delay and the batch window. The
-timestamp's truncation to the second can overstate it by up to 1 s; clock skew is clamped at 0. In
-dry-run it is measured at the decision, as no object is created.
+first time it triggers a scale-up: from the moment the scheduler marked it ``PodScheduled=False``
+(``Unschedulable``) to the moment the API server accepted the first VPSieNode of that increase — the
+object whose creation the lifecycle controller turns into the add-node call (within milliseconds,
+after adding its finalizer). It includes the watch delay and the batch window. The start is
+estimated from ``lastTransitionTime`` (whole seconds): see :meth:`ScaleUpController.became_unschedulable`
+(error at most 0.5 s). Clock skew between the API server and us is clamped at 0. In dry-run it is
+measured at the decision, as no object is created.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ import asyncio
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 import structlog
@@ -80,9 +81,14 @@ by the NodeGroup controller uses its own)."""
 
 MAX_NAME_ATTEMPTS: Final = 5
 """New suffixes tried after 409 AlreadyExists (a collision has probability 36**-5 per pair)."""
+CREATE_CONCURRENCY: Final = 8
+"""VPSieNodes created in parallel for one increase: 50 new nodes take ~7 round trips, not 50, while
+a burst stays far below the API server's default max-in-flight (400 mutating requests)."""
 EXPECTATION_SECONDS: Final = 60.0
 """How long a created VPSieNode the cache has not shown yet still counts as in flight. The watch
 normally delivers it within milliseconds; a minute covers a relisting informer."""
+TRANSITION_TIME_RESOLUTION: Final = timedelta(seconds=1)
+"""Condition ``lastTransitionTime`` values are RFC 3339 with whole seconds (metav1.Time)."""
 POD_EVENT_REPEAT_SECONDS: Final = 300.0
 """The same pod Event (reason and note) is not repeated more often than this (the pod stays pending
 and is re-planned every loop; the recorder's series dedup only merges identical writes)."""
@@ -124,15 +130,48 @@ class ScaleUpController:
         self._latency_seen: set[str] = set()
         self._pod_events: dict[str, tuple[str, str, float]] = {}
         self._dry_run_reported: dict[str, tuple[int, frozenset[str]]] = {}
+        self._last_created: dict[str, Any] | None = None
+        self._first_seen: dict[str, datetime] = {}
+        self.passes = 0
+        """Completed decisions (observability for tests and debugging)."""
 
     # -- informer side (every replica; cheap) -----------------------------------------------------
 
     def on_pod(self, obj: Mapping[str, Any]) -> None:
+        uid = (obj.get("metadata") or {}).get("uid") or ""
         if is_unschedulable(obj):
+            self._first_seen.setdefault(uid, self.clock.now())
             self.batcher.add()
+        else:
+            self._first_seen.pop(uid, None)
 
     def on_pod_update(self, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
         self.on_pod(new)
+
+    def on_pod_delete(self, obj: Any) -> None:
+        meta = obj.get("metadata") if isinstance(obj, Mapping) else None
+        self._first_seen.pop((meta or {}).get("uid") or "", None)
+
+    def became_unschedulable(self, pod: Mapping[str, Any]) -> datetime | None:
+        """Estimate of when the scheduler marked ``pod`` Unschedulable.
+
+        ``lastTransitionTime`` has whole seconds, so the transition lies in ``[t, t + 1 s)`` and, as
+        we saw it afterwards, no later than when our informer first saw it unschedulable. The
+        midpoint of that interval is the estimate: never more than 0.5 s off, and unbiased.
+        """
+        since = unschedulable_since(pod)
+        if since is None:
+            return None
+        upper = since + TRANSITION_TIME_RESOLUTION
+        seen = self._first_seen.get((pod.get("metadata") or {}).get("uid") or "")
+        if seen is not None and since <= seen < upper:
+            upper = seen
+        return since + (upper - since) / 2
+
+    def replan(self) -> None:
+        """Something the decision depends on changed (plan facts): re-plan if pods are waiting."""
+        if any(is_unschedulable(p) for p in self.builder.pods.list()):
+            self.batcher.add()
 
     # -- leader side --------------------------------------------------------------------------------
 
@@ -146,13 +185,17 @@ class ScaleUpController:
                     await self.scale_up_once()
                 except errors.KubeError as exc:
                     log.error("scale-up pass failed", error=str(exc))
+                except Exception:  # a bug must not stop scale-up for good (controller-runtime recovers)
+                    log.exception("scale-up pass crashed")
         finally:
             resync.cancel()
 
     async def _resync(self) -> None:
         while True:
             await self.clock.sleep(self.options.scan_interval)
-            if any(is_unschedulable(p) for p in self.builder.pods.list()):
+            pending = sum(1 for p in self.builder.pods.list() if is_unschedulable(p))
+            self.metrics.unschedulable_pods.set(pending)  # also falls to 0 when no batch runs
+            if pending:
                 self.batcher.add()
 
     def _expected(self) -> list[dict[str, Any]]:
@@ -168,6 +211,12 @@ class ScaleUpController:
     async def scale_up_once(self) -> ScaleUpPlan | None:
         """One decision over the current caches. Returns the plan (None when nothing is pending)."""
         now = self.clock.now()
+        try:
+            return await self._decide(now)
+        finally:
+            self.passes += 1
+
+    async def _decide(self, now: datetime) -> ScaleUpPlan | None:
         snap = self.builder.build(now, with_pods=False, extra_vpsienodes=self._expected())
         self.metrics.unschedulable_pods.set(len(snap.pending_pods))
         self._forget_gone(snap)
@@ -223,13 +272,17 @@ class ScaleUpController:
             self._dry_run_reported[inc.group] = key
             created, error = inc.nodes, None
             accepted_at: datetime | None = snap.now
+            first = None
         else:
             created, error, accepted_at = await self._create(ng, inc.nodes)
+            first = self._last_created
         if created:
             self.metrics.scale_up_total.labels(inc.group, METRIC_REASON).inc(created)
             complete = created == inc.nodes
             note = inc.message if complete else f"{inc.message}; only {created} created: {error}"
-            self._emit(raw, NORMAL, REASON_SCALED_UP, note)
+            # related = the first new VPSieNode: each decision is its own Event, not a series of the
+            # group's first one (events.k8s.io merges Events that differ only in their note).
+            self._emit(raw, NORMAL, REASON_SCALED_UP, note, related=first)
             await self._patch_status(ng, note, inc.from_size + created)
         if error is not None:
             self._emit(raw, WARNING, REASON_SCALE_UP_FAILED, f"scale-up {inc.group} failed: {error}")
@@ -239,28 +292,41 @@ class ScaleUpController:
                 if uid in self._latency_seen:
                     continue
                 self._latency_seen.add(uid)
-                since = unschedulable_since(snap.pending_objects.get(pod.key, {}))
+                since = self.became_unschedulable(snap.pending_objects.get(pod.key, {}))
                 if since is not None:
                     latency = max(0.0, (accepted_at - since).total_seconds())
                     self.metrics.scale_up_decision_latency_seconds.observe(latency)
+                    log.debug("decision latency", pod=pod.key, seconds=round(latency, 3))
 
     async def _create(self, ng: NodeGroup, count: int) -> tuple[int, str | None, datetime | None]:
-        """Create ``count`` VPSieNodes; returns (created, first error, time the first was accepted)."""
+        """Create ``count`` VPSieNodes, :data:`CREATE_CONCURRENCY` at a time; stop after a wave with
+        an error. Returns (created, first error, time the first was accepted)."""
         created = 0
         first_at: datetime | None = None
-        for _ in range(count):
-            try:
-                obj = await self._create_one(ng)
-            except errors.KubeError as exc:
-                log.error("creating a VPSieNode failed", nodegroup=ng.metadata.name, error=str(exc))
-                return created, str(exc), first_at
-            if first_at is None:
-                first_at = self.clock.now()
-            name = (obj.get("metadata") or {}).get("name", "")
-            self._created[name] = (obj, self.clock.monotonic())
-            created += 1
-            log.info("VPSieNode created", nodegroup=ng.metadata.name, vpsienode=name)
-        return created, None, first_at
+        error: str | None = None
+        self._last_created = None
+        remaining = count
+        while remaining > 0 and error is None:
+            wave = min(remaining, CREATE_CONCURRENCY)
+            remaining -= wave
+            results = await asyncio.gather(
+                *(self._create_one(ng) for _ in range(wave)), return_exceptions=True
+            )
+            for res in results:
+                if isinstance(res, errors.KubeError):
+                    log.error("creating a VPSieNode failed", nodegroup=ng.metadata.name, error=str(res))
+                    error = error or str(res)
+                    continue
+                if isinstance(res, BaseException):
+                    raise res
+                if first_at is None:
+                    first_at = self.clock.now()
+                    self._last_created = res
+                name = (res.get("metadata") or {}).get("name", "")
+                self._created[name] = (res, self.clock.monotonic())
+                created += 1
+                log.info("VPSieNode created", nodegroup=ng.metadata.name, vpsienode=name)
+        return created, error, first_at
 
     async def _create_one(self, ng: NodeGroup) -> dict[str, Any]:
         last: errors.KubeError | None = None
@@ -293,7 +359,9 @@ class ScaleUpController:
                 reason, note = REASON_TRIGGERED, o.message
             elif o.status == NOT_TRIGGERED:
                 reason, note = REASON_NOT_TRIGGERED, o.message
-                if unusable:
+                if unusable and set(o.reasons) <= {""}:  # the planner saw no group at all
+                    note = f"pod didn't trigger scale-up: no usable NodeGroup: {unusable}"
+                elif unusable:
                     note += f"; not usable: {unusable}"
             else:
                 log.debug("pod not reported", pod=o.pod.key, status=o.status, detail=o.message)
@@ -321,5 +389,13 @@ class ScaleUpController:
     def _note(self, note: str) -> str:
         return DRY_RUN_PREFIX + note if self.options.dry_run else note
 
-    def _emit(self, obj: Mapping[str, Any], type_: str, reason: str, note: str) -> None:
-        self.recorder.event(obj, type_, reason, self._note(note), ACTION_SCALE_UP)
+    def _emit(
+        self,
+        obj: Mapping[str, Any],
+        type_: str,
+        reason: str,
+        note: str,
+        *,
+        related: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.recorder.event(obj, type_, reason, self._note(note), ACTION_SCALE_UP, related=related)

@@ -35,7 +35,6 @@ tainted or evicted; each skipped action is logged and recorded as a ``DryRun`` E
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -62,6 +61,7 @@ from vpsie_autoscaler.api.vpsienode import (
     CONDITION_LAUNCHED,
     CONDITION_READY,
     CONDITION_REGISTERED,
+    IN_FLIGHT_PHASES,
     Phase,
     VPSieNode,
     VPSieNodeStatus,
@@ -257,7 +257,9 @@ class VPSieNodeReconciler:
                 return Result()  # the update event brings it back with the finalizer
             return await self._advance(obj, vn)
         except errors.Conflict:
-            return Result(requeue=True)
+            return Result(requeue=True)  # read again from a fresher cache
+        except errors.NotFound:
+            return Result()  # deleted while we worked: its delete event ends the story
 
     async def _advance(self, obj: dict[str, Any], vn: VPSieNode) -> Result:
         st = vn.status.model_copy(deep=True)
@@ -268,11 +270,18 @@ class VPSieNodeReconciler:
             return await self._failed(obj, vn, st)
         if DRAIN_REQUESTED_ANNOTATION in vn.metadata.annotations or phase == "Draining":
             return await self._drain(obj, vn, st)
-        source = await self.providers.source_of(vn)
-        provider = self.providers.provider_for(source)
         try:
-            if phase == "Pending":
-                return await self._pending(obj, vn, st, provider, source)
+            try:
+                source = await self.providers.source_of(vn)
+            except VPSieError:
+                if phase in IN_FLIGHT_PHASES:
+                    self._check_timeout(vn, st)  # VPSie unreachable for maxProvisionTime: Failed
+                raise
+            if phase == "Pending":  # adopt-or-create must see VPSie as it is now
+                return await self._pending(
+                    obj, vn, st, self.providers.provider_for(source, fresh=True), source
+                )
+            provider = self.providers.provider_for(source)
             if phase in ("Provisioning", "Joining"):
                 return await self._provisioning(obj, vn, st, provider, source)
             return await self._ready(obj, vn, st, provider, source)
@@ -287,6 +296,7 @@ class VPSieNodeReconciler:
         provider: NodeProvider,
         source: NodeSource,
     ) -> Result:
+        self._check_timeout(vn, st)
         instance = await self._instance(provider, source, vn)
         if instance is not None:
             self._record_instance(st, instance)
@@ -406,11 +416,11 @@ class VPSieNodeReconciler:
         st.last_error = None
         self._cond(vn, st, CONDITION_READY, True, keys.REASON_READY, f"Node {node_name} is Ready")
         took = (self.clock.now() - self._since(st, "Pending", vn.metadata.creation_timestamp)).total_seconds()
+        await self._write(obj, vn, st)  # a stale read ends here with Conflict: observed once per node
         self.metrics.node_provision_duration_seconds.observe(max(took, 0.0))
         self._event(
             obj, "Normal", keys.REASON_READY, f"Node {node_name} is Ready after {took:.0f}s", ACTION_PROVISION
         )
-        await self._write(obj, vn, st)
         return Result(requeue_after=self.options.resync_interval)
 
     async def _join(self, obj: dict[str, Any], vn: VPSieNode, node: dict[str, Any]) -> None:
@@ -439,6 +449,9 @@ class VPSieNodeReconciler:
             await self._write(obj, vn, st)
             return Result(requeue_after=min(self.options.poll_interval, self.options.node_lost_grace))
         await self._join(obj, vn, node)
+        if not self.options.dry_run and await self.drain.untaint(node):
+            # Our taint on a node nobody is draining (an aborted drain that did not finish its cleanup).
+            log.info("node.stale_taint_removed", vpsienode=vn.metadata.name, node=st.node_name)
         ok = node_ready(node)
         self._cond(
             vn,
@@ -454,13 +467,13 @@ class VPSieNodeReconciler:
     # -- failure ----------------------------------------------------------------------------------
 
     async def _fail(self, obj: dict[str, Any], vn: VPSieNode, st: VPSieNodeStatus, failed: _Failed) -> Result:
-        log.warning(
-            "vpsienode.failed", vpsienode=vn.metadata.name, reason=failed.reason, error=failed.message
-        )
         annotations: dict[str, str | None] = {keys.FAILED_REASON_ANNOTATION: failed.reason}
         annotations[keys.ERROR_CLASS_ANNOTATION] = failed.klass.value if failed.klass is not None else None
-        obj = await self.client.merge_patch(
-            VPSIENODES, vn.metadata.name, {"metadata": {"annotations": annotations}}
+        # Locked on the version read: a stale reconcile gets Conflict instead of failing the node twice.
+        patch = {"metadata": {"annotations": annotations, "resourceVersion": vn.metadata.resource_version}}
+        obj = await self.client.merge_patch(VPSIENODES, vn.metadata.name, patch)
+        log.warning(
+            "vpsienode.failed", vpsienode=vn.metadata.name, reason=failed.reason, error=failed.message
         )
         self._enter(st, "Failed")
         st.last_error = f"{failed.reason}: {failed.message}"[:1024]
@@ -474,7 +487,7 @@ class VPSieNodeReconciler:
         if self.options.dry_run:
             return Result(requeue_after=self.options.resync_interval)
         source = await self.providers.source_of(vn)
-        provider = self.providers.provider_for(source)
+        provider = self.providers.provider_for(source, fresh=True)
         gone = await self._delete_instance(obj, vn, provider, source)
         await self._delete_node(vn)
         return Result(requeue_after=self.options.resync_interval if gone else self.options.poll_interval)
@@ -545,7 +558,7 @@ class VPSieNodeReconciler:
                 if not progress.done:
                     return Result(requeue_after=self.options.poll_interval)
         source = await self.providers.source_of(vn)
-        provider = self.providers.provider_for(source)
+        provider = self.providers.provider_for(source, fresh=True)
         gone = await self._delete_instance(obj, vn, provider, source)
         if not gone and (self.clock.now() - deleted_at).total_seconds() < self.options.instance_gone_wait:
             return Result(requeue_after=self.options.poll_interval)
@@ -581,9 +594,10 @@ class VPSieNodeReconciler:
             self._event(
                 obj, "Normal", keys.REASON_DRAINING, f"draining Node {st.node_name}: {reason}", ACTION_DRAIN
             )
-        await self.drain.taint(node)
         grace = self._grace(vn)
         expired = self.clock.now() - requested > grace
+        if not expired:
+            await self.drain.taint(node)
         progress = await self.drain.step(st.node_name or "", evict=not expired)
         if progress.done:
             return await self._drained(obj, vn, reason, f"{progress.evicted} pod(s) evicted in the last pass")
@@ -595,12 +609,15 @@ class VPSieNodeReconciler:
         return Result(requeue_after=self.options.poll_interval)
 
     async def _drained(self, obj: dict[str, Any], vn: VPSieNode, reason: str, detail: str) -> Result:
-        self._event(
-            obj, "Normal", keys.REASON_DRAINED, f"drained ({reason}; {detail}); deleting", ACTION_DRAIN
-        )
-        self.metrics.scale_down_total.labels(vn.spec.node_group, reason).inc()
-        with contextlib.suppress(errors.NotFound):
-            await self.client.delete(VPSIENODES, vn.metadata.name)
+        # Preconditions: a reconcile on a stale cache gets Conflict instead of counting the removal twice.
+        preconditions = {"uid": vn.metadata.uid or "", "resourceVersion": vn.metadata.resource_version or ""}
+        try:
+            await self.client.delete(VPSIENODES, vn.metadata.name, preconditions=preconditions)
+        except errors.NotFound:
+            return Result()
+        # scale_down_total is counted by the requester (scale-down, maxNodes enforcement), not here.
+        note = f"drained ({reason}; {detail}); deleting"
+        self._event(obj, "Normal", keys.REASON_DRAINED, note, ACTION_DRAIN)
         return Result()
 
     async def _abort_drain(  # noqa: PLR0917 - the drain's state, passed on from _drain
@@ -616,12 +633,15 @@ class VPSieNodeReconciler:
             "eviction refused: "
         ) or f"pod {remaining[0]} did not leave"
         note = f"drain did not finish within maxGracefulTermination {grace}: blocked by {blocker}"
-        await self.drain.untaint(node)
+        # The request is withdrawn first, locked on the version read: a reconcile on a stale cache stops
+        # here with Conflict instead of tainting or untainting the Node again.
+        withdraw = {DRAIN_REQUESTED_ANNOTATION: None, DRAIN_REASON_ANNOTATION: None}
         obj = await self.client.merge_patch(
             VPSIENODES,
             vn.metadata.name,
-            {"metadata": {"annotations": {DRAIN_REQUESTED_ANNOTATION: None, DRAIN_REASON_ANNOTATION: None}}},
+            {"metadata": {"annotations": withdraw, "resourceVersion": vn.metadata.resource_version}},
         )
+        await self.drain.untaint(node)
         self._enter(st, "Ready")
         self._cond(vn, st, CONDITION_DRAINED, False, keys.REASON_DRAIN_FAILED, note[:1024])
         self._event(obj, "Warning", keys.REASON_DRAIN_FAILED, note, ACTION_DRAIN)
