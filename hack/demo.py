@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import re
 import shutil
 import signal
 import subprocess
@@ -66,6 +67,7 @@ NAMESPACE_READY_S: Final = 30.0
 # Short timers so the whole story fits in a couple of minutes (production defaults are 10m).
 DEMO_UNNEEDED: Final = "10s"
 DEMO_DELAY_AFTER_SCALE_UP: Final = "5s"
+AGE: Final = re.compile(r"(?<!\S)(\d+[smhd])+(?!\S)")
 OUR_REASONS: Final = frozenset(
     {
         "TriggeredScaleUp",
@@ -271,8 +273,8 @@ class Demo:
 
     def show(self, *, force: bool = False) -> None:
         view = self.view()
-        # AGE columns change every second; compare the picture without them.
-        key = "\n".join(" ".join(line.split()[:-1]) for line in view.splitlines())
+        # AGE columns change every second: compare the picture without ages ("45s", "2m3s").
+        key = AGE.sub("", view)
         if force or key != self.last_view:
             self.last_view = key
             print(f"\n$ kubectl get ng,vpsienodes,nodes   [{time.strftime('%H:%M:%S')}]", file=self.out)
