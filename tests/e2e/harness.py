@@ -523,9 +523,7 @@ def nodegroup(
     }
 
 
-def deployment(
-    name: str,
-    replicas: int,
+def pod_spec(
     *,
     cpu: str = "100m",
     memory: str = "64Mi",
@@ -533,8 +531,8 @@ def deployment(
     tolerations: list[JsonObj] | None = None,
     anti_affinity_to: str | None = None,
 ) -> JsonObj:
-    """A Deployment of placeholder pods (kwok runs nothing) with the given requests."""
-    pod_spec: JsonObj = {
+    """A placeholder pod spec (kwok runs nothing) with the given requests and constraints."""
+    spec: JsonObj = {
         "containers": [
             {
                 "name": "app",
@@ -545,11 +543,11 @@ def deployment(
         "terminationGracePeriodSeconds": 0,
     }
     if node_selector:
-        pod_spec["nodeSelector"] = dict(node_selector)
+        spec["nodeSelector"] = dict(node_selector)
     if tolerations:
-        pod_spec["tolerations"] = list(tolerations)
+        spec["tolerations"] = list(tolerations)
     if anti_affinity_to:
-        pod_spec["affinity"] = {
+        spec["affinity"] = {
             "podAntiAffinity": {
                 "requiredDuringSchedulingIgnoredDuringExecution": [
                     {
@@ -559,6 +557,11 @@ def deployment(
                 ]
             }
         }
+    return spec
+
+
+def deployment(name: str, replicas: int, **spec: Any) -> JsonObj:
+    """A Deployment of placeholder pods; ``spec`` as for :func:`pod_spec`."""
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -566,8 +569,18 @@ def deployment(
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": {"app": name}},
-            "template": {"metadata": {"labels": {"app": name}}, "spec": pod_spec},
+            "template": {"metadata": {"labels": {"app": name}}, "spec": pod_spec(**spec)},
         },
+    }
+
+
+def bare_pod(name: str, app: str, **spec: Any) -> JsonObj:
+    """A pod no controller owns (labelled ``app``); ``spec`` as for :func:`pod_spec`."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": {"app": app}},
+        "spec": pod_spec(**spec),
     }
 
 
@@ -651,6 +664,13 @@ class E2E:
         self.client.merge_patch(
             f"/apis/apps/v1/namespaces/{self.namespace}/deployments/{name}", {"spec": {"replicas": replicas}}
         )
+
+    def apply_pod(self, body: JsonObj) -> JsonObj:
+        return self.client.create(f"/api/v1/namespaces/{self.namespace}/pods", body)
+
+    def delete_pod(self, name: str) -> None:
+        self.client.delete(f"/api/v1/namespaces/{self.namespace}/pods/{name}")
+        self.client.wait_gone(f"/api/v1/namespaces/{self.namespace}/pods/{name}")
 
     def apply_pdb(self, body: JsonObj) -> JsonObj:
         return self.client.create(f"/apis/policy/v1/namespaces/{self.namespace}/poddisruptionbudgets", body)

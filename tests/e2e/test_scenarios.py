@@ -14,15 +14,20 @@ import pytest
 
 from tests.e2e.harness import (
     ADVANCED,
+    CLUSTER_SCOPED_EVENTS_NS,
     E2E,
     HIGHMEM,
+    NODES,
     STANDARD,
     add_node_path,
+    bare_pod,
     deployment,
     nodegroup,
     one_to_one,
     phase_of,
+    pod_disruption_budget,
 )
+from vpsie_autoscaler.api.labels import TO_BE_DELETED_TAINT
 from vpsie_autoscaler.scaling.reasons import INSUFFICIENT_RESOURCE
 
 pytestmark = [pytest.mark.cluster, pytest.mark.e2e]
@@ -100,6 +105,44 @@ def test_3_expanders_choose_as_configured(
     [scaled_up, *_] = e2e.wait_nodegroup_event(chosen, "ScaledUp")
     assert e2e.nodegroup_events(other, "ScaledUp") == []
     assert scaled_up["type"] == "Normal"
+
+
+def test_5_pdb_forbidding_eviction_keeps_the_node_and_the_event_says_why(e2e: E2E) -> None:
+    e2e.apply_nodegroup(
+        nodegroup(
+            "s5-advanced", ADVANCED, max_nodes=4, delay_after_scale_up="1s", max_graceful_termination="5s"
+        )
+    )
+    e2e.autoscaler()
+    # Two busy nodes (62% cpu: not candidates), one filler pod each.
+    for name in ("filler-a", "filler-b"):
+        e2e.apply_pod(bare_pod(name, "filler", cpu="2500m", anti_affinity_to="filler"))
+    e2e.wait_pods_running("filler", 2, timeout=SCALE_UP_S)
+    e2e.apply_deployment(deployment("guarded", 1, cpu="200m"))
+    e2e.apply_pdb(pod_disruption_budget("guarded-pdb", "guarded", min_available=1))
+    [guarded] = e2e.wait_pods_running("guarded", 1, timeout=SCALE_UP_S)
+    node = e2e.node_of(guarded)
+    # The guarded pod's node loses its filler: 5% used, and the pod would fit on the other node, so
+    # only the PodDisruptionBudget keeps the node.
+    [filler] = [p for p in e2e.pods("filler") if e2e.node_of(p) == node]
+    e2e.delete_pod(filler["metadata"]["name"])
+
+    def pdb_events() -> list[dict[str, object]]:
+        evs = e2e.events() + e2e.events(CLUSTER_SCOPED_EVENTS_NS)
+        return [ev for ev in evs if "guarded-pdb" in str(ev.get("note", ""))]
+
+    [event, *_] = e2e.wait(pdb_events, bool, timeout=SCALE_DOWN_S, what="an Event naming the PDB")
+    print(f"blocked by the PDB: {event['reason']}: {event['note']}")
+    e2e.wait(
+        lambda: e2e.client.get(f"{NODES}/{node}"),
+        lambda n: not any(t["key"] == TO_BE_DELETED_TAINT for t in n["spec"].get("taints") or []),
+        timeout=30,
+        what=f"{node} without our scale-down taint",
+    )
+    [still] = e2e.running_pods("guarded")
+    assert e2e.node_of(still) == node
+    assert node in {n["metadata"]["name"] for n in e2e.group_nodes("s5-advanced")}
+    assert len(e2e.sim.workers(ADVANCED)) == 2
 
 
 def test_6_sigkill_in_the_middle_of_a_scale_up_leaves_no_duplicate_and_no_orphan(e2e: E2E) -> None:
