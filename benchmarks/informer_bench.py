@@ -121,15 +121,18 @@ def lean_pod(obj: dict[str, Any]) -> dict[str, Any]:
 # -- the measured child process -------------------------------------------------------------------
 
 
-async def measure(kubeconfig: str, steady_seconds: float, lean: bool = False) -> dict[str, Any]:
+async def measure(
+    kubeconfig: str, steady_seconds: float, lean: bool = False, list_mode: str = "paginated"
+) -> dict[str, Any]:
     started = time.monotonic()
     from vpsie_autoscaler.kube import KubeClient  # noqa: PLC0415 - import time is part of the start
     from vpsie_autoscaler.kube.resources import NODES, PODS  # noqa: PLC0415
     from vpsie_autoscaler.runtime.informer import InformerFactory  # noqa: PLC0415
+    from vpsie_autoscaler.runtime.reflector import ListMode  # noqa: PLC0415
 
     imported = time.monotonic()
     async with await KubeClient.connect(kubeconfig) as client:
-        factory = InformerFactory(client)
+        factory = InformerFactory(client, list_mode=ListMode(list_mode))
         nodes = factory.informer_for(NODES)
         pods = factory.informer_for(PODS, transform=lean_pod if lean else None)
         factory.start()
@@ -281,10 +284,13 @@ def main() -> int:
     parser.add_argument("--kubeconfig", help=argparse.SUPPRESS)
     parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--lean", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--list-mode", default="paginated", help=argparse.SUPPRESS)
     parser.add_argument("--keep", action="store_true", help="leave the objects in place")
     args = parser.parse_args()
     if args.measure:
-        print(json.dumps(asyncio.run(measure(args.kubeconfig, args.steady_seconds, args.lean))))
+        print(
+            json.dumps(asyncio.run(measure(args.kubeconfig, args.steady_seconds, args.lean, args.list_mode)))
+        )
         return 0
 
     from hack.devcluster.cluster import DevCluster, find_binaries  # noqa: PLC0415
