@@ -122,7 +122,11 @@ def lean_pod(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 async def measure(
-    kubeconfig: str, steady_seconds: float, lean: bool = False, list_mode: str = "paginated"
+    kubeconfig: str,
+    steady_seconds: float,
+    lean: bool = False,
+    list_mode: str = "paginated",
+    page_size: int = 500,
 ) -> dict[str, Any]:
     started = time.monotonic()
     from vpsie_autoscaler.kube import KubeClient  # noqa: PLC0415 - import time is part of the start
@@ -132,7 +136,7 @@ async def measure(
 
     imported = time.monotonic()
     async with await KubeClient.connect(kubeconfig) as client:
-        factory = InformerFactory(client, list_mode=ListMode(list_mode))
+        factory = InformerFactory(client, list_mode=ListMode(list_mode), page_size=page_size)
         nodes = factory.informer_for(NODES)
         pods = factory.informer_for(PODS, transform=lean_pod if lean else None)
         factory.start()
@@ -285,11 +289,16 @@ def main() -> int:
     parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--lean", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--list-mode", default="paginated", help=argparse.SUPPRESS)
+    parser.add_argument("--page-size", type=int, default=500, help=argparse.SUPPRESS)
     parser.add_argument("--keep", action="store_true", help="leave the objects in place")
     args = parser.parse_args()
     if args.measure:
         print(
-            json.dumps(asyncio.run(measure(args.kubeconfig, args.steady_seconds, args.lean, args.list_mode)))
+            json.dumps(
+                asyncio.run(
+                    measure(args.kubeconfig, args.steady_seconds, args.lean, args.list_mode, args.page_size)
+                )
+            )
         )
         return 0
 
