@@ -57,6 +57,10 @@ devcluster: setup devcluster-build ## start the local control plane in the backg
 devcluster-down: setup ## stop the local control plane
 	$(PY) -m hack.devcluster.cli down
 
+.PHONY: devcluster-status
+devcluster-status: setup ## is the local control plane running and ready?
+	$(PY) -m hack.devcluster.cli status
+
 # pytest exits 5 when it collected nothing: that must never pass as green.
 define run_pytest
 	rc=0; $(PY) -m pytest $(1) $(PYTEST_ARGS) || rc=$$?; \
@@ -71,7 +75,7 @@ test-unit: setup ## unit tests only (no cluster)
 test: setup lint devcluster-build ## everything CI runs: lint, types, unit, integration and end-to-end tests
 	REQUIRE_DEVCLUSTER=1 $(call run_pytest,tests)
 
-BENCHMARKS := benchmarks.informer_bench
+BENCHMARKS := benchmarks.informer_bench benchmarks.planner_bench
 
 .PHONY: bench
 bench: setup ## benchmark scripts (numbers go to docs/benchmarks.md)
