@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from hack.devcluster.cluster import ClusterHandle
 from hack.devcluster.nodes import OWNER_LABEL, make_kwok_node
@@ -25,11 +26,14 @@ from vpsie_autoscaler.api.labels import (
     VPSIENODE_LABEL,
 )
 from vpsie_autoscaler.api.nodegroup import NodeGroup
+from vpsie_autoscaler.controllers.metrics import autoscaler_metrics
+from vpsie_autoscaler.controllers.nodegroup.reconciler import NodeGroupOptions, NodeGroupReconciler
 from vpsie_autoscaler.controllers.objects import rfc3339
 from vpsie_autoscaler.controllers.providers import Providers
 from vpsie_autoscaler.controllers.vpsienode.keys import ERROR_CLASS_ANNOTATION
 from vpsie_autoscaler.controllers.vpsienodes import creation_body, new_vpsienode
 from vpsie_autoscaler.kube.resources import NODEGROUPS, NODES, PDBS, PODS, VPSIENODES
+from vpsie_autoscaler.runtime.controller import Request
 from vpsie_autoscaler.vpsie.provider import CreateRequest
 from vpsie_autoscaler.vpsie.sim.config import Delays
 from vpsie_autoscaler.vpsie.sim.faults import FaultKind, FaultSpec
@@ -264,6 +268,22 @@ async def test_not_ready_within_max_provision_time_fails_deletes_the_instance_an
         assert len(env.members(group)) == 1  # no new attempt during the back-off
         await env.wait_event(group, "BackOff")
         assert env.metrics.nodegroup_backoff.labels(group)._value.get() == 1
+
+        # A restarted controller (a new process, nothing in memory) derives the same back-off.
+        restarted = NodeGroupReconciler(
+            client=env.kube,
+            recorder=env.recorder,
+            clock=env.clock,
+            providers=env.providers,
+            nodegroups=env.nodegroups,
+            vpsienodes=env.vpsienodes,
+            nodes=env.nodes,
+            metrics=autoscaler_metrics(CollectorRegistry()),
+            options=NodeGroupOptions(resync_interval=0.3),
+        )
+        await restarted.reconcile(Request(group))
+        assert (await env.kube.get(NODEGROUPS, group))["status"]["backoffUntil"] == st["backoffUntil"]
+        assert len(env.members(group)) == 1
 
         # After the back-off the group tries again (the Failed record stays for the back-off history).
         await env.advance(61, group)
