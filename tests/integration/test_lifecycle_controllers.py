@@ -489,3 +489,21 @@ async def test_managed_claim_survives_a_restart_between_add_node_and_the_node_ap
         assert len(group_nodes(env, sim_group.id)) == 1
         obj = env.vpsienodes.store.get(vn.metadata.name) or {}
         assert obj["status"]["nodeName"] != vn.spec.hostname  # VPSie named it; the claim bound it
+
+
+async def test_dry_run_never_creates_an_instance_for_an_existing_record(
+    k8s_cluster: ClusterHandle, k8s_namespace: str
+) -> None:
+    async with lifecycle_env(k8s_cluster, k8s_namespace, dry_run=True) as env:
+        group = env.name("dryvn")
+        await env.create_group(group)
+        await eventually(
+            lambda: env.nodegroups.store.get(group) is not None, within=WAIT_S, what="group cached"
+        )
+        vn = new_vpsienode(NodeGroup.from_k8s(env.nodegroups.store.get(group) or {}))
+        await env.kube.create(VPSIENODES, creation_body(vn))
+        note = await env.wait_event(vn.metadata.name, "DryRun")
+        assert note.startswith("dry-run: would")
+        obj = await env.kube.get(VPSIENODES, vn.metadata.name)
+        assert INSTANCE_FINALIZER not in (obj["metadata"].get("finalizers") or [])
+        assert env.vms(group) == []
