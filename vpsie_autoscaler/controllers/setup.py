@@ -10,9 +10,10 @@ informer is added with ``manager.add_runnable(...)``.
 from __future__ import annotations
 
 from vpsie_autoscaler.config import Settings
+from vpsie_autoscaler.controllers.lifecycle import setup_lifecycle
 from vpsie_autoscaler.runtime.manager import Manager
 
 
 def setup(manager: Manager, settings: Settings) -> None:
-    """Register every controller with ``manager``. No controllers are registered yet."""
-    del manager, settings
+    """Register every controller with ``manager``."""
+    setup_lifecycle(manager, settings)
