@@ -343,3 +343,16 @@ async def test_many_nodes_are_created_in_waves_and_an_error_stops_after_its_wave
     (scaled,) = w2.recorder.reasons("ScaledUp", "web")
     assert "only 7 created: quota" in scaled.note
     assert w2.recorder.reasons("ScaleUpFailed", "web")
+
+
+async def test_a_joining_node_with_the_not_ready_taint_is_still_capacity_on_the_way() -> None:
+    w = World()
+    w.group("web")
+    w.vpsienode("web-new", "web", phase="Joining", node_name="web-new")
+    not_ready = {"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}
+    w.node("web-new", "web", ready=False, vpsienode="web-new", taints=[not_ready])
+    w.pending_pod("p", cpu="1500m")
+    plan = await controller(w).scale_up_once()
+    assert plan is not None
+    assert plan.pods[0].status == IN_FLIGHT
+    assert created(w) == []
