@@ -257,3 +257,16 @@ async def test_a_crashing_pass_does_not_stop_the_loop() -> None:
         assert UNNEEDED_SINCE_ANNOTATION in annotations_of(w, "nodes", "web-a")
     finally:
         task.cancel()
+
+
+async def test_nodes_excluded_on_purpose_or_busy_get_no_event_but_count_in_the_gauge() -> None:
+    w = World()
+    w.group("off", scaleDown={"enabled": False})
+    w.member("off-a", "off")
+    w.group("web", scaleDown=FAST)
+    w.member("web-busy", "web")
+    w.bound_pod("busy", "web-busy", cpu="1500m")
+    await controller(w).scale_down_once()
+    assert w.recorder.reasons("ScaleDownBlocked") == []
+    assert w.sample(UNREMOVABLE, {"reason": "ScaleDownDisabled"}) == 1
+    assert w.sample(UNREMOVABLE, {"reason": "NotUnderutilized"}) == 1

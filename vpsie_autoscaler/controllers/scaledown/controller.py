@@ -80,9 +80,19 @@ DRY_RUN_PREFIX: Final = "dry-run: "
 DRAINING_PHASES: Final = frozenset({"Draining", "Deleting"})
 """VPSieNode phases in which our to-be-deleted taint belongs on the Node."""
 QUIET_BLOCKERS: Final = frozenset(
-    {r.NOT_UNDERUTILIZED, r.NOT_UNNEEDED_LONG_ENOUGH, r.NODE_NOT_READY, r.RECEIVES_MOVED_PODS}
+    {
+        r.NOT_UNDERUTILIZED,
+        r.NOT_UNNEEDED_LONG_ENOUGH,
+        r.NODE_NOT_READY,
+        r.RECEIVES_MOVED_PODS,
+        r.SCALE_DOWN_DISABLED,
+        r.SCALE_DOWN_DISABLED_ANNOTATION,
+        r.NODE_CORDONED,
+    }
 )
-"""Blockers that describe a normal, busy or transient node: counted in the gauge, no Event."""
+"""Blockers that describe a busy or transient node, or one the user excluded on purpose (scale-down
+disabled, cordoned by someone else): counted in the gauge, no Event (a cluster with a disabled
+group would otherwise get an Event per node every few minutes)."""
 BLOCKED_EVENT_REPEAT_SECONDS: Final = 600.0
 """A node's unchanged blocker is re-announced at most this often (Events are cheap to read, costly
 to write at scale; ten minutes keeps ``kubectl describe node`` current without flooding etcd)."""
