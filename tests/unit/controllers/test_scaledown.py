@@ -62,8 +62,8 @@ async def test_an_empty_node_is_drained_after_unneeded_time_and_the_timer_surviv
     ann = annotations_of(w, "vpsienodes", "web-a")
     assert ann[DRAIN_REASON_ANNOTATION] == "Empty"
     assert ann[DRAIN_REQUESTED_ANNOTATION] == "2026-11-27T09:01:01Z"
-    # Counted when the lifecycle controller completes the drain (a failed drain removes nothing).
-    assert w.sample("vpsie_autoscaler_scale_down_total", {"nodegroup": "web", "reason": "Empty"}) == 0
+    # Counted once, by the requester (the lifecycle controller does not count it again).
+    assert w.sample("vpsie_autoscaler_scale_down_total", {"nodegroup": "web", "reason": "Empty"}) == 1
     (node_event,) = w.recorder.reasons("ScaleDown", "web-a")
     assert "removing empty node web-a" in node_event.note
     assert w.recorder.reasons("ScaledDown", "web")

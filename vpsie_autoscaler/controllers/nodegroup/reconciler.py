@@ -23,7 +23,8 @@ does (docs/architecture.md, "who owns what").
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -79,6 +80,8 @@ GROUP_INDEX: Final = "lifecycle.nodegroup"
 
 DEFAULT_RESYNC_SECONDS: Final = 10.0  # the cloud is polled at the scan interval
 DELETE_POLL_SECONDS: Final = 2.0  # while a deleted group waits for its VPSieNodes to go
+EXPECTATION_POLL_SECONDS: Final = 0.5
+EXPECTATION_TIMEOUT_SECONDS: Final = 60.0  # a write never seen by the watch is given up (then re-counted)
 CREATE_ATTEMPTS: Final = 5  # 409 AlreadyExists → new suffix; 5 collisions in a row is a bug, not luck
 
 REASON_SCALED_UP: Final = "ScaledUp"
@@ -97,6 +100,10 @@ ACTION_SCALE: Final = "Scale"
 class NodeGroupOptions:
     dry_run: bool = False
     resync_interval: float = DEFAULT_RESYNC_SECONDS
+
+
+def _drain_requested(obj: Mapping[str, Any]) -> bool:
+    return DRAIN_REQUESTED_ANNOTATION in ((obj.get("metadata") or {}).get("annotations") or {})
 
 
 def group_index(obj: Mapping[str, Any]) -> list[str]:
@@ -129,7 +136,26 @@ class NodeGroupReconciler:
         self.metrics = metrics
         self.options = options or NodeGroupOptions()
         self.rng = rng
+        # group → VPSieNode → (deadline, "the cache shows our write"); in memory on purpose: a restart
+        # starts from freshly listed caches, which already contain every write.
+        self._expectations: dict[str, dict[str, tuple[float, Callable[[Mapping[str, Any]], bool]]]] = {}
         ensure_index(vpsienodes, GROUP_INDEX, group_index)
+
+    # -- expectations (the ReplicaSet controller's ``ControllerExpectations``) ----------------------
+
+    def _expect(self, group: str, vpsienode: str, seen: Callable[[Mapping[str, Any]], bool]) -> None:
+        pending = self._expectations.setdefault(group, {})
+        pending[vpsienode] = (time.monotonic() + EXPECTATION_TIMEOUT_SECONDS, seen)
+
+    def _expectations_met(self, group: str) -> bool:
+        pending = self._expectations.get(group)
+        if not pending:
+            return True
+        for name, (deadline, seen) in list(pending.items()):
+            obj = self.vpsienodes.store.get(name)
+            if (obj is not None and seen(obj)) or time.monotonic() > deadline:
+                del pending[name]
+        return not pending
 
     def requests_for_vpsienode(self, obj: dict[str, Any]) -> list[Request]:
         return [Request(g) for g in group_index(obj)]
@@ -177,6 +203,10 @@ class NodeGroupReconciler:
     async def _sync(self, obj: dict[str, Any], group: NodeGroup) -> Result:
         name, spec = group.metadata.name, group.spec
         now = self.clock.now()
+        if not self._expectations_met(name):
+            # Our last writes are not in the cache yet: counting now would count them as missing and
+            # create (or drain) again. Their watch events bring us back; the requeue is the safety net.
+            return Result(requeue_after=EXPECTATION_POLL_SECONDS)
         members = self._members(name)
         counts = s.count(members, self._node_ready)
         back = s.backoff(members, spec.provisioning.backoff)
@@ -217,7 +247,8 @@ class NodeGroupReconciler:
                 )
                 self.recorder.event(obj, "Normal", REASON_DRY_RUN, decision, ACTION_SCALE)
             else:
-                await self._request_drains(chosen, now)
+                requested = await self._request_drains(chosen, now)
+                self.metrics.scale_down_total.labels(name, DRAIN_REASON_ABOVE_MAX).inc(requested)
                 decision = (
                     f"requested removal of {len(chosen)} node(s) above maxNodes={spec.max_nodes}: {names}"
                 )
@@ -268,13 +299,16 @@ class NodeGroupReconciler:
                 except errors.AlreadyExists:
                     continue
                 created += 1
+                self._expect(group.metadata.name, node.metadata.name, lambda o: True)
                 log.info(
                     "nodegroup.created_vpsienode", nodegroup=group.metadata.name, vpsienode=node.metadata.name
                 )
                 break
         return created
 
-    async def _request_drains(self, chosen: list[VPSieNode], now: datetime) -> None:
+    async def _request_drains(self, chosen: list[VPSieNode], now: datetime) -> int:
+        """Annotate each chosen VPSieNode (the drain protocol); returns how many were requested."""
+        requested = 0
         for vn in chosen:
             patch = {
                 "metadata": {
@@ -288,6 +322,9 @@ class NodeGroupReconciler:
                 await self.client.merge_patch(VPSIENODES, vn.metadata.name, patch)
             except errors.NotFound:
                 continue
+            self._expect(vn.spec.node_group, vn.metadata.name, _drain_requested)
+            requested += 1
+        return requested
 
     def _conditions(  # noqa: PLR0917 - everything the conditions are computed from
         self,

@@ -615,7 +615,7 @@ class VPSieNodeReconciler:
             await self.client.delete(VPSIENODES, vn.metadata.name, preconditions=preconditions)
         except errors.NotFound:
             return Result()
-        self.metrics.scale_down_total.labels(vn.spec.node_group, reason).inc()
+        # scale_down_total is counted by the requester (scale-down, maxNodes enforcement), not here.
         note = f"drained ({reason}; {detail}); deleting"
         self._event(obj, "Normal", keys.REASON_DRAINED, note, ACTION_DRAIN)
         return Result()
