@@ -66,7 +66,8 @@ async def test_an_empty_node_is_drained_after_unneeded_time_and_the_timer_surviv
     assert w.sample("vpsie_autoscaler_scale_down_total", {"nodegroup": "web", "reason": "Empty"}) == 1
     (node_event,) = w.recorder.reasons("ScaleDown", "web-a")
     assert "removing empty node web-a" in node_event.note
-    assert w.recorder.reasons("ScaledDown", "web")
+    (group_event,) = w.recorder.reasons("ScaledDown", "web")
+    assert group_event.related == "web-a"  # one Event per removed node
     # Nothing touches the Node or deletes anything: the lifecycle controller executes.
     assert not [c for c in w.kube.calls if c.verb not in ("patch",)]
 

@@ -381,7 +381,10 @@ class ScaleUpController:
             self._pod_events[uid] = (reason, note, now)
             raw = snap.pending_objects.get(o.pod.key)
             if raw is not None:
-                self._emit(raw, NORMAL, reason, note)
+                # related = the chosen group: when another group takes over (back-off) that is a new
+                # Event, not a series of the first one still naming the old group.
+                group = snap.nodegroup_objects.get(o.group or "") if reason == REASON_TRIGGERED else None
+                self._emit(raw, NORMAL, reason, note, related=group)
 
     def _forget_gone(self, snap: ClusterSnapshot) -> None:
         """Bound the per-pod memory to the pods still pending."""
