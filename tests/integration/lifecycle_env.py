@@ -88,6 +88,7 @@ class Env:
     ng: NodeGroupReconciler
     gc: GarbageCollector
     controllers: list[Controller]
+    recorder: EventRecorder
     groups: list[str] = field(default_factory=list)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -251,6 +252,7 @@ async def lifecycle_env(
             ng,
             gc,
             [vn_controller, ng_controller],
+            recorder,
         )
         if start:
             env.start()

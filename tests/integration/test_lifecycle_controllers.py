@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from hack.devcluster.cluster import ClusterHandle
 from hack.devcluster.nodes import OWNER_LABEL, make_kwok_node
@@ -25,11 +26,14 @@ from vpsie_autoscaler.api.labels import (
     VPSIENODE_LABEL,
 )
 from vpsie_autoscaler.api.nodegroup import NodeGroup
+from vpsie_autoscaler.controllers.metrics import autoscaler_metrics
+from vpsie_autoscaler.controllers.nodegroup.reconciler import NodeGroupOptions, NodeGroupReconciler
 from vpsie_autoscaler.controllers.objects import rfc3339
 from vpsie_autoscaler.controllers.providers import Providers
 from vpsie_autoscaler.controllers.vpsienode.keys import ERROR_CLASS_ANNOTATION
 from vpsie_autoscaler.controllers.vpsienodes import creation_body, new_vpsienode
 from vpsie_autoscaler.kube.resources import NODEGROUPS, NODES, PDBS, PODS, VPSIENODES
+from vpsie_autoscaler.runtime.controller import Request
 from vpsie_autoscaler.vpsie.provider import CreateRequest
 from vpsie_autoscaler.vpsie.sim.config import Delays
 from vpsie_autoscaler.vpsie.sim.faults import FaultKind, FaultSpec
@@ -265,6 +269,22 @@ async def test_not_ready_within_max_provision_time_fails_deletes_the_instance_an
         await env.wait_event(group, "BackOff")
         assert env.metrics.nodegroup_backoff.labels(group)._value.get() == 1
 
+        # A restarted controller (a new process, nothing in memory) derives the same back-off.
+        restarted = NodeGroupReconciler(
+            client=env.kube,
+            recorder=env.recorder,
+            clock=env.clock,
+            providers=env.providers,
+            nodegroups=env.nodegroups,
+            vpsienodes=env.vpsienodes,
+            nodes=env.nodes,
+            metrics=autoscaler_metrics(CollectorRegistry()),
+            options=NodeGroupOptions(resync_interval=0.3),
+        )
+        await restarted.reconcile(Request(group))
+        assert (await env.kube.get(NODEGROUPS, group))["status"]["backoffUntil"] == st["backoffUntil"]
+        assert len(env.members(group)) == 1
+
         # After the back-off the group tries again (the Failed record stays for the back-off history).
         await env.advance(61, group)
         await eventually(lambda: len(env.members(group)) == 2, within=WAIT_S, what="second attempt")
@@ -469,3 +489,21 @@ async def test_managed_claim_survives_a_restart_between_add_node_and_the_node_ap
         assert len(group_nodes(env, sim_group.id)) == 1
         obj = env.vpsienodes.store.get(vn.metadata.name) or {}
         assert obj["status"]["nodeName"] != vn.spec.hostname  # VPSie named it; the claim bound it
+
+
+async def test_dry_run_never_creates_an_instance_for_an_existing_record(
+    k8s_cluster: ClusterHandle, k8s_namespace: str
+) -> None:
+    async with lifecycle_env(k8s_cluster, k8s_namespace, dry_run=True) as env:
+        group = env.name("dryvn")
+        await env.create_group(group)
+        await eventually(
+            lambda: env.nodegroups.store.get(group) is not None, within=WAIT_S, what="group cached"
+        )
+        vn = new_vpsienode(NodeGroup.from_k8s(env.nodegroups.store.get(group) or {}))
+        await env.kube.create(VPSIENODES, creation_body(vn))
+        note = await env.wait_event(vn.metadata.name, "DryRun")
+        assert note.startswith("dry-run: would")
+        obj = await env.kube.get(VPSIENODES, vn.metadata.name)
+        assert INSTANCE_FINALIZER not in (obj["metadata"].get("finalizers") or [])
+        assert env.vms(group) == []

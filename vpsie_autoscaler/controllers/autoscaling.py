@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from vpsie_autoscaler.config import Settings
 from vpsie_autoscaler.controllers.catalogue import CatalogueClient, PlanCatalogue
 from vpsie_autoscaler.controllers.metrics import autoscaler_metrics
+from vpsie_autoscaler.controllers.podcache import trim_pod
 from vpsie_autoscaler.controllers.scaledown import ScaleDownController, ScaleDownOptions
 from vpsie_autoscaler.controllers.scaleup import ScaleUpController, ScaleUpOptions
 from vpsie_autoscaler.controllers.snapshot import SnapshotBuilder
@@ -55,7 +56,7 @@ def setup_autoscaling(
     cpu/memory in ``spec.template.resources``).
     """
     informers = manager.informers
-    pods = informers.informer_for(PODS)
+    pods = informers.informer_for(PODS, transform=trim_pod)
     nodegroups = informers.informer_for(NODEGROUPS)
     catalogue = PlanCatalogue(catalogue_client, manager.clock)
     builder = SnapshotBuilder(

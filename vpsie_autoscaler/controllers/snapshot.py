@@ -66,6 +66,15 @@ UNSCHEDULABLE_REASON: Final = "Unschedulable"
 ``v1.PodReasonUnschedulable``). ``SchedulingGated`` pods are not unschedulable: they wait for a gate."""
 DEFAULT_PHASE: Final = "Pending"
 READY_PHASE: Final = "Ready"
+STARTUP_TAINTS: Final = frozenset(
+    {
+        "node.kubernetes.io/not-ready",
+        "node.kubernetes.io/unreachable",
+        "node.kubernetes.io/network-unavailable",
+        "node.cloudprovider.kubernetes.io/uninitialized",
+    }
+)
+"""Taints the node lifecycle controller / cloud controller put on a node until it is Ready."""
 FRESH_NODE_SECONDS: Final = 30.0
 """A Node of our groups that became Ready less than this ago still counts as arriving capacity for
 scale-up. The scheduler retries unschedulable pods when a node appears, but the pods stay marked
@@ -386,7 +395,9 @@ class SnapshotBuilder:
         self._reported = dict(errors)
 
         by_name = {g.name: g for g in groups}
-        in_flight_nodes = [n for n in infos if n.name in arriving and not n.deleting and n.group in by_name]
+        in_flight_nodes = [
+            _as_arriving(n) for n in infos if n.name in arriving and not n.deleting and n.group in by_name
+        ]
         # A Node that registered but does not carry its group's labels yet (the lifecycle controller
         # applies them when it joins) is not what pods select: its VPSieNode stays modelled by the
         # template, or a batch closing in that window would order the same capacity again.
@@ -423,6 +434,16 @@ class SnapshotBuilder:
             pending_objects=pending_objects,
             pdbs=pdbs,
         )
+
+
+def _as_arriving(node: NodeInfo) -> NodeInfo:
+    """A joining node as it will be once Ready: without the taints the control plane puts on a node
+    that is still starting (cluster-autoscaler sanitizes upcoming nodes the same way), or pods would
+    be found not to tolerate a taint that is about to go."""
+    taints = tuple(t for t in node.taints if t.key not in STARTUP_TAINTS)
+    if taints == node.taints:
+        return node
+    return dataclasses.replace(node, taints=taints)
 
 
 def _ready_since(node: Obj) -> datetime | None:

@@ -132,16 +132,27 @@ class RecordedEvent:
     type: str
     reason: str
     note: str
+    related: str = ""
 
 
 class FakeRecorder:
     def __init__(self) -> None:
         self.events: list[RecordedEvent] = []
 
-    def event(self, obj: Mapping[str, Any], type: str, reason: str, note: str, action: str, **_: Any) -> None:
+    def event(
+        self,
+        obj: Mapping[str, Any],
+        type: str,
+        reason: str,
+        note: str,
+        action: str,
+        *,
+        related: Mapping[str, Any] | None = None,
+    ) -> None:
         meta = obj.get("metadata") or {}
+        rel = str(((related or {}).get("metadata") or {}).get("name", ""))
         self.events.append(
-            RecordedEvent(str(obj.get("kind", "")), str(meta.get("name", "")), type, reason, note)
+            RecordedEvent(str(obj.get("kind", "")), str(meta.get("name", "")), type, reason, note, rel)
         )
 
     def reasons(self, reason: str, name: str | None = None) -> list[RecordedEvent]:

@@ -62,11 +62,12 @@ async def test_an_empty_node_is_drained_after_unneeded_time_and_the_timer_surviv
     ann = annotations_of(w, "vpsienodes", "web-a")
     assert ann[DRAIN_REASON_ANNOTATION] == "Empty"
     assert ann[DRAIN_REQUESTED_ANNOTATION] == "2026-11-27T09:01:01Z"
-    # Counted when the lifecycle controller completes the drain (a failed drain removes nothing).
-    assert w.sample("vpsie_autoscaler_scale_down_total", {"nodegroup": "web", "reason": "Empty"}) == 0
+    # Counted once, by the requester (the lifecycle controller does not count it again).
+    assert w.sample("vpsie_autoscaler_scale_down_total", {"nodegroup": "web", "reason": "Empty"}) == 1
     (node_event,) = w.recorder.reasons("ScaleDown", "web-a")
     assert "removing empty node web-a" in node_event.note
-    assert w.recorder.reasons("ScaledDown", "web")
+    (group_event,) = w.recorder.reasons("ScaledDown", "web")
+    assert group_event.related == "web-a"  # one Event per removed node
     # Nothing touches the Node or deletes anything: the lifecycle controller executes.
     assert not [c for c in w.kube.calls if c.verb not in ("patch",)]
 
@@ -257,3 +258,16 @@ async def test_a_crashing_pass_does_not_stop_the_loop() -> None:
         assert UNNEEDED_SINCE_ANNOTATION in annotations_of(w, "nodes", "web-a")
     finally:
         task.cancel()
+
+
+async def test_nodes_excluded_on_purpose_or_busy_get_no_event_but_count_in_the_gauge() -> None:
+    w = World()
+    w.group("off", scaleDown={"enabled": False})
+    w.member("off-a", "off")
+    w.group("web", scaleDown=FAST)
+    w.member("web-busy", "web")
+    w.bound_pod("busy", "web-busy", cpu="1500m")
+    await controller(w).scale_down_once()
+    assert w.recorder.reasons("ScaleDownBlocked") == []
+    assert w.sample(UNREMOVABLE, {"reason": "ScaleDownDisabled"}) == 1
+    assert w.sample(UNREMOVABLE, {"reason": "NotUnderutilized"}) == 1

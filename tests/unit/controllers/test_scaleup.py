@@ -53,6 +53,7 @@ async def test_pending_pods_get_exactly_the_nodes_they_need() -> None:
     assert [e.name for e in w.recorder.reasons("TriggeredScaleUp")] == ["p0", "p1", "p2"]
     (scaled,) = w.recorder.reasons("ScaledUp", "web")
     assert "0 -> 3" in scaled.note
+    assert scaled.related in {b["metadata"]["name"] for b in bodies}  # type: ignore[index]
     assert (
         w.sample("vpsie_autoscaler_scale_up_total", {"nodegroup": "web", "reason": "UnschedulablePods"}) == 3
     )
@@ -311,6 +312,9 @@ async def test_a_group_in_backoff_is_skipped_and_the_next_group_takes_over() -> 
     assert plan.pods[0].reasons["first"].code == "GroupInBackoff"
     bodies = created(w)
     assert [b["metadata"]["labels"][NODEGROUP_LABEL] for b in bodies] == ["second"]  # type: ignore[index]
+    # The pod Event names the group that took over, related to it (its own Event, not a series).
+    (event,) = w.recorder.reasons("TriggeredScaleUp", "p")
+    assert (event.note, event.related) == ("pod triggered scale-up of NodeGroup second", "second")
 
 
 async def test_a_node_registered_before_its_labels_are_applied_still_counts_as_on_the_way() -> None:
@@ -343,3 +347,16 @@ async def test_many_nodes_are_created_in_waves_and_an_error_stops_after_its_wave
     (scaled,) = w2.recorder.reasons("ScaledUp", "web")
     assert "only 7 created: quota" in scaled.note
     assert w2.recorder.reasons("ScaleUpFailed", "web")
+
+
+async def test_a_joining_node_with_the_not_ready_taint_is_still_capacity_on_the_way() -> None:
+    w = World()
+    w.group("web")
+    w.vpsienode("web-new", "web", phase="Joining", node_name="web-new")
+    not_ready = {"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}
+    w.node("web-new", "web", ready=False, vpsienode="web-new", taints=[not_ready])
+    w.pending_pod("p", cpu="1500m")
+    plan = await controller(w).scale_up_once()
+    assert plan is not None
+    assert plan.pods[0].status == IN_FLIGHT
+    assert created(w) == []

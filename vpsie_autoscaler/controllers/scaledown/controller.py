@@ -27,9 +27,8 @@ Each pass (cluster-autoscaler's ``RunOnce`` scale-down half; Karpenter's disrupt
    deduplicated: an Event only when a node's blocker changes or every
    :data:`BLOCKED_EVENT_REPEAT_SECONDS`.
 
-``scale_down_total{nodegroup,reason}`` counts nodes *removed*: the lifecycle controller increments it
-when a drain completes (a drain that fails removes nothing). Only in dry-run, where nothing is
-drained, does this controller count the removals it would have requested.
+``scale_down_total{nodegroup,reason}`` is counted by the requester, once per drain request (the
+NodeGroup controller counts its ``AboveMaxSize`` requests); in dry-run, the requests it would make.
 
 ``--dry-run``: the same plan, logs, metrics and Events (notes prefixed ``dry-run:``) and
 ``lastDecision``; no annotation, taint or drain request is written. A dry-run removal is counted
@@ -80,9 +79,19 @@ DRY_RUN_PREFIX: Final = "dry-run: "
 DRAINING_PHASES: Final = frozenset({"Draining", "Deleting"})
 """VPSieNode phases in which our to-be-deleted taint belongs on the Node."""
 QUIET_BLOCKERS: Final = frozenset(
-    {r.NOT_UNDERUTILIZED, r.NOT_UNNEEDED_LONG_ENOUGH, r.NODE_NOT_READY, r.RECEIVES_MOVED_PODS}
+    {
+        r.NOT_UNDERUTILIZED,
+        r.NOT_UNNEEDED_LONG_ENOUGH,
+        r.NODE_NOT_READY,
+        r.RECEIVES_MOVED_PODS,
+        r.SCALE_DOWN_DISABLED,
+        r.SCALE_DOWN_DISABLED_ANNOTATION,
+        r.NODE_CORDONED,
+    }
 )
-"""Blockers that describe a normal, busy or transient node: counted in the gauge, no Event."""
+"""Blockers that describe a busy or transient node, or one the user excluded on purpose (scale-down
+disabled, cordoned by someone else): counted in the gauge, no Event (a cluster with a disabled
+group would otherwise get an Event per node every few minutes)."""
 BLOCKED_EVENT_REPEAT_SECONDS: Final = 600.0
 """A node's unchanged blocker is re-announced at most this often (Events are cheap to read, costly
 to write at scale; ten minutes keeps ``kubectl describe node`` current without flooding etcd)."""
@@ -251,8 +260,7 @@ class ScaleDownController:
             except errors.KubeError as exc:
                 log.error("could not request the drain", vpsienode=vn.name, error=str(exc))
                 return
-        if self.options.dry_run:  # otherwise the lifecycle controller counts the completed removal
-            self.metrics.scale_down_total.labels(group, reason).inc()
+        self.metrics.scale_down_total.labels(group, reason).inc()  # counted by the requester
         log.info(
             "drain requested",
             vpsienode=vn.name,

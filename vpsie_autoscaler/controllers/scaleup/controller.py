@@ -81,6 +81,8 @@ by the NodeGroup controller uses its own)."""
 
 MAX_NAME_ATTEMPTS: Final = 5
 """New suffixes tried after 409 AlreadyExists (a collision has probability 36**-5 per pair)."""
+LOGGED_NAMES: Final = 50
+"""At most this many node names per debug line."""
 CREATE_CONCURRENCY: Final = 8
 """VPSieNodes created in parallel for one increase: 50 new nodes take ~7 round trips, not 50, while
 a burst stays far below the API server's default max-in-flight (400 mutating requests)."""
@@ -259,7 +261,9 @@ class ScaleUpController:
                 for i in plan.increases
             ],
             unusable_groups=dict(snap.group_errors) or None,
+            in_flight_nodes=len(snap.in_flight_nodes),
         )
+        log.debug("capacity on the way", nodes=[n.name for n in snap.in_flight_nodes][:LOGGED_NAMES])
 
     async def _apply_increase(self, snap: ClusterSnapshot, inc: GroupIncrease) -> None:
         ng = snap.nodegroups[inc.group]
@@ -377,7 +381,10 @@ class ScaleUpController:
             self._pod_events[uid] = (reason, note, now)
             raw = snap.pending_objects.get(o.pod.key)
             if raw is not None:
-                self._emit(raw, NORMAL, reason, note)
+                # related = the chosen group: when another group takes over (back-off) that is a new
+                # Event, not a series of the first one still naming the old group.
+                group = snap.nodegroup_objects.get(o.group or "") if reason == REASON_TRIGGERED else None
+                self._emit(raw, NORMAL, reason, note, related=group)
 
     def _forget_gone(self, snap: ClusterSnapshot) -> None:
         """Bound the per-pod memory to the pods still pending."""
