@@ -1,0 +1,264 @@
+#!/usr/bin/env bash
+# `make image`: build the vpsie-autoscaler image for linux/amd64 and linux/arm64 with buildah.
+#
+# No Docker engine and no buildx are needed: buildah (Debian package) runs the Dockerfile daemonless.
+# Every step is cached, so a second run only rebuilds what changed:
+#
+#   1. tools   buildah, debootstrap, qemu-user-static (Debian packages) when missing; binfmt_misc for
+#              arm64 binaries (needed only to bootstrap the arm64 stand-in base and to smoke-test it);
+#   2. base    python:${PYTHON_VERSION}-slim per platform from Docker Hub; when the registry cannot be
+#              reached, a stand-in: Debian trixie (Python 3.13, the Debian python:3.13-slim is built on)
+#              bootstrapped with debootstrap into ~/.cache/vpsie-image/, trimmed and imported;
+#   3. uv      ghcr.io/astral-sh/uv:${UV_VERSION}; stand-in: the same pinned uv the Makefile installs;
+#   4. build   `buildah bud` per platform, amd64 first. The builder stage runs on the build platform and
+#              resolves wheels for the target platform, so arm64 needs no emulation;
+#   5. smoke   `vpsie-autoscaler version` as UID 65532 in each image (arm64 through qemu-user-static);
+#   6. sizes   compressed size per platform written to docs/image.md (target <= 60 MB).
+#
+# Environment: REGISTRY, IMAGE, VERSION, REVISION, CREATED (as in docker-bake.hcl), PLATFORMS
+# (default "linux/amd64 linux/arm64"), VPSIE_IMAGE_CACHE (default ~/.cache/vpsie-image),
+# FORCE_STANDIN_BASE=1 (skip the registry probe).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+
+# The pins: python:3.13-slim is the Dockerfile's default base; trixie is the Debian release it is built
+# on (and ships Python 3.13); uv is the version the Makefile bootstraps (one pin for both).
+PYTHON_VERSION="3.13"
+DEBIAN_SUITE="trixie"
+DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+UV_VERSION="$(sed -n 's/^UV_VERSION := //p' Makefile)"
+REGISTRY="${REGISTRY:-ghcr.io/vpsie}"
+IMAGE="${IMAGE:-vpsie-autoscaler}"
+VERSION="${VERSION:-$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -n1)}"
+REVISION="${REVISION:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}"
+CREATED="${CREATED:-$(date -u +%Y-%m-%dT%H:%M:%SZ)}"
+PLATFORMS="${PLATFORMS:-linux/amd64 linux/arm64}"
+CACHE="${VPSIE_IMAGE_CACHE:-$HOME/.cache/vpsie-image}"
+# Bump when the stand-in recipe below changes: the cached rootfs and base images are rebuilt.
+STANDIN_RECIPE=4
+REGISTRY_PROBE_SECONDS=20
+
+# buildah's default storage (overlay where the kernel allows it); BUILDAH_STORAGE_DRIVER=vfs works
+# everywhere. Containers run with chroot isolation, which needs no user namespaces or cgroups.
+BUILDAH=(buildah)
+if [[ -n "${BUILDAH_STORAGE_DRIVER:-}" ]]; then
+    BUILDAH+=(--storage-driver "$BUILDAH_STORAGE_DRIVER")
+fi
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+host_arch() { dpkg --print-architecture; }
+
+ensure_tools() {
+    local missing=()
+    command -v buildah >/dev/null || missing+=(buildah)
+    command -v debootstrap >/dev/null || missing+=(debootstrap)
+    [[ -x /usr/bin/qemu-aarch64-static || "$(host_arch)" == arm64 ]] || missing+=(qemu-user-static binfmt-support)
+    if ((${#missing[@]})); then
+        log "installing ${missing[*]} (Debian packages)"
+        if [[ $EUID -ne 0 ]]; then
+            echo "need root to apt-get install ${missing[*]}; install them and run again" >&2
+            exit 1
+        fi
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+    fi
+}
+
+# Foreign-architecture binaries run through binfmt_misc + qemu-user-static (registered with the F flag,
+# so the interpreter also works inside a chroot).
+ensure_binfmt() {
+    local arch="$1" qarch
+    [[ "$arch" == "$(host_arch)" ]] && return 0
+    case "$arch" in
+        arm64) qarch=aarch64 ;;
+        amd64) qarch=x86_64 ;;
+        *) echo "unsupported architecture $arch" >&2; exit 1 ;;
+    esac
+    if [[ ! -e /proc/sys/fs/binfmt_misc/register ]]; then
+        mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+    fi
+    if [[ ! -e "/proc/sys/fs/binfmt_misc/qemu-$qarch" ]]; then
+        update-binfmts --enable "qemu-$qarch"
+    fi
+}
+
+image_exists() { "${BUILDAH[@]}" inspect --type image "$1" >/dev/null 2>&1; }
+
+# --- 2. base image -----------------------------------------------------------------------------------
+
+upstream_base() { echo "docker.io/library/python:${PYTHON_VERSION}-slim"; }
+standin_base() { echo "localhost/vpsie-standin/python:${PYTHON_VERSION}-slim-$1"; }
+
+# Pull the upstream base for one architecture; false (quickly) when the registry is unreachable.
+pull_upstream_base() {
+    local arch="$1"
+    [[ "${USE_STANDIN:-0}" == 1 ]] && return 1
+    timeout "$REGISTRY_PROBE_SECONDS" "${BUILDAH[@]}" pull --quiet --arch "$arch" --os linux \
+        "$(upstream_base)" >/dev/null 2>&1
+}
+
+# Debian trixie minbase + python3 and the runtime packages python:*-slim installs (ca-certificates,
+# netbase, tzdata), trimmed the way python:*-slim is (no docs, man pages, locales, package caches),
+# with Python on PATH as `python3` like the upstream image.
+bootstrap_rootfs() {
+    local arch="$1" dir="$CACHE/rootfs-$DEBIAN_SUITE-$1"
+    local stamp="$dir.stamp" want="suite=$DEBIAN_SUITE recipe=$STANDIN_RECIPE"
+    if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+        return 0
+    fi
+    log "debootstrap $DEBIAN_SUITE ($arch) into $dir"
+    rm -rf "$dir" "$stamp"
+    mkdir -p "$CACHE"
+    ensure_binfmt "$arch"
+    debootstrap --arch="$arch" --variant=minbase --include=python3,ca-certificates,netbase,tzdata \
+        "$DEBIAN_SUITE" "$dir" "$DEBIAN_MIRROR" >"$CACHE/debootstrap-$arch.log" 2>&1 || {
+        tail -n 30 "$CACHE/debootstrap-$arch.log" >&2
+        exit 1
+    }
+    rm -rf "$dir"/var/cache/apt/archives/*.deb "$dir"/var/lib/apt/lists/* \
+        "$dir"/usr/share/doc/* "$dir"/usr/share/man/* "$dir"/usr/share/info/* \
+        "$dir"/usr/share/locale/* "$dir"/var/log/* "$dir"/tmp/* "$dir"/root/.cache
+    echo "$want" >"$stamp"
+}
+
+import_standin_base() {
+    local arch="$1" tag ctr mnt
+    tag="$(standin_base "$arch")"
+    local stamp="$CACHE/rootfs-$DEBIAN_SUITE-$arch.stamp"
+    if image_exists "$tag" && [[ "$("${BUILDAH[@]}" inspect --type image \
+        --format '{{index .ImageAnnotations "io.vpsie.standin.recipe"}}' "$tag")" == "$(cat "$stamp")" ]]; then
+        return 0
+    fi
+    log "importing $tag"
+    ctr="$("${BUILDAH[@]}" from --arch "$arch" --os linux scratch)"
+    mnt="$("${BUILDAH[@]}" mount "$ctr")"
+    cp -a "$CACHE/rootfs-$DEBIAN_SUITE-$arch/." "$mnt/"
+    "${BUILDAH[@]}" umount "$ctr" >/dev/null
+    "${BUILDAH[@]}" config --arch "$arch" --os linux \
+        --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+        --env LANG=C.UTF-8 --cmd '["python3"]' \
+        --annotation "io.vpsie.standin.recipe=$(cat "$stamp")" \
+        --label "org.opencontainers.image.description=Debian $DEBIAN_SUITE minbase + python3, stand-in for python:${PYTHON_VERSION}-slim" \
+        "$ctr"
+    "${BUILDAH[@]}" commit --quiet --rm --format oci "$ctr" "$tag" >/dev/null
+}
+
+# Prints the image reference to use as the base for one architecture.
+resolve_base() {
+    local arch="$1"
+    if pull_upstream_base "$arch"; then
+        upstream_base
+        return 0
+    fi
+    log "python:${PYTHON_VERSION}-slim ($arch) cannot be pulled: using a debootstrapped stand-in"
+    bootstrap_rootfs "$arch"
+    import_standin_base "$arch"
+    standin_base "$arch"
+}
+
+# --- 3. uv -------------------------------------------------------------------------------------------
+
+upstream_uv() { echo "ghcr.io/astral-sh/uv:$UV_VERSION"; }
+standin_uv() { echo "localhost/vpsie-standin/uv:$UV_VERSION"; }
+
+resolve_uv() {
+    if [[ "${USE_STANDIN:-0}" != 1 ]] && timeout "$REGISTRY_PROBE_SECONDS" \
+        "${BUILDAH[@]}" pull --quiet "$(upstream_uv)" >/dev/null 2>&1; then
+        upstream_uv
+        return 0
+    fi
+    local tag ctr uvbin
+    tag="$(standin_uv)"
+    if ! image_exists "$tag"; then
+        # The Makefile's pinned uv (PyPI wheel) is the same binary the upstream image ships at /uv.
+        make --no-print-directory .tools/venv/bin/uv >/dev/null
+        uvbin="$ROOT/.tools/venv/bin/uv"
+        [[ "$("$uvbin" --version)" == "uv $UV_VERSION"* ]] || { echo "uv pin mismatch" >&2; exit 1; }
+        log "importing $tag from $uvbin"
+        ctr="$("${BUILDAH[@]}" from scratch)"
+        "${BUILDAH[@]}" copy --quiet --chmod 0755 "$ctr" "$uvbin" /uv >/dev/null
+        "${BUILDAH[@]}" commit --quiet --rm --format oci "$ctr" "$tag" >/dev/null
+    fi
+    echo "$tag"
+}
+
+# --- 4. build ----------------------------------------------------------------------------------------
+
+build_one() {
+    local platform="$1" arch="${1#linux/}" base builder uv tag
+    base="$(resolve_base "$arch")"
+    builder="$(resolve_base "$(host_arch)")"
+    uv="$2"
+    tag="$REGISTRY/$IMAGE:$VERSION-$arch"
+    # RUN steps trust the build machine's CA store (it may hold an egress proxy's CA); the mount exists
+    # only while RUN executes and never lands in a layer.
+    local volumes=()
+    [[ -f /etc/ssl/certs/ca-certificates.crt ]] && volumes=(--volume /etc/ssl/certs:/etc/ssl/certs:ro)
+    log "buildah bud $platform -> $tag"
+    "${BUILDAH[@]}" bud --isolation chroot --format oci --layers "${volumes[@]}" \
+        --platform "$platform" \
+        --build-arg "PYTHON_IMAGE=$base" \
+        --build-arg "BUILDER_IMAGE=$builder" \
+        --build-arg "UV_IMAGE=$uv" \
+        --build-arg "VERSION=$VERSION" \
+        --build-arg "REVISION=$REVISION" \
+        --build-arg "CREATED=$CREATED" \
+        --tag "$tag" \
+        --file Dockerfile . >&2
+    echo "$tag"
+}
+
+# --- 5. smoke test -----------------------------------------------------------------------------------
+
+smoke() {
+    local tag="$1" arch="$2" ctr out
+    ensure_binfmt "$arch"
+    ctr="$("${BUILDAH[@]}" from --quiet --pull-never "$tag")"
+    trap '"${BUILDAH[@]}" rm "$ctr" >/dev/null 2>&1 || true' RETURN
+    out="$("${BUILDAH[@]}" run --isolation chroot --user 65532:65532 "$ctr" -- \
+        python3 -m vpsie_autoscaler version)"
+    echo "$out"
+    [[ "$out" == "vpsie-autoscaler $VERSION "* ]] || { echo "unexpected version output: $out" >&2; return 1; }
+    out="$("${BUILDAH[@]}" run --isolation chroot --user 65532:65532 "$ctr" -- id -u)"
+    [[ "$out" == 65532 ]] || { echo "runs as UID $out, want 65532" >&2; return 1; }
+}
+
+# --- main --------------------------------------------------------------------------------------------
+
+main() {
+    ensure_tools
+    # One probe decides for the whole run: either the registries answer or every base is a stand-in.
+    USE_STANDIN="${FORCE_STANDIN_BASE:-0}"
+    if [[ "$USE_STANDIN" != 1 ]] && ! pull_upstream_base "$(host_arch)"; then
+        USE_STANDIN=1
+    fi
+    export USE_STANDIN
+    local uv tags=() platform tag arch report=()
+    uv="$(resolve_uv)"
+    for platform in $PLATFORMS; do
+        tag="$(build_one "$platform" "$uv")"
+        arch="${platform#linux/}"
+        log "smoke test $tag as UID 65532"
+        smoke "$tag" "$arch"
+        tags+=("$tag")
+        report+=("$platform=$tag")
+    done
+    log "measuring compressed sizes"
+    rm -rf "$CACHE/oci"
+    for platform in $PLATFORMS; do
+        arch="${platform#linux/}"
+        "${BUILDAH[@]}" push --quiet --format oci "$REGISTRY/$IMAGE:$VERSION-$arch" \
+            "oci:$CACHE/oci/$arch:latest" >/dev/null
+    done
+    local py=python3
+    [[ -x .venv/bin/python ]] && py=.venv/bin/python
+    "$py" -m hack.image.sizes --oci-root "$CACHE/oci" --output docs/image.md \
+        --version "$VERSION" --revision "$REVISION" "${report[@]}"
+}
+
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+    main "$@"
+fi
