@@ -21,6 +21,13 @@ def _version(_: argparse.Namespace) -> int:
     return 0
 
 
+def _crds(_: argparse.Namespace) -> int:
+    from vpsie_autoscaler.api.crdgen import crds_yaml  # noqa: PLC0415 - keep `version` instant
+
+    sys.stdout.write(crds_yaml())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vpsie-autoscaler",
@@ -29,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     version = sub.add_parser("version", help="print the version and exit")
     version.set_defaults(handler=_version)
+    crds = sub.add_parser("crds", help="print the CustomResourceDefinitions (multi-document YAML)")
+    crds.set_defaults(handler=_crds)
     return parser
 
 

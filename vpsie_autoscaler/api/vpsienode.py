@@ -1,0 +1,156 @@
+"""``VPSieNode``: one per VPSie instance the autoscaler owns (Karpenter's NodeClaim).
+
+It is created *before* the cloud call, with the hostname chosen up front, so a crash at any moment can
+be resumed by looking the instance up by hostname: nothing is created twice or leaked (SPEC §3). The
+spec is a frozen record of what to create and how to delete it (a CEL transition rule refuses changes);
+everything learned later goes to status.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Final, Literal
+
+from pydantic import ConfigDict, Field, model_validator
+
+from vpsie_autoscaler.api.nodegroup import (
+    API_VERSION,
+    MAX_LABELS,
+    MAX_TAINTS,
+    MSG_ONE_SOURCE,
+    RULE_ONE_SOURCE,
+    ManagedSource,
+    VMSource,
+)
+from vpsie_autoscaler.api.types import (
+    CONDITIONS_FIELD_EXTRA,
+    MESSAGE_MAX_LENGTH,
+    Condition,
+    KubeModel,
+    LabelValue,
+    ObjectMeta,
+    Taint,
+)
+
+Phase = Literal["Pending", "Provisioning", "Joining", "Ready", "Draining", "Deleting", "Failed"]
+PHASES: Final[tuple[Phase, ...]] = (
+    "Pending",
+    "Provisioning",
+    "Joining",
+    "Ready",
+    "Draining",
+    "Deleting",
+    "Failed",
+)
+"""Pending (object exists, no cloud call yet) → Provisioning (create accepted) → Joining (instance
+running, Node not Ready) → Ready → Draining → Deleting; Failed when provisioning timed out or failed."""
+
+IN_FLIGHT_PHASES: Final[frozenset[str]] = frozenset({"Pending", "Provisioning", "Joining"})
+"""Capacity on the way: counted by scale-up before asking for more (seed trap: in-flight ignored)."""
+LEAVING_PHASES: Final[frozenset[str]] = frozenset({"Draining", "Deleting", "Failed"})
+"""Never counted as capacity (seed bug dc0700f: deleting nodes double counted)."""
+
+HOSTNAME_PATTERN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+HOSTNAME_MAX_LENGTH: Final = 63
+
+RULE_SPEC_IMMUTABLE: Final = "self == oldSelf"
+MSG_SPEC_IMMUTABLE: Final = "spec is immutable: delete the VPSieNode and create a new one"
+RULE_PHASE_KEYS: Final = "self.all(k, k in " + str(list(PHASES)).replace('"', "'") + ")"
+MSG_PHASE_KEYS: Final = "phaseTimestamps keys must be phase names"
+
+CONDITION_LAUNCHED: Final = "Launched"
+CONDITION_REGISTERED: Final = "Registered"
+CONDITION_READY: Final = "Ready"
+CONDITION_DRAINED: Final = "Drained"
+
+
+class VPSieNodeSpec(KubeModel):
+    """What to create in VPSie and how to find it again (immutable)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": RULE_ONE_SOURCE, "message": MSG_ONE_SOURCE},
+                {"rule": RULE_SPEC_IMMUTABLE, "message": MSG_SPEC_IMMUTABLE},
+            ]
+        }
+    )
+
+    node_group: str = Field(min_length=1, max_length=253, description="Owning NodeGroup.")
+    hostname: str = Field(
+        max_length=HOSTNAME_MAX_LENGTH,
+        pattern=HOSTNAME_PATTERN,
+        description="Chosen before the cloud call; the handle to find the instance after a crash.",
+    )
+    managed: ManagedSource | None = Field(default=None, description="Copy of the group's managed source.")
+    vm: VMSource | None = Field(default=None, description="Copy of the group's VM source.")
+    labels: dict[str, LabelValue] = Field(
+        default_factory=dict, max_length=MAX_LABELS, description="Labels applied to the Node when it joins."
+    )
+    taints: list[Taint] = Field(
+        default_factory=list, max_length=MAX_TAINTS, description="Taints applied to the Node when it joins."
+    )
+    instance_type: str | None = Field(default=None, max_length=253, description="Informational (plan name).")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> VPSieNodeSpec:
+        if (self.managed is None) == (self.vm is None):
+            raise ValueError(MSG_ONE_SOURCE)
+        return self
+
+
+class VPSieNodeStatus(KubeModel):
+    """Lifecycle state of the instance, written only by the controller."""
+
+    phase: Phase | None = Field(default=None, description="Lifecycle phase.")
+    instance_identifier: str | None = Field(default=None, max_length=253, description="VPSie identifier.")
+    instance_id: int | None = Field(default=None, ge=0, description="VPSie numeric id.")
+    node_name: str | None = Field(default=None, max_length=253, description="The Kubernetes Node.")
+    ip: str | None = Field(default=None, max_length=64, description="Primary IP address.")
+    phase_timestamps: dict[str, datetime] = Field(
+        default_factory=dict,
+        max_length=len(PHASES),
+        json_schema_extra={
+            "x-kubernetes-validations": [{"rule": RULE_PHASE_KEYS, "message": MSG_PHASE_KEYS}]
+        },
+        description="When each phase was entered.",
+    )
+    last_error: str | None = Field(default=None, max_length=MESSAGE_MAX_LENGTH)
+    conditions: list[Condition] = Field(
+        default_factory=list, max_length=16, json_schema_extra=CONDITIONS_FIELD_EXTRA
+    )
+    observed_generation: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _phase_keys(self) -> VPSieNodeStatus:
+        bad = sorted(set(self.phase_timestamps) - set(PHASES))
+        if bad:
+            raise ValueError(f"{MSG_PHASE_KEYS}: {bad}")
+        return self
+
+
+class VPSieNode(KubeModel):
+    """One VPSie instance owned by the autoscaler (cluster-scoped, short name ``vn``)."""
+
+    api_version: Literal["autoscaler.vpsie.com/v1alpha1"] = API_VERSION
+    kind: Literal["VPSieNode"] = "VPSieNode"
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: VPSieNodeSpec
+    status: VPSieNodeStatus = Field(default_factory=VPSieNodeStatus)
+
+    @classmethod
+    def from_k8s(cls, obj: dict[str, Any]) -> VPSieNode:
+        """Parse a VPSieNode as read from the API server (raises ``pydantic.ValidationError``)."""
+        return cls.model_validate(obj)
+
+    @property
+    def in_flight(self) -> bool:
+        """Being created or joining, not being deleted: capacity on the way."""
+        return (
+            self.metadata.deletion_timestamp is None and (self.status.phase or "Pending") in IN_FLIGHT_PHASES
+        )
+
+    @property
+    def leaving(self) -> bool:
+        """Being drained, deleted or failed: never capacity."""
+        return self.metadata.deletion_timestamp is not None or (self.status.phase or "") in LEAVING_PHASES
