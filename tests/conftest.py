@@ -51,10 +51,13 @@ def _unavailable(reason: str) -> NoReturn:
 def k8s_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterHandle]:
     workdir = tmp_path_factory.mktemp("devcluster")
     reuse = os.environ.get(REUSE_ENV)
+    problem = None
     try:
         bin_dir = find_binaries()
-    except FileNotFoundError as err:
-        _unavailable(str(err))
+    except FileNotFoundError as err:  # $DEVCLUSTER_BIN_DIR points at an incomplete directory
+        bin_dir, problem = None, str(err)
+    if problem:
+        _unavailable(problem)
     if reuse:
         kubeconfig = Path(reuse).resolve()
         yield ClusterHandle.attach(kubeconfig, bin_dir or kubeconfig.parent / "bin", workdir)

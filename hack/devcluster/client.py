@@ -40,6 +40,8 @@ POLL_INTERVAL_S = 0.2
 DEFAULT_WAIT_S = 60.0
 # An hour covers any test run; short-lived tokens keep a leaked kubeconfig nearly harmless.
 DEFAULT_TOKEN_SECONDS = 3600
+# Taints kube-controller-manager and admission put on Nodes that are not (yet) healthy.
+NODE_LIFECYCLE_TAINT_PREFIX = "node.kubernetes.io/"
 STATUS_NOT_FOUND = 404
 STATUS_CONFLICT = 409
 
@@ -290,13 +292,22 @@ class KubeClient:
             self.delete_node(name)
         return names
 
-    def wait_node_ready(self, name: str, *, timeout: float = DEFAULT_WAIT_S) -> JsonObj:
-        node = self.wait_for(
-            f"/api/v1/nodes/{name}",
-            lambda n: condition_is(n, "Ready", "True"),
-            timeout=timeout,
-            what=f"node {name} to be Ready",
-        )
+    def wait_node_ready(
+        self, name: str, *, timeout: float = DEFAULT_WAIT_S, schedulable: bool = True
+    ) -> JsonObj:
+        """Wait for ``Ready=True`` and, by default, for the node lifecycle controller to lift its taints.
+
+        A Node turns Ready (kwok) a moment before kube-controller-manager removes the
+        ``node.kubernetes.io/not-ready`` taint that admission put on it; until then the scheduler
+        rightly refuses it. ``schedulable=False`` waits only for the condition.
+        """
+
+        def ready(node: JsonObj | None) -> bool:
+            if not condition_is(node, "Ready", "True"):
+                return False
+            return not schedulable or not lifecycle_taints(node)
+
+        node = self.wait_for(f"/api/v1/nodes/{name}", ready, timeout=timeout, what=f"node {name} to be Ready")
         assert node is not None
         return node
 
@@ -325,6 +336,14 @@ def condition_is(obj: JsonObj | None, cond_type: str, status: str) -> bool:
         if cond.get("type") == cond_type:
             return bool(cond.get("status") == status)
     return False
+
+
+def lifecycle_taints(node: JsonObj | None) -> list[JsonObj]:
+    """Taints the node lifecycle controller manages (``node.kubernetes.io/not-ready``, ``unreachable``…)."""
+    if node is None:
+        return []
+    taints: list[JsonObj] = node.get("spec", {}).get("taints", []) or []
+    return [t for t in taints if str(t.get("key", "")).startswith(NODE_LIFECYCLE_TAINT_PREFIX)]
 
 
 def find_condition(obj: JsonObj | None, cond_type: str) -> JsonObj | None:

@@ -37,7 +37,7 @@ from pathlib import Path
 
 from hack.devcluster import pki as pkimod
 from hack.devcluster.client import DEFAULT_TOKEN_SECONDS, ApiError, KubeClient
-from hack.devcluster.nodes import make_kwok_node
+from hack.devcluster.nodes import KWOK_ANNOTATION, KWOK_ANNOTATION_VALUE, make_kwok_node
 from hack.devcluster.processes import STOP_GRACE_S, ProcessRecord, stop_popen
 
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "helm")
@@ -74,7 +74,9 @@ SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
 # every 5 s, so "node died" scenarios resolve in tens of seconds.
 NODE_MONITOR_PERIOD = "2s"
 NODE_MONITOR_GRACE = "20s"
-KWOK_LEASE_SECONDS = "20"
+KWOK_LEASE_SECONDS = 20
+# kwok's own default worker counts (v0.8.0 zz_generated.defaults.go).
+KWOK_PARALLELISM = 4
 # NoExecute tolerations for not-ready/unreachable default to 300 s; 30 s keeps eviction tests short.
 DEFAULT_TOLERATION_SECONDS = "30"
 CLIENT_QPS = "100"
@@ -454,6 +456,14 @@ class DevCluster:
             f"--service-account-key-file={certs.sa_pub}",
             f"--service-account-signing-key-file={certs.sa_key}",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
+            f"--requestheader-client-ca-file={certs.ca_cert}",
+            f"--requestheader-allowed-names={pkimod.FRONT_PROXY_USER}",
+            "--requestheader-username-headers=X-Remote-User",
+            "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+            f"--proxy-client-cert-file={certs.front_proxy_cert}",
+            f"--proxy-client-key-file={certs.front_proxy_key}",
+            "--enable-aggregator-routing=true",  # no kube-proxy: reach aggregated APIs via endpoints
             "--authorization-mode=RBAC",  # so the autoscaler's ClusterRole is really exercised
             "--allow-privileged=true",
             f"--default-not-ready-toleration-seconds={DEFAULT_TOLERATION_SECONDS}",
@@ -555,23 +565,31 @@ class DevCluster:
         home.mkdir(parents=True, exist_ok=True)
         config = self.workdir / "kwok.yaml"
         stages = (self.bin_dir / KWOK_STAGES_FILE).read_text()
+        # A KwokConfiguration read from --config is not defaulted (kwok v0.8.0 only defaults the one it
+        # creates when none is given), so every option kwok needs is spelled out here.
         kwok_conf = {
             "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
             "kind": "KwokConfiguration",
-            "options": {},
+            "options": {
+                "manageAllNodes": False,
+                "manageNodesWithAnnotationSelector": f"{KWOK_ANNOTATION}={KWOK_ANNOTATION_VALUE}",
+                "nodeLeaseDurationSeconds": KWOK_LEASE_SECONDS,
+                "cidr": CLUSTER_CIDR,
+                "nodeIP": KWOK_NODE_IP,
+                "serverAddress": f"127.0.0.1:{port}",
+                "enableDebuggingHandlers": False,
+                "enableContentionProfiling": False,
+                "enableProfilingHandler": False,
+                "podPlayStageParallelism": KWOK_PARALLELISM,
+                "nodePlayStageParallelism": KWOK_PARALLELISM,
+                "nodeLeaseParallelism": KWOK_PARALLELISM,
+                "podsOnNodeSyncParallelism": 1,
+                "enablePodsOnNodeSyncListPager": True,
+                "enablePodsOnNodeSyncStreamWatch": False,
+            },
         }
-        config.write_text(json.dumps(kwok_conf) + "\n---\n" + stages)
-        argv = [
-            self._bin("kwok"),
-            f"--kubeconfig={self.kubeconfig}",
-            f"--config={config}",
-            "--manage-all-nodes=false",
-            "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
-            f"--node-lease-duration-seconds={KWOK_LEASE_SECONDS}",
-            f"--cidr={CLUSTER_CIDR}",
-            f"--node-ip={KWOK_NODE_IP}",
-            f"--server-address=127.0.0.1:{port}",
-        ]
+        config.write_text(json.dumps(kwok_conf, indent=2) + "\n---\n" + stages)
+        argv = [self._bin("kwok"), f"--kubeconfig={self.kubeconfig}", f"--config={config}"]
         env = {**os.environ, "HOME": str(home)}
         url = f"http://127.0.0.1:{port}/healthz"
         return Component("kwok", argv, self._log("kwok"), lambda: http_probe(url), env=env)

@@ -7,6 +7,9 @@ Follows what envtest (controller-runtime ``pkg/internal/testing/controlplane``) 
 * a serving certificate for kube-apiserver with the SANs a client may dial (Go ignores the CN);
 * an admin client certificate in group ``system:masters`` used by the harness, the controller
   manager, the scheduler and kwok;
+* a front-proxy client certificate, so the apiserver publishes a request-header CA (aggregated
+  APIs such as metrics-server work, and the scheduler and controller manager stop complaining);
+  kubeadm uses a separate front-proxy CA, a single-user dev cluster does not need one;
 * an RSA key pair for signing ServiceAccount tokens (``--service-account-signing-key-file``), so
   ``TokenRequest`` works and the token controller can run.
 
@@ -52,6 +55,9 @@ APISERVER_DNS_SANS = (
 APISERVER_IP_SANS = ("127.0.0.1", "10.96.0.1")
 ADMIN_USER = "devcluster-admin"
 ADMIN_GROUP = "system:masters"
+# The identity kube-apiserver uses towards aggregated API servers (``--proxy-client-cert-file``);
+# controllers and the scheduler read the matching request-header CA to authenticate such requests.
+FRONT_PROXY_USER = "front-proxy-client"
 CLUSTER_NAME = "devcluster"
 
 
@@ -84,6 +90,14 @@ class Pki:
     @property
     def admin_key(self) -> Path:
         return self.directory / "admin.key"
+
+    @property
+    def front_proxy_cert(self) -> Path:
+        return self.directory / "front-proxy-client.crt"
+
+    @property
+    def front_proxy_key(self) -> Path:
+        return self.directory / "front-proxy-client.key"
 
     @property
     def sa_key(self) -> Path:
@@ -192,6 +206,9 @@ def generate(directory: Path) -> Pki:
         _name(ADMIN_USER, ADMIN_GROUP), admin_key, ca_name, ca_key, eku=(ExtendedKeyUsageOID.CLIENT_AUTH,)
     )
 
+    proxy_key = ec.generate_private_key(ec.SECP256R1())
+    proxy = _sign(_name(FRONT_PROXY_USER), proxy_key, ca_name, ca_key, eku=(ExtendedKeyUsageOID.CLIENT_AUTH,))
+
     sa_key = rsa.generate_private_key(public_exponent=RSA_PUBLIC_EXPONENT, key_size=SA_KEY_BITS)
 
     _write(pki.ca_cert, _cert_pem(ca))
@@ -200,6 +217,8 @@ def generate(directory: Path) -> Pki:
     _write(pki.apiserver_key, _key_pem(server_key), private=True)
     _write(pki.admin_cert, _cert_pem(admin))
     _write(pki.admin_key, _key_pem(admin_key), private=True)
+    _write(pki.front_proxy_cert, _cert_pem(proxy))
+    _write(pki.front_proxy_key, _key_pem(proxy_key), private=True)
     _write(pki.sa_key, _key_pem(sa_key), private=True)
     _write(
         pki.sa_pub,

@@ -28,6 +28,7 @@ VERSIONS = Path(__file__).resolve().parents[2] / "hack" / "devcluster" / "versio
 CHART = Path(__file__).resolve().parent / "testdata" / "smoke-chart"
 STATUS_TOO_MANY_REQUESTS = 429
 STATUS_FORBIDDEN = 403
+STATUS_NOT_FOUND = 404
 STATUS_UNPROCESSABLE = 422
 NODE_READY_S = 10.0  # the issue's promise: a kwok Node is Ready within 10 s
 PODS_RUNNING_S = 90.0
@@ -297,7 +298,18 @@ def test_crd_cel_rule_rejects_invalid_object_with_its_message(
     try:
         client.wait_for(crd_path, lambda c: condition_is(c, "Established", "True"), what="CRD Established")
         widgets = f"/apis/{group}/v1/namespaces/{ns}/widgets"
-        client.wait_for(widgets, lambda lst: lst is not None, what="the widgets endpoint to be served")
+
+        def served() -> bool:
+            try:
+                client.get(widgets)
+            except ApiError as err:
+                # 404 until discovery has the new group; 429 while its storage initializes.
+                if err.status in (STATUS_NOT_FOUND, STATUS_TOO_MANY_REQUESTS):
+                    return False
+                raise
+            return True
+
+        client.wait_until(served, bool, what="the widgets endpoint to be served")
 
         def widget(name: str, replicas: int, max_replicas: int) -> JsonObj:
             return {
