@@ -241,7 +241,12 @@ class ProvisioningSpec(KubeModel):
         default=DEFAULT_MAX_PROVISION_TIME,
         description="A node not Ready this long after creation is deleted and the group backs off.",
     )
-    backoff: BackoffSpec = Field(default_factory=BackoffSpec, json_schema_extra={"default": {}})
+    # The API server checks a default against the CEL rules as written, before nested defaults are
+    # applied: a bare {} fails "duration(self.initial) <= duration(self.max)" with "no such key".
+    backoff: BackoffSpec = Field(
+        default_factory=BackoffSpec,
+        json_schema_extra={"default": {"initial": DEFAULT_BACKOFF_INITIAL, "max": DEFAULT_BACKOFF_MAX}},
+    )
 
     @property
     def provision_timeout(self) -> timedelta:
