@@ -1,0 +1,309 @@
+"""``helm install --wait`` of the chart into the real local control plane.
+
+kwok plays the kubelet: the Deployment's pods are scheduled onto a kwok Node and reported Ready
+without running, which is what ``--wait`` needs. What is real: the API server's validation of every
+object the chart renders (including the CRDs' OpenAPI schemas and CEL rules, which the example
+NodeGroups must pass), admission (priority class), RBAC for the chart's ServiceAccount, and Helm's
+install/uninstall semantics (CRDs kept on uninstall).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from hack.devcluster.client import ApiError, JsonObj, KubeClient, condition_is
+from hack.devcluster.cluster import ClusterHandle
+from hack.devcluster.nodes import OWNER_LABEL, make_kwok_node
+
+pytestmark = pytest.mark.cluster
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "vpsie-autoscaler"
+HELM_TIMEOUT_S = 180
+NODE_READY_S = 60.0
+CRD_ESTABLISHED_S = 30.0
+CRDS = ("nodegroups.autoscaler.vpsie.com", "vpsienodes.autoscaler.vpsie.com")
+NODEGROUPS = "/apis/autoscaler.vpsie.com/v1alpha1/nodegroups"
+STATUS_FORBIDDEN = 403
+STATUS_UNPROCESSABLE = 422
+
+
+def _helm(cluster: ClusterHandle, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "HELM_CACHE_HOME": str(home / "cache"),
+        "HELM_CONFIG_HOME": str(home / "config"),
+        "HELM_DATA_HOME": str(home / "data"),
+        "KUBECONFIG": str(cluster.kubeconfig),
+    }
+    return subprocess.run(
+        [str(cluster.tool("helm")), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=HELM_TIMEOUT_S,
+        check=False,
+    )
+
+
+class Installed:
+    def __init__(self, release: str, namespace: str, notes: str) -> None:
+        self.release = release
+        self.namespace = namespace
+        self.fullname = f"{release}-vpsie-autoscaler"
+        self.notes = notes
+
+
+@pytest.fixture
+def installed(k8s_cluster: ClusterHandle, k8s_namespace: str, tmp_path: Path) -> Iterator[Installed]:
+    """The chart installed with default values (plus credentials), pods pinned to this test's node."""
+    client, ns = k8s_cluster.client, k8s_namespace
+    node = f"{ns}-a"
+    client.create_node(make_kwok_node(node, cpu="4", memory="8Gi", labels={OWNER_LABEL: ns}))
+    client.wait_node_ready(node, timeout=NODE_READY_S)
+    release = "vpa"
+    escaped_label = OWNER_LABEL.replace(".", r"\.")  # --set treats dots as nesting
+    install = _helm(
+        k8s_cluster,
+        tmp_path,
+        "install",
+        release,
+        str(CHART),
+        "--namespace",
+        ns,
+        # CRDs are cluster-scoped: adopt them if an earlier test applied them without Helm.
+        "--take-ownership",
+        "--wait",
+        "--timeout",
+        f"{HELM_TIMEOUT_S - 30}s",
+        "--set-string",
+        f"nodeSelector.{escaped_label}={ns}",
+        "--set",
+        "vpsie.credentials.clientId=test-id,vpsie.credentials.clientSecret=test-secret",
+    )
+    assert install.returncode == 0, install.stdout + install.stderr
+    try:
+        yield Installed(release, ns, install.stdout)
+    finally:
+        _helm(k8s_cluster, tmp_path, "uninstall", release, "--namespace", ns, "--wait")
+
+
+def test_install_waits_for_a_ready_deployment(k8s_cluster: ClusterHandle, installed: Installed) -> None:
+    client = k8s_cluster.client
+    deployment = client.get(
+        f"/apis/apps/v1/namespaces/{installed.namespace}/deployments/{installed.fullname}"
+    )
+    assert deployment["status"].get("readyReplicas") == 2  # --wait returned only once both were Ready
+    pods = client.list_objects(
+        f"/api/v1/namespaces/{installed.namespace}/pods",
+        label_selector=f"app.kubernetes.io/instance={installed.release}",
+    )
+    assert len(pods) == 2
+    for pod in pods:
+        assert pod["spec"]["priorityClassName"] == "system-cluster-critical"
+        assert pod["spec"]["securityContext"]["runAsUser"] == 65532
+    assert f"kubectl -n {installed.namespace} get deploy,pods" in installed.notes  # NOTES.txt
+
+
+def test_crds_are_established_and_examples_pass_their_validation(
+    k8s_cluster: ClusterHandle, installed: Installed
+) -> None:
+    client = k8s_cluster.client
+    for name in CRDS:
+        client.wait_for(
+            f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}",
+            lambda crd: condition_is(crd, "Established", "True"),
+            timeout=CRD_ESTABLISHED_S,
+            what=f"CRD {name} Established",
+        )
+    for path in sorted((CHART / "examples").glob("*.yaml")):
+        example = yaml.safe_load(path.read_text())
+        created = client.request("POST", NODEGROUPS, example, query={"dryRun": "All"})
+        assert created["spec"]["minNodes"] == example["spec"]["minNodes"], path.name
+    # ...and the schema's CEL rules are live: a group with minNodes > maxNodes is refused.
+    bad: dict[str, Any] = yaml.safe_load((CHART / "examples" / "nodegroup-managed.yaml").read_text())
+    bad["spec"].update(minNodes=5, maxNodes=1)
+    with pytest.raises(ApiError) as refused:
+        client.request("POST", NODEGROUPS, bad, query={"dryRun": "All"})
+    assert refused.value.status == STATUS_UNPROCESSABLE
+    assert "minNodes must be less than or equal to maxNodes" in json.dumps(refused.value.body)
+
+
+def _can(
+    client: KubeClient, verb: str, resource: str, *, group: str = "", namespace: str = "", name: str = ""
+) -> bool:
+    base, _, subresource = resource.partition("/")
+    attrs: JsonObj = {"verb": verb, "resource": base, "group": group}
+    if subresource:
+        attrs["subresource"] = subresource
+    if namespace:
+        attrs["namespace"] = namespace
+    if name:
+        attrs["name"] = name
+    review = client.create(
+        "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+        {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectAccessReview",
+            "spec": {"resourceAttributes": attrs},
+        },
+    )
+    return bool(review["status"]["allowed"])
+
+
+def test_service_account_gets_exactly_the_chart_rbac(
+    k8s_cluster: ClusterHandle, installed: Installed
+) -> None:
+    ns, fullname = installed.namespace, installed.fullname
+    token = k8s_cluster.client.request_token(ns, fullname)
+    sa = k8s_cluster.client.with_token(token)
+    allowed = [
+        ("watch", "nodes", "", "", ""),
+        ("delete", "nodes", "", "", ""),
+        ("list", "pods", "", "", ""),
+        ("create", "pods/eviction", "", "some-ns", ""),
+        ("watch", "poddisruptionbudgets", "policy", "", ""),
+        ("create", "events", "events.k8s.io", "some-ns", ""),
+        ("patch", "nodegroups/status", "autoscaler.vpsie.com", "", ""),
+        ("update", "vpsienodes/finalizers", "autoscaler.vpsie.com", "", ""),
+        ("update", "leases", "coordination.k8s.io", ns, "vpsie-autoscaler"),
+        ("create", "leases", "coordination.k8s.io", ns, ""),
+        ("get", "secrets", "", ns, f"{fullname}-vpsie"),
+        ("get", "configmaps", "", "kube-public", "cluster-info"),
+    ]
+    denied = [
+        ("delete", "pods", "", "some-ns", ""),  # pods leave through the Eviction API only
+        ("create", "nodes", "", "", ""),
+        ("get", "secrets", "", ns, "another-secret"),
+        ("list", "secrets", "", "", ""),
+        ("update", "leases", "coordination.k8s.io", ns, "someone-elses-lease"),
+        ("update", "leases", "coordination.k8s.io", "kube-system", "vpsie-autoscaler"),
+        ("get", "configmaps", "", "kube-public", "other"),
+        ("create", "events", "", "some-ns", ""),  # core/v1 events are not used
+        ("patch", "deployments", "apps", ns, ""),
+    ]
+    for verb, resource, group, namespace, name in allowed:
+        assert _can(sa, verb, resource, group=group, namespace=namespace, name=name), (
+            verb,
+            resource,
+            namespace,
+            name,
+        )
+    for verb, resource, group, namespace, name in denied:
+        assert not _can(sa, verb, resource, group=group, namespace=namespace, name=name), (
+            verb,
+            resource,
+            namespace,
+        )
+
+
+def test_service_account_cannot_read_other_secrets(k8s_cluster: ClusterHandle, installed: Installed) -> None:
+    sa = k8s_cluster.client.with_token(
+        k8s_cluster.client.request_token(installed.namespace, installed.fullname)
+    )
+    with pytest.raises(ApiError) as forbidden:
+        sa.list_objects("/api/v1/secrets")
+    assert forbidden.value.status == STATUS_FORBIDDEN
+    secret = sa.get(f"/api/v1/namespaces/{installed.namespace}/secrets/{installed.fullname}-vpsie")
+    assert set(secret["data"]) == {"clientId", "clientSecret"}
+
+
+def test_uninstall_keeps_the_crds(k8s_cluster: ClusterHandle, k8s_namespace: str, tmp_path: Path) -> None:
+    client, ns = k8s_cluster.client, k8s_namespace
+    release = "vpk"
+    install = _helm(
+        k8s_cluster,
+        tmp_path,
+        "install",
+        release,
+        str(CHART),
+        "--namespace",
+        ns,
+        "--take-ownership",
+        "--set",
+        "replicaCount=1,leaderElection.enabled=false",
+    )
+    assert install.returncode == 0, install.stdout + install.stderr
+    uninstall = _helm(k8s_cluster, tmp_path, "uninstall", release, "--namespace", ns, "--wait")
+    assert uninstall.returncode == 0, uninstall.stdout + uninstall.stderr
+    assert "kept due to the resource policy" in uninstall.stdout + uninstall.stderr
+    for name in CRDS:
+        assert (
+            client.get_or_none(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}") is not None
+        )
+    assert (
+        client.get_or_none(f"/apis/rbac.authorization.k8s.io/v1/clusterroles/{release}-vpsie-autoscaler")
+        is None
+    )
+
+
+# Granted to every authenticated user by the built-in system:basic-user ClusterRole.
+BASIC_USER_RULES = {
+    ("authorization.k8s.io", "selfsubjectaccessreviews", ("create",), ()),
+    ("authorization.k8s.io", "selfsubjectrulesreviews", ("create",), ()),
+    ("authentication.k8s.io", "selfsubjectreviews", ("create",), ()),
+}
+
+
+def _rules(client: KubeClient, namespace: str) -> set[tuple[str, str, tuple[str, ...], tuple[str, ...]]]:
+    """What ``kubectl auth can-i --list -n <namespace>`` shows, flattened per group and resource."""
+    review = client.create(
+        "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews",
+        {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectRulesReview",
+            "spec": {"namespace": namespace},
+        },
+    )
+    assert review["status"].get("incomplete") is not True, review["status"]
+    return {
+        (group, resource, tuple(sorted(rule["verbs"])), tuple(sorted(rule.get("resourceNames", []))))
+        for rule in review["status"]["resourceRules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+    }
+
+
+def test_can_i_list_shows_nothing_beyond_the_chart_rules(
+    k8s_cluster: ClusterHandle, installed: Installed
+) -> None:
+    ns, fullname = installed.namespace, installed.fullname
+    sa = k8s_cluster.client.with_token(k8s_cluster.client.request_token(ns, fullname))
+    cluster_wide = {
+        ("", "nodes", ("delete", "get", "list", "patch", "update", "watch"), ()),
+        ("", "pods", ("get", "list", "watch"), ()),
+        ("", "pods/eviction", ("create",), ()),
+        ("policy", "poddisruptionbudgets", ("list", "watch"), ()),
+        ("events.k8s.io", "events", ("create", "patch"), ()),
+        *(
+            (
+                "autoscaler.vpsie.com",
+                plural,
+                ("create", "delete", "get", "list", "patch", "update", "watch"),
+                (),
+            )
+            for plural in ("nodegroups", "vpsienodes")
+        ),
+        *(
+            ("autoscaler.vpsie.com", f"{p}/status", ("get", "patch", "update"), ())
+            for p in ("nodegroups", "vpsienodes")
+        ),
+        *(("autoscaler.vpsie.com", f"{p}/finalizers", ("update",), ()) for p in ("nodegroups", "vpsienodes")),
+    }
+    assert _rules(sa, ns) == BASIC_USER_RULES | cluster_wide | {
+        ("coordination.k8s.io", "leases", ("get", "update"), ("vpsie-autoscaler",)),
+        ("coordination.k8s.io", "leases", ("create",), ()),
+        ("", "secrets", ("get", "list", "watch"), (f"{fullname}-vpsie",)),
+    }
+    assert _rules(sa, "kube-public") == BASIC_USER_RULES | cluster_wide | {
+        ("", "configmaps", ("get",), ("cluster-info",)),
+    }
+    assert _rules(sa, "default") == BASIC_USER_RULES | cluster_wide
