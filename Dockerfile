@@ -57,7 +57,10 @@ RUN set -eu; \
     rm -rf "${SITE:?}/bin"; \
     python3 -m compileall -q -j 0 --invalidation-mode unchecked-hash "${SITE}"
 
-FROM ${PYTHON_IMAGE} AS runtime
+# Explicit target platform: BuildKit's default anyway, but buildah (Debian bookworm's 1.28) otherwise
+# keeps the builder's --platform for the stages after it.
+# hadolint ignore=DL3065
+FROM --platform=$TARGETPLATFORM ${PYTHON_IMAGE} AS runtime
 ARG VERSION=dev
 ARG REVISION=unknown
 ARG CREATED=unknown

@@ -92,12 +92,16 @@ image_exists() { "${BUILDAH[@]}" inspect --type image "$1" >/dev/null 2>&1; }
 upstream_base() { echo "docker.io/library/python:${PYTHON_VERSION}-slim"; }
 standin_base() { echo "localhost/vpsie-standin/python:${PYTHON_VERSION}-slim-$1"; }
 
+# A multi-platform tag resolves to one image in local storage: each platform's pull gets its own tag.
+local_upstream_base() { echo "localhost/vpsie-upstream/python:${PYTHON_VERSION}-slim-$1"; }
+
 # Pull the upstream base for one architecture; false (quickly) when the registry is unreachable.
 pull_upstream_base() {
     local arch="$1"
     [[ "${USE_STANDIN:-0}" == 1 ]] && return 1
     timeout "$REGISTRY_PROBE_SECONDS" "${BUILDAH[@]}" pull --quiet --arch "$arch" --os linux \
-        "$(upstream_base)" >/dev/null 2>&1
+        "$(upstream_base)" >/dev/null 2>&1 || return 1
+    "${BUILDAH[@]}" tag "$(upstream_base)" "$(local_upstream_base "$arch")"
 }
 
 # Debian trixie minbase + python3 and the runtime packages python:*-slim installs (ca-certificates,
@@ -150,10 +154,9 @@ import_standin_base() {
 resolve_base() {
     local arch="$1"
     if pull_upstream_base "$arch"; then
-        upstream_base
+        local_upstream_base "$arch"
         return 0
     fi
-    log "python:${PYTHON_VERSION}-slim ($arch) cannot be pulled: using a debootstrapped stand-in"
     bootstrap_rootfs "$arch"
     import_standin_base "$arch"
     standin_base "$arch"
@@ -198,8 +201,11 @@ build_one() {
     local volumes=()
     [[ -f /etc/ssl/certs/ca-certificates.crt ]] && volumes=(--volume /etc/ssl/certs:/etc/ssl/certs:ro)
     log "buildah bud $platform -> $tag"
-    "${BUILDAH[@]}" bud --isolation chroot --format oci --layers "${volumes[@]}" \
+    # Every base is already in local storage (pulled or imported above): never pull during the build.
+    # buildah 1.28 does not predefine BUILDPLATFORM, so it is passed like BuildKit would set it.
+    "${BUILDAH[@]}" bud --isolation chroot --format oci --layers --pull-never "${volumes[@]}" \
         --platform "$platform" \
+        --build-arg "BUILDPLATFORM=linux/$(host_arch)" \
         --build-arg "PYTHON_IMAGE=$base" \
         --build-arg "BUILDER_IMAGE=$builder" \
         --build-arg "UV_IMAGE=$uv" \
@@ -208,22 +214,62 @@ build_one() {
         --build-arg "CREATED=$CREATED" \
         --tag "$tag" \
         --file Dockerfile . >&2
+    # buildah 1.28 leaves the working container of an instruction-less stage (uv) behind.
+    "${BUILDAH[@]}" containers --quiet --filter "ancestor=$uv" | xargs -r "${BUILDAH[@]}" rm >/dev/null
     echo "$tag"
 }
 
 # --- 5. smoke test -----------------------------------------------------------------------------------
 
-smoke() {
-    local tag="$1" arch="$2" ctr out
-    ensure_binfmt "$arch"
-    ctr="$("${BUILDAH[@]}" from --quiet --pull-never "$tag")"
-    trap '"${BUILDAH[@]}" rm "$ctr" >/dev/null 2>&1 || true' RETURN
+smoke_in() {
+    local ctr="$1" out
     out="$("${BUILDAH[@]}" run --isolation chroot --user 65532:65532 "$ctr" -- \
-        python3 -m vpsie_autoscaler version)"
+        python3 -m vpsie_autoscaler version)" || return 1
     echo "$out"
     [[ "$out" == "vpsie-autoscaler $VERSION "* ]] || { echo "unexpected version output: $out" >&2; return 1; }
-    out="$("${BUILDAH[@]}" run --isolation chroot --user 65532:65532 "$ctr" -- id -u)"
+    out="$("${BUILDAH[@]}" run --isolation chroot --user 65532:65532 "$ctr" -- id -u)" || return 1
     [[ "$out" == 65532 ]] || { echo "runs as UID $out, want 65532" >&2; return 1; }
+}
+
+smoke() {
+    local tag="$1" arch="$2" ctr rc=0
+    ensure_binfmt "$arch"
+    ctr="$("${BUILDAH[@]}" from --quiet --pull-never "$tag")"
+    smoke_in "$ctr" || rc=$?
+    "${BUILDAH[@]}" rm "$ctr" >/dev/null
+    return "$rc"
+}
+
+# --- report ------------------------------------------------------------------------------------------
+
+write_notes() {
+    local base
+    if [[ "$USE_STANDIN" == 1 ]]; then
+        base="a stand-in for \`python:${PYTHON_VERSION}-slim\`: the registry could not be reached from the
+  build machine, so \`hack/image/build.sh\` bootstrapped Debian $DEBIAN_SUITE (minbase + python3,
+  ca-certificates, netbase, tzdata; docs, man pages and locales removed) with debootstrap and
+  imported it per platform. The official image is built on the same Debian release with the same
+  runtime packages but compiles its own Python into /usr/local; expect its base layers to be within
+  a few MB of these."
+    else
+        base="\`$(upstream_base)\` pulled from Docker Hub."
+    fi
+    cat >"$1" <<NOTES
+## How it is built
+
+- Base: $base
+- Builder stage on the build platform (linux/$(host_arch)): \`uv export --frozen --no-dev\` from
+  \`uv.lock\`, then \`uv pip install --python-platform <arch>-manylinux_2_28 --only-binary :all:
+  --require-hashes --target\`, so arm64 wheels are resolved without emulation; \`.pyi\` stubs
+  deleted; bytecode compiled (\`unchecked-hash\`, valid on a read-only root filesystem).
+- Final stage: the base plus one \`COPY\` of \`/opt/vpsie-autoscaler\` (no RUN), \`USER 65532:65532\`,
+  \`ENTRYPOINT ["python3", "-m", "vpsie_autoscaler"]\`.
+- Smoke test: \`vpsie-autoscaler version\` run in each image as UID 65532 (arm64 through
+  qemu-user-static).
+
+Rebuild with \`make image\` (\`PLATFORMS="linux/amd64"\` for one platform). The base root
+filesystems are cached in \`~/.cache/vpsie-image/\`.
+NOTES
 }
 
 # --- main --------------------------------------------------------------------------------------------
@@ -233,6 +279,7 @@ main() {
     # One probe decides for the whole run: either the registries answer or every base is a stand-in.
     USE_STANDIN="${FORCE_STANDIN_BASE:-0}"
     if [[ "$USE_STANDIN" != 1 ]] && ! pull_upstream_base "$(host_arch)"; then
+        log "$(upstream_base) cannot be pulled: using debootstrapped stand-ins"
         USE_STANDIN=1
     fi
     export USE_STANDIN
@@ -248,6 +295,7 @@ main() {
     done
     log "measuring compressed sizes"
     rm -rf "$CACHE/oci"
+    mkdir -p "$CACHE/oci"
     for platform in $PLATFORMS; do
         arch="${platform#linux/}"
         "${BUILDAH[@]}" push --quiet --format oci "$REGISTRY/$IMAGE:$VERSION-$arch" \
@@ -255,8 +303,9 @@ main() {
     done
     local py=python3
     [[ -x .venv/bin/python ]] && py=.venv/bin/python
+    write_notes "$CACHE/notes.md"
     "$py" -m hack.image.sizes --oci-root "$CACHE/oci" --output docs/image.md \
-        --version "$VERSION" --revision "$REVISION" "${report[@]}"
+        --version "$VERSION" --revision "$REVISION" --notes "$CACHE/notes.md" "${report[@]}"
 }
 
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then

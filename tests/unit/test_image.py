@@ -261,7 +261,7 @@ def test_builder_runs_on_the_build_platform_and_resolves_target_wheels(
 
 def test_final_stage_has_no_run_and_runs_as_nonroot(stages: dict[str, list[Instruction]]) -> None:
     final = _final(stages)
-    assert final[0].args == "${PYTHON_IMAGE} AS runtime"
+    assert final[0].args == "--platform=$TARGETPLATFORM ${PYTHON_IMAGE} AS runtime"
     assert [i for i in final if i.keyword == "RUN"] == []
     users = [i.args for i in final if i.keyword == "USER"]
     assert users == [NONROOT]
