@@ -57,6 +57,10 @@ devcluster: setup devcluster-build ## start the local control plane in the backg
 devcluster-down: setup ## stop the local control plane
 	$(PY) -m hack.devcluster.cli down
 
+.PHONY: devcluster-status
+devcluster-status: setup ## is the local control plane running and ready?
+	$(PY) -m hack.devcluster.cli status
+
 CHART := charts/vpsie-autoscaler
 
 .PHONY: chart-crds

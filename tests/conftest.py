@@ -24,9 +24,11 @@ from __future__ import annotations
 import os
 import re
 import secrets
-from collections.abc import Iterator
+import signal
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import NoReturn
+from types import FrameType
+from typing import Any, NoReturn
 
 import pytest
 
@@ -34,6 +36,7 @@ from hack.devcluster.client import suppress_not_found
 from hack.devcluster.cluster import ClusterHandle, DevCluster, find_binaries
 from hack.devcluster.nodes import OWNER_LABEL
 
+SignalHandler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
 REQUIRE_ENV = "REQUIRE_DEVCLUSTER"
 REUSE_ENV = "DEVCLUSTER_KUBECONFIG"
 NAMESPACE_PREFIX = "t-"
@@ -65,11 +68,29 @@ def k8s_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterHan
     if bin_dir is None:
         _unavailable("local control plane binaries are not built; run `make devcluster-build`")
     cluster = DevCluster(bin_dir, workdir)
+    previous = _stop_on_sigterm(cluster)
     handle = cluster.start()
     try:
         yield handle
     finally:
         cluster.stop()
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+def _stop_on_sigterm(cluster: DevCluster) -> SignalHandler:
+    """A CI runner that times out sends SIGTERM, which skips ``atexit``: stop the cluster, then die as asked.
+
+    The components run in their own sessions, so without this they would outlive a killed pytest.
+    """
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        cluster.stop()
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, handler)
+    return previous
 
 
 def _namespace_name(test_name: str) -> str:

@@ -44,7 +44,7 @@ BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler
 KWOK_STAGES_FILE = "kwok-stages.yaml"
 # Environment overrides: a prebuilt binary dir (skips build.py), and fixed ports for debugging.
 BIN_DIR_ENV = "DEVCLUSTER_BIN_DIR"
-PORT_ENV_PREFIX = "DEVCLUSTER_PORT_"  # e.g. DEVCLUSTER_PORT_APISERVER=6443
+PORT_ENV_PREFIX = "DEVCLUSTER_PORT_"  # e.g. DEVCLUSTER_PORT_KUBE_APISERVER=6443
 
 # Readiness deadlines. Generous because the machine may be a loaded 2-core CI runner (the apiserver
 # alone compiles its OpenAPI and runs ~40 post-start hooks), bounded so a broken start fails in
@@ -367,7 +367,7 @@ class DevCluster:
 
         def make_apiserver() -> Component:
             nonlocal apiserver_port
-            apiserver_port = free_port("apiserver")
+            apiserver_port = free_port("kube-apiserver")
             return self._apiserver(certs, apiserver_port)
 
         self._launch(make_apiserver, APISERVER_READY_S)
@@ -383,15 +383,9 @@ class DevCluster:
             check_alive=self.check_alive,
         )
 
-        # The controller manager and scheduler are independent: start both, then wait for both.
         began = time.monotonic()
-        kcm = self._controller_manager(certs)
-        scheduler = self._scheduler()
-        for comp in (kcm, scheduler):
-            comp.start()
-            self.components.append(comp)
-        for comp in (kcm, scheduler):
-            self.timings[comp.name] = comp.wait_ready(CONTROLLERS_READY_S)
+        self._launch(lambda: self._controller_manager(certs), CONTROLLERS_READY_S)
+        self._launch(self._scheduler, CONTROLLERS_READY_S)
         client.wait_for(
             "/api/v1/namespaces/default/serviceaccounts/default",
             lambda sa: sa is not None,

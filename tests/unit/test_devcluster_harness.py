@@ -7,6 +7,7 @@ a confusing failure of every integration test.
 from __future__ import annotations
 
 import json
+import os
 import ssl
 import subprocess
 import sys
@@ -334,3 +335,40 @@ def test_cli_down_stops_recorded_processes_and_forgets_them(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+# --- the fixture's contract: CI never silently skips the cluster tests ---------------------------------
+
+REPO = Path(__file__).resolve().parents[2]
+A_CLUSTER_TEST = "tests/integration/test_devcluster.py::test_api_server_reports_the_pinned_kubernetes_version"
+
+
+def _run_cluster_test_without_binaries(
+    tmp_path: Path, require: str | None
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REQUIRE_DEVCLUSTER", "DEVCLUSTER_"))}
+    env["DEVCLUSTER_BIN_DIR"] = str(tmp_path)  # an empty directory: no binaries
+    if require is not None:
+        env["REQUIRE_DEVCLUSTER"] = require
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", A_CLUSTER_TEST],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_missing_binaries_fail_the_cluster_tests_when_the_cluster_is_required(tmp_path: Path) -> None:
+    res = _run_cluster_test_without_binaries(tmp_path, "1")
+    assert res.returncode == 1, res.stdout
+    assert "1 error" in res.stdout
+    assert "REQUIRE_DEVCLUSTER=1: a missing cluster is a failure" in res.stdout
+
+
+def test_missing_binaries_skip_the_cluster_tests_otherwise(tmp_path: Path) -> None:
+    res = _run_cluster_test_without_binaries(tmp_path, None)
+    assert res.returncode == 0, res.stdout
+    assert "1 skipped" in res.stdout
