@@ -91,6 +91,12 @@ test-unit: setup ## unit tests only (no cluster)
 test: setup lint devcluster-build ## everything CI runs: lint, types, unit, integration and end-to-end tests
 	REQUIRE_DEVCLUSTER=1 $(call run_pytest,tests)
 
+BENCHMARKS := benchmarks.planner_bench
+
+.PHONY: bench
+bench: setup ## benchmark scripts (numbers go to docs/benchmarks.md)
+	@for b in $(BENCHMARKS); do echo "== $$b"; $(PY) -m $$b; done
+
 .PHONY: clean
 clean: ## remove local build output (keeps the tool cache outside the repo)
 	rm -rf .venv .tools .devcluster .pytest_cache .mypy_cache .ruff_cache .hypothesis

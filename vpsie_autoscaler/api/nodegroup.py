@@ -86,6 +86,15 @@ MSG_BACKOFF_ORDER: Final = "backoff initial must not exceed backoff max"
 Identifier = Annotated[str, Field(min_length=1, max_length=IDENTIFIER_MAX_LENGTH)]
 
 
+def _default_of(model: type[KubeModel]) -> dict[str, Any]:
+    """Schema default for a nested object: the model's defaults in full, not ``{}``.
+
+    The API server validates a default as written, before nested defaults apply, so ``{}`` would
+    fail the object's own CEL rules (``duration(self.initial)`` has no ``initial``).
+    """
+    return {"default": model().to_k8s()}
+
+
 class ManagedSource(KubeModel):
     """Nodes come from a VPSie managed Kubernetes cluster: added to one of its VPSie node groups."""
 
@@ -241,12 +250,7 @@ class ProvisioningSpec(KubeModel):
         default=DEFAULT_MAX_PROVISION_TIME,
         description="A node not Ready this long after creation is deleted and the group backs off.",
     )
-    # The API server checks a default against the CEL rules as written, before nested defaults are
-    # applied: a bare {} fails "duration(self.initial) <= duration(self.max)" with "no such key".
-    backoff: BackoffSpec = Field(
-        default_factory=BackoffSpec,
-        json_schema_extra={"default": {"initial": DEFAULT_BACKOFF_INITIAL, "max": DEFAULT_BACKOFF_MAX}},
-    )
+    backoff: BackoffSpec = Field(default_factory=BackoffSpec, json_schema_extra=_default_of(BackoffSpec))
 
     @property
     def provision_timeout(self) -> timedelta:
@@ -269,11 +273,13 @@ class NodeGroupSpec(KubeModel):
     max_nodes: int = Field(ge=0, le=MAX_NODES_LIMIT, description="The group never grows above this.")
     managed: ManagedSource | None = Field(default=None, description="Nodes from VPSie managed Kubernetes.")
     vm: VMSource | None = Field(default=None, description="Nodes from plain VPSie VMs.")
-    template: NodeTemplate = Field(default_factory=NodeTemplate, json_schema_extra={"default": {}})
-    scale_up: ScaleUpSpec = Field(default_factory=ScaleUpSpec, json_schema_extra={"default": {}})
-    scale_down: ScaleDownSpec = Field(default_factory=ScaleDownSpec, json_schema_extra={"default": {}})
+    template: NodeTemplate = Field(default_factory=NodeTemplate, json_schema_extra=_default_of(NodeTemplate))
+    scale_up: ScaleUpSpec = Field(default_factory=ScaleUpSpec, json_schema_extra=_default_of(ScaleUpSpec))
+    scale_down: ScaleDownSpec = Field(
+        default_factory=ScaleDownSpec, json_schema_extra=_default_of(ScaleDownSpec)
+    )
     provisioning: ProvisioningSpec = Field(
-        default_factory=ProvisioningSpec, json_schema_extra={"default": {}}
+        default_factory=ProvisioningSpec, json_schema_extra=_default_of(ProvisioningSpec)
     )
 
     @model_validator(mode="after")

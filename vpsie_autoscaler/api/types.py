@@ -193,6 +193,51 @@ class Condition(KubeModel):
     message: str = Field(default="", max_length=MESSAGE_MAX_LENGTH)
 
 
+def set_condition(
+    conditions: list[Condition],
+    type_: str,
+    status: ConditionStatus,
+    reason: str,
+    message: str,
+    *,
+    now: datetime,
+    observed_generation: int | None = None,
+) -> bool:
+    """Set a condition in place with ``meta.SetStatusCondition`` semantics; return whether it changed.
+
+    ``lastTransitionTime`` moves only when the status flips, so "since when" stays truthful and a
+    steady state causes no writes (level-triggered reconcilers call this every loop).
+    """
+    for i, cond in enumerate(conditions):
+        if cond.type != type_:
+            continue
+        changed_status = cond.status != status
+        updated = cond.model_copy(
+            update={
+                "status": status,
+                "reason": reason,
+                "message": message,
+                "observed_generation": observed_generation,
+                "last_transition_time": now if changed_status else cond.last_transition_time,
+            }
+        )
+        if updated == cond:
+            return False
+        conditions[i] = updated
+        return True
+    conditions.append(
+        Condition(
+            type=type_,
+            status=status,
+            reason=reason,
+            message=message,
+            observed_generation=observed_generation,
+            last_transition_time=now,
+        )
+    )
+    return True
+
+
 CONDITIONS_FIELD_EXTRA: Final[dict[str, Any]] = {
     "x-kubernetes-list-type": "map",
     "x-kubernetes-list-map-keys": ["type"],

@@ -8,6 +8,7 @@ everything learned later goes to status.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any, Final, Literal
 
@@ -57,6 +58,23 @@ RULE_SPEC_IMMUTABLE: Final = "self == oldSelf"
 MSG_SPEC_IMMUTABLE: Final = "spec is immutable: delete the VPSieNode and create a new one"
 RULE_PHASE_KEYS: Final = "self.all(k, k in " + str(list(PHASES)).replace('"', "'") + ")"
 MSG_PHASE_KEYS: Final = "phaseTimestamps keys must be phase names"
+
+HOSTNAME_SUFFIX_LENGTH: Final = 8
+
+
+def hostname_for(group: str, suffix: str) -> str:
+    """The hostname (and VPSieNode name) of a new node: ``<group>-<suffix>``, a valid DNS label.
+
+    The caller passes a random lowercase-hex ``suffix`` (e.g. ``secrets.token_hex(4)``); the group
+    part is lowercased, stripped of characters a DNS label cannot hold and shortened so the whole
+    fits 63 characters. Raises ``ValueError`` for a suffix that is not lowercase alphanumeric.
+    """
+    if not suffix or not re.fullmatch(r"[a-z0-9]+", suffix):
+        raise ValueError(f"hostname suffix {suffix!r} must be lowercase letters and digits")
+    base = re.sub(r"[^a-z0-9-]+", "-", group.lower()).strip("-")
+    base = base[: HOSTNAME_MAX_LENGTH - len(suffix) - 1].rstrip("-") or "node"
+    return f"{base}-{suffix}"
+
 
 CONDITION_LAUNCHED: Final = "Launched"
 CONDITION_REGISTERED: Final = "Registered"

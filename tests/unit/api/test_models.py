@@ -158,3 +158,47 @@ def test_format_duration_round_trips() -> None:
     for text in ("10m", "1h30m", "45s", "2h"):
         assert format_duration(parse_duration(text)) == text
     assert format_duration(timedelta(0)) == "0s"
+
+
+def test_set_condition_moves_transition_time_only_on_status_change() -> None:
+    from datetime import UTC, datetime
+
+    from vpsie_autoscaler.api.types import Condition, set_condition
+
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    t1 = t0 + timedelta(minutes=5)
+    conds: list[Condition] = []
+    assert set_condition(conds, "Ready", "True", "Active", "ok", now=t0)
+    assert not set_condition(conds, "Ready", "True", "Active", "ok", now=t1)  # steady: no write
+    assert set_condition(conds, "Ready", "True", "ScalingUp", "growing", now=t1)
+    assert conds[0].last_transition_time == t0  # same status: still "since t0"
+    assert set_condition(conds, "Ready", "False", "CloudError", "down", now=t1)
+    assert conds[0].last_transition_time == t1
+    assert set_condition(conds, "Backoff", "True", "Quota", "q", now=t1, observed_generation=3)
+    assert [c.type for c in conds] == ["Ready", "Backoff"]
+    assert conds[1].observed_generation == 3
+
+
+@pytest.mark.parametrize(
+    ("group", "suffix", "expected"),
+    [
+        ("web", "1a2b3c4d", "web-1a2b3c4d"),
+        ("Web_Pool.GPU", "00ff00ff", "web-pool-gpu-00ff00ff"),
+        ("x" * 80, "abcdef12", "x" * 54 + "-abcdef12"),
+        ("---", "abcdef12", "node-abcdef12"),
+    ],
+)
+def test_hostname_for_is_a_valid_dns_label(group: str, suffix: str, expected: str) -> None:
+    from vpsie_autoscaler.api.vpsienode import hostname_for
+
+    name = hostname_for(group, suffix)
+    assert name == expected
+    assert len(name) <= 63
+    VPSieNode.from_k8s({"spec": {"nodeGroup": group, "hostname": name, "vm": VM}})
+
+
+def test_hostname_suffix_must_be_safe() -> None:
+    from vpsie_autoscaler.api.vpsienode import hostname_for
+
+    with pytest.raises(ValueError, match="suffix"):
+        hostname_for("web", "AB-1")

@@ -1,0 +1,184 @@
+"""The generated CRDs on a real API server: valid objects are accepted and defaulted, invalid ones
+are refused with the CEL rule's message, the spec of a VPSieNode cannot change, and what the API
+server stores parses back into the models."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from hack.devcluster.client import ApiError, KubeClient
+from hack.devcluster.cluster import ClusterHandle
+from tests.integration.crds import install_crds
+from vpsie_autoscaler.api import NodeGroup, NodeGroupSpec, VPSieNode
+from vpsie_autoscaler.api.nodegroup import (
+    MSG_BACKOFF_ORDER,
+    MSG_MIN_LE_MAX,
+    MSG_ONE_SOURCE,
+    MSG_ONE_VPSIE_GROUP,
+)
+from vpsie_autoscaler.api.types import INT_OR_PERCENT_MESSAGE
+from vpsie_autoscaler.api.vpsienode import MSG_PHASE_KEYS, MSG_SPEC_IMMUTABLE
+
+pytestmark = pytest.mark.cluster
+
+BASE = "/apis/autoscaler.vpsie.com/v1alpha1"
+NG = f"{BASE}/nodegroups"
+VN = f"{BASE}/vpsienodes"
+STATUS_UNPROCESSABLE = 422
+VM = {"resourceIdentifier": "plan-1", "osIdentifier": "os-1", "dcIdentifier": "dc-1", "projectId": "p-1"}
+MANAGED = {"clusterIdentifier": "c-1", "nodeGroupName": "workers", "sizeId": 3}
+
+
+@pytest.fixture(scope="module")
+def client(k8s_cluster: ClusterHandle) -> KubeClient:
+    install_crds(k8s_cluster.client)
+    return k8s_cluster.client
+
+
+@pytest.fixture
+def name(client: KubeClient) -> Iterator[str]:
+    """A unique object name; whatever was created under it is deleted afterwards."""
+    value = f"t-{secrets.token_hex(4)}"
+    yield value
+    client.delete(f"{NG}/{value}")
+    client.delete(f"{VN}/{value}")
+
+
+def nodegroup(name: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "autoscaler.vpsie.com/v1alpha1",
+        "kind": "NodeGroup",
+        "metadata": {"name": name},
+        "spec": {"minNodes": 1, "maxNodes": 3, "vm": VM, **spec},
+    }
+
+
+def refused(client: KubeClient, path: str, body: dict[str, Any]) -> str:
+    with pytest.raises(ApiError) as exc:
+        client.create(path, body)
+    assert exc.value.status == STATUS_UNPROCESSABLE, exc.value
+    return exc.value.message
+
+
+def test_discovery_serves_short_names_and_status_subresources(client: KubeClient) -> None:
+    resources = {r["name"]: r for r in client.get(BASE)["resources"]}
+    assert resources["nodegroups"]["shortNames"] == ["ng"]
+    assert resources["vpsienodes"]["shortNames"] == ["vn"]
+    assert not resources["nodegroups"]["namespaced"]
+    assert "nodegroups/status" in resources
+    assert "vpsienodes/status" in resources
+
+
+def test_valid_nodegroup_is_accepted_and_defaulted_by_the_server(client: KubeClient, name: str) -> None:
+    created = client.create(NG, nodegroup(name, scaleUp={"enabled": False}))
+    spec = created["spec"]
+    assert spec["scaleUp"] == {"enabled": False, "priority": 0}  # explicit false kept
+    assert spec["scaleDown"]["enabled"] is True
+    assert spec["scaleDown"]["unneededTime"] == "10m"
+    assert spec["scaleDown"]["disruptionBudget"] == "10%"
+    assert spec["provisioning"]["backoff"] == {"initial": "1m", "max": "15m"}
+    parsed = NodeGroup.from_k8s(created)
+    assert parsed.spec == NodeGroupSpec.model_validate(nodegroup(name, scaleUp={"enabled": False})["spec"])
+    # What the controller would write back is accepted and means the same (explicit false included).
+    again = client.request("PUT", f"{NG}/{name}", parsed.to_k8s())
+    assert NodeGroup.from_k8s(again).spec == parsed.spec
+    assert again["spec"]["scaleUp"]["enabled"] is False
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"minNodes": 5, "maxNodes": 2}, MSG_MIN_LE_MAX),
+        ({"managed": MANAGED}, MSG_ONE_SOURCE),
+        ({"vm": None}, MSG_ONE_SOURCE),
+        ({"vm": None, "managed": {**MANAGED, "nodeGroupId": 4}}, MSG_ONE_VPSIE_GROUP),
+        ({"scaleDown": {"unneededTime": "200h"}}, "must be a duration between 0s and 168h"),
+        ({"scaleDown": {"unneededTime": "10 minutes"}}, "should match"),
+        ({"scaleDown": {"disruptionBudget": "150%"}}, INT_OR_PERCENT_MESSAGE),
+        ({"scaleDown": {"disruptionBudget": -2}}, INT_OR_PERCENT_MESSAGE),
+        ({"scaleDown": {"utilizationThreshold": 1.5}}, "should be less than or equal to 1"),
+        ({"provisioning": {"backoff": {"initial": "30m", "max": "5m"}}}, MSG_BACKOFF_ORDER),
+        ({"template": {"taints": [{"key": "a", "effect": "Sometimes"}]}}, "Unsupported value"),
+        ({"template": {"resources": {"cpu": "two"}}}, "should match"),
+    ],
+    ids=[
+        "min-above-max",
+        "two-sources",
+        "no-source",
+        "managed-name-and-id",
+        "duration-out-of-range",
+        "duration-syntax",
+        "budget-percent",
+        "budget-negative",
+        "threshold",
+        "backoff-order",
+        "taint-effect",
+        "quantity",
+    ],
+)
+def test_invalid_nodegroups_are_refused_with_a_clear_message(
+    client: KubeClient, name: str, spec: dict[str, Any], message: str
+) -> None:
+    body = nodegroup(name)
+    body["spec"].update(spec)
+    body["spec"] = {k: v for k, v in body["spec"].items() if v is not None}
+    assert message in refused(client, NG, body)
+
+
+def test_status_is_a_subresource(client: KubeClient, name: str) -> None:
+    client.create(NG, nodegroup(name))
+    # A status sent with the main resource is ignored ...
+    client.merge_patch(f"{NG}/{name}", {"status": {"desiredNodes": 7}})
+    assert client.get(f"{NG}/{name}").get("status", {}).get("desiredNodes", 0) == 0
+    # ... and written through /status.
+    cond = {
+        "type": "Ready",
+        "status": "True",
+        "reason": "Active",
+        "message": "",
+        "lastTransitionTime": "2026-11-27T09:00:00Z",
+    }
+    client.merge_patch(f"{NG}/{name}/status", {"status": {"desiredNodes": 2, "conditions": [cond]}})
+    ng = NodeGroup.from_k8s(client.get(f"{NG}/{name}"))
+    assert ng.status.desired_nodes == 2
+    assert ng.status.condition("Ready") is not None
+
+
+def vpsienode(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "autoscaler.vpsie.com/v1alpha1",
+        "kind": "VPSieNode",
+        "metadata": {"name": name},
+        "spec": {"nodeGroup": "web", "hostname": name, "vm": VM, "labels": {"pool": "web"}},
+    }
+
+
+def test_vpsienode_spec_is_immutable_and_status_validated(client: KubeClient, name: str) -> None:
+    created = client.create(VN, vpsienode(name))
+    assert VPSieNode.from_k8s(created).spec.hostname == name
+    with pytest.raises(ApiError) as exc:
+        client.merge_patch(f"{VN}/{name}", {"spec": {"hostname": "other-name"}})
+    assert MSG_SPEC_IMMUTABLE in exc.value.message
+    with pytest.raises(ApiError) as exc:
+        client.merge_patch(f"{VN}/{name}/status", {"status": {"phase": "Booting"}})
+    assert "Unsupported value" in exc.value.message
+    with pytest.raises(ApiError) as exc:
+        client.merge_patch(
+            f"{VN}/{name}/status", {"status": {"phaseTimestamps": {"Booting": "2026-11-27T09:00:00Z"}}}
+        )
+    assert MSG_PHASE_KEYS in exc.value.message
+    ok = client.merge_patch(
+        f"{VN}/{name}/status",
+        {"status": {"phase": "Provisioning", "phaseTimestamps": {"Pending": "2026-11-27T09:00:00Z"}}},
+    )
+    assert VPSieNode.from_k8s(ok).in_flight
+
+
+def test_vpsienode_needs_exactly_one_source(client: KubeClient, name: str) -> None:
+    body = vpsienode(name)
+    body["spec"]["managed"] = MANAGED
+    assert MSG_ONE_SOURCE in refused(client, VN, body)

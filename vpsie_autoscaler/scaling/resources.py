@@ -1,0 +1,207 @@
+"""Kubernetes quantities and resource lists as exact integers.
+
+Upstream: ``k8s.io/apimachinery/pkg/api/resource.Quantity``. Quantities are parsed exactly (decimal
+arithmetic, no floats) and rounded *up* to integers in a canonical unit per resource: milli-units for
+``cpu`` (``"100m"`` → 100), plain units for everything else (bytes for memory and storage, counts for
+``pods`` and extended resources). Rounding up is the scheduler's conservative direction: a request of
+0.5 bytes still needs a byte.
+
+:class:`Resources` is an immutable mapping with the few operations the planners need (add, subtract,
+"does it fit", "which resource is short"). Missing names mean zero.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
+from decimal import ROUND_CEILING, Decimal, InvalidOperation
+from functools import lru_cache
+from typing import Final
+
+from vpsie_autoscaler.api.types import QUANTITY_PATTERN
+
+CPU: Final = "cpu"
+MEMORY: Final = "memory"
+EPHEMERAL_STORAGE: Final = "ephemeral-storage"
+PODS: Final = "pods"
+
+MILLI_RESOURCES: Final = frozenset({CPU})
+"""Resources counted in milli-units (Kubernetes expresses CPU as cores with millicore precision)."""
+
+_SUFFIX: Final[dict[str, Decimal]] = {
+    "": Decimal(1),
+    "n": Decimal("1e-9"),
+    "u": Decimal("1e-6"),
+    "m": Decimal("1e-3"),
+    "k": Decimal(10**3),
+    "M": Decimal(10**6),
+    "G": Decimal(10**9),
+    "T": Decimal(10**12),
+    "P": Decimal(10**15),
+    "E": Decimal(10**18),
+    "Ki": Decimal(2**10),
+    "Mi": Decimal(2**20),
+    "Gi": Decimal(2**30),
+    "Ti": Decimal(2**40),
+    "Pi": Decimal(2**50),
+    "Ei": Decimal(2**60),
+}
+_FULL: Final = re.compile(QUANTITY_PATTERN)
+_SPLIT: Final = re.compile(r"^([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(.*)$")
+_QUANTITY_CACHE_SIZE: Final = 4096  # distinct quantity strings in a cluster are few; parsing is hot
+
+
+class QuantityError(ValueError):
+    """A string that is not a Kubernetes quantity."""
+
+
+@lru_cache(maxsize=_QUANTITY_CACHE_SIZE)
+def parse_quantity(value: str | int | float) -> Decimal:
+    """Parse ``"100m"``, ``"1Gi"``, ``"1e3"``, ``"2"`` or a number into an exact Decimal."""
+    if isinstance(value, bool):
+        raise QuantityError(f"invalid quantity {value!r}")
+    if isinstance(value, int | float):
+        return Decimal(str(value))
+    text = value.strip()
+    if not _FULL.match(text):
+        raise QuantityError(f"invalid quantity {value!r}: expected e.g. '500m', '2', '4Gi', '1e3'")
+    match = _SPLIT.match(text)
+    if match is None:  # pragma: no cover - the full pattern guarantees the split
+        raise QuantityError(f"invalid quantity {value!r}")
+    number, suffix = match.groups()
+    try:
+        base = Decimal(number)
+        if suffix[:1] in ("e", "E"):
+            return base * (Decimal(10) ** int(suffix[1:]))
+        return base * _SUFFIX[suffix]
+    except (InvalidOperation, KeyError, ValueError) as exc:  # pragma: no cover - pattern-checked
+        raise QuantityError(f"invalid quantity {value!r}") from exc
+
+
+@lru_cache(maxsize=_QUANTITY_CACHE_SIZE)
+def to_units(name: str, value: str | int | float) -> int:
+    """The quantity of resource ``name`` in its canonical integer unit (milli for cpu), rounded up."""
+    quantity = parse_quantity(value)
+    if name in MILLI_RESOURCES:
+        quantity *= 1000
+    return int(quantity.to_integral_value(rounding=ROUND_CEILING))
+
+
+def format_units(name: str, units: int) -> str:
+    """Human form for messages: ``1500m`` cpu, ``2Gi``/``1.5Gi`` memory, plain counts otherwise."""
+    if name in MILLI_RESOURCES:
+        return f"{units // 1000}" if units % 1000 == 0 else f"{units}m"
+    if name in (MEMORY, EPHEMERAL_STORAGE) or name.startswith("hugepages-"):
+        for suffix, size in (("Gi", 2**30), ("Mi", 2**20), ("Ki", 2**10)):
+            if units >= size:
+                scaled = units / size
+                return f"{scaled:.0f}{suffix}" if units % size == 0 else f"{scaled:.1f}{suffix}"
+    return str(units)
+
+
+class Resources(Mapping[str, int]):
+    """An immutable resource list in canonical integer units; absent names are zero."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Mapping[str, int] | Iterable[tuple[str, int]] = ()) -> None:
+        data = dict(items)
+        self._items: dict[str, int] = {k: v for k, v in data.items() if v != 0}
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, str | int | float] | None) -> Resources:
+        """From a Kubernetes resource list (``{"cpu": "500m", "memory": "1Gi"}``)."""
+        if not raw:
+            return EMPTY
+        return cls({name: to_units(name, value) for name, value in raw.items()})
+
+    def __getitem__(self, name: str) -> int:
+        return self._items.get(name, 0)
+
+    def get(self, name: str, default: int | None = 0) -> int:  # type: ignore[override]
+        return self._items.get(name, 0 if default is None else default)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    # Fast paths: the Mapping mixins go through __getitem__ per key, too slow for the planners.
+    def items(self) -> ItemsView[str, int]:
+        return self._items.items()
+
+    def keys(self) -> KeysView[str]:
+        return self._items.keys()
+
+    def values(self) -> ValuesView[int]:
+        return self._items.values()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Resources):
+            return self._items == other._items
+        if isinstance(other, Mapping):
+            return self._items == {k: v for k, v in other.items() if v != 0}
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self._items.items()))
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k}={format_units(k, v)}" for k, v in sorted(self._items.items()))
+        return f"Resources({inner})"
+
+    def __add__(self, other: Mapping[str, int]) -> Resources:
+        out = dict(self._items)
+        for name, value in other.items():
+            out[name] = out.get(name, 0) + value
+        return Resources(out)
+
+    def __sub__(self, other: Mapping[str, int]) -> Resources:
+        out = dict(self._items)
+        for name, value in other.items():
+            out[name] = out.get(name, 0) - value
+        return Resources(out)
+
+    def scaled(self, factor: int) -> Resources:
+        """Every quantity times ``factor`` (``n`` identical pods)."""
+        return Resources({k: v * factor for k, v in self._items.items()})
+
+    def clamp_zero(self) -> Resources:
+        """Negative quantities (overcommitted nodes) become zero."""
+        return Resources({k: v for k, v in self._items.items() if v > 0})
+
+    def shortage(self, request: Mapping[str, int]) -> str | None:
+        """The first resource (in ``request`` order) of which ``request`` needs more than this has."""
+        items = self._items
+        for name, value in request.items():
+            if value > 0 and value > items.get(name, 0):
+                return name
+        return None
+
+    def fits(self, request: Mapping[str, int]) -> bool:
+        """Whether ``request`` fits in this (free) capacity."""
+        return self.shortage(request) is None
+
+    def count_fitting(self, request: Mapping[str, int]) -> int:
+        """How many copies of ``request`` fit (``-1`` when the request is empty: unbounded)."""
+        best = -1
+        items = self._items
+        for name, value in request.items():
+            if value <= 0:
+                continue
+            n = items.get(name, 0) // value
+            if best < 0 or n < best:
+                best = n
+                if best == 0:
+                    return 0
+        return best
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self._items)
+
+
+EMPTY: Final = Resources()

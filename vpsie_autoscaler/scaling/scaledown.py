@@ -1,0 +1,596 @@
+"""The scale-down planner: which nodes go now, which are unneeded (timer running), and why every
+other node of a NodeGroup stays.
+
+Pure: the controller persists the timers (``autoscaler.vpsie.com/unneeded-since`` on Nodes, from
+``became_unneeded`` / ``no_longer_unneeded``), taints and drains the ``removals`` and reports
+``blocked`` as Events and metrics (``unremovable_nodes{reason}``).
+
+Rules are small named functions in a chain, first blocker wins (cert-manager's policy chains):
+
+- node rules (:data:`NODE_RULES`): group scale-down disabled, node annotations that disable it,
+  node not Ready, node cordoned by someone else, not underutilized (cluster-autoscaler:
+  max(cpu, memory) requests / allocatable below ``utilizationThreshold``; DaemonSet and mirror pods
+  not counted), a pod that must not move
+  (:data:`POD_RULES`);
+- simulation: every movable pod must fit on the *remaining* nodes with all predicates, never on the
+  candidate itself, never on nodes being deleted, cordoned or chosen for removal in this plan
+  (seed trap 11 counted the candidate's own free capacity and ignored selectors and taints);
+- gates (:data:`GATE_RULES`): unneeded long enough, not right after a scale-up, never below
+  ``minNodes``, the group's disruption budget (nodes already being deleted use it: seed bug dc0700f),
+  ``maxConcurrentDrains`` for non-empty nodes, a cap on empty nodes per pass.
+
+Empty nodes go first and in bulk (up to the budget); candidates are truncated once, here, so no
+caller can remove a whole group in one pass (seed bug 9242447). A group above ``maxNodes`` (the user
+lowered it) converges: first in-flight nodes are cancelled, then nodes are removed without waiting
+for utilization or timers, still within the budget and the pod rules (seed trap 13).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Final
+
+from vpsie_autoscaler.api.durations import parse_duration
+from vpsie_autoscaler.api.labels import (
+    DO_NOT_DISRUPT_ANNOTATION,
+    SAFE_TO_EVICT_ANNOTATION,
+    SAFE_TO_EVICT_LOCAL_VOLUMES_ANNOTATION,
+    SCALE_DOWN_DISABLED_ANNOTATIONS,
+    UNNEEDED_SINCE_ANNOTATION,
+)
+from vpsie_autoscaler.scaling.groups import GroupTemplate, budget_nodes
+from vpsie_autoscaler.scaling.reasons import (
+    AT_MIN_SIZE,
+    DISRUPTION_BUDGET_EXHAUSTED,
+    DO_NOT_DISRUPT,
+    KUBE_SYSTEM_WITHOUT_PDB,
+    LOCAL_STORAGE,
+    MAX_BULK_DELETE,
+    MAX_CONCURRENT_DRAINS,
+    NODE_CORDONED,
+    NODE_NOT_READY,
+    NOT_REPLICATED,
+    NOT_UNDERUTILIZED,
+    NOT_UNNEEDED_LONG_ENOUGH,
+    POD_BLOCKS_EVICTION,
+    POD_DISRUPTION_BUDGET,
+    PODS_CANNOT_MOVE,
+    RECEIVES_MOVED_PODS,
+    RECENT_SCALE_UP,
+    REMOVE_ABOVE_MAX,
+    REMOVE_EMPTY,
+    REMOVE_UNDERUTILIZED,
+    SAFE_TO_EVICT_FALSE,
+    SCALE_DOWN_DISABLED,
+    SCALE_DOWN_DISABLED_ANNOTATION,
+    Reason,
+)
+from vpsie_autoscaler.scaling.resources import CPU, MEMORY
+from vpsie_autoscaler.scaling.simulation import SimNode, place_first_fit
+from vpsie_autoscaler.scaling.snapshot import NodeInfo, PDBInfo, PodInfo
+
+KUBE_SYSTEM: Final = "kube-system"
+TRUE: Final = "true"
+FALSE: Final = "false"
+DEFAULT_MAX_EMPTY_BULK_DELETE: Final = 10
+"""Empty nodes removed per pass across all groups (cluster-autoscaler ``--max-scale-down-parallelism``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ScaleDownSettings:
+    """Cluster-wide scale-down knobs (per-group ones live on the NodeGroup)."""
+
+    max_empty_bulk_delete: int = DEFAULT_MAX_EMPTY_BULK_DELETE
+    skip_nodes_with_local_storage: bool = True
+    skip_nodes_with_system_pods: bool = True
+    skip_nodes_with_unreplicated_pods: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRemoval:
+    """Remove ``node`` of ``group``: taint it, evict ``pods_to_evict``, delete it."""
+
+    node: str
+    group: str
+    reason: str
+    """:data:`REMOVE_EMPTY`, :data:`REMOVE_UNDERUTILIZED` or :data:`REMOVE_ABOVE_MAX`."""
+    pods_to_evict: tuple[PodInfo, ...] = ()
+    destinations: Mapping[str, str] = field(default_factory=dict)
+    """Simulated new home per pod key (informational: the scheduler decides)."""
+    utilization: float = 0.0
+
+    @property
+    def empty(self) -> bool:
+        return not self.pods_to_evict
+
+    @property
+    def unmodelled(self) -> tuple[str, ...]:
+        """Constraints of the evicted pods the move simulation could not check (reported, not hidden)."""
+        return tuple(dict.fromkeys(u for p in self.pods_to_evict for u in p.unmodelled))
+
+    @property
+    def message(self) -> str:
+        """Event note for the Node / NodeGroup."""
+        if self.reason == REMOVE_EMPTY:
+            return f"removing empty node {self.node} of NodeGroup {self.group}"
+        if self.reason == REMOVE_ABOVE_MAX:
+            return f"removing node {self.node}: NodeGroup {self.group} is above maxNodes"
+        text = (
+            f"removing underutilized node {self.node} of NodeGroup {self.group} "
+            f"(utilization {self.utilization:.0%}); {len(self.pods_to_evict)} pod(s) fit elsewhere"
+        )
+        if self.unmodelled:
+            text += f" (not checked: {', '.join(self.unmodelled)})"
+        return text
+
+
+@dataclass(frozen=True, slots=True)
+class ScaleDownPlan:
+    """The result of :func:`plan_scale_down`."""
+
+    removals: tuple[NodeRemoval, ...]
+    """Empty nodes first."""
+    unneeded: Mapping[str, datetime]
+    """Every node unneeded now, with the time since when (persisted or ``now``)."""
+    became_unneeded: tuple[str, ...]
+    """Write ``unneeded-since = now`` on these Nodes."""
+    no_longer_unneeded: tuple[str, ...]
+    """Remove the ``unneeded-since`` annotation from these Nodes."""
+    blocked: Mapping[str, Reason]
+    """Per node of a NodeGroup that stays: the first blocker."""
+    cancel_in_flight: Mapping[str, int]
+    """Per group above maxNodes: how many not-yet-Ready VPSieNodes to cancel first."""
+    utilization: Mapping[str, float]
+
+    def removals_for(self, group: str) -> tuple[NodeRemoval, ...]:
+        return tuple(r for r in self.removals if r.group == group)
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """What a rule sees: one node of one group, and the cluster facts around it."""
+
+    node: NodeInfo
+    group: GroupTemplate
+    utilization: float
+    movable: tuple[PodInfo, ...]
+    now: datetime
+    settings: ScaleDownSettings
+    pdbs: Sequence[PDBInfo]
+    unneeded_since: datetime | None = None
+
+
+NodeRule = Callable[[Candidate], Reason | None]
+PodRule = Callable[[PodInfo, Candidate], Reason | None]
+
+
+# --- helpers ----------------------------------------------------------------------------------------
+def utilization(node: NodeInfo) -> float:
+    """max(cpu, memory) requested / allocatable over pods that would move (cluster-autoscaler)."""
+    worst = 0.0
+    for name in (CPU, MEMORY):
+        alloc = node.allocatable[name]
+        if alloc <= 0:
+            continue
+        used = sum(p.requests[name] for p in node.pods if _counts(p))
+        worst = max(worst, used / alloc)
+    return worst
+
+
+def _counts(pod: PodInfo) -> bool:
+    """Pods that count for utilization and must move: not DaemonSet, mirror, terminal or deleting."""
+    return not (pod.is_daemonset or pod.is_mirror or pod.is_terminal or pod.deleting)
+
+
+def movable_pods(node: NodeInfo) -> tuple[PodInfo, ...]:
+    return tuple(p for p in node.pods if _counts(p))
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
+
+
+def _do_not_disrupt_active(value: str, started: datetime | None, now: datetime) -> bool:
+    """Karpenter: ``"true"`` always; a duration while the pod is younger than it; junk: block."""
+    if value.lower() == TRUE:
+        return True
+    if value.lower() == FALSE:
+        return False
+    try:
+        window = parse_duration(value)
+    except ValueError:
+        return True
+    return started is None or now < started + window
+
+
+# --- pod rules (must this pod stay?) ----------------------------------------------------------------
+def _blocks(detail: str, pod: PodInfo, text: str) -> Reason:
+    return Reason(POD_BLOCKS_EVICTION, f"pod {pod.key}: {text}", detail=detail)
+
+
+def pod_do_not_disrupt(pod: PodInfo, c: Candidate) -> Reason | None:
+    value = pod.annotations.get(DO_NOT_DISRUPT_ANNOTATION)
+    if value is not None and _do_not_disrupt_active(value, pod.start_time or pod.created, c.now):
+        return _blocks(DO_NOT_DISRUPT, pod, f"{DO_NOT_DISRUPT_ANNOTATION}={value}")
+    return None
+
+
+def pod_safe_to_evict_false(pod: PodInfo, c: Candidate) -> Reason | None:
+    if pod.annotations.get(SAFE_TO_EVICT_ANNOTATION, "").lower() == FALSE:
+        return _blocks(SAFE_TO_EVICT_FALSE, pod, f"{SAFE_TO_EVICT_ANNOTATION}=false")
+    return None
+
+
+def _safe_to_evict(pod: PodInfo) -> bool:
+    return pod.annotations.get(SAFE_TO_EVICT_ANNOTATION, "").lower() == TRUE
+
+
+def pod_not_replicated(pod: PodInfo, c: Candidate) -> Reason | None:
+    if (
+        c.settings.skip_nodes_with_unreplicated_pods
+        and not _safe_to_evict(pod)
+        and pod.controller_kind is None
+    ):
+        return _blocks(NOT_REPLICATED, pod, "has no controller: it would not come back")
+    return None
+
+
+def pod_kube_system_without_pdb(pod: PodInfo, c: Candidate) -> Reason | None:
+    if not c.settings.skip_nodes_with_system_pods or pod.namespace != KUBE_SYSTEM or _safe_to_evict(pod):
+        return None
+    if any(p.covers(pod) for p in c.pdbs):
+        return None
+    return _blocks(KUBE_SYSTEM_WITHOUT_PDB, pod, "kube-system pod without a PodDisruptionBudget")
+
+
+def pod_local_storage(pod: PodInfo, c: Candidate) -> Reason | None:
+    if not c.settings.skip_nodes_with_local_storage or not pod.local_volumes or _safe_to_evict(pod):
+        return None
+    allowed = {v.strip() for v in pod.annotations.get(SAFE_TO_EVICT_LOCAL_VOLUMES_ANNOTATION, "").split(",")}
+    lost = [v for v in pod.local_volumes if v not in allowed]
+    if lost:
+        return _blocks(LOCAL_STORAGE, pod, f"local storage would be lost: {', '.join(lost)}")
+    return None
+
+
+def pod_disruption_budget(pod: PodInfo, c: Candidate) -> Reason | None:
+    for budget in c.pdbs:
+        if budget.covers(pod) and budget.disruptions_allowed < 1:
+            return _blocks(
+                POD_DISRUPTION_BUDGET, pod, f"PodDisruptionBudget {budget.name} allows no disruption"
+            )
+    return None
+
+
+POD_RULES: Final[tuple[PodRule, ...]] = (
+    pod_do_not_disrupt,
+    pod_safe_to_evict_false,
+    pod_not_replicated,
+    pod_kube_system_without_pdb,
+    pod_local_storage,
+    pod_disruption_budget,
+)
+
+
+# --- node rules ---------------------------------------------------------------------------------------
+def group_scale_down_disabled(c: Candidate) -> Reason | None:
+    if not c.group.scale_down.enabled:
+        return Reason(SCALE_DOWN_DISABLED, f"scale-down is disabled for NodeGroup {c.group.name}")
+    return None
+
+
+def node_scale_down_disabled(c: Candidate) -> Reason | None:
+    for key in SCALE_DOWN_DISABLED_ANNOTATIONS:
+        if c.node.annotations.get(key, "").lower() == TRUE:
+            return Reason(SCALE_DOWN_DISABLED_ANNOTATION, f"node annotation {key}=true")
+    value = c.node.annotations.get(DO_NOT_DISRUPT_ANNOTATION)
+    if value is not None and _do_not_disrupt_active(value, c.node.created, c.now):
+        return Reason(SCALE_DOWN_DISABLED_ANNOTATION, f"node annotation {DO_NOT_DISRUPT_ANNOTATION}={value}")
+    return None
+
+
+def node_not_ready(c: Candidate) -> Reason | None:
+    if not c.node.ready:
+        return Reason(NODE_NOT_READY, "node is not Ready (its lifecycle controller handles it)")
+    return None
+
+
+def node_cordoned(c: Candidate) -> Reason | None:
+    if c.node.unschedulable:
+        return Reason(NODE_CORDONED, "node is cordoned by someone else; left alone")
+    return None
+
+
+def not_underutilized(c: Candidate) -> Reason | None:
+    threshold = c.group.scale_down.utilization_threshold
+    if c.utilization >= threshold:
+        return Reason(NOT_UNDERUTILIZED, f"utilization {c.utilization:.0%} is not below {threshold:.0%}")
+    return None
+
+
+def pods_must_stay(c: Candidate) -> Reason | None:
+    for pod in c.movable:
+        for rule in POD_RULES:
+            reason = rule(pod, c)
+            if reason is not None:
+                return reason
+    return None
+
+
+NODE_RULES: Final[tuple[NodeRule, ...]] = (
+    group_scale_down_disabled,
+    node_scale_down_disabled,
+    node_not_ready,
+    node_cordoned,
+    not_underutilized,
+    pods_must_stay,
+)
+ABOVE_MAX_RULES: Final[tuple[NodeRule, ...]] = (node_scale_down_disabled, pods_must_stay)
+"""Rules that still apply when a group is above maxNodes: explicit protections only."""
+
+
+# --- gates (stateful, per group) -------------------------------------------------------------------
+def unneeded_long_enough(c: Candidate) -> Reason | None:
+    since = c.unneeded_since or c.now
+    wait = c.group.scale_down.unneeded_time
+    if since + wait > c.now:
+        return Reason(NOT_UNNEEDED_LONG_ENOUGH, f"unneeded since {since.isoformat()}, needs {wait}")
+    return None
+
+
+def not_after_scale_up(c: Candidate) -> Reason | None:
+    last = c.group.last_scale_up_time
+    delay = c.group.scale_down.delay_after_scale_up
+    if last is not None and last + delay > c.now:
+        return Reason(RECENT_SCALE_UP, f"NodeGroup scaled up at {last.isoformat()}, waiting {delay}")
+    return None
+
+
+GATE_RULES: Final[tuple[NodeRule, ...]] = (unneeded_long_enough, not_after_scale_up)
+
+
+@dataclass(slots=True)
+class _GroupRoom:
+    """What a group may still lose in this plan."""
+
+    above_min: int
+    budget: int
+    drains: int
+
+    @classmethod
+    def of(cls, group: GroupTemplate, draining: int) -> _GroupRoom:
+        total = group.size + group.deleting
+        return cls(
+            above_min=max(0, group.size - group.min_nodes),
+            budget=budget_nodes(group.scale_down.disruption_budget, total) - group.deleting,
+            drains=group.scale_down.max_concurrent_drains - draining,
+        )
+
+    def blocker(self, group: GroupTemplate, empty: bool) -> Reason | None:
+        if self.above_min <= 0:
+            return Reason(AT_MIN_SIZE, f"NodeGroup {group.name} is at its minimum of {group.min_nodes}")
+        if self.budget <= 0:
+            return Reason(
+                DISRUPTION_BUDGET_EXHAUSTED,
+                f"disruption budget {group.scale_down.disruption_budget} of NodeGroup {group.name} is in use",
+            )
+        if not empty and self.drains <= 0:
+            return Reason(
+                MAX_CONCURRENT_DRAINS,
+                f"NodeGroup {group.name} already drains {group.scale_down.max_concurrent_drains} node(s)",
+            )
+        return None
+
+    def take(self, empty: bool) -> None:
+        self.above_min -= 1
+        self.budget -= 1
+        if not empty:
+            self.drains -= 1
+
+
+class _PdbLedger:
+    """Disruptions left per PDB as the plan evicts pods (cluster-autoscaler's RemainingPdbTracker)."""
+
+    def __init__(self, pdbs: Sequence[PDBInfo]) -> None:
+        self._pdbs = list(pdbs)
+        self._left = {id(p): p.disruptions_allowed for p in pdbs}
+
+    def blocker(self, pods: Sequence[PodInfo]) -> Reason | None:
+        need: dict[int, int] = {}
+        for pod in pods:
+            for budget in self._pdbs:
+                if budget.covers(pod):
+                    need[id(budget)] = need.get(id(budget), 0) + 1
+        for budget in self._pdbs:
+            if need.get(id(budget), 0) > self._left[id(budget)]:
+                return Reason(
+                    POD_BLOCKS_EVICTION,
+                    f"PodDisruptionBudget {budget.namespace}/{budget.name} allows "
+                    f"{self._left[id(budget)]} more disruption(s), {need[id(budget)]} needed",
+                    detail=POD_DISRUPTION_BUDGET,
+                )
+        return None
+
+    def take(self, pods: Sequence[PodInfo]) -> None:
+        for pod in pods:
+            for budget in self._pdbs:
+                if budget.covers(pod):
+                    self._left[id(budget)] -= 1
+
+
+def _first(rules: Sequence[NodeRule], c: Candidate) -> Reason | None:
+    for rule in rules:
+        reason = rule(c)
+        if reason is not None:
+            return reason
+    return None
+
+
+def plan_scale_down(
+    nodes: Sequence[NodeInfo],
+    groups: Sequence[GroupTemplate],
+    pdbs: Sequence[PDBInfo] = (),
+    *,
+    now: datetime,
+    settings: ScaleDownSettings = ScaleDownSettings(),
+) -> ScaleDownPlan:
+    """Plan the scale-down over every node of the cluster (with their pods) and every NodeGroup.
+
+    Nodes without a NodeGroup label, or of an unknown group, are destinations only: never touched.
+    """
+    by_name = {g.name: g for g in groups}
+    # Destinations, busiest first: pods packed onto full nodes leave the light ones removable
+    # (cluster-autoscaler's simulator also prefers to keep emptying the emptiest nodes).
+    live = [n for n in nodes if not n.deleting and not n.unschedulable and n.ready]
+    live.sort(key=lambda n: (-utilization(n), n.name))
+    sims = {n.name: SimNode(n) for n in live}
+    gone: set[str] = set()  # nodes this plan removes or finds unneeded: not destinations any more
+    receiving: set[str] = set()  # destinations of simulated moves: their room is promised, they stay
+    ledger = _PdbLedger(pdbs)
+    rooms: dict[str, _GroupRoom] = {}
+    for g in groups:
+        draining = sum(1 for n in nodes if n.group == g.name and n.deleting and movable_pods(n))
+        rooms[g.name] = _GroupRoom.of(g, draining)
+
+    removals: list[NodeRemoval] = []
+    blocked: dict[str, Reason] = {}
+    util: dict[str, float] = {}
+    cancel: dict[str, int] = {}
+    empty_removed = 0
+
+    candidates: list[Candidate] = []
+    for node in nodes:
+        group = by_name.get(node.group or "")
+        if group is None or node.deleting:
+            continue
+        u = utilization(node)
+        util[node.name] = u
+        candidates.append(
+            Candidate(
+                node,
+                group,
+                u,
+                movable_pods(node),
+                now,
+                settings,
+                pdbs,
+                _parse_time(node.annotations.get(UNNEEDED_SINCE_ANNOTATION)),
+            )
+        )
+
+    def order(c: Candidate) -> tuple[object, ...]:
+        since = c.unneeded_since.timestamp() if c.unneeded_since else float("inf")
+        return (bool(c.movable), c.node.ready, since, c.utilization, c.node.name)
+
+    candidates.sort(key=order)
+
+    def simulate(c: Candidate) -> tuple[dict[str, str] | None, Reason | None]:
+        """Move the candidate's pods onto the remaining nodes; commit only when all fit."""
+        if not c.movable:
+            return {}, None
+        targets = [s for name, s in sims.items() if name != c.node.name and name not in gone]
+        trial = {s.name: (s.free, len(s.pods), len(s.host_ports)) for s in targets}
+        moved: dict[str, str] = {}
+        for pod in sorted(c.movable, key=lambda p: (-p.requests[CPU], -p.requests[MEMORY], p.key)):
+            dest, reasons = place_first_fit(pod, targets)
+            if dest is None:
+                for s in targets:  # roll back this candidate's trial placements
+                    free, n_pods, n_ports = trial[s.name]
+                    s.free = free
+                    del s.pods[n_pods:]
+                    del s.host_ports[n_ports:]
+                summary = _summarize(reasons)
+                return None, Reason(PODS_CANNOT_MOVE, f"pod {pod.key} fits on no other node{summary}")
+            moved[pod.key] = dest.name
+        receiving.update(moved.values())
+        return moved, None
+
+    def accept(c: Candidate, reason: str, moved: Mapping[str, str]) -> Reason | None:
+        nonlocal empty_removed
+        empty = not c.movable
+        room = rooms[c.group.name]
+        blocker = room.blocker(c.group, empty)
+        if blocker is None and empty and empty_removed >= settings.max_empty_bulk_delete:
+            blocker = Reason(MAX_BULK_DELETE, f"already removing {empty_removed} empty nodes in this pass")
+        if blocker is None:
+            blocker = ledger.blocker(c.movable)
+        if blocker is not None:
+            return blocker
+        room.take(empty)
+        ledger.take(c.movable)
+        empty_removed += empty
+        kind = REMOVE_EMPTY if empty and reason != REMOVE_ABOVE_MAX else reason
+        removals.append(NodeRemoval(c.node.name, c.group.name, kind, c.movable, dict(moved), c.utilization))
+        gone.add(c.node.name)
+        return None
+
+    # 1. Groups above maxNodes converge: cancel in-flight nodes, then remove without waiting.
+    for group in groups:
+        excess = group.size - group.max_nodes
+        if excess <= 0:
+            continue
+        cancelled = min(excess, group.in_flight)
+        if cancelled:
+            cancel[group.name] = cancelled
+            rooms[group.name].above_min -= cancelled
+        excess -= cancelled
+        for c in candidates:
+            if excess <= 0:
+                break
+            if c.group is not group:
+                continue
+            reason = _first(ABOVE_MAX_RULES, c)
+            if reason is None:
+                reason = accept(c, REMOVE_ABOVE_MAX, {})
+            if reason is None:
+                excess -= 1
+            else:
+                blocked[c.node.name] = reason
+
+    # 2. Unneeded nodes: node rules, then the move simulation; then the gates for removal now.
+    unneeded: dict[str, datetime] = {}
+    for c in candidates:
+        if c.node.name in gone:
+            continue
+        reason = _first(NODE_RULES, c)
+        if reason is None and c.node.name in receiving:
+            reason = Reason(RECEIVES_MOVED_PODS, "pods of another node being removed are planned onto it")
+        moved: dict[str, str] | None = None
+        if reason is None:
+            moved, reason = simulate(c)
+        if reason is not None or moved is None:
+            blocked[c.node.name] = reason or Reason(PODS_CANNOT_MOVE, "pods cannot move")
+            continue
+        gone.add(c.node.name)  # unneeded: its pods are accounted for elsewhere from now on
+        unneeded[c.node.name] = c.unneeded_since or now
+        reason = _first(GATE_RULES, c) or accept(c, REMOVE_UNDERUTILIZED, moved)
+        if reason is not None:
+            blocked[c.node.name] = reason
+
+    had_timer = {c.node.name for c in candidates if c.unneeded_since is not None}
+    return ScaleDownPlan(
+        removals=tuple(sorted(removals, key=lambda r: not r.empty)),
+        unneeded=unneeded,
+        became_unneeded=tuple(sorted(n for n in unneeded if n not in had_timer)),
+        no_longer_unneeded=tuple(sorted(had_timer - set(unneeded) - {r.node for r in removals})),
+        blocked=blocked,
+        cancel_in_flight=cancel,
+        utilization=util,
+    )
+
+
+def _summarize(reasons: Mapping[str, Reason]) -> str:
+    if not reasons:
+        return " (no other schedulable node)"
+    counts: dict[str, int] = {}
+    for r in reasons.values():
+        counts[r.code] = counts.get(r.code, 0) + 1
+    return " (" + ", ".join(f"{n} node(s): {code}" for code, n in sorted(counts.items())) + ")"
