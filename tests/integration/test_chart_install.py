@@ -10,8 +10,6 @@ install/uninstall semantics (CRDs kept on uninstall).
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,81 +20,34 @@ import yaml
 from hack.devcluster.client import ApiError, JsonObj, KubeClient, condition_is
 from hack.devcluster.cluster import ClusterHandle
 from hack.devcluster.nodes import OWNER_LABEL, make_kwok_node
+from tests.integration.chart import CHART, InstalledChart, install_chart, uninstall_chart
 
 pytestmark = pytest.mark.cluster
 
-ROOT = Path(__file__).resolve().parents[2]
-CHART = ROOT / "charts" / "vpsie-autoscaler"
-HELM_TIMEOUT_S = 180
 NODE_READY_S = 60.0
 CRD_ESTABLISHED_S = 30.0
 CRDS = ("nodegroups.autoscaler.vpsie.com", "vpsienodes.autoscaler.vpsie.com")
 NODEGROUPS = "/apis/autoscaler.vpsie.com/v1alpha1/nodegroups"
 STATUS_FORBIDDEN = 403
 STATUS_UNPROCESSABLE = 422
-
-
-def _helm(cluster: ClusterHandle, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "HELM_CACHE_HOME": str(home / "cache"),
-        "HELM_CONFIG_HOME": str(home / "config"),
-        "HELM_DATA_HOME": str(home / "data"),
-        "KUBECONFIG": str(cluster.kubeconfig),
-    }
-    return subprocess.run(
-        [str(cluster.tool("helm")), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=HELM_TIMEOUT_S,
-        check=False,
-    )
-
-
-class Installed:
-    def __init__(self, release: str, namespace: str, notes: str) -> None:
-        self.release = release
-        self.namespace = namespace
-        self.fullname = f"{release}-vpsie-autoscaler"
-        self.notes = notes
+CREDENTIALS = {"vpsie.credentials.clientId": "test-id", "vpsie.credentials.clientSecret": "test-secret"}
 
 
 @pytest.fixture
-def installed(k8s_cluster: ClusterHandle, k8s_namespace: str, tmp_path: Path) -> Iterator[Installed]:
+def installed(k8s_cluster: ClusterHandle, k8s_namespace: str, tmp_path: Path) -> Iterator[InstalledChart]:
     """The chart installed with default values (plus credentials), pods pinned to this test's node."""
     client, ns = k8s_cluster.client, k8s_namespace
     node = f"{ns}-a"
     client.create_node(make_kwok_node(node, cpu="4", memory="8Gi", labels={OWNER_LABEL: ns}))
     client.wait_node_ready(node, timeout=NODE_READY_S)
-    release = "vpa"
-    escaped_label = OWNER_LABEL.replace(".", r"\.")  # --set treats dots as nesting
-    install = _helm(
-        k8s_cluster,
-        tmp_path,
-        "install",
-        release,
-        str(CHART),
-        "--namespace",
-        ns,
-        # CRDs are cluster-scoped: adopt them if an earlier test applied them without Helm.
-        "--take-ownership",
-        "--wait",
-        "--timeout",
-        f"{HELM_TIMEOUT_S - 30}s",
-        "--set-string",
-        f"nodeSelector.{escaped_label}={ns}",
-        "--set",
-        "vpsie.credentials.clientId=test-id,vpsie.credentials.clientSecret=test-secret",
-    )
-    assert install.returncode == 0, install.stdout + install.stderr
+    chart = install_chart(k8s_cluster, ns, tmp_path, values=CREDENTIALS)
     try:
-        yield Installed(release, ns, install.stdout)
+        yield chart
     finally:
-        _helm(k8s_cluster, tmp_path, "uninstall", release, "--namespace", ns, "--wait")
+        uninstall_chart(k8s_cluster, chart, tmp_path)
 
 
-def test_install_waits_for_a_ready_deployment(k8s_cluster: ClusterHandle, installed: Installed) -> None:
+def test_install_waits_for_a_ready_deployment(k8s_cluster: ClusterHandle, installed: InstalledChart) -> None:
     client = k8s_cluster.client
     deployment = client.get(
         f"/apis/apps/v1/namespaces/{installed.namespace}/deployments/{installed.fullname}"
@@ -114,7 +65,7 @@ def test_install_waits_for_a_ready_deployment(k8s_cluster: ClusterHandle, instal
 
 
 def test_crds_are_established_and_examples_pass_their_validation(
-    k8s_cluster: ClusterHandle, installed: Installed
+    k8s_cluster: ClusterHandle, installed: InstalledChart
 ) -> None:
     client = k8s_cluster.client
     for name in CRDS:
@@ -160,9 +111,9 @@ def _can(
 
 
 def test_service_account_gets_exactly_the_chart_rbac(
-    k8s_cluster: ClusterHandle, installed: Installed
+    k8s_cluster: ClusterHandle, installed: InstalledChart
 ) -> None:
-    ns, fullname = installed.namespace, installed.fullname
+    ns, fullname = installed.namespace, installed.service_account
     token = k8s_cluster.client.request_token(ns, fullname)
     sa = k8s_cluster.client.with_token(token)
     allowed = [
@@ -205,7 +156,9 @@ def test_service_account_gets_exactly_the_chart_rbac(
         )
 
 
-def test_service_account_cannot_read_other_secrets(k8s_cluster: ClusterHandle, installed: Installed) -> None:
+def test_service_account_cannot_read_other_secrets(
+    k8s_cluster: ClusterHandle, installed: InstalledChart
+) -> None:
     sa = k8s_cluster.client.with_token(
         k8s_cluster.client.request_token(installed.namespace, installed.fullname)
     )
@@ -217,32 +170,23 @@ def test_service_account_cannot_read_other_secrets(k8s_cluster: ClusterHandle, i
 
 
 def test_uninstall_keeps_the_crds(k8s_cluster: ClusterHandle, k8s_namespace: str, tmp_path: Path) -> None:
-    client, ns = k8s_cluster.client, k8s_namespace
-    release = "vpk"
-    install = _helm(
+    client = k8s_cluster.client
+    chart = install_chart(
         k8s_cluster,
+        k8s_namespace,
         tmp_path,
-        "install",
-        release,
-        str(CHART),
-        "--namespace",
-        ns,
-        "--take-ownership",
-        "--set",
-        "replicaCount=1,leaderElection.enabled=false",
+        release="vpk",
+        values={"replicaCount": "1", "leaderElection.enabled": "false"},
+        wait=False,
     )
-    assert install.returncode == 0, install.stdout + install.stderr
-    uninstall = _helm(k8s_cluster, tmp_path, "uninstall", release, "--namespace", ns, "--wait")
+    uninstall = uninstall_chart(k8s_cluster, chart, tmp_path)
     assert uninstall.returncode == 0, uninstall.stdout + uninstall.stderr
     assert "kept due to the resource policy" in uninstall.stdout + uninstall.stderr
     for name in CRDS:
         assert (
             client.get_or_none(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}") is not None
         )
-    assert (
-        client.get_or_none(f"/apis/rbac.authorization.k8s.io/v1/clusterroles/{release}-vpsie-autoscaler")
-        is None
-    )
+    assert client.get_or_none(f"/apis/rbac.authorization.k8s.io/v1/clusterroles/{chart.fullname}") is None
 
 
 # Granted to every authenticated user by the built-in system:basic-user ClusterRole.
@@ -273,9 +217,9 @@ def _rules(client: KubeClient, namespace: str) -> set[tuple[str, str, tuple[str,
 
 
 def test_can_i_list_shows_nothing_beyond_the_chart_rules(
-    k8s_cluster: ClusterHandle, installed: Installed
+    k8s_cluster: ClusterHandle, installed: InstalledChart
 ) -> None:
-    ns, fullname = installed.namespace, installed.fullname
+    ns, fullname = installed.namespace, installed.service_account
     sa = k8s_cluster.client.with_token(k8s_cluster.client.request_token(ns, fullname))
     cluster_wide = {
         ("", "nodes", ("delete", "get", "list", "patch", "update", "watch"), ()),
