@@ -28,6 +28,12 @@ def _crds(_: argparse.Namespace) -> int:
     return 0
 
 
+def _cloudsim(args: argparse.Namespace) -> int:
+    from vpsie_autoscaler.vpsie.sim.cli import run  # noqa: PLC0415 - keep other commands instant
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vpsie-autoscaler",
@@ -38,6 +44,19 @@ def build_parser() -> argparse.ArgumentParser:
     version.set_defaults(handler=_version)
     crds = sub.add_parser("crds", help="print the CustomResourceDefinitions (multi-document YAML)")
     crds.set_defaults(handler=_crds)
+    from vpsie_autoscaler.vpsie.sim.options import add_arguments  # noqa: PLC0415 - argparse only
+
+    cloudsim = sub.add_parser(
+        "cloudsim",
+        help="run the VPSie simulator (VPSie API, quirks and faults on loopback; optional Kubernetes bridge)",
+        description=(
+            "Serve the VPSie API paths the autoscaler uses, with VPSie's envelopes and quirks, asynchronous "
+            "provisioning and fault injection (admin endpoints under /_sim). With --kubeconfig, booted "
+            "instances appear as kwok-managed Nodes. Prints the credentials it accepts."
+        ),
+    )
+    add_arguments(cloudsim)
+    cloudsim.set_defaults(handler=_cloudsim)
     return parser
 
 

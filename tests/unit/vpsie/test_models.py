@@ -1,0 +1,77 @@
+"""Wire models survive the API's moving shapes: numbers as strings, unknown fields, union shapes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from pydantic import ValidationError
+
+from vpsie_autoscaler.vpsie import models as m
+
+
+def test_numbers_may_arrive_as_strings() -> None:
+    plan = m.Plan.model_validate_json(
+        b'{"identifier": "p", "cpu": "4", "ram": 8192, "ssd": "160", "price": "40.50", "traffic": ""}'
+    )
+    assert (plan.cpu, plan.ram, plan.ssd, plan.price, plan.traffic) == (4, 8192, 160, 40.5, None)
+
+
+def test_a_non_numeric_string_is_a_clear_error() -> None:
+    with pytest.raises(ValidationError, match="cpu"):
+        m.Plan.model_validate_json(b'{"identifier": "p", "cpu": "four", "ram": 1, "ssd": 1}')
+
+
+def test_unknown_fields_are_ignored() -> None:
+    dc = m.Datacenter.model_validate_json(
+        b'{"identifier": "d", "dc_name": "Helsinki", "brand_new_field": [1]}'
+    )
+    assert dc.dc_name == "Helsinki"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"error": false, "token": {"access": {"token": "A", "expires": "2026-05-04T10:30:00.000Z"}}}',
+        b'{"accessToken": {"token": "A", "expires": "2026-05-04T10:30:00.000Z"}, "refreshToken": {}}',
+        b'{"error": false, "data": {"access": {"token": "A", "expires": "2026-05-04T10:30:00.000Z"}}}',
+    ],
+    ids=["sdk", "as", "data"],
+)
+def test_every_known_token_shape_yields_the_access_token(body: bytes) -> None:
+    access = m.TokenResponse.model_validate_json(body).access()
+    assert access is not None
+    assert (access.token, access.expires) == ("A", "2026-05-04T10:30:00.000Z")
+
+
+def test_token_response_without_token_has_no_access() -> None:
+    assert m.TokenResponse.model_validate_json(b'{"error": false}').access() is None
+
+
+@pytest.mark.parametrize("text", ["2026-02-03T08:41:02.000Z", "2026-02-03 08:41:02"])
+def test_timestamps_in_iso_and_sql_form(text: str) -> None:
+    vm = m.VM.model_validate({"identifier": "v", "hostname": "h", "created_on": text})
+    assert vm.created_on == datetime(2026, 2, 3, 8, 41, 2, tzinfo=UTC)
+
+
+def test_cluster_node_union_shape() -> None:
+    sdk = m.K8sNode.model_validate(
+        {"id": 1, "hostname": "c-slave-11cc", "node_type": 2, "default_ip": "1.2.3.4"}
+    )
+    as_shape = m.K8sNode.model_validate(
+        {"identifier": "u", "hostname": "c-master", "role": "master", "ip": "5.6.7.8"}
+    )
+    assert (sdk.is_worker, sdk.address, sdk.identifier) == (True, "1.2.3.4", None)
+    assert (as_shape.is_worker, as_shape.address) == (False, "5.6.7.8")
+
+
+def test_vm_project_id_under_either_key() -> None:
+    assert m.VM.model_validate({"identifier": "v", "hostname": "h", "project_id": 4}).project == 4
+    assert m.VM.model_validate({"identifier": "v", "hostname": "h", "projectId": "5"}).project == 5
+
+
+def test_envelope_total_may_be_anything() -> None:
+    env = m.Envelope[list[m.Datacenter]].model_validate_json(
+        b'{"error": false, "data": [], "total": [{"count": 3}]}'
+    )
+    assert env.data == []

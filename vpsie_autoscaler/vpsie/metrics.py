@@ -1,0 +1,47 @@
+"""Prometheus metrics of the VPSie client, registered on a registry the caller owns.
+
+Names follow the product prefix and Prometheus naming (``_total`` counters, ``_seconds`` histograms).
+``code`` is the HTTP status as text, ``200_error`` for an HTTP 200 whose envelope says
+``error: true``, or ``timeout`` / ``transport`` / ``invalid_body`` / ``circuit_open`` when there was
+no usable HTTP answer.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+# Cloud calls take 50 ms to tens of seconds (create under load); buckets cover both ends.
+LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class ClientMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
+            "vpsie_autoscaler_vpsie_api_requests_total",
+            "VPSie API requests by operation and result code.",
+            ["operation", "code"],
+            registry=registry,
+        )
+        self.duration = Histogram(
+            "vpsie_autoscaler_vpsie_api_request_duration_seconds",
+            "VPSie API request latency by operation (one sample per HTTP attempt).",
+            ["operation"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.rate_limited_wait = Counter(
+            "vpsie_autoscaler_vpsie_api_rate_limit_wait_seconds_total",
+            "Seconds requests waited for the client-side rate limiter.",
+            registry=registry,
+        )
+        self.retries = Counter(
+            "vpsie_autoscaler_vpsie_api_retries_total",
+            "Retries of idempotent VPSie API calls by operation.",
+            ["operation"],
+            registry=registry,
+        )
+
+    def observe(self, operation: str, code: str, seconds: float | None) -> None:
+        self.requests.labels(operation=operation, code=code).inc()
+        if seconds is not None:
+            self.duration.labels(operation=operation).observe(seconds)

@@ -1,0 +1,351 @@
+"""Wire models of the VPSie API, parsed straight from response bytes with pydantic v2.
+
+Field names follow the API exactly (snake_case, camelCase and the odd capital, as VPSie sends them;
+``docs/vpsie-api.md`` §4). Three rules make the models survive a moving API:
+
+- unknown fields are ignored (``extra="ignore"``): VPSie adds fields freely;
+- numbers are lenient: VPSie sends prices and sizes as numbers or numeric strings depending on the
+  endpoint and environment (SDK-B's ``FlexString``), so :data:`LenientInt` / :data:`LenientFloat` accept
+  int, float and numeric strings, and an empty string as "absent";
+- where VPSie's own clients disagree on a shape (cluster nodes, token response, project id key), the
+  model holds the union and the accessors pick whichever is present.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Generic, TypeVar
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+T = TypeVar("T")
+
+# Timestamp formats VPSie is known or suspected to send (§3.1): ISO-8601 with milliseconds and a Z
+# (a JS Date in JSON), or MySQL's "YYYY-MM-DD HH:MM:SS".
+_SQL_TIMESTAMP = "%Y-%m-%d %H:%M:%S"
+
+
+def _to_number(value: Any) -> Any:
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return None
+        try:
+            number = float(text)
+        except ValueError:
+            return value  # let pydantic report a clear type error
+        return int(number) if number.is_integer() and "." not in text else number
+    return value
+
+
+def _to_int(value: Any) -> Any:
+    value = _to_number(value)
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _to_timestamp(value: Any) -> Any:
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return None
+        try:
+            return datetime.strptime(text, _SQL_TIMESTAMP).replace(tzinfo=UTC)
+        except ValueError:
+            return text  # ISO-8601 (with Z) is parsed by pydantic itself
+    return value
+
+
+LenientInt = Annotated[int, BeforeValidator(_to_int)]
+LenientFloat = Annotated[float, BeforeValidator(_to_number)]
+# Optional variants carry the validator on the union, so "" can become None before the type check.
+OptInt = Annotated[int | None, BeforeValidator(_to_int)]
+OptFloat = Annotated[float | None, BeforeValidator(_to_number)]
+OptTimestamp = Annotated[datetime | None, BeforeValidator(_to_timestamp)]
+
+
+def _to_str(value: Any) -> Any:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+OptStr = Annotated[str | None, BeforeValidator(_to_str)]
+
+
+class Wire(BaseModel):
+    """Base of every VPSie model: unknown fields ignored, immutable after parsing."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+
+# --- envelope ---------------------------------------------------------------------------------------
+
+
+class ErrorHead(Wire):
+    """The parts of any envelope that say whether the call failed (§3.2)."""
+
+    error: bool = False
+    message: str | None = None
+    code: OptInt = None
+
+
+class Envelope(Wire, Generic[T]):
+    """``{"error": bool, "data": ..., "total"?: any, "message"?: str, "code"?: int}``."""
+
+    error: bool = False
+    data: T | None = None
+    message: str | None = None
+    code: OptInt = None
+    total: Any = None
+
+
+# --- auth -------------------------------------------------------------------------------------------
+
+
+class TokenValue(Wire):
+    token: str = ""
+    expires: str | None = None
+
+
+class TokenPair(Wire):
+    access: TokenValue | None = None
+    refresh: TokenValue | None = None
+
+
+class TokenResponse(Wire):
+    """Both known shapes of ``POST /apps/v2/auth/from/api`` (§2.3), plus ``data.access``."""
+
+    error: bool = False
+    message: str | None = None
+    code: OptInt = None
+    token: TokenPair | None = None  # SDK shape
+    access_token: TokenValue | None = Field(default=None, alias="accessToken")  # AS shape
+    data: TokenPair | None = None
+
+    def access(self) -> TokenValue | None:
+        """The access token, looked up in the order §2.3 recommends."""
+        for candidate in (
+            self.token.access if self.token else None,
+            self.access_token,
+            self.data.access if self.data else None,
+        ):
+            if candidate is not None and candidate.token:
+                return candidate
+        return None
+
+
+# --- managed Kubernetes -----------------------------------------------------------------------------
+
+
+class K8sCluster(Wire):
+    """An item of ``GET /apps/v2/k8s/cluster/all``."""
+
+    identifier: str
+    cluster_name: str = ""
+    count: OptInt = None
+    manager_count: OptInt = Field(default=None, alias="managerCount")
+    slave_count: OptInt = Field(default=None, alias="slaveCount")
+    kube_version: str | None = None
+    nickname: str | None = None
+    cpu: OptInt = None
+    ram: OptInt = None
+    traffic: OptInt = None
+    price: OptFloat = None
+    created_on: OptTimestamp = None
+
+
+class K8sNode(Wire):
+    """A node of a cluster: the union of the SDK and AS shapes (§4.10).
+
+    The SDK shape has no ``identifier`` (needed for a targeted delete) and no size; the AS shape has
+    both. ``group_id`` is sent by the simulator only; the real API is not known to send it.
+    """
+
+    id: OptInt = None
+    identifier: str | None = None
+    hostname: str
+    default_ip: str | None = None
+    private_ip: str | None = None
+    ip: str | None = None
+    node_type: OptInt = None
+    role: str | None = None
+    status: str | None = None
+    node_id: OptInt = None
+    datacenter_id: OptInt = None
+    cpu: OptInt = None
+    ram: OptInt = None
+    disk: OptInt = None
+    group_id: OptInt = None
+    created_on: OptTimestamp = None
+
+    @property
+    def is_worker(self) -> bool:
+        """Masters are ``node_type`` 1 / role "master"; everything else is a worker ("slave")."""
+        if self.role:
+            return self.role.lower() != "master"
+        if self.node_type is not None:
+            return self.node_type != 1
+        return "-master" not in self.hostname.lower()
+
+    @property
+    def address(self) -> str | None:
+        return self.default_ip or self.ip
+
+
+class K8sClusterDetail(K8sCluster):
+    """``GET /apps/v2/k8s/cluster/byId/{identifier}``: the summary plus ``nodes``."""
+
+    nodes: list[K8sNode] = Field(default_factory=list)
+
+
+class K8sNodeGroup(Wire):
+    """An item of ``GET /apps/v2/k8s/node/groups/byClusterId/{identifier}``."""
+
+    id: LenientInt
+    identifier: str | None = None
+    group_name: str
+    boxsize_id: OptInt = None
+    cpu: OptInt = None
+    ram: OptInt = None
+    ssd: OptInt = None
+    traffic: OptInt = None
+    nodes_count: LenientInt = 0
+    cluster_id: OptInt = None
+    project_id: OptInt = None
+    datacenter_id: OptInt = None
+    dc_identifier: str | None = Field(default=None, alias="dcIdentifier")
+    is_active: OptInt = None
+    created_on: OptTimestamp = None
+
+
+class K8sOffer(Wire):
+    """An item of ``POST /apps/v2/k8s/offers`` (AS-only, fields unverified: all optional)."""
+
+    id: OptInt = None
+    identifier: str | None = None
+    name: str | None = None
+    nickname: str | None = None
+    cpu: OptInt = None
+    ram: OptInt = None
+    disk: OptInt = None
+    ssd: OptInt = None
+    price: OptFloat = None
+    hourly_price: OptFloat = None
+
+
+# --- plain VMs --------------------------------------------------------------------------------------
+
+
+class VM(Wire):
+    """An item of ``GET {VM}`` and ``data.vmData`` of ``GET {VM}/{identifier}`` (§4.5)."""
+
+    id: OptInt = None
+    identifier: str
+    hostname: str
+    boxsize_id: OptInt = None
+    boximage_id: OptInt = None
+    datacenter_id: OptInt = None
+    dc_identifier: str | None = Field(default=None, alias="dcIdentifier")
+    project_id: OptInt = None
+    project_id_alt: OptInt = Field(default=None, alias="projectId")
+    cpu: OptInt = None
+    ram: OptInt = None
+    ssd: OptInt = None
+    default_ip: str | None = None
+    private_ip: str | None = None
+    public_ip: str | None = Field(default=None, alias="publicIp")
+    is_active: LenientInt = 0
+    power: LenientInt = 0
+    state: str | None = None
+    is_terminated: LenientInt = 0
+    is_deleted: LenientInt = 0
+    category: str | None = None
+    created_on: OptTimestamp = None
+
+    @property
+    def project(self) -> int | None:
+        return self.project_id if self.project_id is not None else self.project_id_alt
+
+
+class VMDetail(Wire):
+    """``data`` of ``GET {VM}/{identifier}``: the VM sits in ``vmData`` beside untyped siblings."""
+
+    vm_data: VM = Field(alias="vmData")
+
+
+class PendingVMData(Wire):
+    """The create request as VPSie stored it in the pending queue (types differ from the request)."""
+
+    hostname: str = ""
+    resource_identifier: str | None = Field(default=None, alias="resourceIdentifier")
+    dc_identifier: str | None = Field(default=None, alias="dcIdentifier")
+    process_id: str | None = Field(default=None, alias="processId")
+
+
+class PendingVM(Wire):
+    """An item of ``GET /apps/v2/vm/pending``."""
+
+    id: OptStr = None
+    data: PendingVMData = Field(default_factory=PendingVMData)
+    running: OptInt = None
+    type: str | None = None
+
+
+# --- catalogue --------------------------------------------------------------------------------------
+
+
+class Datacenter(Wire):
+    identifier: str
+    dc_name: str = ""
+    state: str | None = None
+    country: str | None = None
+    is_active: LenientInt = 1
+
+
+class PlanCategory(Wire):
+    identifier: str
+    name: str = ""
+
+
+class Plan(Wire):
+    """An item of ``POST /apps/v2/resources``: ``ram`` in MB, ``ssd`` in GB, ``price`` monthly."""
+
+    id: OptInt = None
+    identifier: str
+    nickname: str = ""
+    cpu: LenientInt
+    ram: LenientInt
+    ssd: LenientInt
+    traffic: OptInt = None
+    price: OptFloat = None
+    net_speed: OptInt = None
+
+
+class Project(Wire):
+    id: OptInt = None
+    identifier: str
+    name: str = ""
+    is_default: LenientInt = 0
+
+
+class ProjectPage(Wire):
+    """The project list's ``data: {rows, count}``."""
+
+    rows: list[Project] = Field(default_factory=list)
+    count: OptInt = None
+
+
+class SSHKey(Wire):
+    id: OptInt = None
+    identifier: str
+    name: str = ""
+
+
+class Script(Wire):
+    identifier: str
+    script_name: str = ""
+    type: str | None = None

@@ -1,0 +1,1 @@
+"""The VPSie simulator behind ``vpsie-autoscaler cloudsim``: VPSie's API, quirks and faults on loopback."""
