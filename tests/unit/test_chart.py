@@ -23,6 +23,7 @@ import yaml
 from hack.chart import crds as chart_crds
 from hack.devcluster.cluster import find_binaries
 from vpsie_autoscaler.api.nodegroup import NodeGroup
+from vpsie_autoscaler.vpsie.credentials import Credentials, read_credentials_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "vpsie-autoscaler"
@@ -280,6 +281,23 @@ def test_credentials_are_a_mounted_secret_created_by_the_chart(h: Helm) -> None:
     assert all("s3cr3t" not in json.dumps(e) for e in container["env"])
 
 
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ("vpsie.credentials.clientId=id,vpsie.credentials.clientSecret=s3cr3t", Credentials("id", "s3cr3t")),
+        ("vpsie.credentials.apiToken=t0ken", Credentials(api_token="t0ken")),
+    ],
+)
+def test_chart_secret_is_what_the_controller_reads(
+    h: Helm, tmp_path: Path, values: str, expected: Credentials
+) -> None:
+    """The Secret's keys become the files of VPSIE_CREDENTIALS_DIR, read by the VPSie package."""
+    secret = _one(h.template("--set", values), "Secret")
+    for key, value in secret["stringData"].items():
+        (tmp_path / key).write_text(value)
+    assert read_credentials_dir(tmp_path) == expected
+
+
 def test_existing_secret_is_used_and_none_is_created(h: Helm) -> None:
     docs = h.template("--set", "vpsie.existingSecret=my-vpsie")
     assert "Secret" not in _kinds(docs)
@@ -334,6 +352,13 @@ def test_schema_refuses_bad_values(h: Helm, args: list[str], message: str) -> No
         (["--set", "leaderElection.leaseDuration=10"], "leaseDuration must be greater than"),
         (["--set", "leaderElection.retryPeriod=9"], "renewDeadline must be greater than 1.2 x"),
         (["--set", "vpsie.credentials.clientId=only-the-id"], "needs both clientId and clientSecret"),
+        (
+            [
+                "--set",
+                "vpsie.credentials.clientId=i,vpsie.credentials.clientSecret=s,vpsie.credentials.apiToken=t",
+            ],
+            "either clientId + clientSecret or apiToken, not both",
+        ),
         (
             ["--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.service.enabled=false"],
             "serviceMonitor.enabled needs metrics.service.enabled",

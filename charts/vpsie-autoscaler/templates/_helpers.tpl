@@ -108,5 +108,8 @@ Settings that cannot work together fail the render with a message instead of a b
 {{- if and (not $.Values.vpsie.existingSecret) (or .clientId .clientSecret) (not (and .clientId .clientSecret)) }}
 {{- fail "vpsie.credentials needs both clientId and clientSecret (or apiToken alone)" }}
 {{- end }}
+{{- if and (not $.Values.vpsie.existingSecret) .apiToken (or .clientId .clientSecret) }}
+{{- fail "vpsie.credentials: set either clientId + clientSecret or apiToken, not both (the controller refuses a Secret holding both)" }}
+{{- end }}
 {{- end }}
 {{- end }}
