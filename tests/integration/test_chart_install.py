@@ -126,6 +126,7 @@ def test_service_account_gets_exactly_the_chart_rbac(
         ("patch", "nodegroups/status", "autoscaler.vpsie.com", "", ""),
         ("update", "vpsienodes/finalizers", "autoscaler.vpsie.com", "", ""),
         ("update", "leases", "coordination.k8s.io", ns, "vpsie-autoscaler"),
+        ("watch", "leases", "coordination.k8s.io", ns, "vpsie-autoscaler"),
         ("create", "leases", "coordination.k8s.io", ns, ""),
         ("get", "secrets", "", ns, f"{fullname}-vpsie"),
         ("get", "configmaps", "", "kube-public", "cluster-info"),
@@ -156,17 +157,31 @@ def test_service_account_gets_exactly_the_chart_rbac(
         )
 
 
-def test_service_account_cannot_read_other_secrets(
+def test_named_object_rules_work_for_real_requests(
     k8s_cluster: ClusterHandle, installed: InstalledChart
 ) -> None:
-    sa = k8s_cluster.client.with_token(
-        k8s_cluster.client.request_token(installed.namespace, installed.fullname)
-    )
+    """resourceNames rules admit list/watch only when the request selects that one name."""
+    ns = installed.namespace
+    sa = k8s_cluster.client.with_token(k8s_cluster.client.request_token(ns, installed.service_account))
+    secret = sa.get(f"/api/v1/namespaces/{ns}/secrets/{installed.credentials_secret}")
+    assert set(secret["data"]) == {"clientId", "clientSecret"}
     with pytest.raises(ApiError) as forbidden:
         sa.list_objects("/api/v1/secrets")
     assert forbidden.value.status == STATUS_FORBIDDEN
-    secret = sa.get(f"/api/v1/namespaces/{installed.namespace}/secrets/{installed.fullname}-vpsie")
-    assert set(secret["data"]) == {"clientId", "clientSecret"}
+    leases = f"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases"
+    # The leader elector's watch: a short one, selecting the Lease by name, is allowed...
+    sa.get(
+        leases,
+        query={
+            "watch": "true",
+            "fieldSelector": f"metadata.name={installed.lease_name}",
+            "timeoutSeconds": "1",
+        },
+    )
+    # ...and the same watch over every Lease is not.
+    with pytest.raises(ApiError) as unselected:
+        sa.get(leases, query={"watch": "true", "timeoutSeconds": "1"})
+    assert unselected.value.status == STATUS_FORBIDDEN
 
 
 def test_uninstall_keeps_the_crds(k8s_cluster: ClusterHandle, k8s_namespace: str, tmp_path: Path) -> None:
@@ -243,7 +258,7 @@ def test_can_i_list_shows_nothing_beyond_the_chart_rules(
         *(("autoscaler.vpsie.com", f"{p}/finalizers", ("update",), ()) for p in ("nodegroups", "vpsienodes")),
     }
     assert _rules(sa, ns) == BASIC_USER_RULES | cluster_wide | {
-        ("coordination.k8s.io", "leases", ("get", "update"), ("vpsie-autoscaler",)),
+        ("coordination.k8s.io", "leases", ("get", "update", "watch"), ("vpsie-autoscaler",)),
         ("coordination.k8s.io", "leases", ("create",), ()),
         ("", "secrets", ("get", "list", "watch"), (f"{fullname}-vpsie",)),
     }

@@ -478,7 +478,7 @@ def test_namespaced_roles_are_limited_to_named_objects(h: Helm) -> None:
     role = _one(docs, "Role", FULLNAME)
     assert role["metadata"]["namespace"] == NAMESPACE
     assert _flatten(role["rules"]) == {
-        ("coordination.k8s.io", "leases", ("get", "update"), ("vpsie-autoscaler",)),
+        ("coordination.k8s.io", "leases", ("get", "update", "watch"), ("vpsie-autoscaler",)),
         ("coordination.k8s.io", "leases", ("create",), ()),
         ("", "secrets", ("get", "list", "watch"), (f"{FULLNAME}-vpsie",)),
     }
