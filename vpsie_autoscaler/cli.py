@@ -21,17 +21,17 @@ def _version(_: argparse.Namespace) -> int:
     return 0
 
 
+def _cloudsim(args: argparse.Namespace) -> int:
+    from vpsie_autoscaler.vpsie.sim.cli import run  # noqa: PLC0415 - keep other commands instant
+
+    return run(args)
+
+
 def _crds(_: argparse.Namespace) -> int:
     from vpsie_autoscaler.api.crdgen import crds_yaml  # noqa: PLC0415 - keep `version` instant
 
     sys.stdout.write(crds_yaml())
     return 0
-
-
-def _cloudsim(args: argparse.Namespace) -> int:
-    from vpsie_autoscaler.vpsie.sim.cli import run  # noqa: PLC0415 - keep other commands instant
-
-    return run(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,8 +42,6 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     version = sub.add_parser("version", help="print the version and exit")
     version.set_defaults(handler=_version)
-    crds = sub.add_parser("crds", help="print the CustomResourceDefinitions (multi-document YAML)")
-    crds.set_defaults(handler=_crds)
     from vpsie_autoscaler.vpsie.sim.options import add_arguments  # noqa: PLC0415 - argparse only
 
     cloudsim = sub.add_parser(
@@ -57,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_arguments(cloudsim)
     cloudsim.set_defaults(handler=_cloudsim)
+
+    crds = sub.add_parser("crds", help="print the CustomResourceDefinitions (multi-document YAML)")
+    crds.set_defaults(handler=_crds)
     return parser
 
 

@@ -17,6 +17,7 @@ from vpsie_autoscaler.api import NodeGroup, NodeGroupSpec, VPSieNode
 from vpsie_autoscaler.api.nodegroup import (
     MSG_BACKOFF_ORDER,
     MSG_MIN_LE_MAX,
+    MSG_NAME_LENGTH,
     MSG_ONE_SOURCE,
     MSG_ONE_VPSIE_GROUP,
 )
@@ -127,6 +128,14 @@ def test_invalid_nodegroups_are_refused_with_a_clear_message(
     body["spec"].update(spec)
     body["spec"] = {k: v for k, v in body["spec"].items() if v is not None}
     assert message in refused(client, NG, body)
+
+
+def test_nodegroup_name_must_fit_a_label_value(client: KubeClient) -> None:
+    long_name = "g" * 64
+    try:
+        assert MSG_NAME_LENGTH in refused(client, NG, nodegroup(long_name))
+    finally:
+        client.delete(f"{NG}/{long_name}")
 
 
 def test_status_is_a_subresource(client: KubeClient, name: str) -> None:

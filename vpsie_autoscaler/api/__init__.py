@@ -18,8 +18,16 @@ from vpsie_autoscaler.api.nodegroup import (
     ScaleUpSpec,
     VMSource,
 )
-from vpsie_autoscaler.api.types import Condition, ObjectMeta, Taint
-from vpsie_autoscaler.api.vpsienode import PHASES, Phase, VPSieNode, VPSieNodeSpec, VPSieNodeStatus
+from vpsie_autoscaler.api.types import Condition, ObjectMeta, Taint, set_condition
+from vpsie_autoscaler.api.vpsienode import (
+    PHASES,
+    Phase,
+    VPSieNode,
+    VPSieNodeSpec,
+    VPSieNodeStatus,
+    hostname_for,
+    random_suffix,
+)
 
 __all__ = [
     "API_VERSION",
@@ -42,5 +50,8 @@ __all__ = [
     "VPSieNodeSpec",
     "VPSieNodeStatus",
     "format_duration",
+    "hostname_for",
     "parse_duration",
+    "random_suffix",
+    "set_condition",
 ]

@@ -20,7 +20,13 @@ import yaml
 from pydantic import BaseModel
 
 from vpsie_autoscaler.api.labels import GROUP
-from vpsie_autoscaler.api.nodegroup import VERSION, NodeGroupSpec, NodeGroupStatus
+from vpsie_autoscaler.api.nodegroup import (
+    MSG_NAME_LENGTH,
+    RULE_NAME_LENGTH,
+    VERSION,
+    NodeGroupSpec,
+    NodeGroupStatus,
+)
 from vpsie_autoscaler.api.vpsienode import VPSieNodeSpec, VPSieNodeStatus
 
 _DROP_KEYS: Final = frozenset({"title", "$defs"})
@@ -84,8 +90,13 @@ def _enum_type(values: list[Any]) -> str:
     raise ValueError(f"mixed-type enum {values!r} cannot be structural")
 
 
-def _root_schema(spec: type[BaseModel], status: type[BaseModel], description: str) -> Schema:
-    return {
+def _root_schema(
+    spec: type[BaseModel],
+    status: type[BaseModel],
+    description: str,
+    rules: list[dict[str, str]] | None = None,
+) -> Schema:
+    schema: Schema = {
         "type": "object",
         "description": description,
         "required": ["spec"],
@@ -97,6 +108,9 @@ def _root_schema(spec: type[BaseModel], status: type[BaseModel], description: st
             "status": structural_schema(status),
         },
     }
+    if rules:
+        schema["x-kubernetes-validations"] = rules
+    return schema
 
 
 def _crd(
@@ -172,7 +186,12 @@ def nodegroup_crd() -> dict[str, Any]:
             _col("Age", "date", ".metadata.creationTimestamp"),
             _col("Decision", "string", ".status.lastDecision", priority=1),
         ],
-        schema=_root_schema(NodeGroupSpec, NodeGroupStatus, "A pool of identical VPSie nodes."),
+        schema=_root_schema(
+            NodeGroupSpec,
+            NodeGroupStatus,
+            "A pool of identical VPSie nodes.",
+            [{"rule": RULE_NAME_LENGTH, "message": MSG_NAME_LENGTH}],
+        ),
     )
 
 

@@ -53,6 +53,14 @@ the pod has run that long. Honoured on pods and on nodes."""
 MIRROR_POD_ANNOTATION: Final = "kubernetes.io/config.mirror"
 """Static (mirror) pods are managed by the kubelet; they never move and never block."""
 
+# --- annotations on VPSieNodes (the drain protocol, docs/architecture.md) ----------------------------
+DRAIN_REQUESTED_ANNOTATION: Final = f"{GROUP}/drain-requested"
+"""RFC 3339 time at which scale-down or maxNodes enforcement asked for the node to be removed; the
+lifecycle controller then drains it and deletes the VPSieNode. Nothing else deletes capacity."""
+
+DRAIN_REASON_ANNOTATION: Final = f"{GROUP}/drain-reason"
+"""Why (``Empty``, ``Underutilized``, ``AboveMaxSize``: ``NodeRemoval.reason`` of the planner)."""
+
 # --- taints -------------------------------------------------------------------------------------------
 TO_BE_DELETED_TAINT: Final = f"{GROUP}/to-be-deleted"
 """NoSchedule taint put on a node before it is drained. A node carrying it is being removed: it is

@@ -80,6 +80,12 @@ RULE_ONE_SOURCE: Final = "has(self.managed) != has(self.vm)"
 MSG_ONE_SOURCE: Final = "exactly one node source must be set: managed or vm"
 RULE_ONE_VPSIE_GROUP: Final = "has(self.nodeGroupName) != has(self.nodeGroupId)"
 MSG_ONE_VPSIE_GROUP: Final = "exactly one of nodeGroupName or nodeGroupId must be set"
+NAME_MAX_LENGTH: Final = 63
+RULE_NAME_LENGTH: Final = f"self.metadata.name.size() <= {NAME_MAX_LENGTH}"
+MSG_NAME_LENGTH: Final = (
+    f"NodeGroup names are at most {NAME_MAX_LENGTH} characters: they are the value of the "
+    "autoscaler.vpsie.com/nodegroup label on nodes"
+)
 RULE_BACKOFF_ORDER: Final = "duration(self.initial) <= duration(self.max)"
 MSG_BACKOFF_ORDER: Final = "backoff initial must not exceed backoff max"
 
@@ -333,6 +339,12 @@ class NodeGroup(KubeModel):
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: NodeGroupSpec
     status: NodeGroupStatus = Field(default_factory=NodeGroupStatus)
+
+    @model_validator(mode="after")
+    def _name_fits_a_label(self) -> NodeGroup:
+        if len(self.metadata.name) > NAME_MAX_LENGTH:
+            raise ValueError(MSG_NAME_LENGTH)
+        return self
 
     @classmethod
     def from_k8s(cls, obj: dict[str, Any]) -> NodeGroup:

@@ -8,7 +8,10 @@ everything learned later goes to status.
 
 from __future__ import annotations
 
+import random
 import re
+import secrets
+import string
 from datetime import datetime
 from typing import Any, Final, Literal
 
@@ -59,21 +62,30 @@ MSG_SPEC_IMMUTABLE: Final = "spec is immutable: delete the VPSieNode and create 
 RULE_PHASE_KEYS: Final = "self.all(k, k in " + str(list(PHASES)).replace('"', "'") + ")"
 MSG_PHASE_KEYS: Final = "phaseTimestamps keys must be phase names"
 
-HOSTNAME_SUFFIX_LENGTH: Final = 8
+HOSTNAME_SUFFIX_LENGTH: Final = 5
+"""``<nodegroup>-<5 random [a-z0-9]>`` (docs/architecture.md, "Creating capacity")."""
 
 
 def hostname_for(group: str, suffix: str) -> str:
     """The hostname (and VPSieNode name) of a new node: ``<group>-<suffix>``, a valid DNS label.
 
-    The caller passes a random lowercase-hex ``suffix`` (e.g. ``secrets.token_hex(4)``); the group
+    The caller passes :data:`HOSTNAME_SUFFIX_LENGTH` random ``[a-z0-9]`` characters; the group
     part is lowercased, stripped of characters a DNS label cannot hold and shortened so the whole
     fits 63 characters. Raises ``ValueError`` for a suffix that is not lowercase alphanumeric.
     """
-    if not suffix or not re.fullmatch(r"[a-z0-9]+", suffix):
+    if not re.fullmatch(r"[a-z0-9]+", suffix):
         raise ValueError(f"hostname suffix {suffix!r} must be lowercase letters and digits")
     base = re.sub(r"[^a-z0-9-]+", "-", group.lower()).strip("-")
     base = base[: HOSTNAME_MAX_LENGTH - len(suffix) - 1].rstrip("-") or "node"
     return f"{base}-{suffix}"
+
+
+def random_suffix(rng: random.Random | None = None) -> str:
+    """:data:`HOSTNAME_SUFFIX_LENGTH` random ``[a-z0-9]`` (cryptographic unless a seeded ``rng`` is given)."""
+    alphabet = string.ascii_lowercase + string.digits
+    if rng is None:
+        return "".join(secrets.choice(alphabet) for _ in range(HOSTNAME_SUFFIX_LENGTH))
+    return "".join(rng.choice(alphabet) for _ in range(HOSTNAME_SUFFIX_LENGTH))
 
 
 CONDITION_LAUNCHED: Final = "Launched"

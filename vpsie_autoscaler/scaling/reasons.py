@@ -48,8 +48,6 @@ DAEMONSET_POD: Final = "DaemonSetPod"
 NO_GROUPS: Final = "NoNodeGroups"
 
 # --- scale-down (per node) ----------------------------------------------------------------------------
-NOT_MANAGED: Final = "NotManaged"
-NODE_BEING_DELETED: Final = "NodeBeingDeleted"
 NODE_NOT_READY: Final = "NodeNotReady"
 NODE_CORDONED: Final = "NodeCordoned"
 """Cordoned by someone else (a manual drain, a maintenance tool): not ours to remove (seed 8478b7a)."""

@@ -446,57 +446,131 @@ def plan_scale_down(
 
     Nodes without a NodeGroup label, or of an unknown group, are destinations only: never touched.
     """
-    by_name = {g.name: g for g in groups}
-    # Destinations, busiest first: pods packed onto full nodes leave the light ones removable
-    # (cluster-autoscaler's simulator also prefers to keep emptying the emptiest nodes).
-    live = [n for n in nodes if not n.deleting and not n.unschedulable and n.ready]
-    live.sort(key=lambda n: (-utilization(n), n.name))
-    sims = {n.name: SimNode(n) for n in live}
-    gone: set[str] = set()  # nodes this plan removes or finds unneeded: not destinations any more
-    receiving: set[str] = set()  # destinations of simulated moves: their room is promised, they stay
-    ledger = _PdbLedger(pdbs)
-    rooms: dict[str, _GroupRoom] = {}
-    for g in groups:
-        draining = sum(1 for n in nodes if n.group == g.name and n.deleting and movable_pods(n))
-        rooms[g.name] = _GroupRoom.of(g, draining)
+    return _Pass(nodes, groups, pdbs, now, settings).run()
 
-    removals: list[NodeRemoval] = []
-    blocked: dict[str, Reason] = {}
-    util: dict[str, float] = {}
-    cancel: dict[str, int] = {}
-    empty_removed = 0
 
-    candidates: list[Candidate] = []
-    for node in nodes:
-        group = by_name.get(node.group or "")
-        if group is None or node.deleting:
-            continue
-        u = utilization(node)
-        util[node.name] = u
-        candidates.append(
+class _Pass:
+    """One planning pass: the simulated cluster and what the pass has decided so far."""
+
+    def __init__(
+        self,
+        nodes: Sequence[NodeInfo],
+        groups: Sequence[GroupTemplate],
+        pdbs: Sequence[PDBInfo],
+        now: datetime,
+        settings: ScaleDownSettings,
+    ) -> None:
+        self.groups = groups
+        self.now = now
+        self.settings = settings
+        # Destinations, busiest first: pods packed onto full nodes leave the light ones removable
+        # (cluster-autoscaler's simulator also prefers to keep emptying the emptiest nodes).
+        live = [n for n in nodes if not n.deleting and not n.unschedulable and n.ready]
+        live.sort(key=lambda n: (-utilization(n), n.name))
+        self.sims = {n.name: SimNode(n) for n in live}
+        self.gone: set[str] = set()  # removed or unneeded in this pass: no longer destinations
+        self.receiving: set[str] = set()  # destinations of simulated moves: their room is promised
+        self.ledger = _PdbLedger(pdbs)
+        self.rooms = {
+            g.name: _GroupRoom.of(
+                g, sum(1 for n in nodes if n.group == g.name and n.deleting and movable_pods(n))
+            )
+            for g in groups
+        }
+        self.removals: list[NodeRemoval] = []
+        self.blocked: dict[str, Reason] = {}
+        self.cancel: dict[str, int] = {}
+        self.unneeded: dict[str, datetime] = {}
+        self.empty_removed = 0
+        by_name = {g.name: g for g in groups}
+        self.candidates = [
             Candidate(
                 node,
-                group,
-                u,
+                by_name[node.group or ""],
+                utilization(node),
                 movable_pods(node),
                 now,
                 settings,
                 pdbs,
                 _parse_time(node.annotations.get(UNNEEDED_SINCE_ANNOTATION)),
             )
+            for node in nodes
+            if (node.group or "") in by_name and not node.deleting
+        ]
+        # Empty first; then the longest unneeded; then the least utilized (deterministic by name).
+        self.candidates.sort(
+            key=lambda c: (
+                bool(c.movable),
+                c.node.ready,
+                c.unneeded_since.timestamp() if c.unneeded_since else float("inf"),
+                c.utilization,
+                c.node.name,
+            )
         )
 
-    def order(c: Candidate) -> tuple[object, ...]:
-        since = c.unneeded_since.timestamp() if c.unneeded_since else float("inf")
-        return (bool(c.movable), c.node.ready, since, c.utilization, c.node.name)
+    def run(self) -> ScaleDownPlan:
+        for group in self.groups:
+            self.converge_above_max(group)
+        for c in self.candidates:
+            if c.node.name not in self.gone:
+                self.consider(c)
+        had_timer = {c.node.name for c in self.candidates if c.unneeded_since is not None}
+        return ScaleDownPlan(
+            removals=tuple(sorted(self.removals, key=lambda r: not r.empty)),
+            unneeded=self.unneeded,
+            became_unneeded=tuple(sorted(n for n in self.unneeded if n not in had_timer)),
+            no_longer_unneeded=tuple(
+                sorted(had_timer - set(self.unneeded) - {r.node for r in self.removals})
+            ),
+            blocked=self.blocked,
+            cancel_in_flight=self.cancel,
+            utilization={c.node.name: c.utilization for c in self.candidates},
+        )
 
-    candidates.sort(key=order)
+    def converge_above_max(self, group: GroupTemplate) -> None:
+        """A group above maxNodes: cancel in-flight nodes, then remove nodes without waiting."""
+        excess = group.size - group.max_nodes
+        if excess <= 0:
+            return
+        cancelled = min(excess, group.in_flight)
+        if cancelled:
+            self.cancel[group.name] = cancelled
+            self.rooms[group.name].above_min -= cancelled
+        excess -= cancelled
+        for c in self.candidates:
+            if excess <= 0:
+                return
+            if c.group is not group:
+                continue
+            reason = _first(ABOVE_MAX_RULES, c) or self.accept(c, REMOVE_ABOVE_MAX, {})
+            if reason is None:
+                excess -= 1
+            else:
+                self.blocked[c.node.name] = reason
 
-    def simulate(c: Candidate) -> tuple[dict[str, str] | None, Reason | None]:
+    def consider(self, c: Candidate) -> None:
+        """Node rules, then the move simulation (unneeded from here), then the gates for removal now."""
+        reason = _first(NODE_RULES, c)
+        if reason is None and c.node.name in self.receiving:
+            reason = Reason(RECEIVES_MOVED_PODS, "pods of another node being removed are planned onto it")
+        if reason is not None:
+            self.blocked[c.node.name] = reason
+            return
+        moved, reason = self.simulate(c)
+        if moved is None:
+            self.blocked[c.node.name] = reason or Reason(PODS_CANNOT_MOVE, "pods cannot move")
+            return
+        self.gone.add(c.node.name)  # unneeded: its pods are accounted for elsewhere from now on
+        self.unneeded[c.node.name] = c.unneeded_since or self.now
+        reason = _first(GATE_RULES, c) or self.accept(c, REMOVE_UNDERUTILIZED, moved)
+        if reason is not None:
+            self.blocked[c.node.name] = reason
+
+    def simulate(self, c: Candidate) -> tuple[dict[str, str] | None, Reason | None]:
         """Move the candidate's pods onto the remaining nodes; commit only when all fit."""
         if not c.movable:
             return {}, None
-        targets = [s for name, s in sims.items() if name != c.node.name and name not in gone]
+        targets = [s for name, s in self.sims.items() if name != c.node.name and name not in self.gone]
         trial = {s.name: (s.free, len(s.pods), len(s.host_ports)) for s in targets}
         moved: dict[str, str] = {}
         for pod in sorted(c.movable, key=lambda p: (-p.requests[CPU], -p.requests[MEMORY], p.key)):
@@ -507,84 +581,34 @@ def plan_scale_down(
                     s.free = free
                     del s.pods[n_pods:]
                     del s.host_ports[n_ports:]
-                summary = _summarize(reasons)
-                return None, Reason(PODS_CANNOT_MOVE, f"pod {pod.key} fits on no other node{summary}")
+                return None, Reason(
+                    PODS_CANNOT_MOVE, f"pod {pod.key} fits on no other node{_summarize(reasons)}"
+                )
             moved[pod.key] = dest.name
-        receiving.update(moved.values())
+        self.receiving.update(moved.values())
         return moved, None
 
-    def accept(c: Candidate, reason: str, moved: Mapping[str, str]) -> Reason | None:
-        nonlocal empty_removed
+    def accept(self, c: Candidate, reason: str, moved: Mapping[str, str]) -> Reason | None:
+        """Remove the node now unless a group limit, the bulk cap or a PDB says no."""
         empty = not c.movable
-        room = rooms[c.group.name]
+        room = self.rooms[c.group.name]
         blocker = room.blocker(c.group, empty)
-        if blocker is None and empty and empty_removed >= settings.max_empty_bulk_delete:
-            blocker = Reason(MAX_BULK_DELETE, f"already removing {empty_removed} empty nodes in this pass")
-        if blocker is None:
-            blocker = ledger.blocker(c.movable)
+        if blocker is None and empty and self.empty_removed >= self.settings.max_empty_bulk_delete:
+            blocker = Reason(
+                MAX_BULK_DELETE, f"already removing {self.empty_removed} empty nodes in this pass"
+            )
+        blocker = blocker or self.ledger.blocker(c.movable)
         if blocker is not None:
             return blocker
         room.take(empty)
-        ledger.take(c.movable)
-        empty_removed += empty
+        self.ledger.take(c.movable)
+        self.empty_removed += empty
         kind = REMOVE_EMPTY if empty and reason != REMOVE_ABOVE_MAX else reason
-        removals.append(NodeRemoval(c.node.name, c.group.name, kind, c.movable, dict(moved), c.utilization))
-        gone.add(c.node.name)
+        self.removals.append(
+            NodeRemoval(c.node.name, c.group.name, kind, c.movable, dict(moved), c.utilization)
+        )
+        self.gone.add(c.node.name)
         return None
-
-    # 1. Groups above maxNodes converge: cancel in-flight nodes, then remove without waiting.
-    for group in groups:
-        excess = group.size - group.max_nodes
-        if excess <= 0:
-            continue
-        cancelled = min(excess, group.in_flight)
-        if cancelled:
-            cancel[group.name] = cancelled
-            rooms[group.name].above_min -= cancelled
-        excess -= cancelled
-        for c in candidates:
-            if excess <= 0:
-                break
-            if c.group is not group:
-                continue
-            reason = _first(ABOVE_MAX_RULES, c)
-            if reason is None:
-                reason = accept(c, REMOVE_ABOVE_MAX, {})
-            if reason is None:
-                excess -= 1
-            else:
-                blocked[c.node.name] = reason
-
-    # 2. Unneeded nodes: node rules, then the move simulation; then the gates for removal now.
-    unneeded: dict[str, datetime] = {}
-    for c in candidates:
-        if c.node.name in gone:
-            continue
-        reason = _first(NODE_RULES, c)
-        if reason is None and c.node.name in receiving:
-            reason = Reason(RECEIVES_MOVED_PODS, "pods of another node being removed are planned onto it")
-        moved: dict[str, str] | None = None
-        if reason is None:
-            moved, reason = simulate(c)
-        if reason is not None or moved is None:
-            blocked[c.node.name] = reason or Reason(PODS_CANNOT_MOVE, "pods cannot move")
-            continue
-        gone.add(c.node.name)  # unneeded: its pods are accounted for elsewhere from now on
-        unneeded[c.node.name] = c.unneeded_since or now
-        reason = _first(GATE_RULES, c) or accept(c, REMOVE_UNDERUTILIZED, moved)
-        if reason is not None:
-            blocked[c.node.name] = reason
-
-    had_timer = {c.node.name for c in candidates if c.unneeded_since is not None}
-    return ScaleDownPlan(
-        removals=tuple(sorted(removals, key=lambda r: not r.empty)),
-        unneeded=unneeded,
-        became_unneeded=tuple(sorted(n for n in unneeded if n not in had_timer)),
-        no_longer_unneeded=tuple(sorted(had_timer - set(unneeded) - {r.node for r in removals})),
-        blocked=blocked,
-        cancel_in_flight=cancel,
-        utilization=util,
-    )
 
 
 def _summarize(reasons: Mapping[str, Reason]) -> str:

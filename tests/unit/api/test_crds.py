@@ -76,6 +76,7 @@ def test_nodegroup_crd_names_columns_and_rules() -> None:
     assert version["subresources"] == {"status": {}}
     columns = [c["name"].upper() for c in version["additionalPrinterColumns"] if not c.get("priority")]
     assert columns == ["MIN", "MAX", "DESIRED", "CURRENT", "READY", "STATUS", "AGE"]
+    assert root(crd)["x-kubernetes-validations"][0]["rule"] == "self.metadata.name.size() <= 63"
     spec = root(crd)["properties"]["spec"]
     rules = {r["rule"] for r in spec["x-kubernetes-validations"]}
     assert "self.minNodes <= self.maxNodes" in rules

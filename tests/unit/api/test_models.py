@@ -202,3 +202,25 @@ def test_hostname_suffix_must_be_safe() -> None:
 
     with pytest.raises(ValueError, match="suffix"):
         hostname_for("web", "AB-1")
+    with pytest.raises(ValueError, match="suffix"):
+        hostname_for("web", "")
+
+
+def test_random_suffix_follows_the_naming_contract() -> None:
+    import random
+    import re
+
+    from vpsie_autoscaler.api.vpsienode import hostname_for, random_suffix
+
+    suffix = random_suffix()
+    assert re.fullmatch(r"[a-z0-9]{5}", suffix)
+    assert random_suffix(random.Random(1)) == random_suffix(random.Random(1))
+    assert re.fullmatch(r"web-[a-z0-9]{5}", hostname_for("web", random_suffix()))
+
+
+def test_nodegroup_name_must_fit_a_label_value() -> None:
+    from vpsie_autoscaler.api.nodegroup import MSG_NAME_LENGTH
+
+    NodeGroup.from_k8s({"metadata": {"name": "g" * 63}, "spec": spec()})
+    with pytest.raises(ValidationError, match=MSG_NAME_LENGTH):
+        NodeGroup.from_k8s({"metadata": {"name": "g" * 64}, "spec": spec()})
