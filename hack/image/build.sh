@@ -12,12 +12,13 @@
 #   3. uv      ghcr.io/astral-sh/uv:${UV_VERSION}; stand-in: the same pinned uv the Makefile installs;
 #   4. build   `buildah bud` per platform, amd64 first. The builder stage runs on the build platform and
 #              resolves wheels for the target platform, so arm64 needs no emulation;
-#   5. smoke   `vpsie-autoscaler version` as UID 65532 in each image (arm64 through qemu-user-static);
+#   5. smoke   as UID 65532 in each image (arm64 through qemu-user-static): `vpsie-autoscaler version`
+#              and an import of every compiled dependency;
 #   6. sizes   compressed size per platform written to docs/image.md (target <= 60 MB).
 #
 # Environment: REGISTRY, IMAGE, VERSION, REVISION, CREATED (as in docker-bake.hcl), PLATFORMS
 # (default "linux/amd64 linux/arm64"), VPSIE_IMAGE_CACHE (default ~/.cache/vpsie-image),
-# FORCE_STANDIN_BASE=1 (skip the registry probe).
+# FORCE_STANDIN_BASE=1 (skip the registry probe), BUILDAH_STORAGE_DRIVER (e.g. vfs), DEBIAN_MIRROR.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
