@@ -21,6 +21,12 @@ def _version(_: argparse.Namespace) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    from vpsie_autoscaler.run import main as run_main  # noqa: PLC0415 - keep other commands instant
+
+    return run_main(args)
+
+
 def _cloudsim(args: argparse.Namespace) -> int:
     from vpsie_autoscaler.vpsie.sim.cli import run  # noqa: PLC0415 - keep other commands instant
 
@@ -42,6 +48,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     version = sub.add_parser("version", help="print the version and exit")
     version.set_defaults(handler=_version)
+    from vpsie_autoscaler.run import add_arguments as add_run_arguments  # noqa: PLC0415 - argparse only
+
+    run = sub.add_parser(
+        "run",
+        help="run the autoscaler (controllers, leader election, /metrics, /healthz, /readyz)",
+        description="Run the autoscaler until SIGTERM. Every flag also reads VPSIE_AUTOSCALER_<NAME>.",
+    )
+    add_run_arguments(run)
+    run.set_defaults(handler=_run)
+
     from vpsie_autoscaler.vpsie.sim.options import add_arguments  # noqa: PLC0415 - argparse only
 
     cloudsim = sub.add_parser(

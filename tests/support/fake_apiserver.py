@@ -150,3 +150,74 @@ class ListWatch:
         if isinstance(script, web.Response):
             return script
         return await script(request)
+
+
+class FakeLeases:
+    """An in-memory ``coordination.k8s.io/v1`` Lease endpoint with resourceVersion checks (409),
+    plus switches to fail requests, for leader-election tests."""
+
+    def __init__(self, server: FakeApiServer, namespace: str) -> None:
+        self.server = server
+        self.namespace = namespace
+        self.leases: dict[str, dict[str, Any]] = {}
+        self.rv = 0
+        self.fail_with: int | None = None  # answer every request with this status
+        self.conflicts_to_inject = 0  # answer the next N PUTs with 409
+        self.puts: list[dict[str, Any]] = []
+        base = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
+        server.on("POST", base, self._create)
+        server.on("GET", base, server.stall)  # the standby's watch: idle
+        self._base = base
+
+    def watch_path(self, name: str) -> str:
+        return f"{self._base}/{name}"
+
+    def register(self, name: str) -> None:
+        path = f"{self._base}/{name}"
+        self.server.on("GET", path, self._get)
+        self.server.on("PUT", path, self._put)
+
+    def put_lease(self, name: str, spec: dict[str, Any]) -> None:
+        self.rv += 1
+        self.leases[name] = {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": name, "namespace": self.namespace, "resourceVersion": str(self.rv)},
+            "spec": spec,
+        }
+        self.register(name)
+
+    async def _create(self, request: web.Request) -> web.StreamResponse:
+        if self.fail_with:
+            return status(self.fail_with, "InternalError")
+        body = await request.json()
+        name = body["metadata"]["name"]
+        if name in self.leases:
+            return status(409, "AlreadyExists")
+        self.put_lease(name, body["spec"])
+        return obj(self.leases[name], 201)
+
+    async def _get(self, request: web.Request) -> web.StreamResponse:
+        if self.fail_with:
+            return status(self.fail_with, "InternalError")
+        name = request.match_info.get("tail", "").rsplit("/", 1)[-1]
+        if name not in self.leases:
+            return status(404, "NotFound")
+        return obj(self.leases[name])
+
+    async def _put(self, request: web.Request) -> web.StreamResponse:
+        if self.fail_with:
+            return status(self.fail_with, "InternalError")
+        body = await request.json()
+        self.puts.append(body)
+        name = body["metadata"]["name"]
+        if self.conflicts_to_inject:
+            self.conflicts_to_inject -= 1
+            return status(409, "Conflict", "the object has been modified")
+        current = self.leases.get(name)
+        if current is None:
+            return status(404, "NotFound")
+        if body["metadata"].get("resourceVersion") != current["metadata"]["resourceVersion"]:
+            return status(409, "Conflict", "the object has been modified")
+        self.put_lease(name, body["spec"])
+        return obj(self.leases[name])

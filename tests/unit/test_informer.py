@@ -17,7 +17,7 @@ from vpsie_autoscaler.kube.resources import NODES, PODS
 from vpsie_autoscaler.runtime.backoff import ExponentialBackoff
 from vpsie_autoscaler.runtime.clock import FakeClock
 from vpsie_autoscaler.runtime.informer import InformerFactory, SharedInformer
-from vpsie_autoscaler.runtime.reflector import VeryShortWatchError
+from vpsie_autoscaler.runtime.reflector import ListMode, VeryShortWatchError
 from vpsie_autoscaler.runtime.store import DeletedFinalStateUnknown
 
 
@@ -64,6 +64,8 @@ class Recorder:
 
 
 def make_informer(client: KubeClient, clock: FakeClock | None = None, **kw: Any) -> SharedInformer:
+    """client-go's list semantics unless a test asks for another mode."""
+    kw.setdefault("list_mode", ListMode.CLIENT_GO)
     return SharedInformer(client, NODES, clock=clock or FakeClock(), registry=CollectorRegistry(), **kw)
 
 
@@ -285,7 +287,9 @@ async def test_factory_shares_one_informer_per_resource_and_selector(client: Kub
 
 async def test_factory_waits_for_all_caches(client: KubeClient, nodes_api: ListWatch) -> None:
     nodes_api.lists.append(list_body([node("a", "1")], "100"))
-    factory = InformerFactory(client, clock=FakeClock(), registry=CollectorRegistry())
+    factory = InformerFactory(
+        client, clock=FakeClock(), registry=CollectorRegistry(), list_mode=ListMode.CLIENT_GO
+    )
     factory.informer_for(NODES)
     factory.start()
     assert await factory.wait_for_cache_sync(5)
@@ -294,4 +298,49 @@ async def test_factory_waits_for_all_caches(client: KubeClient, nodes_api: ListW
     late = factory.informer_for(PODS)  # requested after start: starts at once, stalls on LIST
     assert not await factory.wait_for_cache_sync(0.2)
     assert late.running
+    await factory.stop()
+
+
+async def test_paginated_mode_lists_consistently_in_pages_every_time(
+    client: KubeClient, nodes_api: ListWatch
+) -> None:
+    clock = FakeClock()
+    expired = {"kind": "Status", "code": 410, "reason": "Expired", "message": "too old resource version"}
+    nodes_api.lists += [
+        list_body([node("a", "10")], "100", continue_="p2"),
+        list_body([node("b", "11")], "100"),
+        list_body([node("a", "10")], "130"),
+    ]
+    nodes_api.watches.append(watch_events([("ERROR", expired)]))
+    informer = make_informer(client, clock, list_mode=ListMode.PAGINATED)
+    rec = Recorder(informer)
+    task = informer.start()
+    await eventually(lambda: clock.sleepers == 1, what="back-off before relisting")
+    await clock.advance(60)
+    await eventually(lambda: ("tombstone", "b") in rec.events, what="relist delivered")
+    assert nodes_api.list_queries == [
+        {"limit": "500", "resourceVersion": ""},
+        {"limit": "500", "continue": "p2"},
+        {"limit": "500", "resourceVersion": ""},
+    ]
+    task.cancel()
+
+
+async def test_a_transform_trims_objects_before_caching(client: KubeClient, nodes_api: ListWatch) -> None:
+    def drop_labels(obj: dict[str, Any]) -> dict[str, Any]:
+        obj["metadata"].pop("labels", None)
+        return obj
+
+    nodes_api.lists.append(list_body([node("a", "1", pool="p")], "100"))
+    factory = InformerFactory(client, clock=FakeClock(), registry=CollectorRegistry())
+    informer = factory.informer_for(NODES, transform=drop_labels)
+    assert factory.informer_for(NODES) is informer
+    with pytest.raises(ValueError, match="different transform"):
+        factory.informer_for(NODES, transform=lambda o: o)
+    factory.start()
+    assert await factory.wait_for_cache_sync(5)
+    cached = informer.store.get("a")
+    assert cached is not None
+    assert "labels" not in cached["metadata"]
+    assert "managedFields" not in cached["metadata"], "managedFields are stripped as well"
     await factory.stop()

@@ -346,3 +346,15 @@ async def test_missing_kubeconfig_is_a_clear_error(tmp_path: object) -> None:
 
     with pytest.raises(KubeConfigError, match="does not exist"):
         await KubeClient.connect(kubeconfig="/nonexistent/kubeconfig")
+
+
+async def test_delete_collection_sends_selectors_and_grace(
+    fake_apiserver: FakeApiServer, client: KubeClient
+) -> None:
+    fake_apiserver.reply(
+        "DELETE", "/api/v1/namespaces/ns/pods", lambda: obj({"kind": "PodList", "items": []})
+    )
+    await client.delete_collection(PODS, "ns", label_selector="app=x", grace_period_seconds=0)
+    sent = fake_apiserver.requests[-1]
+    assert sent.query == {"labelSelector": "app=x"}
+    assert sent.body == {"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0}

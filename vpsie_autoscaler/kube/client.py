@@ -445,6 +445,25 @@ class KubeClient:
             return None
         return out
 
+    async def delete_collection(
+        self,
+        res: Resource,
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        grace_period_seconds: int | None = None,
+        request_timeout: float | None = None,
+    ) -> None:
+        """DELETE every object of a collection matching the selectors (``deletecollection`` verb)."""
+        options: dict[str, Any] = {"apiVersion": "v1", "kind": "DeleteOptions"}
+        if grace_period_seconds is not None:
+            options["gracePeriodSeconds"] = grace_period_seconds
+        query = _query(labelSelector=label_selector, fieldSelector=field_selector)
+        await self._call(
+            "DELETE", res.path(namespace), query=query, body=options, request_timeout=request_timeout
+        )
+
     async def evict(
         self,
         name: str,

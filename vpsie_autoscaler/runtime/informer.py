@@ -29,7 +29,13 @@ from prometheus_client import CollectorRegistry
 from vpsie_autoscaler.kube import KubeClient, Resource
 from vpsie_autoscaler.runtime.clock import Clock, RealClock
 from vpsie_autoscaler.runtime.metrics import informer_metrics
-from vpsie_autoscaler.runtime.reflector import DEFAULT_PAGE_SIZE, Reflector
+from vpsie_autoscaler.runtime.reflector import (
+    DEFAULT_PAGE_SIZE,
+    ListMode,
+    Reflector,
+    Transform,
+    strip_managed_fields,
+)
 from vpsie_autoscaler.runtime.store import DeletedFinalStateUnknown, Indexer, IndexFunc, Obj
 
 # controller-runtime's CacheSyncTimeout: a cache not synced after this fails the start.
@@ -64,8 +70,11 @@ class SharedInformer:
         clock: Clock | None = None,
         registry: CollectorRegistry | None = None,
         page_size: int | None = None,
+        list_mode: ListMode = ListMode.PAGINATED,
+        transform: Transform | None = None,
     ) -> None:
         self.resource = resource
+        self.transform = transform
         self.namespace = namespace
         self.label_selector = label_selector
         self.field_selector = field_selector
@@ -84,6 +93,8 @@ class SharedInformer:
             clock=clock or RealClock(),
             registry=self._registry,
             page_size=page_size or DEFAULT_PAGE_SIZE,
+            list_mode=list_mode,
+            transform=_compose(strip_managed_fields(resource), transform),
         )
         self._task: asyncio.Task[None] | None = None
         self._log = log.bind(resource=str(resource), namespace=namespace, selector=label_selector)
@@ -193,6 +204,16 @@ class SharedInformer:
             self._log.exception("event handler failed")
 
 
+def _compose(first: Transform, then: Transform | None) -> Transform:
+    if then is None:
+        return first
+
+    def both(obj: Obj) -> Obj:
+        return then(first(obj))
+
+    return both
+
+
 InformerKey = tuple[Resource, str | None, str | None, str | None]
 
 
@@ -206,11 +227,13 @@ class InformerFactory:
         clock: Clock | None = None,
         registry: CollectorRegistry | None = None,
         page_size: int | None = None,
+        list_mode: ListMode = ListMode.PAGINATED,
     ) -> None:
         self._client = client
         self._clock = clock or RealClock()
         self._registry = registry if registry is not None else CollectorRegistry()
         self._page_size = page_size
+        self._list_mode = list_mode
         self._informers: dict[InformerKey, SharedInformer] = {}
         self._started = False
 
@@ -221,9 +244,18 @@ class InformerFactory:
         namespace: str | None = None,
         label_selector: str | None = None,
         field_selector: str | None = None,
+        transform: Transform | None = None,
     ) -> SharedInformer:
+        """The shared informer for this key, created on first request.
+
+        ``transform`` (applied after ``managedFields`` are stripped, before caching) trims objects to
+        what the controllers read — the main lever on cache memory. Every requester of the same
+        key must agree on it: a different transform for an existing informer is an error.
+        """
         key = (resource, namespace, label_selector, field_selector)
         informer = self._informers.get(key)
+        if informer is not None and transform is not None and informer.transform is not transform:
+            raise ValueError(f"informer for {resource} already exists with a different transform")
         if informer is None:
             informer = SharedInformer(
                 self._client,
@@ -234,6 +266,8 @@ class InformerFactory:
                 clock=self._clock,
                 registry=self._registry,
                 page_size=self._page_size,
+                list_mode=self._list_mode,
+                transform=transform,
             )
             self._informers[key] = informer
             if self._started:

@@ -11,7 +11,15 @@ from __future__ import annotations
 import weakref
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 
 # client-go's workqueue histograms: exponential buckets 1e-8 .. 1e3 s, x10 (pkg/metrics/workqueue.go).
 WORKQUEUE_BUCKETS = tuple(10.0**exp for exp in range(-8, 4))
@@ -21,6 +29,15 @@ RECONCILE_BUCKETS = (
     1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5, 6, 7, 8, 9, 10, 15, 20, 25, 30, 40, 50, 60,
 )  # fmt: skip
 WORKQUEUE_LABELS = ("name", "controller")
+
+
+def new_registry() -> CollectorRegistry:
+    """A process's own registry with the standard process, platform and GC collectors."""
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    return registry
 
 
 @dataclass(frozen=True)

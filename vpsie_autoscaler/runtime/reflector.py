@@ -13,6 +13,13 @@ Upstream analogue: client-go ``tools/cache/reflector.go`` (classic LIST+WATCH, n
   re-watches; a watch closing within 1 s without events is an error (no hot loop).
 - Between LIST+WATCH cycles: back-off 0.8 s doubling to 30 s with 100 % jitter, reset after 2 min
   without trouble (client-go's constants; ~98 % less traffic against a sick apiserver).
+- List mode. ``ListMode.CLIENT_GO`` is exactly the above. The default, ``ListMode.PAGINATED``,
+  deliberately differs: every LIST is a consistent read (RV ``""``) in pages of 500. Reason,
+  measured on Kubernetes 1.36: the watch cache ignores ``limit`` for RV ``"0"``, so client-go's first
+  list of 30 000 pods arrives as one ~60 MB body — a peak of the whole body plus its parsed form in
+  memory, and a multi-second event-loop stall (lease renewals wait). Pages bound both. Since
+  Kubernetes 1.31 consistent lists are served from the watch cache too (ConsistentListFromCache),
+  so this does not move load to etcd. Watches are identical in both modes.
 - ``metadata.managedFields`` is stripped before caching (controller-runtime's
   ``TransformStripManagedFields``): it is often half of a Node's bytes and nobody here reads it.
 """
@@ -22,6 +29,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from contextlib import aclosing
+from enum import StrEnum
 from typing import Any, Protocol
 
 import structlog
@@ -50,6 +58,13 @@ DEFAULT_PAGE_SIZE = 500
 log = structlog.get_logger("vpsie_autoscaler.runtime.reflector")
 
 Transform = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+class ListMode(StrEnum):
+    """How a reflector LISTs (see the module docstring)."""
+
+    CLIENT_GO = "client-go"
+    PAGINATED = "paginated"
 
 
 class ReflectorSink(Protocol):
@@ -108,8 +123,10 @@ class Reflector:
         page_size: int = DEFAULT_PAGE_SIZE,
         transform: Transform | None = None,
         rng: random.Random | None = None,
+        list_mode: ListMode = ListMode.PAGINATED,
     ) -> None:
         self._client = client
+        self._list_mode = list_mode
         self._resource = resource
         self._sink = sink
         self._namespace = namespace
@@ -157,7 +174,7 @@ class Reflector:
     # -- LIST -------------------------------------------------------------------------------------
 
     def _relist_resource_version(self) -> str:
-        if self._rv_unavailable:
+        if self._list_mode is ListMode.PAGINATED or self._rv_unavailable:
             return ""
         return self.last_sync_resource_version or "0"
 
@@ -182,7 +199,7 @@ class Reflector:
     async def _list_all(self, rv: str) -> tuple[list[dict[str, Any]], str]:
         # client-go: a LIST at a specific RV (not "0") is not paginated unless the server showed it
         # paginates, so it is served from the watch cache instead of etcd.
-        paginate = rv in ("", "0") or self._paginated_result
+        paginate = self._list_mode is ListMode.PAGINATED or rv in ("", "0") or self._paginated_result
         limit = self._page_size if paginate else None
         items: list[dict[str, Any]] = []
         continue_token: str | None = None

@@ -332,11 +332,16 @@ class DelayingQueue(Queue[T]):
             self.add(item)
         return MAX_WAIT_SECONDS
 
+    async def _sleep_until(self, deadline: float) -> None:
+        # The remaining time is computed when the sleep really starts: time may have moved since
+        # the deadline was chosen (the task starts a loop turn later).
+        await self._clock.sleep(deadline - self._clock.monotonic())
+
     async def _waiting_loop(self) -> None:
         while not self._shutting_down:
-            wait = self._pop_ready()
+            deadline = self._clock.monotonic() + self._pop_ready()
             self._rearm.clear()
-            sleeper = asyncio.ensure_future(self._clock.sleep(wait))
+            sleeper = asyncio.ensure_future(self._sleep_until(deadline))
             rearm = asyncio.ensure_future(self._rearm.wait())
             try:
                 await asyncio.wait({sleeper, rearm}, return_when=asyncio.FIRST_COMPLETED)

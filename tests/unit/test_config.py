@@ -1,0 +1,119 @@
+"""Settings: the configuration contract's names and defaults, precedence, and one-line errors."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from vpsie_autoscaler.cli import main
+from vpsie_autoscaler.config import Settings, format_error, load_settings
+
+CONTRACT_DEFAULTS = {
+    "kubeconfig": None,
+    "metrics_bind_address": ":8080",
+    "health_probe_bind_address": ":8081",
+    "leader_elect": True,
+    "leader_election_id": "vpsie-autoscaler",
+    "lease_duration": 15,
+    "renew_deadline": 10,
+    "retry_period": 2,
+    "log_level": "info",
+    "log_format": "auto",
+    "dry_run": False,
+    "vpsie_base_url": "https://api.vpsie.com",
+    "vpsie_rate_limit": 100,
+    "scan_interval": 10,
+    "expander": "priority,least-waste",
+    "max_nodes_total": 0,
+    "max_cores_total": 0,
+    "max_memory_total_gib": 0,
+}
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("VPSIE_AUTOSCALER_"):
+            monkeypatch.delenv(key)
+
+
+def test_defaults_follow_the_configuration_contract() -> None:
+    s = load_settings()
+    for name, expected in CONTRACT_DEFAULTS.items():
+        assert getattr(s, name) == expected, name
+    assert s.namespace == "kube-system", "outside a pod the namespace falls back to kube-system"
+
+
+def test_environment_is_read_and_flags_win(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VPSIE_AUTOSCALER_LEADER_ELECT", "false")
+    monkeypatch.setenv("VPSIE_AUTOSCALER_SCAN_INTERVAL", "30")
+    monkeypatch.setenv("VPSIE_AUTOSCALER_VPSIE_API_TOKEN", "tok-123")
+    s = load_settings({"scan_interval": "5"})
+    assert s.leader_elect is False
+    assert s.scan_interval == 5
+    assert s.vpsie_api_token is not None
+    assert s.vpsie_api_token.get_secret_value() == "tok-123"
+    assert "tok-123" not in repr(s)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"lease_duration": "abc"}, "--lease-duration / VPSIE_AUTOSCALER_LEASE_DURATION 'abc'"),
+        ({"retry_period": "-1"}, "greater than 0"),
+        ({"renew_deadline": "20"}, "lease-duration (15s) must be greater than renew-deadline (20s)"),
+        ({"metrics_bind_address": "8080"}, "must look like ':8080'"),
+        ({"health_probe_bind_address": ":99999"}, "out of range"),
+        ({"log_format": "xml"}, "--log-format"),
+        ({"namespace": "Kube_System"}, "not a valid Kubernetes name"),
+        ({"expander": "priority,,least waste"}, "comma-separated names"),
+        ({"vpsie_base_url": "api.vpsie.com"}, "not an http(s) URL"),
+        ({"max_nodes_total": "-3"}, "--max-nodes-total"),
+    ],
+)
+def test_bad_values_give_one_clear_line(overrides: dict[str, str], message: str) -> None:
+    with pytest.raises(ValidationError) as exc:
+        load_settings(overrides)
+    line = format_error(exc.value)
+    assert "\n" not in line
+    assert message in line
+
+
+def test_secret_values_are_never_echoed_in_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VPSIE_AUTOSCALER_VPSIE_CLIENT_ID", "client-a")
+    with pytest.raises(ValidationError) as exc:
+        load_settings()
+    assert "VPSIE_AUTOSCALER_VPSIE_CLIENT_SECRET" in format_error(exc.value)
+
+
+def test_run_with_a_bad_flag_exits_2_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--retry-period=9"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith("vpsie-autoscaler run: error: invalid settings: renew-deadline")
+
+
+def test_run_with_a_bad_env_value_exits_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("VPSIE_AUTOSCALER_DRY_RUN", "perhaps")
+    assert main(["run"]) == 2
+    assert "VPSIE_AUTOSCALER_DRY_RUN 'perhaps'" in capsys.readouterr().err
+
+
+def test_boolean_flags_accept_bare_and_explicit_forms() -> None:
+    from vpsie_autoscaler.cli import build_parser
+
+    args = build_parser().parse_args(["run", "--dry-run", "--leader-elect=false"])
+    s = load_settings({k: v for k, v in vars(args).items() if k in Settings.model_fields})
+    assert s.dry_run is True
+    assert s.leader_elect is False
+
+
+def test_secrets_are_not_flags() -> None:
+    from vpsie_autoscaler.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run", "--vpsie-api-token", "x"])
