@@ -1,12 +1,15 @@
 """Install the Helm chart into a test cluster (shared by integration and end-to-end tests).
 
-End-to-end tests run the autoscaler as a host process with the chart's RBAC, exactly as it would run
-in the pod: install the chart (kwok reports its pods Ready without running them, so they hold no
-Lease), then give the process a kubeconfig carrying a token of the chart's ServiceAccount::
+End-to-end tests run the autoscaler as a host process with the chart's RBAC and settings, exactly as
+it would run in the pod: install the chart (kwok reports its pods Ready without running them, so they
+hold no Lease), then start ``vpsie-autoscaler run`` with the Deployment's environment, a kubeconfig
+carrying a token of the chart's ServiceAccount, and the credentials Secret's files::
 
-    chart = install_chart(k8s_cluster, ns, tmp_path, values={"leaderElection.id": "e2e"})
-    kubeconfig = k8s_cluster.sa_kubeconfig(ns, chart.service_account)
-    env = chart.process_env(kubeconfig)  # VPSIE_AUTOSCALER_NAMESPACE, _KUBECONFIG, _LEADER_ELECTION_ID
+    chart = install_chart(k8s_cluster, ns, tmp_path, values={"vpsie.baseUrl": cloudsim_url, ...})
+    controller = start_controller(k8s_cluster, chart, tmp_path)
+    controller.wait_ready()
+    ...
+    assert controller.stop() == 0
 
 CRDs are cluster-scoped and the cluster is shared by the session: the chart adopts CRDs another test
 created (``--take-ownership``) and keeps them on uninstall (``crds.keep``).
@@ -14,9 +17,15 @@ created (``--take-ownership``) and keeps them on uninstall (``crds.keep``).
 
 from __future__ import annotations
 
+import base64
 import os
+import signal
+import socket
 import subprocess
-from collections.abc import Mapping
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +39,12 @@ HELM_TIMEOUT_S = 180
 HELM_WAIT_S = HELM_TIMEOUT_S - 30
 CHART_NAME = "vpsie-autoscaler"
 DEFAULT_LEASE = "vpsie-autoscaler"
+ENV_PREFIX = "VPSIE_AUTOSCALER_"
+START_S = 60.0  # a cold Python start plus cache sync on a loaded 2-core machine
+STOP_S = 35.0  # the controller's 30 s graceful shutdown, plus process exit
+POLL_S = 0.1
+HTTP_TIMEOUT_S = 2.0
+LOG_TAIL_CHARS = 4000
 
 
 def helm(cluster: ClusterHandle, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -69,14 +84,6 @@ class InstalledChart:
     @property
     def credentials_secret(self) -> str:
         return f"{self.fullname}-vpsie"
-
-    def process_env(self, kubeconfig: Path) -> dict[str, str]:
-        """Settings for a host process acting as this release's controller."""
-        return {
-            "VPSIE_AUTOSCALER_NAMESPACE": self.namespace,
-            "VPSIE_AUTOSCALER_KUBECONFIG": str(kubeconfig),
-            "VPSIE_AUTOSCALER_LEADER_ELECTION_ID": self.lease_name,
-        }
 
 
 def install_chart(
@@ -119,3 +126,115 @@ def uninstall_chart(
     cluster: ClusterHandle, chart: InstalledChart, home: Path
 ) -> subprocess.CompletedProcess[str]:
     return helm(cluster, home, "uninstall", chart.release, "--namespace", chart.namespace, "--wait")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class ControllerProcess:
+    """``vpsie-autoscaler run`` on the host, configured as the chart's pod."""
+
+    proc: subprocess.Popen[bytes]
+    log: Path
+    metrics_port: int
+    health_port: int
+    env: dict[str, str]
+
+    def http(self, port: int, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=HTTP_TIMEOUT_S) as resp:
+                return int(resp.status), resp.read().decode()
+        except OSError as exc:
+            return int(getattr(exc, "code", 0) or 0), ""
+
+    def metrics(self) -> str:
+        status, body = self.http(self.metrics_port, "/metrics")
+        assert status == 200, f"/metrics answered {status}"
+        return body
+
+    def log_tail(self) -> str:
+        return self.log.read_text(errors="replace")[-LOG_TAIL_CHARS:]
+
+    def wait_until(self, condition: Callable[[], bool], what: str, within: float = START_S) -> None:
+        deadline = time.monotonic() + within
+        while not condition():
+            if self.proc.poll() is not None:
+                raise AssertionError(
+                    f"controller exited ({self.proc.returncode}) waiting for {what}\n{self.log_tail()}"
+                )
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {within}s waiting for {what}\n{self.log_tail()}")
+            time.sleep(POLL_S)
+
+    def wait_ready(self) -> None:
+        self.wait_until(lambda: self.http(self.health_port, "/readyz")[0] == 200, "/readyz")
+
+    def stop(self) -> int:
+        """SIGTERM, as the kubelet sends it; the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=STOP_S)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                raise AssertionError(f"no exit within {STOP_S}s of SIGTERM\n{self.log_tail()}") from None
+        return int(self.proc.returncode)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=STOP_S)
+
+
+def start_controller(
+    cluster: ClusterHandle, chart: InstalledChart, workdir: Path, *, env: Mapping[str, str] | None = None
+) -> ControllerProcess:
+    """Start ``vpsie-autoscaler run`` with the installed Deployment's args and environment.
+
+    What the pod would get from Kubernetes is supplied the same way: the downward-API namespace, the
+    credentials Secret's keys as files (read with the ServiceAccount's own token, so RBAC applies) and
+    a kubeconfig with a token of the chart's ServiceAccount. Only the listen addresses change, to free
+    loopback ports. ``env`` adds or overrides variables.
+    """
+    ns = chart.namespace
+    deployment = cluster.client.get(f"/apis/apps/v1/namespaces/{ns}/deployments/{chart.fullname}")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    kubeconfig = cluster.sa_kubeconfig(ns, chart.service_account, path=workdir / "controller.kubeconfig")
+    as_sa = cluster.client.with_token(cluster.client.request_token(ns, chart.service_account))
+    secret = as_sa.get(f"/api/v1/namespaces/{ns}/secrets/{chart.credentials_secret}")
+    credentials = workdir / "vpsie-credentials"
+    credentials.mkdir(exist_ok=True)
+    for key, value in (secret.get("data") or {}).items():
+        (credentials / key).write_bytes(base64.b64decode(value))
+    metrics_port, health_port = _free_port(), _free_port()
+    process_env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+    for item in container["env"]:
+        if "value" in item:
+            process_env[item["name"]] = item["value"]
+        elif item.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.namespace":
+            process_env[item["name"]] = ns
+        else:
+            raise AssertionError(f"no host equivalent for env {item}")
+    process_env.update(
+        {
+            ENV_PREFIX + "KUBECONFIG": str(kubeconfig),
+            ENV_PREFIX + "VPSIE_CREDENTIALS_DIR": str(credentials),
+            ENV_PREFIX + "METRICS_BIND_ADDRESS": f"127.0.0.1:{metrics_port}",
+            ENV_PREFIX + "HEALTH_PROBE_BIND_ADDRESS": f"127.0.0.1:{health_port}",
+            **(env or {}),
+        }
+    )
+    log = workdir / "controller.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "vpsie_autoscaler", *container["args"]],
+            env=process_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return ControllerProcess(proc, log, metrics_port, health_port, process_env)

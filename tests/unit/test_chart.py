@@ -22,14 +22,15 @@ import yaml
 
 from hack.chart import crds as chart_crds
 from hack.devcluster.cluster import find_binaries
+from tests.support.metrics_doc import base_metric_name, documented_metrics, promql_metrics
 from vpsie_autoscaler.api.nodegroup import NodeGroup
+from vpsie_autoscaler.config import Settings
 from vpsie_autoscaler.vpsie.credentials import Credentials, read_credentials_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "vpsie-autoscaler"
 CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
 DASHBOARD = CHART / "dashboards" / "vpsie-autoscaler.json"
-METRICS_DOC = ROOT / "docs" / "metrics.md"
 ARCHITECTURE_DOC = ROOT / "docs" / "architecture.md"
 KUBERNETES_VERSION = "1.36.0"  # the local control plane runs 1.36
 RELEASE = "rel"
@@ -251,6 +252,41 @@ def test_env_maps_values_to_the_configuration_contract(h: Helm, values: list[str
     assert env <= contract, f"not in the configuration contract: {sorted(env - contract)}"
     expected = contract - {ENV_PREFIX + name for name in ENV_NOT_FROM_CHART}
     assert env == expected, f"contract settings the chart does not map: {sorted(expected - env)}"
+
+
+# Settings of `vpsie-autoscaler run` the chart leaves to their defaults, and why.
+SETTINGS_NOT_FROM_CHART = {
+    "kubeconfig": "in-cluster ServiceAccount",
+    "vpsie_client_id": "credentials are mounted files (VPSIE_CREDENTIALS_DIR)",
+    "vpsie_client_secret": "credentials are mounted files (VPSIE_CREDENTIALS_DIR)",
+    "vpsie_api_token": "credentials are mounted files (VPSIE_CREDENTIALS_DIR)",
+    "graceful_shutdown_timeout": "30 s default; terminationGracePeriodSeconds is set above it",
+}
+
+
+@pytest.mark.parametrize("values", VALUES_CASES)
+def test_env_is_accepted_by_the_controller_settings(
+    h: Helm, values: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the chart sets is what `vpsie-autoscaler run` reads, and every value passes its validation."""
+    docs = h.template(*values)
+    env = {k: v for k, v in _env(docs).items() if k.startswith(ENV_PREFIX)}
+    fields = {ENV_PREFIX + name.upper(): name for name in Settings.model_fields}
+    assert set(env) <= set(fields), f"not a setting: {sorted(set(env) - set(fields))}"
+    assert {fields[k] for k in env} | set(SETTINGS_NOT_FROM_CHART) == set(Settings.model_fields)
+    for key in list(os.environ):
+        if key.startswith(ENV_PREFIX):
+            monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, NAMESPACE if isinstance(value, dict) else value)
+    settings = Settings()
+    pod = _pod(docs)
+    assert pod["terminationGracePeriodSeconds"] > settings.graceful_shutdown_timeout
+    container = _container(docs)
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert settings.metrics_bind_address == f":{ports['http-metrics']}"
+    assert settings.health_probe_bind_address == f":{ports['http-health']}"
+    assert settings.namespace == NAMESPACE
 
 
 def test_env_carries_the_values(h: Helm) -> None:
@@ -496,37 +532,6 @@ def test_rbac_can_be_left_to_an_administrator(h: Helm) -> None:
 
 # --- metrics, alerts, dashboard ------------------------------------------------------------------------
 
-_PROMQL_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
-_PROMQL_MATCHERS = re.compile(r"\{[^{}]*\}")
-_PROMQL_RANGE = re.compile(r"\[[^\]]*\]")
-_PROMQL_GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
-_PROMQL_IDENT = re.compile(r"(?<![\w$.])([a-zA-Z_:][a-zA-Z0-9_:]*)\b(?!\s*\()")
-_PROMQL_KEYWORDS = {"and", "or", "unless", "bool", "offset", "inf", "nan"}
-_HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
-
-
-def promql_metrics(expr: str) -> set[str]:
-    """Metric names a PromQL expression reads (label names, functions and keywords excluded)."""
-    text = _PROMQL_STRING.sub('""', expr)
-    text = _PROMQL_MATCHERS.sub("", text)
-    text = _PROMQL_RANGE.sub("", text)
-    text = _PROMQL_GROUPING.sub("", text)
-    return {m for m in _PROMQL_IDENT.findall(text) if m.lower() not in _PROMQL_KEYWORDS}
-
-
-def documented_metrics() -> dict[str, str]:
-    """name -> type from docs/metrics.md."""
-    rows = re.findall(r"^\| `([a-z_:]+)` \| (\w+) \|", METRICS_DOC.read_text(), re.MULTILINE)
-    return dict(rows)
-
-
-def _base_name(name: str, documented: dict[str, str]) -> str:
-    for suffix in _HISTOGRAM_SUFFIXES:
-        base = name.removesuffix(suffix)
-        if base != name and documented.get(base) == "histogram":
-            return base
-    return name
-
 
 def _dashboard_exprs() -> list[str]:
     dashboard = json.loads(DASHBOARD.read_text())
@@ -546,7 +551,9 @@ def test_promql_extraction_finds_metrics_and_nothing_else() -> None:
 
 def test_an_undocumented_metric_is_caught() -> None:
     documented = documented_metrics()
-    used = {_base_name(n, documented) for n in promql_metrics("rate(vpsie_autoscaler_scale_ups_total[5m])")}
+    used = {
+        base_metric_name(n, documented) for n in promql_metrics("rate(vpsie_autoscaler_scale_ups_total[5m])")
+    }
     assert used - set(documented) == {"vpsie_autoscaler_scale_ups_total"}
 
 
@@ -564,7 +571,7 @@ def test_metrics_reference_lists_the_contract() -> None:
 def test_dashboard_uses_only_documented_metrics() -> None:
     documented = documented_metrics()
     used = {
-        _base_name(name, documented)
+        base_metric_name(name, documented)
         for expr in _dashboard_exprs()
         # label_values(metric, label): the second argument is a label name
         for name in promql_metrics(re.sub(r",\s*\w+\)$", ")", expr))
@@ -597,7 +604,7 @@ def test_alerts_use_only_documented_metrics(h: Helm) -> None:
     ]
     assert len(ours) >= 10
     for alert in ours:
-        used = {_base_name(name, documented) for name in promql_metrics(alert["expr"])}
+        used = {base_metric_name(name, documented) for name in promql_metrics(alert["expr"])}
         assert used, alert["alert"]
         assert used - set(documented) == set(), alert["alert"]
         # Generic runtime metrics are shared with other controllers: every selector names our job.
