@@ -42,3 +42,17 @@ def base_metric_name(name: str, documented: dict[str, str]) -> str:
         if base != name and documented.get(base) == "histogram":
             return base
     return name
+
+
+_PAIRS = {")": "(", "]": "[", "}": "{"}
+
+
+def promql_balanced(expr: str) -> bool:
+    """Brackets, braces and parentheses pair up outside string literals (a cheap syntax check)."""
+    stack: list[str] = []
+    for char in _PROMQL_STRING.sub('""', expr):
+        if char in "([{":
+            stack.append(char)
+        elif char in _PAIRS and (not stack or stack.pop() != _PAIRS[char]):
+            return False
+    return not stack

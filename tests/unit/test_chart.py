@@ -22,7 +22,7 @@ import yaml
 
 from hack.chart import crds as chart_crds
 from hack.devcluster.cluster import find_binaries
-from tests.support.metrics_doc import base_metric_name, documented_metrics, promql_metrics
+from tests.support.metrics_doc import base_metric_name, documented_metrics, promql_balanced, promql_metrics
 from vpsie_autoscaler.api.nodegroup import NodeGroup
 from vpsie_autoscaler.config import Settings
 from vpsie_autoscaler.vpsie.credentials import Credentials, read_credentials_dir
@@ -549,6 +549,12 @@ def test_promql_extraction_finds_metrics_and_nothing_else() -> None:
     assert promql_metrics(expr) == {"foo_seconds_bucket", "bar_total", "baz_nodes"}
 
 
+def test_promql_balance_check_catches_a_missing_parenthesis() -> None:
+    assert promql_balanced('sum(rate(x{a="(("}[5m]))')
+    assert not promql_balanced("sum(rate(x[5m])")
+    assert not promql_balanced("max(x{a=1)}")
+
+
 def test_an_undocumented_metric_is_caught() -> None:
     documented = documented_metrics()
     used = {
@@ -577,6 +583,7 @@ def test_dashboard_uses_only_documented_metrics() -> None:
         for name in promql_metrics(re.sub(r",\s*\w+\)$", ")", expr))
     }
     assert used - set(documented) == set()
+    assert all(promql_balanced(expr) for expr in _dashboard_exprs())
     # Every documented metric is on the dashboard.
     assert set(documented) - used == set()
 
@@ -604,6 +611,7 @@ def test_alerts_use_only_documented_metrics(h: Helm) -> None:
     ]
     assert len(ours) >= 10
     for alert in ours:
+        assert promql_balanced(alert["expr"]), alert["alert"]
         used = {base_metric_name(name, documented) for name in promql_metrics(alert["expr"])}
         assert used, alert["alert"]
         assert used - set(documented) == set(), alert["alert"]
