@@ -12,6 +12,7 @@ import json
 import os
 import re
 import subprocess
+import tomllib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, NoReturn
@@ -131,6 +132,15 @@ VALUES_CASES = [pytest.param([], id="default")] + [pytest.param(["-f", str(p)], 
 
 
 # --- lint and validation ---------------------------------------------------------------------------------
+
+
+def test_chart_app_version_is_the_package_version() -> None:
+    """The default image tag is the appVersion: it must name the release being packaged."""
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert chart["appVersion"] == project["version"]
+    assert chart["apiVersion"] == "v2"
+    assert chart["kubeVersion"] == ">=1.30.0-0"
 
 
 def test_there_are_ci_values_files() -> None:
