@@ -41,6 +41,7 @@ NODE_LABEL = "bench.vpsie.com/informers"
 SYNC_TIMEOUT_SECONDS = 300.0
 NAMESPACE_WAIT_POLLS = 300
 LEAN_STEADY_SECONDS = 5.0
+CLEANUP_ATTEMPTS = 10
 MIB = 1024 * 1024
 
 
@@ -120,15 +121,22 @@ def lean_pod(obj: dict[str, Any]) -> dict[str, Any]:
 # -- the measured child process -------------------------------------------------------------------
 
 
-async def measure(kubeconfig: str, steady_seconds: float, lean: bool = False) -> dict[str, Any]:
+async def measure(
+    kubeconfig: str,
+    steady_seconds: float,
+    lean: bool = False,
+    list_mode: str = "paginated",
+    page_size: int = 500,
+) -> dict[str, Any]:
     started = time.monotonic()
     from vpsie_autoscaler.kube import KubeClient  # noqa: PLC0415 - import time is part of the start
     from vpsie_autoscaler.kube.resources import NODES, PODS  # noqa: PLC0415
     from vpsie_autoscaler.runtime.informer import InformerFactory  # noqa: PLC0415
+    from vpsie_autoscaler.runtime.reflector import ListMode  # noqa: PLC0415
 
     imported = time.monotonic()
     async with await KubeClient.connect(kubeconfig) as client:
-        factory = InformerFactory(client)
+        factory = InformerFactory(client, list_mode=ListMode(list_mode), page_size=page_size)
         nodes = factory.informer_for(NODES)
         pods = factory.informer_for(PODS, transform=lean_pod if lean else None)
         factory.start()
@@ -245,9 +253,18 @@ async def cleanup(kubeconfig: str) -> None:
                 with contextlib.suppress(errors.NotFound):
                     await client.delete(NODES, name)
 
-        # Pods on nodes without a kubelet never finish a graceful deletion: force them.
-        with contextlib.suppress(errors.NotFound):
-            await client.delete_collection(PODS, NAMESPACE, grace_period_seconds=0, request_timeout=300)
+        # Pods on nodes without a kubelet never finish a graceful deletion: force them. One
+        # deletecollection of 30 000 pods can outlast the apiserver's 60 s request timeout (504);
+        # what it deleted stays deleted, so repeat until none are left.
+        for _ in range(CLEANUP_ATTEMPTS):
+            try:
+                await client.delete_collection(PODS, NAMESPACE, grace_period_seconds=0, request_timeout=120)
+            except errors.NotFound:
+                break
+            except (errors.KubeTimeout, errors.ServerError):
+                pass
+            if not (await client.list(PODS, NAMESPACE, limit=1)).get("items"):
+                break
         await asyncio.gather(*(delete(n["metadata"]["name"]) for n in listed.get("items") or []))
         with contextlib.suppress(errors.NotFound):
             await client.delete(NAMESPACES, NAMESPACE)
@@ -271,10 +288,18 @@ def main() -> int:
     parser.add_argument("--kubeconfig", help=argparse.SUPPRESS)
     parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--lean", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--list-mode", default="paginated", help=argparse.SUPPRESS)
+    parser.add_argument("--page-size", type=int, default=500, help=argparse.SUPPRESS)
     parser.add_argument("--keep", action="store_true", help="leave the objects in place")
     args = parser.parse_args()
     if args.measure:
-        print(json.dumps(asyncio.run(measure(args.kubeconfig, args.steady_seconds, args.lean))))
+        print(
+            json.dumps(
+                asyncio.run(
+                    measure(args.kubeconfig, args.steady_seconds, args.lean, args.list_mode, args.page_size)
+                )
+            )
+        )
         return 0
 
     from hack.devcluster.cluster import DevCluster, find_binaries  # noqa: PLC0415
@@ -301,11 +326,16 @@ def main() -> int:
             result["lean_start_to_synced_s"] = lean["start_to_synced_s"]
             result.update(asyncio.run(decode_comparison(kubeconfig, min(DECODE_SAMPLE_PODS, args.pods))))
             result["create_s"] = created_s
+            report(result)
         finally:
             if cluster is not None:
                 cluster.stop()
             elif not args.keep:
                 asyncio.run(cleanup(kubeconfig))
+    return 0
+
+
+def report(result: dict[str, Any]) -> None:
     print(
         f"informer benchmark: python {platform.python_version()} on {platform.machine()}, "
         f"{os.cpu_count()} cpus; {result['nodes']} nodes, {result['pods']} pods "
@@ -332,8 +362,7 @@ def main() -> int:
     for name, value, target, ok in rows:
         mark = "" if not target else ("  ok" if ok else "  MISSED")
         print(f"  {name:<32} {value:<60} {target}{mark}")
-    print(json.dumps(result))
-    return 0
+    print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import sys
 import typing
 
 from pydantic import ValidationError
+from pydantic_core import PydanticUndefined
 
 from vpsie_autoscaler.config import SECRET_FIELDS, Settings, env_name, flag_name, format_error, load_settings
 
@@ -30,8 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for name, field in Settings.model_fields.items():
         if name in SECRET_FIELDS:
             continue
-        default = field.get_default(call_default_factory=False)
-        shown = "" if default is None or callable(default) else f" (default {default!r})"
+        shown = "" if field.default in (None, PydanticUndefined) else f" (default {field.default!r})"
         help_text = f"{field.description or name}{shown}; env {env_name(name)}"
         if _is_bool(field.annotation):
             parser.add_argument(

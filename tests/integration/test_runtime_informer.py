@@ -93,7 +93,7 @@ async def test_a_broken_watch_resumes_from_its_rv_without_losing_events(
     task = inf.start()
     try:
         await eventually(inf.has_synced, within=SYNC_S, what="initial sync")
-        await eventually(lambda: len(kube_proxy.watches) == 1, within=EVENT_S, what="watch open")
+        await eventually(lambda: kube_proxy.open_watches == 1, within=EVENT_S, what="watch streaming")
         lists_before = len(kube_proxy.lists)
         # Changes made while the watch connection is broken and the reconnect is held.
         await kube.merge_patch(CONFIGMAPS, "a", {"data": {"v": "2"}}, ns)
@@ -129,10 +129,10 @@ async def test_a_forced_410_relists_and_delivers_tombstones_for_what_vanished(
     task = inf.start()
     try:
         await eventually(inf.has_synced, within=SYNC_S, what="initial sync")
-        await eventually(lambda: len(kube_proxy.watches) == 1, within=EVENT_S, what="watch open")
+        await eventually(lambda: kube_proxy.open_watches == 1, within=EVENT_S, what="watch streaming")
         lists_before = len(kube_proxy.lists)
         kube_proxy.hold_watches()
-        kube_proxy.drop_watches()
+        assert kube_proxy.drop_watches() == 1
         await eventually(lambda: len(kube_proxy.watches) == 2, within=EVENT_S, what="re-watch held")
         await kube.delete(CONFIGMAPS, "gone", ns)
         await kube.create(CONFIGMAPS, configmap("new", v="1"), ns)

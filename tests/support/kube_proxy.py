@@ -55,6 +55,11 @@ class KubeProxy:
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
 
+    @property
+    def open_watches(self) -> int:
+        """Watches currently streaming from the apiserver (established, not just requested)."""
+        return len(self._active)
+
     # -- fault switches ---------------------------------------------------------------------------
 
     def hold_watches(self) -> None:

@@ -10,7 +10,9 @@ the ``BearerToken`` auth setting, which :class:`~vpsie_autoscaler.kube.client.Ku
 
 from __future__ import annotations
 
+import inspect
 import os
+from typing import Any
 
 from kubernetes_asyncio.client import Configuration
 from kubernetes_asyncio.config import ConfigException, load_incluster_config, load_kube_config
@@ -47,10 +49,32 @@ async def load_configuration(
             await load_kube_config(config_file=kubeconfig, context=context, client_configuration=cfg)
         else:
             load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+            _strip_token_whitespace(cfg)
     except ConfigException as exc:
         where = f"kubeconfig {kubeconfig!r}" if kubeconfig else "in-cluster service account"
         raise KubeConfigError(f"cannot load {where}: {exc}") from exc
     return cfg
+
+
+def _strip_token_whitespace(cfg: Configuration) -> None:
+    """kubernetes_asyncio 36.1.0 puts the token file's content into the header verbatim; a token
+    file ending in a newline (a Secret-mounted token, an editor) would make an invalid header.
+    Strip it now and after every refresh."""
+    library_hook: Any = cfg.refresh_api_key_hook
+
+    async def refresh(conf: Configuration, *args: object) -> None:
+        if library_hook is not None:
+            result = library_hook(conf, *args)
+            if inspect.isawaitable(result):
+                await result
+        token = conf.api_key.get("BearerToken")
+        if isinstance(token, str):
+            conf.api_key["BearerToken"] = token.strip()
+
+    token = cfg.api_key.get("BearerToken")
+    if isinstance(token, str):
+        cfg.api_key["BearerToken"] = token.strip()
+    cfg.refresh_api_key_hook = refresh
 
 
 def _is_file(path: str) -> bool:
