@@ -35,8 +35,9 @@ WORKDIR /src
 # - Type stubs are for editors, not for the controller (kubernetes_asyncio ships ~840 of them).
 # - Bytecode is compiled here, unchecked-hash: valid whatever the file timestamps and never rewritten,
 #   because the pod's root filesystem is read-only.
-# - kubernetes_asyncio's generated API and model classes (40 MB on disk) ship as bytecode only: their
+# - kubernetes_asyncio's generated API and model modules (40 MB on disk) ship as bytecode only: their
 #   source lines are never worth reading in a traceback, and dropping them keeps the image in budget.
+#   The package __init__ files stay as source: the lazy importer (kube/_lazy_import.py) reads them.
 COPY pyproject.toml uv.lock ./
 RUN set -eu; \
     case "${TARGETARCH}" in \
@@ -52,7 +53,8 @@ RUN set -eu; \
     rm -rf "${SITE:?}/bin"; \
     generated="${SITE}/kubernetes_asyncio/client"; \
     python3 -m compileall -q -j 0 -b --invalidation-mode unchecked-hash "${generated}"; \
-    find "${generated}" -name '*.py' -delete; \
+    find "${generated}" -name '*.py' ! -name __init__.py -delete; \
+    find "${generated}" -name __init__.pyc -delete; \
     find "${generated}" -name __pycache__ -prune -exec rm -rf {} +; \
     python3 -m compileall -q -j 0 --invalidation-mode unchecked-hash "${SITE}"
 

@@ -77,6 +77,10 @@ chart-lint: devcluster-build ## helm lint --strict the chart with its default an
 image: setup ## build the image for linux/amd64 and linux/arm64 with buildah, smoke-test it, record sizes
 	hack/image/build.sh
 
+.PHONY: image-check
+image-check: setup devcluster-build ## run the built amd64 image's controller as UID 65532 on the local control plane
+	$(PY) -m hack.image.run_check
+
 # pytest exits 5 when it collected nothing: that must never pass as green.
 define run_pytest
 	rc=0; $(PY) -m pytest $(1) $(PYTEST_ARGS) || rc=$$?; \

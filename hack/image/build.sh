@@ -41,8 +41,13 @@ CACHE="${VPSIE_IMAGE_CACHE:-$HOME/.cache/vpsie-image}"
 STANDIN_RECIPE=4
 REGISTRY_PROBE_SECONDS=20
 # The runtime dependencies with compiled extensions, imported in each image by the smoke test.
-IMPORT_CHECK="import aiohttp, frozenlist, multidict, orjson, propcache, pydantic_core, yaml, yarl
-import kubernetes_asyncio.client, prometheus_client, pydantic_settings, structlog
+# The Kubernetes adapter first: it installs its lazy kubernetes_asyncio packages, which read the
+# packages' __init__ sources.
+IMPORT_CHECK="from vpsie_autoscaler.kube import KubeClient
+import kubernetes_asyncio.client, kubernetes_asyncio.config
+assert kubernetes_asyncio.client.ApiClient and kubernetes_asyncio.client.V1Pod
+import aiohttp, frozenlist, multidict, orjson, propcache, pydantic_core, yaml, yarl
+import prometheus_client, pydantic_settings, structlog
 assert yaml.__with_libyaml__, 'PyYAML without libyaml'
 print('imports ok')"
 
@@ -283,6 +288,10 @@ API and model classes ship as bytecode only (that saved 1.2 MB compressed). Furt
 release outgrows the budget: the other dependencies sourceless too (~1.3 MB), or the opt-in
 \`gcr.io/distroless/python3-debian13\` base (Python 3.13, no shell or package manager, UID 65532
 \`nonroot\`), whose base is smaller than python:*-slim (not measured here: it cannot be pulled).
+
+\`make image-check\` goes one step further on the local control plane: the amd64 image's
+\`vpsie-autoscaler run\`, as UID 65532 with a token of the Helm chart's ServiceAccount, must take the
+leader Lease and answer \`/readyz\`.
 
 Rebuild with \`make image\` (\`PLATFORMS="linux/amd64"\` for one platform). The base root
 filesystems are cached in \`~/.cache/vpsie-image/\`; bootstrapping them on a cold cache takes a few
