@@ -117,6 +117,11 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"expander chain {value!r} must be comma-separated names like 'priority,least-waste'"
             )
+        from vpsie_autoscaler.scaling.expanders import EXPANDERS  # noqa: PLC0415 - pure, light
+
+        unknown = [n for n in names if n not in EXPANDERS]
+        if unknown:
+            raise ValueError(f"unknown expander(s) {', '.join(unknown)}: choose from {', '.join(EXPANDERS)}")
         return ",".join(names)
 
     @field_validator("kubeconfig", "vpsie_credentials_dir", "vpsie_client_id")

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from hack.devcluster.cluster import ClusterHandle
+from tests.integration.crds import install_crds
 
 pytestmark = pytest.mark.cluster
 
@@ -88,6 +89,7 @@ def _wait(condition: Any, within: float, what: str, instances: list[Instance]) -
 
 @pytest.fixture
 def instances(k8s_cluster: ClusterHandle, k8s_namespace: str, tmp_path: Path) -> Iterator[list[Instance]]:
+    install_crds(k8s_cluster.client)  # the controllers' informers need their CRDs to sync
     started: list[Instance] = []
     yield started
     for inst in started:

@@ -4,15 +4,22 @@
 informers, event recorder, leader election, HTTP servers) and calls :func:`setup` once, before the
 manager starts. Controllers are created here with ``manager.informers.informer_for(...)`` as their
 sources and added with ``manager.add_controller(...)``; periodic work that is not driven by an
-informer is added with ``manager.add_runnable(...)``.
+informer is added with ``manager.add_runnable(...)``. Each family registers in its own module.
 """
 
 from __future__ import annotations
 
 from vpsie_autoscaler.config import Settings
+from vpsie_autoscaler.controllers.autoscaling import setup_autoscaling
+from vpsie_autoscaler.controllers.lifecycle import setup_lifecycle
 from vpsie_autoscaler.runtime.manager import Manager
 
 
 def setup(manager: Manager, settings: Settings) -> None:
-    """Register every controller with ``manager``. No controllers are registered yet."""
-    del manager, settings
+    """Register every controller with ``manager``.
+
+    The lifecycle family builds the one VPSie client; scale-up reads plan capacity through it (None
+    when no credentials are configured: groups must then state their capacity in the template).
+    """
+    lifecycle = setup_lifecycle(manager, settings)
+    setup_autoscaling(manager, settings, catalogue_client=lifecycle.providers.client)

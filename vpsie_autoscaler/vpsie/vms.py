@@ -87,10 +87,13 @@ class VMProvider:
     async def list(self, source: NodeSource) -> list[Instance]:
         src = _source(source)
         prefix = src.hostname_prefix.lower()
+        # The pending queue is read first: a VM that leaves it between the two calls then shows up in
+        # the VM list. In the other order it would be in neither, and look deleted.
+        queued = await self._client.list_pending_vms()
         vms = [v for v in await self._client.list_vms() if v.hostname.lower().startswith(prefix)]
         result = [self._instance(src, v) for v in vms if not v.is_deleted]
         known = {v.hostname.lower() for v in vms}
-        for pending in await self._client.list_pending_vms():
+        for pending in queued:
             name = pending.data.hostname
             if name.lower().startswith(prefix) and name.lower() not in known:
                 known.add(name.lower())

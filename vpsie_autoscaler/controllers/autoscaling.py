@@ -1,0 +1,106 @@
+"""Registration of the autoscaling controllers (scale-up, scale-down) with the manager.
+
+``setup()`` (controllers/setup.py) calls :func:`setup_autoscaling`. Both controllers are leader-only
+manager runnables over shared informers (pods, nodes, PodDisruptionBudgets, NodeGroups,
+VPSieNodes): standbys keep their caches warm, so a new leader decides at once, but never plan,
+create or emit. The plan catalogue refresher is leader-only too (it spends the VPSie rate budget).
+
+RBAC used (all within the chart's ClusterRole): pods and nodes list/watch, nodes patch (timers,
+stale taints), poddisruptionbudgets list/watch, nodegroups list/watch and status patch,
+vpsienodes list/watch/create/patch, events create/patch. DaemonSet overhead is not subtracted: it
+would need daemonsets list/watch, which the chart does not grant.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from vpsie_autoscaler.config import Settings
+from vpsie_autoscaler.controllers.catalogue import CatalogueClient, PlanCatalogue
+from vpsie_autoscaler.controllers.metrics import autoscaler_metrics
+from vpsie_autoscaler.controllers.podcache import trim_pod
+from vpsie_autoscaler.controllers.scaledown import ScaleDownController, ScaleDownOptions
+from vpsie_autoscaler.controllers.scaleup import ScaleUpController, ScaleUpOptions
+from vpsie_autoscaler.controllers.snapshot import SnapshotBuilder
+from vpsie_autoscaler.kube.resources import NODEGROUPS, NODES, PDBS, PODS, VPSIENODES
+from vpsie_autoscaler.runtime.manager import Manager
+from vpsie_autoscaler.scaling import ClusterLimits
+
+
+@dataclass(frozen=True)
+class Autoscaling:
+    """What :func:`setup_autoscaling` registered (tests drive these directly)."""
+
+    builder: SnapshotBuilder
+    catalogue: PlanCatalogue
+    scaleup: ScaleUpController
+    scaledown: ScaleDownController
+
+
+def limits_from(settings: Settings) -> ClusterLimits:
+    return ClusterLimits(
+        max_nodes=settings.max_nodes_total,
+        max_cores=settings.max_cores_total,
+        # The planner counts whole GiB; round up so a fractional limit never becomes 0 ("no limit").
+        max_memory_gib=math.ceil(settings.max_memory_total_gib),
+    )
+
+
+def setup_autoscaling(
+    manager: Manager, settings: Settings, *, catalogue_client: CatalogueClient | None = None
+) -> Autoscaling:
+    """Create the scale-up and scale-down controllers on ``manager``'s informers and register them.
+
+    ``catalogue_client``: a VPSie client to read plan capacity from (None: groups must state
+    cpu/memory in ``spec.template.resources``).
+    """
+    informers = manager.informers
+    pods = informers.informer_for(PODS, transform=trim_pod)
+    nodegroups = informers.informer_for(NODEGROUPS)
+    catalogue = PlanCatalogue(catalogue_client, manager.clock)
+    builder = SnapshotBuilder(
+        pods=pods.store,
+        nodes=informers.informer_for(NODES).store,
+        nodegroups=nodegroups.store,
+        vpsienodes=informers.informer_for(VPSIENODES).store,
+        pdbs=informers.informer_for(PDBS).store,
+        catalogue=catalogue,
+    )
+    metrics = autoscaler_metrics(manager.registry)
+    metrics.dry_run.set(1 if settings.dry_run else 0)
+    scaleup = ScaleUpController(
+        client=manager.client,
+        recorder=manager.recorder,
+        metrics=metrics,
+        builder=builder,
+        clock=manager.clock,
+        options=ScaleUpOptions(
+            expander=settings.expander,
+            limits=limits_from(settings),
+            dry_run=settings.dry_run,
+            scan_interval=settings.scan_interval,
+        ),
+    )
+    pods.add_event_handler(
+        on_add=scaleup.on_pod, on_update=scaleup.on_pod_update, on_delete=scaleup.on_pod_delete
+    )
+    # Read a new group's plan as soon as the group appears, not when the first pod needs it, and
+    # re-plan once new plan facts arrive (pods may have been refused for "capacity unknown").
+    nodegroups.add_event_handler(
+        on_add=catalogue.want_object, on_update=lambda _old, new: catalogue.want_object(new)
+    )
+    catalogue.on_change(scaleup.replan)
+    scaledown = ScaleDownController(
+        client=manager.client,
+        recorder=manager.recorder,
+        metrics=metrics,
+        builder=builder,
+        clock=manager.clock,
+        options=ScaleDownOptions(dry_run=settings.dry_run, scan_interval=settings.scan_interval),
+    )
+    if catalogue.enabled:
+        manager.add_runnable(catalogue.run, needs_leader=True, name="plan-catalogue")
+    manager.add_runnable(scaleup.run, needs_leader=True, name="scaleup")
+    manager.add_runnable(scaledown.run, needs_leader=True, name="scaledown")
+    return Autoscaling(builder, catalogue, scaleup, scaledown)

@@ -1,0 +1,457 @@
+"""The NodeGroup controller: level-triggered status, ``minNodes``/``maxNodes``, back-off, finalizer.
+
+Every reconcile reads the group's VPSieNodes from the cache and the group's instances from the
+provider (VPSie cannot be watched), then moves one step:
+
+- below ``minNodes`` (and not in back-off) → create the missing VPSieNodes with
+  :func:`~vpsie_autoscaler.controllers.vpsienodes.new_vpsienode` (Event ``ScaledUp``);
+- above ``maxNodes`` (the spec was lowered) → drain requests on the surplus, not-ready nodes first
+  (Event ``ScaleDownRequested``): the group converges to ``maxNodes`` instead of staying above it
+  (seed trap: desired below current never converging). Requested nodes stop counting at once, so
+  the next reconcile does not ask again;
+- status: counts (leaving nodes never counted), ``desiredNodes`` = ``current`` clamped to
+  ``[minNodes, maxNodes]``, conditions ``Ready`` (one-word reason for ``kubectl get ng``),
+  ``ScalingUp``, ``ScalingDown``, ``Backoff``, ``AtMinCapacity``, ``AtMaxCapacity``, ``CloudError``,
+  ``backoffUntil``/``consecutiveFailures`` derived from Failed VPSieNodes, ``lastDecision``;
+- per-group gauges (min, max, desired, current, ready, backoff, hourly cost).
+
+Deleting a NodeGroup deletes its VPSieNodes (their finalizers delete the instances and Nodes) and only
+then drops ``NODEGROUP_FINALIZER``. It never calls VPSie's create or drains: the lifecycle controller
+does (docs/architecture.md, "who owns what").
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+import structlog
+from pydantic import ValidationError
+
+from vpsie_autoscaler.api.labels import (
+    DRAIN_REASON_ANNOTATION,
+    DRAIN_REQUESTED_ANNOTATION,
+    NODEGROUP_FINALIZER,
+    NODEGROUP_LABEL,
+)
+from vpsie_autoscaler.api.nodegroup import (
+    CONDITION_AT_MAX_CAPACITY,
+    CONDITION_AT_MIN_CAPACITY,
+    CONDITION_BACKOFF,
+    CONDITION_CLOUD_ERROR,
+    CONDITION_READY,
+    CONDITION_SCALING_DOWN,
+    CONDITION_SCALING_UP,
+    DECISION_MAX_LENGTH,
+    NodeGroup,
+    NodeGroupStatus,
+)
+from vpsie_autoscaler.api.types import MESSAGE_MAX_LENGTH, set_condition
+from vpsie_autoscaler.api.vpsienode import VPSieNode
+from vpsie_autoscaler.controllers.metrics import AutoscalerMetrics
+from vpsie_autoscaler.controllers.nodegroup import status as s
+from vpsie_autoscaler.controllers.objects import (
+    add_finalizer,
+    ensure_index,
+    labels_of,
+    patch_status,
+    remove_finalizer,
+    rfc3339,
+)
+from vpsie_autoscaler.controllers.providers import Providers
+from vpsie_autoscaler.controllers.vpsienode.nodes import node_ready
+from vpsie_autoscaler.controllers.vpsienodes import creation_body, new_vpsienode
+from vpsie_autoscaler.kube import KubeClient, errors
+from vpsie_autoscaler.kube.resources import NODEGROUPS, VPSIENODES
+from vpsie_autoscaler.runtime.clock import Clock
+from vpsie_autoscaler.runtime.controller import Request, Result
+from vpsie_autoscaler.runtime.events import EventRecorder
+from vpsie_autoscaler.runtime.informer import SharedInformer
+from vpsie_autoscaler.vpsie.errors import VPSieError
+
+log = structlog.get_logger("vpsie_autoscaler.controllers.nodegroup")
+
+GROUP_INDEX: Final = "lifecycle.nodegroup"
+"""VPSieNode index: ``NODEGROUP_LABEL`` → VPSieNodes of that group."""
+
+DEFAULT_RESYNC_SECONDS: Final = 10.0  # the cloud is polled at the scan interval
+DELETE_POLL_SECONDS: Final = 2.0  # while a deleted group waits for its VPSieNodes to go
+EXPECTATION_POLL_SECONDS: Final = 0.5
+EXPECTATION_TIMEOUT_SECONDS: Final = 60.0  # a write never seen by the watch is given up (then re-counted)
+CREATE_ATTEMPTS: Final = 5  # 409 AlreadyExists → new suffix; 5 collisions in a row is a bug, not luck
+
+REASON_SCALED_UP: Final = "ScaledUp"
+REASON_SCALE_DOWN_REQUESTED: Final = "ScaleDownRequested"
+REASON_BACKOFF: Final = "BackOff"
+REASON_CLOUD_ERROR: Final = "CloudError"
+REASON_DELETING: Final = "DeletingNodes"
+REASON_DRY_RUN: Final = "DryRun"
+REASON_INVALID: Final = "InvalidSpec"
+DRAIN_REASON_ABOVE_MAX: Final = "AboveMaxSize"
+SCALE_UP_REASON_MIN: Final = "MinNodes"
+ACTION_SCALE: Final = "Scale"
+
+
+@dataclass(frozen=True)
+class NodeGroupOptions:
+    dry_run: bool = False
+    resync_interval: float = DEFAULT_RESYNC_SECONDS
+
+
+def _drain_requested(obj: Mapping[str, Any]) -> bool:
+    return DRAIN_REQUESTED_ANNOTATION in ((obj.get("metadata") or {}).get("annotations") or {})
+
+
+def group_index(obj: Mapping[str, Any]) -> list[str]:
+    group = labels_of(obj).get(NODEGROUP_LABEL) or (obj.get("spec") or {}).get("nodeGroup")
+    return [group] if group else []
+
+
+class NodeGroupReconciler:
+    def __init__(
+        self,
+        *,
+        client: KubeClient,
+        recorder: EventRecorder,
+        clock: Clock,
+        providers: Providers,
+        nodegroups: SharedInformer,
+        vpsienodes: SharedInformer,
+        nodes: SharedInformer,
+        metrics: AutoscalerMetrics,
+        options: NodeGroupOptions | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.client = client
+        self.recorder = recorder
+        self.clock = clock
+        self.providers = providers
+        self.nodegroups = nodegroups
+        self.vpsienodes = vpsienodes
+        self.nodes = nodes
+        self.metrics = metrics
+        self.options = options or NodeGroupOptions()
+        self.rng = rng
+        # group → VPSieNode → (deadline, "the cache shows our write"); in memory on purpose: a restart
+        # starts from freshly listed caches, which already contain every write.
+        self._expectations: dict[str, dict[str, tuple[float, Callable[[Mapping[str, Any]], bool]]]] = {}
+        ensure_index(vpsienodes, GROUP_INDEX, group_index)
+
+    # -- expectations (the ReplicaSet controller's ``ControllerExpectations``) ----------------------
+
+    def _expect(self, group: str, vpsienode: str, seen: Callable[[Mapping[str, Any]], bool]) -> None:
+        pending = self._expectations.setdefault(group, {})
+        pending[vpsienode] = (time.monotonic() + EXPECTATION_TIMEOUT_SECONDS, seen)
+
+    def _expectations_met(self, group: str) -> bool:
+        pending = self._expectations.get(group)
+        if not pending:
+            return True
+        for name, (deadline, seen) in list(pending.items()):
+            obj = self.vpsienodes.store.get(name)
+            if (obj is not None and seen(obj)) or time.monotonic() > deadline:
+                del pending[name]
+        return not pending
+
+    def requests_for_vpsienode(self, obj: dict[str, Any]) -> list[Request]:
+        return [Request(g) for g in group_index(obj)]
+
+    def _node_ready(self, name: str) -> bool:
+        node = self.nodes.store.get(name)
+        return node is not None and node_ready(node)
+
+    def _members(self, name: str) -> list[VPSieNode]:
+        members = []
+        for obj in self.vpsienodes.store.by_index(GROUP_INDEX, name):
+            try:
+                members.append(VPSieNode.from_k8s(obj))
+            except ValidationError as exc:
+                log.error("vpsienode.invalid", vpsienode=obj["metadata"]["name"], error=str(exc))
+        return members
+
+    async def reconcile(self, request: Request) -> Result:
+        obj = self.nodegroups.store.get(request.name)
+        if obj is None:
+            self.metrics.forget_group(request.name)
+            return Result()
+        try:
+            group = NodeGroup.from_k8s(obj)
+        except ValidationError as exc:
+            log.error("nodegroup.invalid", nodegroup=request.name, error=str(exc))
+            self.recorder.event(
+                obj, "Warning", REASON_INVALID, f"cannot parse: {exc.errors()[0]['msg']}", "Validate"
+            )
+            return Result()
+        try:
+            if group.metadata.deletion_timestamp is not None:
+                return await self._finalize(obj, group)
+            if NODEGROUP_FINALIZER not in group.metadata.finalizers and not self.options.dry_run:
+                await add_finalizer(self.client, NODEGROUPS, obj, NODEGROUP_FINALIZER)
+                return Result()
+            return await self._sync(obj, group)
+        except errors.Conflict:
+            return Result(requeue=True)  # read again from a fresher cache
+        except errors.NotFound:
+            return Result()  # deleted while we worked: its delete event ends the story
+
+    # -- steady state -----------------------------------------------------------------------------
+
+    async def _sync(self, obj: dict[str, Any], group: NodeGroup) -> Result:
+        name, spec = group.metadata.name, group.spec
+        now = self.clock.now()
+        if not self._expectations_met(name):
+            # Our last writes are not in the cache yet: counting now would count them as missing and
+            # create (or drain) again. Their watch events bring us back; the requeue is the safety net.
+            return Result(requeue_after=EXPECTATION_POLL_SECONDS)
+        members = self._members(name)
+        counts = s.count(members, self._node_ready)
+        back = s.backoff(members, spec.provisioning.backoff)
+        in_backoff = back.active(now)
+        cloud_error = await self._cloud_check(group)
+        decision: str | None = None
+        st = group.status.model_copy(deep=True)
+
+        if counts.current < spec.min_nodes:
+            need = spec.min_nodes - counts.current
+            if in_backoff:
+                decision = (
+                    f"{need} node(s) below minNodes={spec.min_nodes}; waiting for the back-off to end at "
+                    f"{rfc3339(back.until or now)}"
+                )
+            elif self.options.dry_run:
+                decision = f"dry-run: would create {need} node(s) to reach minNodes={spec.min_nodes}"
+                self.recorder.event(obj, "Normal", REASON_DRY_RUN, decision, ACTION_SCALE)
+            else:
+                created = await self._create(group, need)
+                decision = f"created {created} node(s) to reach minNodes={spec.min_nodes}"
+                self.metrics.scale_up_total.labels(name, SCALE_UP_REASON_MIN).inc(created)
+                self.recorder.event(obj, "Normal", REASON_SCALED_UP, decision, ACTION_SCALE)
+                st.last_scale_up_time = now
+                counts = s.Counts(
+                    counts.current + created,
+                    counts.ready,
+                    counts.provisioning + created,
+                    counts.deleting,
+                    counts.failed,
+                )
+        elif counts.current > spec.max_nodes:
+            chosen = s.surplus(members, counts.current - spec.max_nodes, self._node_ready)
+            names = ", ".join(vn.metadata.name for vn in chosen)
+            if self.options.dry_run:
+                decision = (
+                    f"dry-run: would remove {len(chosen)} node(s) above maxNodes={spec.max_nodes}: {names}"
+                )
+                self.recorder.event(obj, "Normal", REASON_DRY_RUN, decision, ACTION_SCALE)
+            else:
+                requested = await self._request_drains(chosen, now)
+                self.metrics.scale_down_total.labels(name, DRAIN_REASON_ABOVE_MAX).inc(requested)
+                decision = (
+                    f"requested removal of {len(chosen)} node(s) above maxNodes={spec.max_nodes}: {names}"
+                )
+                self.recorder.event(obj, "Normal", REASON_SCALE_DOWN_REQUESTED, decision, ACTION_SCALE)
+                st.last_scale_down_time = now
+                counts = s.Counts(
+                    counts.current - len(chosen),
+                    counts.ready,
+                    counts.provisioning,
+                    counts.deleting + len(chosen),
+                    counts.failed,
+                )
+
+        self._conditions(obj, group, st, counts, back, in_backoff, cloud_error, now)
+        st.desired_nodes = min(max(counts.current, spec.min_nodes), spec.max_nodes)
+        st.current_nodes, st.ready_nodes = counts.current, counts.ready
+        st.provisioning_nodes, st.deleting_nodes = counts.provisioning, counts.deleting
+        st.backoff_until = back.until if in_backoff else None
+        st.consecutive_failures = back.failures
+        st.observed_generation = group.metadata.generation
+        if decision is not None:
+            st.last_decision = decision[:DECISION_MAX_LENGTH]
+            log.info("nodegroup.decision", nodegroup=name, decision=decision)
+        if st != group.status:
+            await patch_status(self.client, NODEGROUPS, obj, st.to_k8s())
+        self._gauges(group, st, in_backoff)
+        requeue = self.options.resync_interval
+        if in_backoff and back.until is not None:
+            requeue = min(requeue, max((back.until - now).total_seconds(), 0.0) + 0.1)
+        return Result(requeue_after=requeue)
+
+    async def _cloud_check(self, group: NodeGroup) -> str | None:
+        """The provider's view of the group: None when VPSie answered, else the error in words."""
+        try:
+            source = await self.providers.source_for(group.metadata.name, group.spec.managed, group.spec.vm)
+            await self.providers.provider_for(source).list(source)
+        except VPSieError as exc:
+            return str(exc)
+        return None
+
+    async def _create(self, group: NodeGroup, need: int) -> int:
+        created = 0
+        for _ in range(need):
+            for _attempt in range(CREATE_ATTEMPTS):
+                node = new_vpsienode(group, rng=self.rng)
+                try:
+                    await self.client.create(VPSIENODES, creation_body(node))
+                except errors.AlreadyExists:
+                    continue
+                created += 1
+                self._expect(group.metadata.name, node.metadata.name, lambda o: True)
+                log.info(
+                    "nodegroup.created_vpsienode", nodegroup=group.metadata.name, vpsienode=node.metadata.name
+                )
+                break
+        return created
+
+    async def _request_drains(self, chosen: list[VPSieNode], now: datetime) -> int:
+        """Annotate each chosen VPSieNode (the drain protocol); returns how many were requested."""
+        requested = 0
+        for vn in chosen:
+            patch = {
+                "metadata": {
+                    "annotations": {
+                        DRAIN_REQUESTED_ANNOTATION: rfc3339(now),
+                        DRAIN_REASON_ANNOTATION: DRAIN_REASON_ABOVE_MAX,
+                    }
+                }
+            }
+            try:
+                await self.client.merge_patch(VPSIENODES, vn.metadata.name, patch)
+            except errors.NotFound:
+                continue
+            self._expect(vn.spec.node_group, vn.metadata.name, _drain_requested)
+            requested += 1
+        return requested
+
+    def _conditions(  # noqa: PLR0917 - everything the conditions are computed from
+        self,
+        obj: dict[str, Any],
+        group: NodeGroup,
+        st: NodeGroupStatus,
+        counts: s.Counts,
+        back: s.Backoff,
+        in_backoff: bool,
+        cloud_error: str | None,
+        now: datetime,
+    ) -> None:
+        spec, gen = group.spec, group.metadata.generation
+
+        def put(type_: str, ok: bool, reason: str, message: str) -> bool:
+            return set_condition(
+                st.conditions,
+                type_,
+                "True" if ok else "False",
+                reason,
+                message[:MESSAGE_MAX_LENGTH],
+                now=now,
+                observed_generation=gen,
+            )
+
+        was_backoff = (c := group.status.condition(CONDITION_BACKOFF)) is not None and c.status == "True"
+        was_error = (c := group.status.condition(CONDITION_CLOUD_ERROR)) is not None and c.status == "True"
+        ready_ok, state = s.ready_state(
+            cloud_error=cloud_error is not None,
+            in_backoff=in_backoff,
+            counts=counts,
+            min_nodes=spec.min_nodes,
+            max_nodes=spec.max_nodes,
+        )
+        summary = (
+            f"{counts.current} current ({counts.ready} ready, {counts.provisioning} provisioning), "
+            f"{counts.deleting} leaving, {counts.failed} failed; min {spec.min_nodes}, max {spec.max_nodes}"
+        )
+        put(CONDITION_READY, ready_ok, state, cloud_error or summary)
+        put(
+            CONDITION_SCALING_UP,
+            counts.provisioning > 0,
+            "Provisioning" if counts.provisioning else "Idle",
+            f"{counts.provisioning} node(s) provisioning",
+        )
+        put(
+            CONDITION_SCALING_DOWN,
+            counts.deleting > 0,
+            "Draining" if counts.deleting else "Idle",
+            f"{counts.deleting} node(s) leaving",
+        )
+        if in_backoff:
+            klass = (back.error_class or "unknown").title().replace("_", "")
+            msg = (
+                f"{back.failures} consecutive provisioning failure(s), last {back.error_class}: "
+                f"{back.last_error or ''}; no scale-up until {rfc3339(back.until or now)}"
+            )
+            put(CONDITION_BACKOFF, True, klass, msg)
+            if not was_backoff:
+                self.recorder.event(obj, "Warning", REASON_BACKOFF, msg, ACTION_SCALE)
+        else:
+            put(
+                CONDITION_BACKOFF, False, "NoRecentFailures", "no provisioning failure since the last success"
+            )
+        put(
+            CONDITION_AT_MIN_CAPACITY,
+            counts.current <= spec.min_nodes,
+            "AtMin" if counts.current <= spec.min_nodes else "AboveMin",
+            f"{counts.current} of min {spec.min_nodes}",
+        )
+        put(
+            CONDITION_AT_MAX_CAPACITY,
+            counts.current >= spec.max_nodes,
+            "AtMax" if counts.current >= spec.max_nodes else "BelowMax",
+            f"{counts.current} of max {spec.max_nodes}",
+        )
+        if cloud_error is not None:
+            put(CONDITION_CLOUD_ERROR, True, "VPSieAPIError", cloud_error)
+            if not was_error:
+                self.recorder.event(obj, "Warning", REASON_CLOUD_ERROR, cloud_error, ACTION_SCALE)
+        else:
+            put(
+                CONDITION_CLOUD_ERROR, False, "VPSieReachable", "the last VPSie call for this group succeeded"
+            )
+
+    def _gauges(self, group: NodeGroup, st: NodeGroupStatus, in_backoff: bool) -> None:
+        name, m = group.metadata.name, self.metrics
+        m.nodegroup_min_nodes.labels(name).set(group.spec.min_nodes)
+        m.nodegroup_max_nodes.labels(name).set(group.spec.max_nodes)
+        m.nodegroup_desired_nodes.labels(name).set(st.desired_nodes)
+        m.nodegroup_current_nodes.labels(name).set(st.current_nodes)
+        m.nodegroup_ready_nodes.labels(name).set(st.ready_nodes)
+        m.nodegroup_backoff.labels(name).set(1 if in_backoff else 0)
+        price = group.spec.template.effective_hourly_price()
+        m.nodegroup_hourly_cost.labels(name).set((price or 0.0) * st.current_nodes)
+
+    # -- deletion ---------------------------------------------------------------------------------
+
+    async def _finalize(self, obj: dict[str, Any], group: NodeGroup) -> Result:
+        if NODEGROUP_FINALIZER not in group.metadata.finalizers:
+            return Result()
+        members = self._members(group.metadata.name)
+        if self.options.dry_run:
+            self.recorder.event(
+                obj,
+                "Normal",
+                REASON_DRY_RUN,
+                f"dry-run: would delete {len(members)} VPSieNode(s)",
+                ACTION_SCALE,
+            )
+            return Result(requeue_after=self.options.resync_interval)
+        if members:
+            pending = [vn for vn in members if vn.metadata.deletion_timestamp is None]
+            for vn in pending:
+                try:
+                    await self.client.delete(VPSIENODES, vn.metadata.name)
+                except errors.NotFound:
+                    continue
+            if pending:
+                self.recorder.event(
+                    obj,
+                    "Normal",
+                    REASON_DELETING,
+                    f"deleting {len(pending)} VPSieNode(s) of the group",
+                    ACTION_SCALE,
+                )
+            return Result(requeue_after=DELETE_POLL_SECONDS)
+        await remove_finalizer(self.client, NODEGROUPS, obj, NODEGROUP_FINALIZER)
+        self.metrics.forget_group(group.metadata.name)
+        return Result()

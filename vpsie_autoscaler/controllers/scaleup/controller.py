@@ -1,0 +1,408 @@
+"""The scale-up controller: unschedulable pods → the pure planner → new VPSieNodes, Events, metrics.
+
+Flow (cluster-autoscaler's ``RunOnce`` scale-up half, Karpenter's provisioner batching):
+
+1. A pods informer handler notes every pod the scheduler marked ``PodScheduled=False`` with reason
+   ``Unschedulable`` into a :class:`~.batcher.Batcher` (1 s idle / 10 s max). A resync every
+   ``scan_interval`` re-plans while any pod is still unschedulable (a back-off ended, an in-flight
+   node failed): the informer alone would not tell us.
+2. When a batch closes, one :class:`~vpsie_autoscaler.controllers.snapshot.ClusterSnapshot` is built
+   from the caches and :func:`~vpsie_autoscaler.scaling.plan_scale_up` decides. The planner counts
+   in-flight capacity, so pods that fit on nodes already being created trigger nothing.
+3. For each ``GroupIncrease``: ``nodes`` VPSieNodes built by ``new_vpsienode`` and POSTed with
+   ``creation_body`` (409 AlreadyExists → a new suffix). The lifecycle controller turns each into the
+   VPSie add-node call; this controller never calls VPSie.
+4. Report: ``TriggeredScaleUp`` / ``NotTriggerScaleUp`` Events on pods (each group's reason), a
+   ``ScaledUp`` Event and ``status.lastDecision`` / ``lastScaleUpTime`` on the NodeGroup, metrics,
+   one structured log line per decision.
+
+Created objects the VPSieNode cache has not shown yet are fed back into the next snapshot
+(controller-runtime's "expectations"), so a second batch a second later cannot grow again for the
+same pods (seed trap: in-flight capacity ignored → too many nodes).
+
+Runs only on the leader (a manager runnable with ``needs_leader=True``): standbys keep their caches
+warm but never plan, create or emit (seed trap: scale-up running on every replica).
+
+``--dry-run``: the same plan, logs, metrics and Events (notes prefixed ``dry-run:``) and
+``lastDecision``; no VPSieNode is created. A dry-run decision identical to the previous one for the
+same group is not counted again (the pods stay pending, so it would repeat every loop).
+
+Decision latency (``vpsie_autoscaler_scale_up_decision_latency_seconds``): for each pod, once, the
+first time it triggers a scale-up: from the moment the scheduler marked it ``PodScheduled=False``
+(``Unschedulable``) to the moment the API server accepted the first VPSieNode of that increase — the
+object whose creation the lifecycle controller turns into the add-node call (within milliseconds,
+after adding its finalizer). It includes the watch delay and the batch window. The start is
+estimated from ``lastTransitionTime`` (whole seconds): see :meth:`ScaleUpController.became_unschedulable`
+(error at most 0.5 s). Clock skew between the API server and us is clamped at 0. In dry-run it is
+measured at the decision, as no object is created.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+import structlog
+
+from vpsie_autoscaler.api.nodegroup import NodeGroup
+from vpsie_autoscaler.controllers.metrics import AutoscalerMetrics
+from vpsie_autoscaler.controllers.scaleup.batcher import Batcher
+from vpsie_autoscaler.controllers.snapshot import (
+    ClusterSnapshot,
+    SnapshotBuilder,
+    is_unschedulable,
+    unschedulable_since,
+)
+from vpsie_autoscaler.controllers.vpsienodes import creation_body, new_vpsienode
+from vpsie_autoscaler.kube import KubeClient, errors
+from vpsie_autoscaler.kube.resources import NODEGROUPS, VPSIENODES
+from vpsie_autoscaler.runtime.clock import Clock
+from vpsie_autoscaler.runtime.events import NORMAL, WARNING, EventRecorder
+from vpsie_autoscaler.scaling import ClusterLimits, ExpanderChain, plan_scale_up
+from vpsie_autoscaler.scaling.scaleup import NOT_TRIGGERED, TRIGGERED, GroupIncrease, ScaleUpPlan
+
+log = structlog.get_logger("vpsie_autoscaler.controllers.scaleup")
+
+# Event reasons (stable: users and tests grep for them).
+REASON_TRIGGERED: Final = "TriggeredScaleUp"
+REASON_NOT_TRIGGERED: Final = "NotTriggerScaleUp"
+REASON_SCALED_UP: Final = "ScaledUp"
+REASON_SCALE_UP_FAILED: Final = "ScaleUpFailed"
+ACTION_SCALE_UP: Final = "ScaleUp"
+DRY_RUN_PREFIX: Final = "dry-run: "
+
+METRIC_REASON: Final = "UnschedulablePods"
+"""``reason`` label of ``scale_up_total`` for nodes requested by this controller (minNodes enforcement
+by the NodeGroup controller uses its own)."""
+
+MAX_NAME_ATTEMPTS: Final = 5
+"""New suffixes tried after 409 AlreadyExists (a collision has probability 36**-5 per pair)."""
+LOGGED_NAMES: Final = 50
+"""At most this many node names per debug line."""
+CREATE_CONCURRENCY: Final = 8
+"""VPSieNodes created in parallel for one increase: 50 new nodes take ~7 round trips, not 50, while
+a burst stays far below the API server's default max-in-flight (400 mutating requests)."""
+EXPECTATION_SECONDS: Final = 60.0
+"""How long a created VPSieNode the cache has not shown yet still counts as in flight. The watch
+normally delivers it within milliseconds; a minute covers a relisting informer."""
+TRANSITION_TIME_RESOLUTION: Final = timedelta(seconds=1)
+"""Condition ``lastTransitionTime`` values are RFC 3339 with whole seconds (metav1.Time)."""
+POD_EVENT_REPEAT_SECONDS: Final = 300.0
+"""The same pod Event (reason and note) is not repeated more often than this (the pod stays pending
+and is re-planned every loop; the recorder's series dedup only merges identical writes)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ScaleUpOptions:
+    expander: str = "priority,least-waste"
+    limits: ClusterLimits = field(default_factory=ClusterLimits)
+    dry_run: bool = False
+    scan_interval: float = 10.0
+
+
+class ScaleUpController:
+    """See the module docstring. :meth:`run` is the leader-only runnable."""
+
+    def __init__(
+        self,
+        *,
+        client: KubeClient,
+        recorder: EventRecorder,
+        metrics: AutoscalerMetrics,
+        builder: SnapshotBuilder,
+        clock: Clock,
+        options: ScaleUpOptions = ScaleUpOptions(),
+        batcher: Batcher | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.client = client
+        self.recorder = recorder
+        self.metrics = metrics
+        self.builder = builder
+        self.clock = clock
+        self.options = options
+        self.expanders = ExpanderChain.parse(options.expander)
+        self.batcher = batcher or Batcher(clock)
+        self.rng = rng or random.Random()  # noqa: S311 - names and tie-breaks, not secrets
+        self._created: dict[str, tuple[dict[str, Any], float]] = {}
+        self._latency_seen: set[str] = set()
+        self._pod_events: dict[str, tuple[str, str, float]] = {}
+        self._dry_run_reported: dict[str, tuple[int, frozenset[str]]] = {}
+        self._last_created: dict[str, Any] | None = None
+        self._first_seen: dict[str, datetime] = {}
+        self.passes = 0
+        """Completed decisions (observability for tests and debugging)."""
+
+    # -- informer side (every replica; cheap) -----------------------------------------------------
+
+    def on_pod(self, obj: Mapping[str, Any]) -> None:
+        uid = (obj.get("metadata") or {}).get("uid") or ""
+        if is_unschedulable(obj):
+            self._first_seen.setdefault(uid, self.clock.now())
+            self.batcher.add()
+        else:
+            self._first_seen.pop(uid, None)
+
+    def on_pod_update(self, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+        self.on_pod(new)
+
+    def on_pod_delete(self, obj: Any) -> None:
+        meta = obj.get("metadata") if isinstance(obj, Mapping) else None
+        self._first_seen.pop((meta or {}).get("uid") or "", None)
+
+    def became_unschedulable(self, pod: Mapping[str, Any]) -> datetime | None:
+        """Estimate of when the scheduler marked ``pod`` Unschedulable.
+
+        ``lastTransitionTime`` has whole seconds, so the transition lies in ``[t, t + 1 s)`` and, as
+        we saw it afterwards, no later than when our informer first saw it unschedulable. The
+        midpoint of that interval is the estimate: never more than 0.5 s off, and unbiased.
+        """
+        since = unschedulable_since(pod)
+        if since is None:
+            return None
+        upper = since + TRANSITION_TIME_RESOLUTION
+        seen = self._first_seen.get((pod.get("metadata") or {}).get("uid") or "")
+        if seen is not None and since <= seen < upper:
+            upper = seen
+        return since + (upper - since) / 2
+
+    def replan(self) -> None:
+        """Something the decision depends on changed (plan facts): re-plan if pods are waiting."""
+        if any(is_unschedulable(p) for p in self.builder.pods.list()):
+            self.batcher.add()
+
+    # -- leader side --------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Plan once per batch, and re-plan every ``scan_interval`` while pods stay unschedulable."""
+        resync = asyncio.get_running_loop().create_task(self._resync(), name="scaleup-resync")
+        try:
+            while True:
+                await self.batcher.wait()
+                try:
+                    await self.scale_up_once()
+                except errors.KubeError as exc:
+                    log.error("scale-up pass failed", error=str(exc))
+                except Exception:  # a bug must not stop scale-up for good (controller-runtime recovers)
+                    log.exception("scale-up pass crashed")
+        finally:
+            resync.cancel()
+
+    async def _resync(self) -> None:
+        while True:
+            await self.clock.sleep(self.options.scan_interval)
+            pending = sum(1 for p in self.builder.pods.list() if is_unschedulable(p))
+            self.metrics.unschedulable_pods.set(pending)  # also falls to 0 when no batch runs
+            if pending:
+                self.batcher.add()
+
+    def _expected(self) -> list[dict[str, Any]]:
+        """Created VPSieNodes the cache has not shown yet (and not too old to wait for)."""
+        now = self.clock.monotonic()
+        cached = {(o.get("metadata") or {}).get("name") for o in self.builder.vpsienodes.list()}
+        for name in list(self._created):
+            _, at = self._created[name]
+            if name in cached or now - at > EXPECTATION_SECONDS:
+                del self._created[name]
+        return [obj for obj, _ in self._created.values()]
+
+    async def scale_up_once(self) -> ScaleUpPlan | None:
+        """One decision over the current caches. Returns the plan (None when nothing is pending)."""
+        now = self.clock.now()
+        try:
+            return await self._decide(now)
+        finally:
+            self.passes += 1
+
+    async def _decide(self, now: datetime) -> ScaleUpPlan | None:
+        snap = self.builder.build(now, with_pods=False, extra_vpsienodes=self._expected())
+        self.metrics.unschedulable_pods.set(len(snap.pending_pods))
+        self._forget_gone(snap)
+        if not snap.pending_pods:
+            return None
+        plan = plan_scale_up(
+            snap.pending_pods,
+            snap.groups,
+            in_flight_nodes=snap.in_flight_nodes,
+            limits=self.options.limits,
+            expanders=self.expanders,
+            rng=self.rng,
+            now=now,
+            usage=snap.usage,
+        )
+        self._log_plan(plan, snap)
+        for inc in plan.increases:
+            await self._apply_increase(snap, inc)
+        self._pod_events_for(plan, snap)
+        return plan
+
+    def _log_plan(self, plan: ScaleUpPlan, snap: ClusterSnapshot) -> None:
+        counts: dict[str, int] = {}
+        for o in plan.pods:
+            counts[o.status] = counts.get(o.status, 0) + 1
+        log.info(
+            "scale-up decision",
+            dry_run=self.options.dry_run,
+            pending=len(plan.pods),
+            outcomes=counts,
+            increases=[
+                {
+                    "nodegroup": i.group,
+                    "from": i.from_size,
+                    "to": i.to_size,
+                    "pods": len(i.pods),
+                    "expander": list(i.expander_trail),
+                    "limited_by": str(i.limited_by) if i.limited_by else None,
+                }
+                for i in plan.increases
+            ],
+            unusable_groups=dict(snap.group_errors) or None,
+            in_flight_nodes=len(snap.in_flight_nodes),
+        )
+        log.debug("capacity on the way", nodes=[n.name for n in snap.in_flight_nodes][:LOGGED_NAMES])
+
+    async def _apply_increase(self, snap: ClusterSnapshot, inc: GroupIncrease) -> None:
+        ng = snap.nodegroups[inc.group]
+        raw = snap.nodegroup_objects[inc.group]
+        dry = self.options.dry_run
+        if dry:
+            key = (inc.to_size, frozenset(p.uid or p.key for p in inc.pods))
+            if self._dry_run_reported.get(inc.group) == key:
+                return
+            self._dry_run_reported[inc.group] = key
+            created, error = inc.nodes, None
+            accepted_at: datetime | None = snap.now
+            first = None
+        else:
+            created, error, accepted_at = await self._create(ng, inc.nodes)
+            first = self._last_created
+        if created:
+            self.metrics.scale_up_total.labels(inc.group, METRIC_REASON).inc(created)
+            complete = created == inc.nodes
+            note = inc.message if complete else f"{inc.message}; only {created} created: {error}"
+            # related = the first new VPSieNode: each decision is its own Event, not a series of the
+            # group's first one (events.k8s.io merges Events that differ only in their note).
+            self._emit(raw, NORMAL, REASON_SCALED_UP, note, related=first)
+            await self._patch_status(ng, note, inc.from_size + created)
+        if error is not None:
+            self._emit(raw, WARNING, REASON_SCALE_UP_FAILED, f"scale-up {inc.group} failed: {error}")
+        if accepted_at is not None:
+            for pod in inc.pods:
+                uid = pod.uid or pod.key
+                if uid in self._latency_seen:
+                    continue
+                self._latency_seen.add(uid)
+                since = self.became_unschedulable(snap.pending_objects.get(pod.key, {}))
+                if since is not None:
+                    latency = max(0.0, (accepted_at - since).total_seconds())
+                    self.metrics.scale_up_decision_latency_seconds.observe(latency)
+                    log.debug("decision latency", pod=pod.key, seconds=round(latency, 3))
+
+    async def _create(self, ng: NodeGroup, count: int) -> tuple[int, str | None, datetime | None]:
+        """Create ``count`` VPSieNodes, :data:`CREATE_CONCURRENCY` at a time; stop after a wave with
+        an error. Returns (created, first error, time the first was accepted)."""
+        created = 0
+        first_at: datetime | None = None
+        error: str | None = None
+        self._last_created = None
+        remaining = count
+        while remaining > 0 and error is None:
+            wave = min(remaining, CREATE_CONCURRENCY)
+            remaining -= wave
+            results = await asyncio.gather(
+                *(self._create_one(ng) for _ in range(wave)), return_exceptions=True
+            )
+            for res in results:
+                if isinstance(res, errors.KubeError):
+                    log.error("creating a VPSieNode failed", nodegroup=ng.metadata.name, error=str(res))
+                    error = error or str(res)
+                    continue
+                if isinstance(res, BaseException):
+                    raise res
+                if first_at is None:
+                    first_at = self.clock.now()
+                    self._last_created = res
+                name = (res.get("metadata") or {}).get("name", "")
+                self._created[name] = (res, self.clock.monotonic())
+                created += 1
+                log.info("VPSieNode created", nodegroup=ng.metadata.name, vpsienode=name)
+        return created, error, first_at
+
+    async def _create_one(self, ng: NodeGroup) -> dict[str, Any]:
+        last: errors.KubeError | None = None
+        for _ in range(MAX_NAME_ATTEMPTS):
+            try:
+                return await self.client.create(VPSIENODES, creation_body(new_vpsienode(ng, rng=self.rng)))
+            except errors.AlreadyExists as exc:
+                last = exc
+        assert last is not None
+        raise last
+
+    async def _patch_status(self, ng: NodeGroup, decision: str, to_size: int) -> None:
+        status: dict[str, Any] = {"lastDecision": self._note(decision)[:1024]}
+        if not self.options.dry_run:
+            status["lastScaleUpTime"] = self.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")
+            status["desiredNodes"] = max(ng.status.desired_nodes, to_size)
+        try:
+            await self.client.merge_patch(
+                NODEGROUPS, ng.metadata.name, {"status": status}, subresource="status"
+            )
+        except errors.KubeError as exc:
+            log.warning("could not record the decision on the NodeGroup", nodegroup=ng.metadata.name,
+                        error=str(exc))  # fmt: skip
+
+    def _pod_events_for(self, plan: ScaleUpPlan, snap: ClusterSnapshot) -> None:
+        unusable = "; ".join(f"{g}: {why}" for g, why in sorted(snap.group_errors.items()))
+        now = self.clock.monotonic()
+        for o in plan.pods:
+            if o.status == TRIGGERED:
+                reason, note = REASON_TRIGGERED, o.message
+            elif o.status == NOT_TRIGGERED:
+                reason, note = REASON_NOT_TRIGGERED, o.message
+                if unusable and set(o.reasons) <= {""}:  # the planner saw no group at all
+                    note = f"pod didn't trigger scale-up: no usable NodeGroup: {unusable}"
+                elif unusable:
+                    note += f"; not usable: {unusable}"
+            else:
+                log.debug("pod not reported", pod=o.pod.key, status=o.status, detail=o.message)
+                continue
+            uid = o.pod.uid or o.pod.key
+            previous = self._pod_events.get(uid)
+            if (
+                previous is not None
+                and previous[:2] == (reason, note)
+                and now - previous[2] < (POD_EVENT_REPEAT_SECONDS)
+            ):
+                continue
+            self._pod_events[uid] = (reason, note, now)
+            raw = snap.pending_objects.get(o.pod.key)
+            if raw is not None:
+                # related = the chosen group: when another group takes over (back-off) that is a new
+                # Event, not a series of the first one still naming the old group.
+                group = snap.nodegroup_objects.get(o.group or "") if reason == REASON_TRIGGERED else None
+                self._emit(raw, NORMAL, reason, note, related=group)
+
+    def _forget_gone(self, snap: ClusterSnapshot) -> None:
+        """Bound the per-pod memory to the pods still pending."""
+        live = {p.uid or p.key for p in snap.pending_pods}
+        for uid in [u for u in self._pod_events if u not in live]:
+            del self._pod_events[uid]
+        self._latency_seen &= live
+
+    def _note(self, note: str) -> str:
+        return DRY_RUN_PREFIX + note if self.options.dry_run else note
+
+    def _emit(
+        self,
+        obj: Mapping[str, Any],
+        type_: str,
+        reason: str,
+        note: str,
+        *,
+        related: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.recorder.event(obj, type_, reason, self._note(note), ACTION_SCALE_UP, related=related)

@@ -1,0 +1,456 @@
+"""Informer caches → planner inputs (docs/scaling.md, "From caches to snapshots").
+
+The scale-up and scale-down controllers both see the cluster through one :class:`ClusterSnapshot`,
+built here from the read-only informer stores, so both count the same way. Counting is where the
+seed system's worst bugs were (seed-system §10: deleting nodes counted twice, in-flight capacity
+ignored → five nodes for one pod), so the rules live in one place:
+
+- a VPSieNode is **leaving** when it has a deletionTimestamp, is ``Draining``/``Deleting``/``Failed``,
+  or carries a drain request (``autoscaler.vpsie.com/drain-requested``) the lifecycle controller has
+  not acted on yet — otherwise the next scale-down pass would pick another node before the phase
+  changes and exceed the disruption budget;
+- per NodeGroup: ``deleting`` = its leaving VPSieNodes; ``size`` = its other VPSieNodes plus Nodes
+  labelled with the group that no VPSieNode claims (they exist, so they count against ``maxNodes``);
+  ``in_flight`` = the part of ``size`` without a Ready Node;
+- a Node whose VPSieNode is leaving is ``deleting`` in the snapshot: never capacity, never a
+  destination, never a candidate again;
+- in-flight capacity for scale-up = Nodes of our groups that are not Ready yet or became Ready
+  within :data:`FRESH_NODE_SECONDS` (with their pods) plus a virtual node
+  (``GroupTemplate.virtual_node(hostname)``) for each Pending/Provisioning/Joining VPSieNode without a
+  Node (a Ready VPSieNode whose Node vanished is no capacity: pods must not wait for it), and the
+  template again for a VPSieNode whose Node registered without the group's labels yet.
+
+Node ↔ VPSieNode is a multi-key lookup (docs/architecture.md): the Node's ``VPSIENODE_LABEL``, then
+the VPSieNode's ``status.nodeName``, then its hostname (VPSie lowercases it into the Node name).
+
+Plan capacity comes from :class:`~vpsie_autoscaler.controllers.catalogue.PlanCatalogue`, a cache;
+building a snapshot never does I/O. DaemonSet overhead is subtracted only when a DaemonSet store is
+given (listing DaemonSets needs RBAC the chart does not grant by default).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final, Protocol
+
+import structlog
+from pydantic import ValidationError
+
+from vpsie_autoscaler.api.labels import (
+    DRAIN_REQUESTED_ANNOTATION,
+    HOSTNAME_LABEL,
+    NODEGROUP_LABEL,
+    VPSIENODE_LABEL,
+)
+from vpsie_autoscaler.api.nodegroup import NodeGroup
+from vpsie_autoscaler.api.vpsienode import IN_FLIGHT_PHASES, LEAVING_PHASES
+from vpsie_autoscaler.controllers.catalogue import PlanCatalogue
+from vpsie_autoscaler.scaling import (
+    ClusterUsage,
+    GroupTemplate,
+    NodeInfo,
+    PDBInfo,
+    PodInfo,
+    TemplateError,
+)
+from vpsie_autoscaler.scaling.snapshot import nodes_from_k8s
+
+log = structlog.get_logger("vpsie_autoscaler.controllers.snapshot")
+
+POD_SCHEDULED: Final = "PodScheduled"
+UNSCHEDULABLE_REASON: Final = "Unschedulable"
+"""The scheduler's reason on ``PodScheduled=False`` when no node fits (kube-scheduler
+``v1.PodReasonUnschedulable``). ``SchedulingGated`` pods are not unschedulable: they wait for a gate."""
+DEFAULT_PHASE: Final = "Pending"
+READY_PHASE: Final = "Ready"
+STARTUP_TAINTS: Final = frozenset(
+    {
+        "node.kubernetes.io/not-ready",
+        "node.kubernetes.io/unreachable",
+        "node.kubernetes.io/network-unavailable",
+        "node.cloudprovider.kubernetes.io/uninitialized",
+    }
+)
+"""Taints the node lifecycle controller / cloud controller put on a node until it is Ready."""
+FRESH_NODE_SECONDS: Final = 30.0
+"""A Node of our groups that became Ready less than this ago still counts as arriving capacity for
+scale-up. The scheduler retries unschedulable pods when a node appears, but the pods stay marked
+Unschedulable until it binds them; without this window a batch that closes in between orders
+nodes for pods that are about to land on the one that just joined (cluster-autoscaler filters
+such pods out with its scheduler simulation). After the window the scheduler's verdict wins: if it
+still cannot place a pod there, our simulation is missing a constraint and must not hold the pod."""
+
+Obj = Mapping[str, Any]
+
+
+class ReadStore(Protocol):
+    """What the snapshot reads from an informer store (``runtime.store.Indexer``)."""
+
+    def list(self) -> Sequence[Any]: ...
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def scheduled_condition(pod: Obj) -> Obj | None:
+    for cond in (pod.get("status") or {}).get("conditions") or ():
+        if cond.get("type") == POD_SCHEDULED:
+            return dict(cond)
+    return None
+
+
+def is_unschedulable(pod: Obj) -> bool:
+    """``PodScheduled=False`` with reason ``Unschedulable``, not bound, not being deleted."""
+    meta = pod.get("metadata") or {}
+    if meta.get("deletionTimestamp") or (pod.get("spec") or {}).get("nodeName"):
+        return False
+    if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+        return False
+    cond = scheduled_condition(pod)
+    return cond is not None and cond.get("status") == "False" and cond.get("reason") == UNSCHEDULABLE_REASON
+
+
+def unschedulable_since(pod: Obj) -> datetime | None:
+    """The ``lastTransitionTime`` of ``PodScheduled=False`` (whole seconds, API server clock)."""
+    cond = scheduled_condition(pod)
+    return _parse_time(cond.get("lastTransitionTime")) if cond else None
+
+
+@dataclass(frozen=True, slots=True)
+class VPSieNodeView:
+    """The facts of a VPSieNode the controllers count with (read tolerantly from raw JSON)."""
+
+    name: str
+    group: str
+    hostname: str
+    node_name: str
+    phase: str
+    deleting: bool
+    drain_requested: bool
+    created: datetime | None
+    raw: Obj = field(repr=False, compare=False)
+
+    @property
+    def leaving(self) -> bool:
+        return self.deleting or self.drain_requested or self.phase in LEAVING_PHASES
+
+    @property
+    def in_flight_phase(self) -> bool:
+        """Pending/Provisioning/Joining and not leaving (not Ready yet)."""
+        return not self.leaving and self.phase in IN_FLIGHT_PHASES
+
+    @classmethod
+    def from_k8s(cls, obj: Obj) -> VPSieNodeView:
+        meta = obj.get("metadata") or {}
+        spec = obj.get("spec") or {}
+        status = obj.get("status") or {}
+        labels = meta.get("labels") or {}
+        return cls(
+            name=meta.get("name", ""),
+            group=spec.get("nodeGroup") or labels.get(NODEGROUP_LABEL, ""),
+            hostname=(spec.get("hostname") or meta.get("name", "")).lower(),
+            node_name=(status.get("nodeName") or "").lower(),
+            phase=status.get("phase") or DEFAULT_PHASE,
+            deleting=bool(meta.get("deletionTimestamp")),
+            drain_requested=DRAIN_REQUESTED_ANNOTATION in (meta.get("annotations") or {}),
+            created=_parse_time(meta.get("creationTimestamp")),
+            raw=obj,
+        )
+
+
+class VPSieNodeIndex:
+    """VPSieNodes by name, by ``status.nodeName`` and by hostname, for the Node → VPSieNode lookup."""
+
+    def __init__(self, views: Iterable[VPSieNodeView]) -> None:
+        self.by_name: dict[str, VPSieNodeView] = {}
+        self._by_node: dict[str, VPSieNodeView] = {}
+        self._by_host: dict[str, VPSieNodeView] = {}
+        for v in views:
+            self.by_name[v.name] = v
+            if v.node_name:
+                self._by_node[v.node_name] = v
+            self._by_host[v.hostname] = v
+
+    def __iter__(self) -> Any:
+        return iter(self.by_name.values())
+
+    def __len__(self) -> int:
+        return len(self.by_name)
+
+    def of_group(self, group: str) -> list[VPSieNodeView]:
+        return [v for v in self.by_name.values() if v.group == group]
+
+    def for_node(self, node: Obj) -> VPSieNodeView | None:
+        """The VPSieNode of a Node: ``VPSIENODE_LABEL``, then ``status.nodeName``, then hostname."""
+        meta = node.get("metadata") or {}
+        labels = meta.get("labels") or {}
+        by_label = self.by_name.get(labels.get(VPSIENODE_LABEL, ""))
+        if by_label is not None:
+            return by_label
+        name = str(meta.get("name", "")).lower()
+        found = self._by_node.get(name) or self._by_host.get(name)
+        if found is not None:
+            return found
+        host = str(labels.get(HOSTNAME_LABEL, "")).lower()
+        return self._by_host.get(host) if host else None
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterSnapshot:
+    """Everything the planners need, consistent with itself (one read of the caches)."""
+
+    now: datetime
+    nodes: tuple[NodeInfo, ...]
+    node_objects: Mapping[str, Obj]
+    groups: tuple[GroupTemplate, ...]
+    nodegroups: Mapping[str, NodeGroup]
+    nodegroup_objects: Mapping[str, Obj]
+    group_errors: Mapping[str, str]
+    """Groups the planners cannot use, with why (invalid object, capacity unknown)."""
+    vpsienodes: VPSieNodeIndex
+    node_vpsienode: Mapping[str, VPSieNodeView]
+    """Node name → its VPSieNode (multi-key lookup)."""
+    in_flight_nodes: tuple[NodeInfo, ...]
+    virtual_nodes: tuple[NodeInfo, ...]
+    pending_pods: tuple[PodInfo, ...]
+    pending_objects: Mapping[str, Obj]
+    """``namespace/name`` → raw pod, for Events and the decision latency."""
+    pdbs: tuple[PDBInfo, ...]
+
+    @property
+    def usage(self) -> ClusterUsage:
+        """Counted against the cluster-wide limits: every Node plus the VPSieNodes without one."""
+        return ClusterUsage.from_nodes(list(self.nodes) + list(self.virtual_nodes))
+
+    def group(self, name: str) -> GroupTemplate | None:
+        return next((g for g in self.groups if g.name == name), None)
+
+
+class SnapshotBuilder:
+    """Builds :class:`ClusterSnapshot` from informer stores. Cheap enough to run every batch."""
+
+    def __init__(
+        self,
+        *,
+        pods: ReadStore,
+        nodes: ReadStore,
+        nodegroups: ReadStore,
+        vpsienodes: ReadStore,
+        catalogue: PlanCatalogue,
+        pdbs: ReadStore | None = None,
+        daemonsets: ReadStore | None = None,
+        fresh_node_seconds: float = FRESH_NODE_SECONDS,
+    ) -> None:
+        self.fresh_node_seconds = fresh_node_seconds
+        self.pods = pods
+        self.nodes = nodes
+        self.nodegroups = nodegroups
+        self.vpsienodes = vpsienodes
+        self.pdbs = pdbs
+        self.daemonsets = daemonsets
+        self.catalogue = catalogue
+        self._reported: dict[str, str] = {}
+        self._pods: dict[str, tuple[str, PodInfo]] = {}
+
+    def _pod_info(self, pod: Obj, parsed: dict[str, tuple[str, PodInfo]]) -> PodInfo:
+        """``PodInfo.from_k8s``, reused while the pod's resourceVersion is unchanged: parsing every
+        bound pod on each scale-down pass is most of its cost (see benchmarks/autoscaling_bench.py)."""
+        meta = pod.get("metadata") or {}
+        uid, rv = meta.get("uid") or "", meta.get("resourceVersion") or ""
+        cached = self._pods.get(uid)
+        info = cached[1] if cached is not None and rv and cached[0] == rv else PodInfo.from_k8s(pod)
+        if uid:
+            parsed[uid] = (rv, info)
+        return info
+
+    def forget_pods(self) -> None:
+        """Drop the parsed-pod cache (benchmarks measure the cold path with it)."""
+        self._pods.clear()
+
+    def daemonset_pods(self) -> list[PodInfo]:
+        if self.daemonsets is None:
+            return []
+        out = []
+        for ds in self.daemonsets.list():
+            template = (ds.get("spec") or {}).get("template") or {}
+            meta = dict(template.get("metadata") or {})
+            meta.setdefault("namespace", (ds.get("metadata") or {}).get("namespace"))
+            out.append(PodInfo.from_k8s({"metadata": meta, "spec": template.get("spec") or {}}))
+        return out
+
+    def build(
+        self,
+        now: datetime,
+        *,
+        with_pods: bool = True,
+        extra_vpsienodes: Iterable[Obj] = (),
+    ) -> ClusterSnapshot:
+        """One consistent view. ``with_pods`` False skips bound pods (scale-up only needs those of
+        not-Ready nodes); ``extra_vpsienodes``: objects we created that the cache has not shown yet."""
+        vn_objs = list(self.vpsienodes.list())
+        known = {(o.get("metadata") or {}).get("name") for o in vn_objs}
+        vn_objs.extend(o for o in extra_vpsienodes if (o.get("metadata") or {}).get("name") not in known)
+        index = VPSieNodeIndex(VPSieNodeView.from_k8s(o) for o in vn_objs)
+
+        node_objs = {(n.get("metadata") or {}).get("name", ""): n for n in self.nodes.list()}
+        pod_objs = list(self.pods.list())
+        pending_objects: dict[str, Obj] = {}
+        pending: list[PodInfo] = []
+        bound: list[PodInfo] = []
+        arriving: set[str] = set()  # not Ready yet, or Ready so recently the scheduler may not have used it
+        for name, node in node_objs.items():
+            ready_since = _ready_since(node)
+            if ready_since is None or (now - ready_since).total_seconds() < self.fresh_node_seconds:
+                arriving.add(name)
+        seen_pods: dict[str, tuple[str, PodInfo]] = {}
+        for p in pod_objs:
+            if is_unschedulable(p):
+                info = self._pod_info(p, seen_pods)
+                pending.append(info)
+                pending_objects[info.key] = p
+            else:
+                on = (p.get("spec") or {}).get("nodeName")
+                if on and (with_pods or on in arriving):
+                    bound.append(self._pod_info(p, seen_pods))
+        if with_pods:  # every pod was looked at: what was not is gone
+            self._pods = seen_pods
+        else:
+            self._pods.update(seen_pods)
+
+        # Nodes, with the ones our VPSieNodes are removing marked as deleting.
+        node_vn: dict[str, VPSieNodeView] = {}
+        infos: list[NodeInfo] = []
+        for parsed in nodes_from_k8s(node_objs.values(), bound):
+            vn = index.for_node(node_objs[parsed.name])
+            if vn is not None:
+                node_vn[parsed.name] = vn
+                if vn.leaving and not parsed.deleting:
+                    parsed = dataclasses.replace(parsed, deleting=True)  # noqa: PLW2901
+            infos.append(parsed)
+        claimed = {vn.name for vn in node_vn.values()}
+        nodes_by_name = {n.name: n for n in infos}
+
+        groups: list[GroupTemplate] = []
+        models: dict[str, NodeGroup] = {}
+        raw_groups: dict[str, Obj] = {}
+        errors: dict[str, str] = {}
+        ds_pods = self.daemonset_pods()
+        ready_vns = {node_vn[n.name].name for n in infos if n.ready and not n.deleting and n.name in node_vn}
+        unclaimed_by_group: dict[str, int] = {}
+        for n in infos:
+            if n.group and not n.deleting and n.name not in node_vn:
+                unclaimed_by_group[n.group] = unclaimed_by_group.get(n.group, 0) + 1
+        for obj in self.nodegroups.list():
+            name = (obj.get("metadata") or {}).get("name", "")
+            raw_groups[name] = obj
+            if (obj.get("metadata") or {}).get("deletionTimestamp"):
+                errors[name] = "NodeGroup is being deleted"
+                continue
+            try:
+                ng = NodeGroup.from_k8s(dict(obj))
+            except ValidationError as exc:
+                errors[name] = f"invalid NodeGroup: {exc.errors()[0].get('msg', exc)}"
+                continue
+            models[name] = ng
+            members = index.of_group(name)
+            deleting = sum(1 for v in members if v.leaving)
+            live = [v for v in members if not v.leaving]
+            in_flight = sum(1 for v in live if v.name not in ready_vns)
+            unclaimed = unclaimed_by_group.get(name, 0)
+            facts = self.catalogue.facts(ng)
+            try:
+                groups.append(
+                    GroupTemplate.from_nodegroup(
+                        ng,
+                        size=len(live) + unclaimed,
+                        in_flight=in_flight,
+                        deleting=deleting,
+                        plan_capacity=facts.capacity if facts is not None else None,
+                        plan_hourly_price=facts.hourly_price if facts is not None else None,
+                        daemonset_pods=ds_pods,
+                    )
+                )
+            except TemplateError as exc:
+                detail = str(exc)
+                why = self.catalogue.error(ng)
+                if why:
+                    detail += f"; VPSie catalogue: {why}"
+                elif not self.catalogue.enabled:
+                    detail += "; no VPSie credentials to read the plan"
+                else:
+                    detail += "; the VPSie plan has not been read yet"
+                errors[name] = detail
+        for name, why in errors.items():
+            if self._reported.get(name) != why:
+                log.warning("NodeGroup not usable for scaling", nodegroup=name, reason=why)
+        self._reported = dict(errors)
+
+        by_name = {g.name: g for g in groups}
+        in_flight_nodes = [
+            _as_arriving(n) for n in infos if n.name in arriving and not n.deleting and n.group in by_name
+        ]
+        # A Node that registered but does not carry its group's labels yet (the lifecycle controller
+        # applies them when it joins) is not what pods select: its VPSieNode stays modelled by the
+        # template, or a batch closing in that window would order the same capacity again.
+        unlabelled = {
+            vn.name
+            for node_name, vn in node_vn.items()
+            if node_name in arriving and nodes_by_name[node_name].group != vn.group
+        }
+        virtual: list[NodeInfo] = []  # VPSieNodes without any Node: they also count against the limits
+        for vn in index:
+            # Only records still being created are capacity on the way: a Ready record whose Node
+            # vanished (seed trap) is no capacity at all, or pods would wait for it forever.
+            template = by_name.get(vn.group)
+            if vn.leaving or template is None:
+                continue
+            if vn.name in unlabelled:
+                in_flight_nodes.append(template.virtual_node(vn.hostname))
+            elif vn.in_flight_phase and vn.name not in claimed:
+                virtual.append(template.virtual_node(vn.hostname))
+        pdbs = tuple(PDBInfo.from_k8s(p) for p in self.pdbs.list()) if self.pdbs is not None else ()
+        return ClusterSnapshot(
+            now=now,
+            nodes=tuple(infos),
+            node_objects=node_objs,
+            groups=tuple(groups),
+            nodegroups=models,
+            nodegroup_objects=raw_groups,
+            group_errors=errors,
+            vpsienodes=index,
+            node_vpsienode=node_vn,
+            in_flight_nodes=tuple(in_flight_nodes + virtual),
+            virtual_nodes=tuple(virtual),
+            pending_pods=tuple(pending),
+            pending_objects=pending_objects,
+            pdbs=pdbs,
+        )
+
+
+def _as_arriving(node: NodeInfo) -> NodeInfo:
+    """A joining node as it will be once Ready: without the taints the control plane puts on a node
+    that is still starting (cluster-autoscaler sanitizes upcoming nodes the same way), or pods would
+    be found not to tolerate a taint that is about to go."""
+    taints = tuple(t for t in node.taints if t.key not in STARTUP_TAINTS)
+    if taints == node.taints:
+        return node
+    return dataclasses.replace(node, taints=taints)
+
+
+def _ready_since(node: Obj) -> datetime | None:
+    """When the Node became Ready (None while it is not Ready)."""
+    for c in (node.get("status") or {}).get("conditions") or ():
+        if c.get("type") == "Ready":
+            if c.get("status") != "True":
+                return None
+            return _parse_time(c.get("lastTransitionTime")) or datetime.min.replace(tzinfo=UTC)
+    return None
