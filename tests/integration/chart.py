@@ -196,7 +196,8 @@ def start_controller(
     """Start ``vpsie-autoscaler run`` with the installed Deployment's args and environment.
 
     What the pod would get from Kubernetes is supplied the same way: the downward-API namespace, the
-    credentials Secret's keys as files (read with the ServiceAccount's own token, so RBAC applies) and
+    credentials Secret's keys as files (the kubelet mounts them; the ServiceAccount itself may not read
+    Secrets) and
     a kubeconfig with a token of the chart's ServiceAccount. Only the listen addresses change, to free
     loopback ports. ``env`` adds or overrides variables.
     """
@@ -204,8 +205,7 @@ def start_controller(
     deployment = cluster.client.get(f"/apis/apps/v1/namespaces/{ns}/deployments/{chart.fullname}")
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     kubeconfig = cluster.sa_kubeconfig(ns, chart.service_account, path=workdir / "controller.kubeconfig")
-    as_sa = cluster.client.with_token(cluster.client.request_token(ns, chart.service_account))
-    secret = as_sa.get(f"/api/v1/namespaces/{ns}/secrets/{chart.credentials_secret}")
+    secret = cluster.client.get(f"/api/v1/namespaces/{ns}/secrets/{chart.credentials_secret}")
     credentials = workdir / "vpsie-credentials"
     credentials.mkdir(exist_ok=True)
     for key, value in (secret.get("data") or {}).items():
