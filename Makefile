@@ -65,6 +65,26 @@ devcluster-status: setup ## is the local control plane running and ready?
 demo: setup devcluster-build ## local control plane + VPSie simulator + autoscaler: watch it scale up and down
 	$(PY) -m hack.demo $(DEMO_ARGS)
 
+CHART := charts/vpsie-autoscaler
+
+.PHONY: chart-crds
+chart-crds: setup ## copy the CRDs from `vpsie-autoscaler crds` into the chart (templates/crds/)
+	$(PY) -m hack.chart.crds
+
+.PHONY: chart-lint
+chart-lint: devcluster-build ## helm lint --strict the chart with its default and every ci/*-values.yaml
+	helm="$$(python3 hack/devcluster/build.py --print-dir)/helm"; \
+	"$$helm" lint --strict $(CHART); \
+	for values in $(CHART)/ci/*-values.yaml; do "$$helm" lint --strict $(CHART) -f "$$values"; done
+
+.PHONY: image
+image: setup ## build the image for linux/amd64 and linux/arm64 with buildah, smoke-test it, record sizes
+	hack/image/build.sh
+
+.PHONY: image-check
+image-check: setup devcluster-build ## run the built amd64 image's controller as UID 65532 on the local control plane
+	$(PY) -m hack.image.run_check
+
 # pytest exits 5 when it collected nothing: that must never pass as green.
 define run_pytest
 	rc=0; $(PY) -m pytest $(1) $(PYTEST_ARGS) || rc=$$?; \
