@@ -127,6 +127,7 @@ def claim_to_json(claim: Claim) -> str:
             "baseline": sorted(claim.baseline),
             "created": claim.created.isoformat(),
             "bound": claim.bound,
+            "sent": claim.sent,
         }
     ).decode()
 
@@ -145,6 +146,7 @@ def claim_from_json(text: str) -> Claim:
             baseline=frozenset(str(h) for h in raw["baseline"]),
             created=datetime.fromisoformat(str(raw["created"])),
             bound=None if raw.get("bound") is None else str(raw["bound"]),
+            sent=bool(raw.get("sent", True)),  # claims written before "sent" existed were all sent
         )
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"malformed claim annotation: {exc}") from None

@@ -12,11 +12,23 @@ provider *binds* the hostname the autoscaler asked for to the node VPSie creates
    instance carries VPSie's hostname (the Node name is its lower-cased form) and
    ``requested_hostname``, and answers to both.
 
-Claims are kept in a :class:`ClaimStore`, written *before* add-node is called and again when bound
-(write-ahead, as the VPSieNode itself is written before the cloud call). The default
-:class:`MemoryClaimStore` forgets on restart; a store that persists claims (for example in the
-VPSieNode's annotations) makes the binding survive a crash between add-node and the node's first
-appearance. Nodes of the group bound to no claim show up in ``list`` with ``requested_hostname=None``.
+Claims are kept in a :class:`ClaimStore`, written *before* add-node is called, again once add-node
+has answered (``sent``), and again when bound (a write-ahead log, as the VPSieNode itself is written
+before the cloud call). The default :class:`MemoryClaimStore` forgets on restart; a store that
+persists claims (for example in the VPSieNode's annotations) makes the binding survive a crash
+between add-node and the node's first appearance. Nodes of the group bound to no claim show up in
+``list`` with ``requested_hostname=None``.
+
+**A claim in doubt.** A claim written but never marked ``sent`` was left by a process that died
+between the write and add-node's answer: VPSie may or may not have received the call. Such a claim
+is *not* shown as a pending instance (that would let the caller "adopt" a node nobody asked for and
+later steal the node of the next request, leaving one record without a node). It binds only to a new
+node that no sent claim takes (sent claims are served first, so a node really requested by someone
+else is never taken); if none is there, ``create`` for that hostname asks VPSie again. This follows
+the write-ahead-log recovery rule: an operation whose commit record is missing is redone, never
+presumed done. The redo can double a node only if the lost call reached VPSie *and* its node is not
+listed yet when the next leader acts (after the lease handover); such a node is unclaimed and goes
+the orphan way (reported, then deleted after the grace).
 
 A claim whose node never appears (VPSie accepted but never delivered, or a crash between writing the
 claim and add-node) is abandoned on ``delete`` once it is older than ``abandon_after``: the delete
@@ -78,6 +90,13 @@ class Claim:
     baseline: frozenset[str]  # lower-cased hostnames in the group just before add-node
     created: datetime
     bound: str | None = None  # lower-cased VPSie hostname once matched
+    # add-node answered (or timed out) in the process that wrote the claim; False = written ahead only
+    sent: bool = True
+
+    @property
+    def in_doubt(self) -> bool:
+        """Written ahead of an add-node whose outcome nobody saw, and matched to no node yet."""
+        return not self.sent and self.bound is None
 
     @property
     def key(self) -> str:
@@ -157,6 +176,16 @@ class ManagedKubernetesProvider:
         await self._store.put(claim)
         (await self._loaded())[claim.key] = claim
 
+    async def _mark_sent(self, claim: Claim) -> None:
+        """Record that add-node was asked. This process knows it even if the store write fails (then a
+        restart sees the claim in doubt and binds it to its node, which is listed by then)."""
+        sent = replace(claim, sent=True)
+        (await self._loaded())[sent.key] = sent
+        try:
+            await self._store.put(sent)
+        except Exception as exc:  # the call was made: failing now would hide that
+            log.warning("vpsie.managed.claim_sent_not_persisted", requested=claim.requested, error=str(exc))
+
     async def _drop(self, claim: Claim) -> None:
         await self._store.remove(claim.requested)
         (await self._loaded()).pop(claim.key, None)
@@ -181,8 +210,11 @@ class ManagedKubernetesProvider:
 
     async def _bind_locked(self, source: ManagedSource, nodes: list[m.K8sNode]) -> dict[str, Claim]:
         claims = await self._loaded()
+        # Sent claims first (FIFO), then claims in doubt: a node someone surely asked for is never
+        # given to a request that may never have reached VPSie.
         waiting = sorted(
-            (c for c in claims.values() if c.source == source and c.bound is None), key=lambda c: c.created
+            (c for c in claims.values() if c.source == source and c.bound is None),
+            key=lambda c: (c.in_doubt, c.created),
         )
         taken = {c.bound for c in claims.values() if c.bound is not None}
         fresh = sorted(nodes, key=lambda n: (n.created_on is None, n.created_on or datetime.min, n.id or 0))
@@ -190,7 +222,7 @@ class ManagedKubernetesProvider:
             for node in fresh:
                 name = node.hostname.lower()
                 if name not in taken and name not in claim.baseline:
-                    await self._put(replace(claim, bound=name))
+                    await self._put(replace(claim, bound=name, sent=True))
                     taken.add(name)
                     log.info("vpsie.managed.bound", requested=claim.requested, hostname=node.hostname)
                     break
@@ -227,8 +259,13 @@ class ManagedKubernetesProvider:
         claims = await self._bind(src, nodes)
         requested_by_node = {c.bound: c.requested for c in claims.values() if c.bound}
         result = [self._instance(src, n, requested_by_node.get(n.hostname.lower())) for n in nodes]
-        # A bound claim whose node is gone is not listed: the node was deleted.
-        result.extend(self._pending(c) for c in claims.values() if c.source == src and c.bound is None)
+        # A bound claim whose node is gone is not listed: the node was deleted. A claim in doubt is not
+        # listed either: nothing says VPSie was ever asked (``create`` resolves it).
+        result.extend(
+            self._pending(c)
+            for c in claims.values()
+            if c.source == src and c.bound is None and not c.in_doubt
+        )
         return result
 
     async def get(self, source: NodeSource, hostname: str) -> Instance | None:
@@ -244,7 +281,8 @@ class ManagedKubernetesProvider:
     async def _create_locked(self, request: CreateRequest) -> None:
         src = _source(request.source)
         key = request.hostname.lower()
-        if key in await self._loaded():
+        existing = (await self._loaded()).get(key)
+        if existing is not None and not existing.in_doubt:
             return  # already requested: VPSie has no idempotency key, so never ask twice
         group, nodes = await self._group_nodes(src)
         if group is None:
@@ -254,20 +292,30 @@ class ManagedKubernetesProvider:
             )
         if any(n.hostname.lower() == key for n in nodes):
             return
+        if existing is not None:
+            # In doubt: if the lost call did reach VPSie, its node is here and unclaimed; else redo it.
+            resolved = (await self._bind_locked(src, nodes)).get(key)
+            if resolved is not None and not resolved.in_doubt:
+                return
+            log.warning("vpsie.managed.claim_in_doubt_redone", requested=request.hostname, group=src.group_id)
         claim = Claim(
             requested=request.hostname,
             source=src,
             baseline=frozenset(n.hostname.lower() for n in nodes),
             created=self._clock.now(),
+            sent=False,
         )
         await self._put(claim)  # write-ahead: a crash after add-node still finds the claim
         try:
             await self._client.add_node(src.cluster_identifier, src.group_id)
         except VPSieTimeout:
-            raise  # the outcome is unknown: keep the claim, the node may still appear
+            # The outcome is unknown but VPSie was asked: keep the claim as sent, the node may appear.
+            await self._mark_sent(claim)
+            raise
         except BaseException:
             await self._drop(claim)
             raise
+        await self._mark_sent(claim)
         log.info("vpsie.managed.add_node", requested=request.hostname, group=src.group_id)
 
     async def delete(self, instance: Instance) -> None:

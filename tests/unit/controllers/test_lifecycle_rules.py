@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import pytest
 
 from vpsie_autoscaler.api.labels import (
@@ -233,6 +235,11 @@ def test_claims_round_trip_through_their_annotation() -> None:
         bound="k8s-slave-0002",
     )
     assert claim_from_json(claim_to_json(claim)) == claim
+    written_ahead = replace(claim, bound=None, sent=False)
+    assert claim_from_json(claim_to_json(written_ahead)) == written_ahead
+    legacy = orjson.loads(claim_to_json(claim))
+    del legacy["sent"]  # annotations written before the flag existed were written after add-node
+    assert claim_from_json(orjson.dumps(legacy).decode()).sent
     with pytest.raises(ValueError, match="malformed claim"):
         claim_from_json('{"requested": "x"}')
     with pytest.raises(ValueError, match="malformed claim"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import timedelta
 from types import MappingProxyType
 from typing import cast
@@ -16,7 +17,7 @@ from vpsie_autoscaler.runtime.clock import FakeClock, RealClock
 from vpsie_autoscaler.vpsie import errors
 from vpsie_autoscaler.vpsie.bootstrap import decode_user_data, parse_kubelet_flags
 from vpsie_autoscaler.vpsie.client import VPSieClient
-from vpsie_autoscaler.vpsie.managed import ManagedKubernetesProvider, MemoryClaimStore
+from vpsie_autoscaler.vpsie.managed import Claim, ManagedKubernetesProvider, MemoryClaimStore
 from vpsie_autoscaler.vpsie.models import K8sClusterDetail, K8sNodeGroup
 from vpsie_autoscaler.vpsie.provider import (
     CreateRequest,
@@ -297,6 +298,59 @@ async def test_a_persisted_claim_survives_a_restart_and_prevents_a_second_node(
     assert instance.state is InstanceState.RUNNING
     assert len([n for n in sim.state.nodes.values() if n.group_id]) == 1
     assert store.claims["ng-crash"].bound == instance.node_name
+
+
+def _in_doubt(store: MemoryClaimStore, hostname: str) -> None:
+    """Turn a stored claim back into the write-ahead record a process leaves when it dies during add-node."""
+    store.claims[hostname] = replace(store.claims[hostname], sent=False, bound=None)
+
+
+async def test_a_claim_whose_add_node_never_happened_is_redone_not_adopted(
+    client: VPSieClient, sim: Simulator, sim_clock: FakeClock
+) -> None:
+    store = MemoryClaimStore()
+    source = await managed_source(client)
+    # The dying leader wrote the claim for ng-lost (the group had no worker yet), then was killed
+    # before add-node left the process.
+    store.claims["ng-lost"] = Claim(
+        requested="ng-lost",
+        source=source,
+        baseline=frozenset(),
+        created=sim_clock.now(),
+        sent=False,
+    )
+    restarted = ManagedKubernetesProvider(client, clock=sim_clock, claims=store)
+    assert await restarted.get(source, "ng-lost") is None  # nothing to adopt: nobody asked VPSie
+    await restarted.create(CreateRequest(hostname="ng-next", source=source))
+    await sim_clock.advance(1)
+    await restarted.create(CreateRequest(hostname="ng-lost", source=source))
+    await sim_clock.advance(BOOT)
+    nxt, lost = await restarted.get(source, "ng-next"), await restarted.get(source, "ng-lost")
+    assert nxt is not None
+    assert lost is not None
+    assert nxt.hostname != lost.hostname  # ng-lost did not take the node asked for ng-next
+    assert {nxt.state, lost.state} == {InstanceState.RUNNING}
+    assert len([n for n in sim.state.nodes.values() if n.group_id]) == 2
+
+
+async def test_a_claim_in_doubt_whose_add_node_reached_vpsie_binds_its_node_without_a_second_call(
+    client: VPSieClient, sim: Simulator, sim_clock: FakeClock
+) -> None:
+    store = MemoryClaimStore()
+    source = await managed_source(client)
+    await ManagedKubernetesProvider(client, clock=sim_clock, claims=store).create(
+        CreateRequest(hostname="ng-sent", source=source)
+    )
+    _in_doubt(store, "ng-sent")  # killed after VPSie took the call, before the answer was recorded
+    await sim_clock.advance(BOOT)
+    restarted = ManagedKubernetesProvider(client, clock=sim_clock, claims=store)
+    await restarted.create(CreateRequest(hostname="ng-sent", source=source))
+    instance = await restarted.get(source, "ng-sent")
+    assert instance is not None
+    assert instance.state is InstanceState.RUNNING
+    assert len([n for n in sim.state.nodes.values() if n.group_id]) == 1
+    assert store.claims["ng-sent"].bound == instance.node_name
+    assert store.claims["ng-sent"].sent
 
 
 async def test_a_node_that_never_appears_is_abandoned_after_the_grace(
