@@ -184,6 +184,31 @@ def test_5_pdb_forbidding_eviction_keeps_the_node_and_the_event_says_why(e2e: E2
     assert len(e2e.sim.workers(ADVANCED)) == 2
 
 
+def test_6_sigkill_in_the_middle_of_a_scale_up_leaves_no_duplicate_and_no_orphan(e2e: E2E) -> None:
+    e2e.apply_nodegroup(nodegroup("s6-advanced", ADVANCED, max_nodes=6))
+    scaler = e2e.autoscaler()
+    e2e.apply_deployment(deployment("web", 3, cpu=FILL_ADVANCED, memory="1Gi"))
+
+    # Kill the leader the moment VPSie has been asked for the first node, before it has booted.
+    e2e.wait(e2e.sim.add_node_requests, bool, timeout=SCALE_UP_S, what="the first add-node call")
+    scaler.kill9()
+    asked_before_kill = len(e2e.sim.add_node_requests())
+    scaler.start()
+    scaler.wait_ready()
+    scaler.wait_leader()
+
+    e2e.wait_pods_running("web", 3, timeout=SCALE_UP_S)
+    workers = e2e.sim.workers(ADVANCED)
+    vns = e2e.live_vpsienodes("s6-advanced")
+    print(f"{asked_before_kill} add-node call(s) before SIGKILL; {len(e2e.sim.add_node_requests())} in total")
+    assert len(workers) == 3, f"duplicate instances: {[w['hostname'] for w in workers]}"
+    assert len(vns) == 3
+    assert len(e2e.sim.add_node_requests(ADVANCED)) == 3
+    one_to_one(e2e, "s6-advanced")
+    claimed = {vn["status"]["nodeName"] for vn in e2e.live_vpsienodes("s6-advanced")}
+    assert {w["hostname"].lower() for w in e2e.sim.workers(ADVANCED)} == claimed, "orphan instance"
+
+
 def test_8_dry_run_reports_the_plan_and_changes_nothing(e2e: E2E) -> None:
     e2e.apply_nodegroup(nodegroup("s8-advanced", ADVANCED, min_nodes=1, max_nodes=5))
     scaler = e2e.autoscaler(dry_run=True)
