@@ -26,15 +26,17 @@ from vpsie_autoscaler.api.labels import (
     VPSIENODE_LABEL,
 )
 from vpsie_autoscaler.api.nodegroup import NodeGroup
+from vpsie_autoscaler.api.vpsienode import VPSieNode
 from vpsie_autoscaler.controllers.metrics import autoscaler_metrics
 from vpsie_autoscaler.controllers.nodegroup.reconciler import NodeGroupOptions, NodeGroupReconciler
 from vpsie_autoscaler.controllers.objects import rfc3339
-from vpsie_autoscaler.controllers.providers import Providers
+from vpsie_autoscaler.controllers.providers import Providers, VPSieNodeClaimStore
 from vpsie_autoscaler.controllers.vpsienode.keys import ERROR_CLASS_ANNOTATION
 from vpsie_autoscaler.controllers.vpsienodes import creation_body, new_vpsienode
 from vpsie_autoscaler.kube.resources import NODEGROUPS, NODES, PDBS, PODS, VPSIENODES
 from vpsie_autoscaler.runtime.controller import Request
-from vpsie_autoscaler.vpsie.provider import CreateRequest
+from vpsie_autoscaler.vpsie.managed import Claim
+from vpsie_autoscaler.vpsie.provider import CreateRequest, ManagedSource
 from vpsie_autoscaler.vpsie.sim.config import Delays
 from vpsie_autoscaler.vpsie.sim.faults import FaultKind, FaultSpec
 
@@ -447,36 +449,46 @@ async def test_dry_run_reports_the_decision_and_changes_nothing(
         assert NODEGROUP_FINALIZER not in (ng["metadata"].get("finalizers") or [])
 
 
+async def managed_group(env: Env, ns: str, name: str) -> tuple[NodeGroup, int]:
+    """A NodeGroup on the simulator's managed node group (nodes get kwok-labelled for ``ns``)."""
+    [sim_group] = env.sim.state.groups.values()
+    env.sim.state.set_group_template(sim_group.id, {OWNER_LABEL: ns}, [])
+    group = env.name(name)
+    body = vm_group(group, ns)
+    body["spec"].pop("vm")
+    body["spec"]["managed"] = {
+        "clusterIdentifier": next(iter(env.sim.state.clusters)),
+        "nodeGroupName": sim_group.name,
+        "sizeId": sim_group.size,
+    }
+    await env.kube.create(NODEGROUPS, body)
+    return NodeGroup.from_k8s(await env.kube.get(NODEGROUPS, group)), sim_group.id
+
+
+async def create_record(env: Env, ng: NodeGroup) -> VPSieNode:
+    """A VPSieNode as the previous leader left it: created, finalizer set, status not yet written."""
+    vn = new_vpsienode(ng)
+    body = creation_body(vn)
+    await env.kube.create(
+        VPSIENODES, body | {"metadata": {**body["metadata"], "finalizers": [INSTANCE_FINALIZER]}}
+    )
+    return vn
+
+
 async def test_managed_claim_survives_a_restart_between_add_node_and_the_node_appearing(
     k8s_cluster: ClusterHandle, k8s_namespace: str
 ) -> None:
     """Seed trap: a crash mid scale-up leaves a duplicate node (the add-node call has no idempotency)."""
     slow = Delays(pending_seconds=0, boot_seconds=60, delete_seconds=0)
     async with lifecycle_env(k8s_cluster, k8s_namespace, delays=slow, start=False) as env:
-        [sim_group] = env.sim.state.groups.values()
-        env.sim.state.set_group_template(sim_group.id, {OWNER_LABEL: k8s_namespace}, [])
-        group = env.name("mng")
-        spec = {
-            "clusterIdentifier": next(iter(env.sim.state.clusters)),
-            "nodeGroupName": sim_group.name,
-            "sizeId": sim_group.size,
-        }
-        body = vm_group(group, k8s_namespace)
-        body["spec"].pop("vm")
-        body["spec"]["managed"] = spec
-        await env.kube.create(NODEGROUPS, body)
-        ng = NodeGroup.from_k8s(await env.kube.get(NODEGROUPS, group))
-        vn = new_vpsienode(ng)
-        await env.kube.create(
-            VPSIENODES,
-            creation_body(vn)
-            | {"metadata": {**creation_body(vn)["metadata"], "finalizers": [INSTANCE_FINALIZER]}},
-        )
+        ng, sim_group_id = await managed_group(env, k8s_namespace, "mng")
+        group = ng.metadata.name
+        vn = await create_record(env, ng)
         # The "previous leader": its own providers send add-node (the claim is written first), then it dies.
         before = Providers(env.providers.client, env.kube, clock=env.clock)
         source = await before.source_of(vn)
         await before.provider_for(source).create(CreateRequest(hostname=vn.spec.hostname, source=source))
-        assert len(group_nodes(env, sim_group.id)) == 1
+        assert len(group_nodes(env, sim_group_id)) == 1
         # The new leader starts with fresh providers (claims loaded from the VPSieNodes) and resumes.
         env.start()
         await eventually(
@@ -486,9 +498,49 @@ async def test_managed_claim_survives_a_restart_between_add_node_and_the_node_ap
         await eventually(
             lambda: phase(env, vn.metadata.name) == "Ready", within=WAIT_S, what="bound node Ready"
         )
-        assert len(group_nodes(env, sim_group.id)) == 1
+        assert len(group_nodes(env, sim_group_id)) == 1
         obj = env.vpsienodes.store.get(vn.metadata.name) or {}
         assert obj["status"]["nodeName"] != vn.spec.hostname  # VPSie named it; the claim bound it
+
+
+async def test_a_claim_written_by_a_leader_killed_before_add_node_is_redone_not_adopted(
+    k8s_cluster: ClusterHandle, k8s_namespace: str
+) -> None:
+    """Seed trap: a crash mid scale-up leaves a record without a node (or two records on one node).
+
+    The previous leader wrote the claim of ``lost`` into its VPSieNode (write-ahead) and was killed
+    before add-node left the process; ``next`` was still Pending. The new leader must ask VPSie for
+    ``lost`` again, not adopt a node nobody asked for and then take the node requested for ``next``.
+    """
+    slow = Delays(pending_seconds=0, boot_seconds=60, delete_seconds=0)
+    async with lifecycle_env(k8s_cluster, k8s_namespace, delays=slow, start=False) as env:
+        ng, sim_group_id = await managed_group(env, k8s_namespace, "doubt")
+        group = ng.metadata.name
+        lost, nxt = await create_record(env, ng), await create_record(env, ng)
+        # The previous leader's providers, not the new leader's (whose claims load when it starts).
+        source = await Providers(env.providers.client, env.kube, clock=env.clock).source_of(lost)
+        assert isinstance(source, ManagedSource)
+        await VPSieNodeClaimStore(env.kube).put(
+            Claim(
+                requested=lost.spec.hostname,
+                source=source,
+                baseline=frozenset(),
+                created=env.clock.now(),
+                sent=False,
+            )
+        )
+        env.start()
+        names = (lost.metadata.name, nxt.metadata.name)
+        await eventually(
+            lambda: all(phase(env, n) == "Provisioning" for n in names), within=WAIT_S, what="both launched"
+        )
+        await env.advance(61, group)
+        await eventually(
+            lambda: all(phase(env, n) == "Ready" for n in names), within=WAIT_S, what="both Ready"
+        )
+        assert len(group_nodes(env, sim_group_id)) == 2  # one node each: no duplicate, none missing
+        node_names = {(env.vpsienodes.store.get(n) or {})["status"]["nodeName"] for n in names}
+        assert node_names == {h.lower() for h in group_nodes(env, sim_group_id)}
 
 
 async def test_dry_run_never_creates_an_instance_for_an_existing_record(
