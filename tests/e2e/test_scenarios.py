@@ -19,6 +19,7 @@ from tests.e2e.harness import (
     HIGHMEM,
     NODES,
     STANDARD,
+    add_node_path,
     bare_pod,
     deployment,
     nodegroup,
@@ -207,6 +208,41 @@ def test_6_sigkill_in_the_middle_of_a_scale_up_leaves_no_duplicate_and_no_orphan
     one_to_one(e2e, "s6-advanced")
     claimed = {vn["status"]["nodeName"] for vn in e2e.live_vpsienodes("s6-advanced")}
     assert {w["hostname"].lower() for w in e2e.sim.workers(ADVANCED)} == claimed, "orphan instance"
+
+
+def test_7_vpsie_failures_back_off_the_group_and_the_next_group_takes_over(e2e: E2E) -> None:
+    e2e.apply_nodegroup(nodegroup("s7-primary", ADVANCED, max_nodes=4, priority=10))
+    e2e.apply_nodegroup(nodegroup("s7-fallback", HIGHMEM, max_nodes=4, priority=0))
+    scaler = e2e.autoscaler()
+    gid = e2e.sim.group_id(ADVANCED)
+    e2e.sim.add_fault(
+        kind="error_200", path=add_node_path(gid), method="POST", message="Size is out of stock"
+    )
+    e2e.apply_deployment(deployment("web", 2, cpu="1500m", memory="1Gi"))
+
+    e2e.wait_vpsienodes(
+        "s7-primary",
+        lambda vns: any(phase_of(v) == "Failed" for v in vns),
+        timeout=SCALE_UP_S,
+        what="a Failed VPSieNode",
+    )
+    failed_at = time.monotonic()
+    e2e.wait(
+        lambda: e2e.get_nodegroup("s7-primary").get("status", {}).get("conditions", []),
+        lambda conds: any(c["type"] == "Backoff" and c["status"] == "True" for c in conds),
+        timeout=EVENT_S,
+        what="s7-primary Backoff=True",
+    )
+    e2e.wait(
+        lambda: e2e.live_vpsienodes("s7-fallback"), bool, timeout=FALLBACK_S, what="fallback group grows"
+    )
+    print(f"fallback VPSieNode {time.monotonic() - failed_at:.1f}s after the primary's failure")
+    e2e.wait_pods_running("web", 2, timeout=SCALE_UP_S)
+    assert e2e.sim.workers(ADVANCED) == [], "a refused create leaves nothing billed"
+    status = e2e.get_nodegroup("s7-primary")["status"]
+    assert status.get("backoffUntil")
+    assert status.get("consecutiveFailures", 0) >= 1
+    assert scaler.metric("vpsie_autoscaler_nodegroup_backoff", {"nodegroup": "s7-primary"}) == 1
 
 
 def test_8_dry_run_reports_the_plan_and_changes_nothing(e2e: E2E) -> None:

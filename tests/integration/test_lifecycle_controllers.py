@@ -30,7 +30,7 @@ from vpsie_autoscaler.api.vpsienode import VPSieNode
 from vpsie_autoscaler.controllers.metrics import autoscaler_metrics
 from vpsie_autoscaler.controllers.nodegroup.reconciler import NodeGroupOptions, NodeGroupReconciler
 from vpsie_autoscaler.controllers.objects import rfc3339
-from vpsie_autoscaler.controllers.providers import Providers, VPSieNodeClaimStore
+from vpsie_autoscaler.controllers.providers import CLAIM_ANNOTATION, Providers, VPSieNodeClaimStore
 from vpsie_autoscaler.controllers.vpsienode.keys import ERROR_CLASS_ANNOTATION
 from vpsie_autoscaler.controllers.vpsienodes import creation_body, new_vpsienode
 from vpsie_autoscaler.kube.resources import NODEGROUPS, NODES, PDBS, PODS, VPSIENODES
@@ -43,6 +43,7 @@ from vpsie_autoscaler.vpsie.sim.faults import FaultKind, FaultSpec
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(180)]
 
 QUOTA_MESSAGE = "Worker nodes count exceeds the allowed limit"
+OUT_OF_STOCK_MESSAGE = "Size is out of stock"  # a VPSie business-rule refusal: plan_unavailable
 
 
 def group_nodes(env: Env, group_id: int) -> list[str]:
@@ -559,3 +560,48 @@ async def test_dry_run_never_creates_an_instance_for_an_existing_record(
         obj = await env.kube.get(VPSIENODES, vn.metadata.name)
         assert INSTANCE_FINALIZER not in (obj["metadata"].get("finalizers") or [])
         assert env.vms(group) == []
+
+
+async def test_a_refused_add_node_of_a_managed_group_fails_at_once_and_backs_off(
+    k8s_cluster: ClusterHandle, k8s_namespace: str
+) -> None:
+    """The managed provider writes (and on refusal drops) its claim on the VPSieNode during the create.
+
+    The record must still reach Failed with the error class: the claim writes are this reconcile's own,
+    not a concurrent change, so they must not turn the failure into a Conflict and an add-node retry
+    loop that never backs the group off.
+    """
+    async with lifecycle_env(k8s_cluster, k8s_namespace) as env:
+        [sim_group] = env.sim.state.groups.values()
+        env.sim.faults.add(
+            FaultSpec(
+                kind=FaultKind.ERROR_200,
+                path=f"*/add/slave/group/{sim_group.id}",
+                method="POST",
+                message=OUT_OF_STOCK_MESSAGE,
+            )
+        )
+        group = env.name("oos")
+        body = vm_group(group, k8s_namespace, minNodes=1)
+        body["spec"].pop("vm")
+        body["spec"]["managed"] = {
+            "clusterIdentifier": next(iter(env.sim.state.clusters)),
+            "nodeGroupName": sim_group.name,
+            "sizeId": sim_group.size,
+        }
+        await env.kube.create(NODEGROUPS, body)
+        await eventually(
+            lambda: env.condition(group, "Backoff").get("status") == "True",
+            within=WAIT_S,
+            what="back-off after the refused add-node",
+        )
+        failed = [vn for vn in env.members(group) if (vn.get("status") or {}).get("phase") == "Failed"]
+        assert failed, "the refused record is Failed"
+        assert failed[0]["metadata"]["annotations"][ERROR_CLASS_ANNOTATION] == "plan_unavailable"
+        assert CLAIM_ANNOTATION not in failed[0]["metadata"]["annotations"], "no claim left behind"
+        note = await env.wait_event(failed[0]["metadata"]["name"], "CreateFailed")
+        assert OUT_OF_STOCK_MESSAGE in note
+        assert group_nodes(env, sim_group.id) == []
+        st = env.group_status(group)
+        assert st["consecutiveFailures"] >= 1
+        assert st["backoffUntil"] > failed[0]["status"]["phaseTimestamps"]["Failed"]

@@ -326,9 +326,12 @@ class VPSieNodeReconciler:
         try:
             await provider.create(request)
         except VPSieError as exc:
-            raise _Failed(
+            obj, vn = await self._after_own_write(obj, vn)
+            failed = _Failed(
                 keys.REASON_CREATE_FAILED, error_class(exc), f"VPSie refused the creation: {exc}"
-            ) from exc
+            )
+            return await self._fail(obj, vn, st, failed)
+        obj, vn = await self._after_own_write(obj, vn)
         self._enter(st, "Provisioning")
         st.last_error = None
         self._cond(vn, st, CONDITION_LAUNCHED, True, keys.REASON_LAUNCHED, "VPSie accepted the creation")
@@ -341,6 +344,25 @@ class VPSieNodeReconciler:
         )
         await self._write(obj, vn, st)
         return Result(requeue_after=self.options.poll_interval)
+
+    async def _after_own_write(self, obj: dict[str, Any], vn: VPSieNode) -> tuple[dict[str, Any], VPSieNode]:
+        """The record as the API server holds it after a provider call that may have written to it.
+
+        The managed provider keeps its write-ahead claim in the VPSieNode's annotations
+        (``VPSieNodeClaimStore``): writing it before add-node, dropping it when VPSie refuses. Those
+        writes are this reconcile's own, yet they move ``resourceVersion``, so the status write (and the
+        locked failure patch) on the version read at the start would always answer Conflict; a refused
+        create would then be retried forever instead of failing the record, and the group would never
+        back off. Like controller-runtime's ``Update`` returning the object it wrote, we continue from
+        the server's version, but only while the status is still the one we decided on: a status
+        changed by anyone else still ends this reconcile with Conflict (the optimistic lock's purpose).
+        """
+        fresh = await self.client.get(VPSIENODES, vn.metadata.name)
+        if (fresh.get("metadata") or {}).get("uid") != (obj.get("metadata") or {}).get("uid") or (
+            fresh.get("status") or {}
+        ) != (obj.get("status") or {}):
+            raise errors.Conflict(f"VPSieNode {vn.metadata.name} changed while VPSie was called", status=409)
+        return fresh, VPSieNode.from_k8s(fresh)
 
     def _record_instance(self, st: VPSieNodeStatus, instance: Instance) -> None:
         st.instance_identifier = instance.identifier or st.instance_identifier
