@@ -602,6 +602,10 @@ async def test_a_refused_add_node_of_a_managed_group_fails_at_once_and_backs_off
         note = await env.wait_event(failed[0]["metadata"]["name"], "CreateFailed")
         assert OUT_OF_STOCK_MESSAGE in note
         assert group_nodes(env, sim_group.id) == []
+        add_node_calls = [
+            r for r in env.sim.requests if r["path"].endswith(f"/add/slave/group/{sim_group.id}")
+        ]
+        assert len(add_node_calls) == 1, "a refused create is never asked again from a stale cache"
         st = env.group_status(group)
         assert st["consecutiveFailures"] >= 1
         assert st["backoffUntil"] > failed[0]["status"]["phaseTimestamps"]["Failed"]

@@ -315,6 +315,7 @@ class VPSieNodeReconciler:
             await self._write(obj, vn, st)
             self._dry(obj, f"create VPSie instance {vn.spec.hostname}")
             return Result(requeue_after=self.options.resync_interval)
+        await self._ensure_current(obj, vn)
         request = CreateRequest(
             hostname=vn.spec.hostname,
             source=source,
@@ -344,6 +345,21 @@ class VPSieNodeReconciler:
         )
         await self._write(obj, vn, st)
         return Result(requeue_after=self.options.poll_interval)
+
+    async def _ensure_current(self, obj: dict[str, Any], vn: VPSieNode) -> None:
+        """Refuse to call VPSie on a cached record older than the API server's.
+
+        A create is the one call that cannot be taken back (VPSie has no idempotency key), and the
+        cache may lag our own last write: a reconcile queued by the claim writes of a create that VPSie
+        refused can run before the watch delivers the ``Failed`` status, see ``Pending`` and ask again.
+        So the record is read live first; if it moved on, this pass ends with Conflict and the next one
+        reads the newer version (client-go's "expectations" idea, reduced to one GET per create).
+        """
+        live = await self.client.get(VPSIENODES, vn.metadata.name)
+        if (live.get("metadata") or {}).get("resourceVersion") != vn.metadata.resource_version:
+            raise errors.Conflict(
+                f"VPSieNode {vn.metadata.name} in the cache is stale; not creating", status=409
+            )
 
     async def _after_own_write(self, obj: dict[str, Any], vn: VPSieNode) -> tuple[dict[str, Any], VPSieNode]:
         """The record as the API server holds it after a provider call that may have written to it.
