@@ -266,6 +266,24 @@ async def test_run_plans_once_per_batch_and_resyncs_while_pods_stay_pending() ->
         task.cancel()
 
 
+async def test_updates_of_an_already_pending_pod_do_not_postpone_the_decision() -> None:
+    """The scheduler keeps updating a waiting pod; only pods that become unschedulable count."""
+    w = World()
+    w.group("web")
+    c = controller(w, scan_interval=30.0)
+    task = asyncio.ensure_future(c.run())
+    try:
+        pod = w.pending_pod("p0", cpu="1500m")
+        c.on_pod(pod)
+        for _ in range(4):  # a status update every 0.5 s, as a retrying scheduler sends them
+            await w.clock.advance(0.5)
+            c.on_pod_update(pod, pod)
+        # Closed by the 1 s idle window after the pod appeared, not pushed towards the 10 s maximum.
+        assert len(created(w)) == 1
+    finally:
+        task.cancel()
+
+
 async def test_a_node_that_just_joined_holds_the_pods_about_to_land_on_it() -> None:
     w = World()
     w.group("web")

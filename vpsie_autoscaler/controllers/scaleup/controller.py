@@ -142,8 +142,13 @@ class ScaleUpController:
     def on_pod(self, obj: Mapping[str, Any]) -> None:
         uid = (obj.get("metadata") or {}).get("uid") or ""
         if is_unschedulable(obj):
-            self._first_seen.setdefault(uid, self.clock.now())
-            self.batcher.add()
+            # Only a pod that *becomes* unschedulable opens or extends a batch: the status updates of a
+            # pod already waiting (the scheduler retries it) must not keep re-opening the idle window,
+            # or a steady trickle of updates would postpone the decision up to the batch maximum.
+            # Pods that stay pending are re-planned by the periodic resync.
+            if uid not in self._first_seen:
+                self._first_seen[uid] = self.clock.now()
+                self.batcher.add()
         else:
             self._first_seen.pop(uid, None)
 
