@@ -1,12 +1,20 @@
-"""Every fault kind of the simulator, and how the client's retries, breaker and errors meet it."""
+"""Every fault kind of the simulator, and how the client's retries, breaker and errors meet it.
+
+The refusing kinds leave the state untouched; ``reply_lost`` and ``late_reply`` carry out a create,
+delete or reduce and then hide or delay its answer, on every mutating route."""
 
 from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from tests.unit.vpsie.conftest import base_url, drive, make_client
+from tests.support import vpsie as support
+from tests.unit.vpsie.conftest import API_TOKEN, base_url, drive, make_client
 from tests.unit.vpsie.test_contract import vm_request
 from vpsie_autoscaler.runtime.clock import FakeClock, RealClock
 from vpsie_autoscaler.vpsie import errors
@@ -14,8 +22,9 @@ from vpsie_autoscaler.vpsie.breaker import BreakerState
 from vpsie_autoscaler.vpsie.client import VPSieClient
 from vpsie_autoscaler.vpsie.retry import RetryPolicy
 from vpsie_autoscaler.vpsie.sim.app import Simulator
-from vpsie_autoscaler.vpsie.sim.config import DEFAULT_CLUSTER, SimConfig
+from vpsie_autoscaler.vpsie.sim.config import DEFAULT_CLUSTER, Delays, SimConfig
 from vpsie_autoscaler.vpsie.sim.faults import FaultKind, FaultSpec
+from vpsie_autoscaler.vpsie.sim.state import Node
 
 DC_PATH = "/apps/v2/datacenter"
 NO_RETRY = RetryPolicy(max_retries=0)
@@ -195,3 +204,227 @@ async def test_probability_faults_are_reproducible_with_a_seed(sim_config: SimCo
     first = pattern()
     assert first == pattern()
     assert 0 < sum(first) < 20
+
+
+# --- faults around a served mutation: the change happens, the client does not learn it -----------
+
+LATE_SECONDS = 0.6  # the simulator's late answer ...
+CLIENT_TIMEOUT = 0.15  # ... comes after the client has given up
+AUTH = {"Vpsie-Auth": API_TOKEN}
+LOST_REPLIES = ["502", "504", "504_json", "reset"]
+REFUSALS = [
+    FaultSpec(kind=FaultKind.ERROR, status=500),
+    FaultSpec(kind=FaultKind.ERROR, status=503),
+    FaultSpec(kind=FaultKind.HTML_502),
+    FaultSpec(kind=FaultKind.ERROR_200, message="Resource is locked"),
+    FaultSpec(kind=FaultKind.RATE_LIMIT, retry_after=3),
+]
+
+
+@dataclass
+class Mutation:
+    """One mutating route: the request to send and how the state shows it was carried out."""
+
+    method: str
+    path: str
+    body: dict[str, Any] | None
+    applied: Callable[[], bool]
+
+
+def worker(sim: Simulator) -> Node:
+    group = next(iter(sim.state.groups.values()))
+    return sim.state.add_node(DEFAULT_CLUSTER, group.id)
+
+
+def setup_mutation(sim: Simulator, route: str) -> Mutation:
+    """Prepare the state ``route`` needs (a worker, a VM) and describe its request."""
+    state = sim.state
+    k8s = f"/apps/v2/k8s/cluster/byId/{DEFAULT_CLUSTER}"
+    group = next(iter(state.groups.values()))
+    if route == "add_node":
+        before = len(state.nodes)
+        return Mutation(
+            "POST", f"{k8s}/add/slave/group/{group.id}", None, lambda: len(state.nodes) == before + 1
+        )
+    if route == "delete_node":
+        node = worker(sim)
+        return Mutation(
+            "DELETE",
+            f"{k8s}/delete/slave",
+            {"identifier": node.identifier},
+            lambda: node.delete_at is not None,
+        )
+    if route == "reduce":
+        node = worker(sim)
+        return Mutation(
+            "DELETE", f"{k8s}/reduce/slave", {"groupId": group.id}, lambda: node.delete_at is not None
+        )
+    if route == "create_vm":
+        body = vm_request("asg-lost-1").body("proc-1")
+        return Mutation(
+            "POST",
+            VM_PATH,
+            body,
+            lambda: [v.hostname for v in state.vms.values()] == ["asg-lost-1"],
+        )
+    assert route == "delete_vm"
+    vm = state.create_vm(vm_request("asg-doomed-1").body("proc-2"))
+    body = {"vmIdentifier": vm.identifier, "deleteStatistic": {"reason": "scale-down", "note": ""}}
+    return Mutation("DELETE", VM_PATH, body, lambda: vm.delete_at is not None)
+
+
+ROUTES = ["add_node", "delete_node", "reduce", "create_vm", "delete_vm"]
+VM_PATH = "/apps/v2/vm"
+
+
+@pytest.fixture
+async def live() -> AsyncIterator[tuple[Simulator, str]]:
+    """A simulator on the real clock (a late answer really waits) whose instances boot at once."""
+    config = support.sim_config(delays=Delays(pending_seconds=0, boot_seconds=0, delete_seconds=60))
+    async with support.running_simulator(config, clock=RealClock()) as running:
+        yield running
+
+
+async def send(base: str, mutation: Mutation) -> aiohttp.ClientResponse:
+    timeout = aiohttp.ClientTimeout(total=CLIENT_TIMEOUT)
+    async with (
+        aiohttp.ClientSession(headers=AUTH, timeout=timeout) as s,
+        s.request(mutation.method, base + mutation.path, json=mutation.body) as r,
+    ):
+        await r.read()
+        return r
+
+
+@pytest.mark.parametrize("route", ROUTES)
+@pytest.mark.parametrize("lost_as", LOST_REPLIES)
+async def test_reply_lost_applies_the_mutation_and_hides_the_answer(
+    live: tuple[Simulator, str], route: str, lost_as: str
+) -> None:
+    sim, base = live
+    mutation = setup_mutation(sim, route)
+    assert not mutation.applied()
+    spec = {"kind": "reply_lost", "method": mutation.method, "path": mutation.path, "lost_as": lost_as}
+    sim.faults.add(FaultSpec.model_validate(spec))
+    if lost_as == "reset":
+        with pytest.raises(aiohttp.ServerDisconnectedError):
+            await send(base, mutation)
+    else:
+        r = await send(base, mutation)
+        assert r.status == (502 if lost_as == "502" else 504)
+        assert r.content_type == ("application/json" if lost_as == "504_json" else "text/html")
+    assert mutation.applied()
+    first, *resent = [
+        e for e in sim.requests if e["path"] == mutation.path and e["method"] == mutation.method
+    ]
+    assert first["lost"] == 200
+    assert first["status"] == {"502": 502, "504": 504, "504_json": 504, "reset": 0}[lost_as]
+    # aiohttp itself sends a DELETE (an idempotent method) once more after a dropped connection
+    assert len(resent) == (1 if lost_as == "reset" and mutation.method == "DELETE" else 0)
+
+
+async def test_a_reduce_whose_connection_drops_is_sent_again_by_aiohttp(live: tuple[Simulator, str]) -> None:
+    """A hazard the simulator makes visible: the resent reduce removes a second node."""
+    sim, base = live
+    mutation = setup_mutation(sim, "reduce")
+    second = worker(sim)
+    sim.faults.add(FaultSpec(kind=FaultKind.REPLY_LOST, path=mutation.path, lost_as="reset", times=1))
+    r = await send(base, mutation)
+    assert r.status == 200  # the resent request was answered
+    assert mutation.applied()
+    assert second.delete_at is not None
+    assert [e["status"] for e in sim.requests if e["path"] == mutation.path] == [0, 200]
+
+
+@pytest.mark.parametrize("route", ROUTES)
+async def test_late_reply_applies_the_mutation_before_the_client_gives_up(
+    live: tuple[Simulator, str], route: str
+) -> None:
+    sim, base = live
+    mutation = setup_mutation(sim, route)
+    sim.faults.add(
+        FaultSpec(kind=FaultKind.LATE_REPLY, method=mutation.method, path=mutation.path, seconds=LATE_SECONDS)
+    )
+    with pytest.raises(TimeoutError):
+        await send(base, mutation)
+    assert mutation.applied()
+
+
+@pytest.mark.parametrize("route", ROUTES)
+@pytest.mark.parametrize("refusal", REFUSALS, ids=lambda f: f"{f.kind.value}-{f.status}")
+async def test_refusing_faults_leave_the_state_untouched(
+    live: tuple[Simulator, str], route: str, refusal: FaultSpec
+) -> None:
+    sim, base = live
+    mutation = setup_mutation(sim, route)
+    version = sim.state.version
+    sim.faults.add(refusal.model_copy(update={"method": mutation.method, "path": mutation.path}))
+    r = await send(base, mutation)
+    assert r.status in {200, 429, 500, 502, 503}
+    assert not mutation.applied()
+    assert sim.state.version == version
+
+
+async def test_the_client_sees_a_lost_create_as_a_transport_error_and_a_late_one_as_a_timeout(
+    live: tuple[Simulator, str],
+) -> None:
+    sim, base = live
+    sim.faults.add(
+        FaultSpec(kind=FaultKind.REPLY_LOST, method="POST", path=VM_PATH, lost_as="reset", times=1)
+    )
+    sim.faults.add(FaultSpec(kind=FaultKind.LATE_REPLY, path="*/add/slave/group/*", seconds=LATE_SECONDS))
+    sim.faults.add(FaultSpec(kind=FaultKind.REPLY_LOST, path="*/delete/slave", lost_as="504", times=1))
+    async with support.make_client(
+        base, FakeClock(), request_timeout=CLIENT_TIMEOUT, retry=NO_RETRY
+    ) as client:
+        with pytest.raises(errors.ServerError, match="transport error"):
+            await client.create_vm(vm_request("asg-unsure-1"))
+        assert [v.hostname for v in await client.list_vms()] == ["asg-unsure-1"]
+        [group] = await client.list_node_groups(DEFAULT_CLUSTER)
+        with pytest.raises(errors.VPSieTimeout):
+            await client.add_node(DEFAULT_CLUSTER, group.id)
+        [node] = [n for n in sim.state.nodes.values() if n.group_id == group.id]
+        with pytest.raises(errors.ServerError) as exc:
+            await client.delete_node(DEFAULT_CLUSTER, node.identifier)
+        assert exc.value.status == 504
+        assert node.delete_at is not None
+
+
+async def test_reply_lost_on_a_read_is_an_error_and_late_reply_a_delay(live: tuple[Simulator, str]) -> None:
+    sim, base = live
+    sim.faults.add(FaultSpec(kind=FaultKind.REPLY_LOST, path=DC_PATH, times=1))
+    sim.faults.add(FaultSpec(kind=FaultKind.LATE_REPLY, path="/apps/v2/projects", seconds=0.05))
+    async with aiohttp.ClientSession(headers=AUTH) as s:
+        async with s.get(base + DC_PATH) as r:
+            assert r.status == 502
+        async with s.get(base + DC_PATH) as r:
+            assert r.status == 200
+        async with s.get(base + "/apps/v2/projects") as r:
+            assert r.status == 200
+
+
+async def test_reply_lost_leaves_unknown_routes_and_missing_tokens_alone(live: tuple[Simulator, str]) -> None:
+    sim, base = live
+    sim.faults.add(FaultSpec(kind=FaultKind.REPLY_LOST, lost_as="reset"))
+    async with aiohttp.ClientSession() as s:
+        async with s.get(base + DC_PATH) as r:
+            assert r.status == 401
+        async with s.get(base + "/apps/v2/nowhere", headers=AUTH) as r:
+            assert r.status == 404
+
+
+async def test_new_kinds_are_accepted_by_the_admin_endpoint(live: tuple[Simulator, str]) -> None:
+    sim, base = live
+    mutation = setup_mutation(sim, "create_vm")
+    async with aiohttp.ClientSession() as s:
+        spec = {"kind": "reply_lost", "method": "POST", "path": VM_PATH, "lost_as": 504, "times": 1}
+        async with s.post(base + "/_sim/faults", json=spec) as r:
+            assert r.status == 201
+            assert (await r.json())["lost_as"] == "504"
+        async with s.post(base + "/_sim/faults", json={"kind": "reply_lost", "lost_as": "418"}) as r:
+            assert r.status == 400
+        late = {"kind": "late_reply", "path": "/apps/v2/projects", "seconds": 0.01}
+        async with s.post(base + "/_sim/faults", json=late) as r:
+            assert r.status == 201
+    assert (await send(base, mutation)).status == 504
+    assert mutation.applied()
+    assert [f.kind for f in sim.faults.all()] == [FaultKind.REPLY_LOST, FaultKind.LATE_REPLY]

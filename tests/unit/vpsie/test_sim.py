@@ -21,7 +21,15 @@ from vpsie_autoscaler.vpsie.provider import Taint
 from vpsie_autoscaler.vpsie.sim.app import Simulator
 from vpsie_autoscaler.vpsie.sim.bridge import MANAGED_BY_LABEL, Bridge, desired_nodes
 from vpsie_autoscaler.vpsie.sim.cli import build_config
-from vpsie_autoscaler.vpsie.sim.config import DEFAULT_CLUSTER, ConfigError, SimConfig, SimGroup, load_config
+from vpsie_autoscaler.vpsie.sim.config import (
+    DEFAULT_CLUSTER,
+    ConfigError,
+    SimConfig,
+    SimGroup,
+    SimProject,
+    load_config,
+)
+from vpsie_autoscaler.vpsie.sim.faults import FaultKind
 
 BOOT = 5.0
 
@@ -92,7 +100,11 @@ def test_cli_help_documents_every_option(capsys: pytest.CaptureFixture[str]) -> 
         "--mode",
         "--token-ttl",
         "--seed",
+        "--fault",
         "--ready-file",
+        "reply_lost",
+        "late_reply",
+        "lost_as",
         "/_sim/faults",
         "/_sim/groups/{id}/template",
     ]:
@@ -277,3 +289,124 @@ async def test_bridge_leaves_unmarked_nodes_alone(sim: Simulator, sim_clock: Fak
     fake.nodes["real-node"] = {"metadata": {"name": "real-node", "labels": {}}}
     await Bridge(sim.state, fake, sim_clock).sync()
     assert "real-node" in fake.nodes
+
+
+# --- VM tags and projects --------------------------------------------------------------------------
+
+
+async def get_json(server: TestServer, path: str) -> Any:
+    async with (
+        aiohttp.ClientSession(headers={"Vpsie-Auth": API_TOKEN}) as s,
+        s.get(base_url(server) + path) as r,
+    ):
+        assert r.status == 200
+        return await r.json()
+
+
+async def test_get_vm_returns_the_create_tags_as_vm_tags(
+    server: TestServer, client: VPSieClient, sim: Simulator, sim_clock: FakeClock
+) -> None:
+    await client.create_vm(vm_request("asg-tagged-1", tags=("k8s", "asg-general")))
+    await client.create_vm(vm_request("asg-tagged-2", tags=("asg-general",)))
+    await client.create_vm(vm_request("asg-untagged-1"))
+    await sim_clock.advance(BOOT)
+    by_host = {v.hostname: v.identifier for v in sim.state.vms.values()}
+    first = (await get_json(server, f"/apps/v2/vm/{by_host['asg-tagged-1']}"))["data"]
+    second = (await get_json(server, f"/api/v2/vm/{by_host['asg-tagged-2']}"))["data"]
+    untagged = (await get_json(server, f"/apps/v2/vm/{by_host['asg-untagged-1']}"))["data"]
+    assert [t["name"] for t in first["vmTags"]] == ["k8s", "asg-general"]
+    assert second["vmTags"] == [first["vmTags"][1]]  # one identifier per tag name
+    assert first["vmTags"][0]["identifier"] != first["vmTags"][1]["identifier"]
+    assert untagged["vmTags"] == []
+    assert set(first) == {"vmData", "imageCategories", "vmTags", "privateIpData", "floatingIpData"}
+    assert "tags" not in first["vmData"]  # VPSie's VM record has no tags (§4.5)
+    assert (await client.get_vm(by_host["asg-tagged-1"])).hostname == "asg-tagged-1"
+
+
+OTHER_PROJECT = SimProject(identifier="0c4d9e7a-1f2b-11ef-9c1a-0050569c68dc", id=413, name="Other")
+
+
+async def test_vm_list_filters_by_project_id_or_identifier(
+    sim_config: SimConfig, sim_clock: FakeClock
+) -> None:
+    sim_config.projects.append(OTHER_PROJECT)
+    sim = Simulator(sim_config, clock=sim_clock, seed=3)
+    sim.state.create_vm(vm_request("asg-default-1").body("p1"))
+    sim.state.create_vm(vm_request("asg-other-1").body("p2") | {"projectId": OTHER_PROJECT.identifier})
+    await sim_clock.advance(BOOT)
+    server = TestServer(sim.app(), host="127.0.0.1")
+    await server.start_server()
+    try:
+        default = sim_config.projects[0]
+
+        async def hosts(query: str) -> list[str]:
+            body = await get_json(server, "/apps/v2/vm" + query)
+            assert body["total"] == len(body["data"])
+            return [v["hostname"] for v in body["data"]]
+
+        assert await hosts("") == ["asg-default-1", "asg-other-1"]
+        assert await hosts(f"?projectId={default.id}") == ["asg-default-1"]
+        assert await hosts(f"?projectId={OTHER_PROJECT.identifier}") == ["asg-other-1"]
+        assert await hosts("?projectId=999") == []
+        async with make_client(server, FakeClock()) as client:
+            assert [v.hostname for v in await client.list_vms(OTHER_PROJECT.id)] == ["asg-other-1"]
+    finally:
+        await server.close()
+
+
+# --- faults from the config file and the command line ----------------------------------------------
+
+
+def test_new_fault_kinds_load_from_the_config_file(tmp_path: Path) -> None:
+    path = tmp_path / "sim.yaml"
+    path.write_text(
+        "faults:\n"
+        '  - {kind: reply_lost, method: POST, path: "/apps/v2/vm", lost_as: reset, times: 1}\n'
+        '  - {kind: reply_lost, path: "*/reduce/slave", lost_as: 504}\n'
+        '  - {kind: late_reply, path: "*/delete/slave", seconds: 30}\n'
+    )
+    faults = load_config(path).faults
+    assert [(f.kind, f.lost_as) for f in faults] == [
+        (FaultKind.REPLY_LOST, "reset"),
+        (FaultKind.REPLY_LOST, "504"),
+        (FaultKind.LATE_REPLY, "502"),
+    ]
+    assert faults[2].seconds == 30
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("faults: [{kind: reply_lost, lost_as: teapot}]\n")
+    with pytest.raises(ConfigError, match="lost_as"):
+        load_config(bad)
+
+
+def test_cli_fault_option_adds_faults_after_the_config_files(tmp_path: Path) -> None:
+    path = tmp_path / "sim.yaml"
+    path.write_text("faults: [{kind: latency, seconds: 2}]\n")
+    config = build_config(
+        cli_args(
+            "--config",
+            str(path),
+            "--fault",
+            '{"kind": "reply_lost", "lost_as": "reset", "method": "POST", "path": "/apps/v2/vm"}',
+            "--fault",
+            "{kind: late_reply, path: '*/add/slave/group/*', seconds: 45}",
+        )
+    )
+    assert [f.kind for f in config.faults] == [FaultKind.LATENCY, FaultKind.REPLY_LOST, FaultKind.LATE_REPLY]
+    assert (config.faults[1].lost_as, config.faults[2].seconds) == ("reset", 45)
+    sim = Simulator(config)
+    assert [f.kind for f in sim.faults.all()] == [
+        FaultKind.LATENCY,
+        FaultKind.REPLY_LOST,
+        FaultKind.LATE_REPLY,
+    ]
+    with pytest.raises(ConfigError, match="--fault"):
+        build_config(cli_args("--fault", '{"kind": "reply_lost", "lost_as": "418"}'))
+    with pytest.raises(ConfigError, match="--fault"):
+        build_config(cli_args("--fault", "{kind: [unclosed"))
+
+
+def test_cli_reports_a_bad_fault_option(capsys: pytest.CaptureFixture[str]) -> None:
+    from vpsie_autoscaler.cli import main
+
+    assert main(["cloudsim", "--fault", '{"kind": "bogus"}']) == 2
+    assert "--fault" in capsys.readouterr().err

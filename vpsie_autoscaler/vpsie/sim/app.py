@@ -8,7 +8,13 @@ sends the union of known variants (prices and counts as numeric strings, AS node
 Quirks reproduced: 401 ``Please authenticate``; unknown routes 404 ``Not found``; ``projectId`` must be
 a string; numeric address flags silently ignored; one node group per size in a cluster; VM delete
 without ``deleteStatistic`` → 500; creation answers ``data: true`` and the instance appears later
-(pending queue first); both VM prefixes ``/apps/v2/vm`` and ``/api/v2/vm``.
+(pending queue first); both VM prefixes ``/apps/v2/vm`` and ``/api/v2/vm``; ``GET {VM}?projectId=``
+takes the project's numeric id or its identifier.
+
+Faults (:mod:`.faults`) are applied here, around every non-admin route: the refusing kinds answer
+before the handler runs (nothing changes), ``reply_lost`` / ``late_reply`` run the handler and then
+lose or delay its answer. The request log (``/_sim/requests``) records the status the client saw (0
+for a dropped connection) and, for a lost answer, the status that was served as ``lost``.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from pydantic import BaseModel, ValidationError
 
 from vpsie_autoscaler.runtime.clock import Clock, RealClock
 from vpsie_autoscaler.vpsie.sim.config import SimConfig, SimTaint
-from vpsie_autoscaler.vpsie.sim.faults import FaultKind, FaultSet, FaultSpec
+from vpsie_autoscaler.vpsie.sim.faults import AFTER_KINDS, Fault, FaultKind, FaultSet, FaultSpec
 from vpsie_autoscaler.vpsie.sim.state import (
     MASTER_NODE_TYPE,
     USER_ID,
@@ -36,6 +42,7 @@ from vpsie_autoscaler.vpsie.sim.state import (
     SimError,
     SimState,
     iso,
+    tag_identifier,
 )
 
 log = structlog.get_logger("vpsie_autoscaler.vpsie.sim")
@@ -49,8 +56,15 @@ HTML_502: Final = (
     "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
     "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
 )
+HTML_504: Final = (
+    "<html>\r\n<head><title>504 Gateway Time-out</title></head>\r\n<body>\r\n"
+    "<center><h1>504 Gateway Time-out</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+)
+DROPPED_STATUS: Final = 0  # logged for a request whose connection was dropped without an answer
 STATE_KEY: Final = web.AppKey("state", SimState)
 NEVER_BOOT_KEY: Final = web.RequestKey("never_boot", bool)
+LOST_KEY: Final = web.RequestKey("lost", int)  # the status served before a reply_lost fault hid it
+DROPPED_KEY: Final = web.RequestKey("dropped", bool)  # reply_lost as "reset": no answer was sent
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -247,19 +261,28 @@ class Simulator:
         path = request.path
         response = await self._serve(request, handler)
         if not path.startswith(ADMIN_PREFIX):
-            self.requests.append({"method": request.method, "path": path, "status": response.status})
+            entry: dict[str, Any] = {"method": request.method, "path": path, "status": response.status}
+            lost = request.get(LOST_KEY)
+            if lost is not None:
+                entry["lost"] = lost
+                if request.get(DROPPED_KEY):
+                    entry["status"] = DROPPED_STATUS
+            self.requests.append(entry)
         return response
 
     async def _serve(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         path = request.path
         admin = path.startswith(ADMIN_PREFIX)
         never_boot = False
+        after: Fault | None = None  # reply_lost / late_reply: acts on the served answer
         if not admin:
             for fault in self.faults.trigger(request.method, path):
                 if fault.kind is FaultKind.LATENCY:
                     await self.clock.sleep(fault.seconds)
                 elif fault.kind is FaultKind.NEVER_BOOT:
                     never_boot = True
+                elif fault.kind in AFTER_KINDS:
+                    after = after or fault
                 elif fault.kind is FaultKind.ERROR:
                     return error(fault.status, fault.message)
                 elif fault.kind is FaultKind.HTML_502:
@@ -276,6 +299,12 @@ class Simulator:
                 return error(401, "Please authenticate")
         request[NEVER_BOOT_KEY] = never_boot
         self.state.tick()
+        response = await self._handle(request, handler)
+        if after is None:
+            return response
+        return await self._spoil_answer(request, response, after)
+
+    async def _handle(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
             return await handler(request)
         except SimError as exc:
@@ -284,6 +313,34 @@ class Simulator:
             return error(404, "Not found")
         except web.HTTPMethodNotAllowed:
             return error(404, "Not found")
+
+    async def _spoil_answer(
+        self, request: web.Request, response: web.StreamResponse, fault: Fault
+    ) -> web.StreamResponse:
+        """The request has been carried out: delay its answer, or lose it as ``fault.lost_as`` says."""
+        log.info(
+            "sim.fault_after_serving",
+            kind=fault.kind.value,
+            lost_as=fault.lost_as,
+            method=request.method,
+            path=request.path,
+            served=response.status,
+        )
+        if fault.kind is FaultKind.LATE_REPLY:
+            await self.clock.sleep(fault.seconds)
+            return response
+        request[LOST_KEY] = response.status
+        if fault.lost_as == "504":
+            return web.Response(status=504, text=HTML_504, content_type="text/html")
+        if fault.lost_as == "504_json":
+            return error(504, "Gateway Timeout")
+        if fault.lost_as == "reset":
+            transport = request.transport
+            if transport is not None:
+                transport.abort()  # no status line at all; aiohttp drops the unwritable response
+            request[DROPPED_KEY] = True
+            return web.Response(status=502, text="connection dropped")
+        return web.Response(status=502, text=HTML_502, content_type="text/html")
 
     def _authenticated(self, request: web.Request) -> bool:
         token = request.headers.get("Vpsie-Auth", "")
@@ -416,11 +473,19 @@ class Simulator:
     # --- VMs -----------------------------------------------------------------------------------------
 
     async def list_vms(self, request: web.Request) -> web.Response:
-        vms = [self.render_vm(v.identifier) for v in self.state.listed_vms()]
+        listed = self.state.listed_vms()
         project = request.query.get("projectId")
         if project is not None:
-            vms = [v for v in vms if str(v.get("project_id", v.get("projectId"))) == project]
+            listed = [v for v in listed if self._in_project(v.project, project)]
+        vms = [self.render_vm(v.identifier) for v in listed]
         return envelope(vms, total=len(vms))
+
+    def _in_project(self, vm_project: str, wanted: str) -> bool:
+        """``projectId`` names a project by numeric id (as VPSie lists it) or by identifier."""
+        if vm_project == wanted:
+            return True
+        project = next((p for p in self.config.projects if p.identifier == vm_project), None)
+        return project is not None and str(project.id) == wanted
 
     async def get_vm(self, request: web.Request) -> web.Response:
         try:
@@ -431,7 +496,7 @@ class Simulator:
             {
                 "vmData": self.render_vm(vm.identifier),
                 "imageCategories": [],
-                "vmTags": [{"name": t} for t in vm.tags],
+                "vmTags": [{"identifier": tag_identifier(t), "name": t} for t in vm.tags],
                 "privateIpData": [],
                 "floatingIpData": [],
             }

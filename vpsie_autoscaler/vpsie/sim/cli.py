@@ -15,11 +15,14 @@ import signal
 import sys
 from typing import Any
 
+import yaml
 from aiohttp import web
+from pydantic import ValidationError
 
 from vpsie_autoscaler.runtime.clock import RealClock
 from vpsie_autoscaler.vpsie.sim.app import ADMIN_PREFIX, Simulator
 from vpsie_autoscaler.vpsie.sim.config import ConfigError, SimConfig, load_config
+from vpsie_autoscaler.vpsie.sim.faults import FaultSpec
 
 GENERATED_SECRET_BYTES = 16
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -54,7 +57,22 @@ def build_config(args: argparse.Namespace) -> SimConfig:
         updates["mode"] = args.mode
     if args.token_ttl is not None:
         updates["token_ttl_seconds"] = args.token_ttl
+    extra_faults = [parse_fault(text) for text in getattr(args, "fault", None) or []]
+    if extra_faults:
+        updates["faults"] = [*config.faults, *extra_faults]
     return SimConfig.model_validate(config.model_dump() | updates)
+
+
+def parse_fault(text: str) -> FaultSpec:
+    """A ``--fault`` value: a fault spec as JSON or a YAML flow mapping (``{kind: late_reply}``)."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--fault {text!r} is not valid JSON or YAML: {exc}") from None
+    try:
+        return FaultSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"--fault {text!r}: {exc}") from None
 
 
 async def serve(args: argparse.Namespace, config: SimConfig) -> None:

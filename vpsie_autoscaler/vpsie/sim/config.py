@@ -22,6 +22,8 @@ Example::
             taints: [{key: dedicated, value: batch, effect: NoSchedule}]
     faults:
       - {kind: rate_limit, path: "/apps/v2/k8s/*", probability: 0.1, retry_after: 2}
+      - {kind: reply_lost, method: POST, path: "/apps/v2/vm", lost_as: reset, times: 1}
+      - {kind: late_reply, path: "*/delete/slave", seconds: 30}
 """
 
 from __future__ import annotations

@@ -15,9 +15,15 @@ admin endpoints (no auth, loopback only):
   GET    /_sim/requests                 recent requests: method, path, status
   GET    /_sim/faults                   active faults
   POST   /_sim/faults                   add a fault: {"kind": "error|html_502|rate_limit|error_200|
-                                          latency|never_boot", "path": "/apps/v2/k8s/*", "method": "*",
+                                          latency|never_boot|reply_lost|late_reply",
+                                          "path": "/apps/v2/k8s/*", "method": "*",
                                           "probability": 1.0, "times": null, "status": 500,
-                                          "retry_after": 1, "message": "...", "seconds": 1}
+                                          "retry_after": 1, "message": "...", "seconds": 1,
+                                          "lost_as": "502|504|504_json|reset"}
+                                        error, html_502, rate_limit, error_200 refuse the request
+                                        (nothing changes); reply_lost carries it out, then loses
+                                        the answer (lost_as); late_reply carries it out, then
+                                        answers after "seconds"
   DELETE /_sim/faults[/{id}]            remove one fault or all
   POST   /_sim/groups/{id}/template     node labels/taints of a VPSie node group:
                                           {"labels": {...}, "taints": [{"key", "value", "effect"}]}
@@ -92,6 +98,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--token-ttl",
         type=float,
         help="lifetime in seconds of tokens issued by the login endpoint (default: config, else 3600)",
+    )
+    parser.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="add a fault at start, as the JSON (or YAML flow) body of POST /_sim/faults, e.g. "
+        '\'{"kind": "reply_lost", "lost_as": "reset", "method": "POST", "path": "/apps/v2/vm"}\' '
+        "(repeatable; added after the config file's faults)",
     )
     parser.add_argument(
         "--seed", type=int, help="seed for generated ids, hostnames and fault probabilities (default: random)"

@@ -12,7 +12,8 @@ Lifecycles (state words are ours; VPSie's vocabulary is unknown, ``docs/vpsie-ap
 - VM: in ``/vm/pending`` for ``pending_seconds`` → listed with ``is_active 0`` ("creating") → after
   ``boot_seconds`` from the request ``is_active 1, power 1`` ("running"); deleting → gone.
 
-An instance created under a ``never_boot`` fault never leaves its first phase.
+An instance created under a ``never_boot`` fault never leaves its first phase. A VM keeps the
+``tags`` of its create request; ``GET {VM}/{identifier}`` shows them as ``vmTags``.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ STATE_FILE_VERSION = 1
 MASTER_NODE_TYPE = 1
 WORKER_NODE_TYPE = 2
 HEX_SUFFIX_BITS = 16  # `<cluster>-slave-<4hex>` as VPSie names workers
+TAG_NAMESPACE = uuid.UUID("6f1d2c3b-4a59-4e68-9d7c-8b0a1f2e3d4c")  # tag identifiers derive from names
 
 
 class SimError(Exception):
@@ -43,6 +45,11 @@ class SimError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+def tag_identifier(name: str) -> str:
+    """A tag's identifier: stable per name, as VPSie keeps one tag record per name (§4.8)."""
+    return str(uuid.uuid5(TAG_NAMESPACE, name))
 
 
 def iso(ts: float) -> str:
