@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator
+from typing import Any, cast
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -13,6 +14,7 @@ from tests.support.fake_apiserver import FakeApiServer, FakeLeases
 from tests.support.wait import eventually
 from vpsie_autoscaler.kube import KubeClient
 from vpsie_autoscaler.runtime.clock import FakeClock
+from vpsie_autoscaler.runtime.fence import FenceReason, NotLeader
 from vpsie_autoscaler.runtime.leaderelection import (
     LeaderElectionConfig,
     LeaderElectionLost,
@@ -166,3 +168,144 @@ async def test_health_fails_only_for_a_leader_whose_lease_long_expired(
     assert le.healthy()
     await clock.advance(15 + 21)
     assert not le.healthy()
+
+
+# -- the fence ------------------------------------------------------------------------------------
+
+
+class SlowLeases:
+    """Delegates to a real client; every answer arrives ``latency`` fake seconds after the request
+    was sent, and ``on_replace`` runs as each PUT is sent."""
+
+    def __init__(self, client: KubeClient, clock: FakeClock) -> None:
+        self.client, self.clock = client, clock
+        self.latency = 0.0
+        self.on_replace: list[object] = []
+        self.fence_open_at_replace: list[bool] = []
+        self.elector: LeaderElector | None = None
+
+    async def _answer(self, result: Any) -> Any:
+        if self.latency:
+            await self.clock.advance(self.latency)
+        return result
+
+    async def get(self, *a: Any, **kw: Any) -> Any:
+        return await self._answer(await self.client.get(*a, **kw))
+
+    async def create(self, *a: Any, **kw: Any) -> Any:
+        return await self._answer(await self.client.create(*a, **kw))
+
+    async def replace(self, *a: Any, **kw: Any) -> Any:
+        if self.elector is not None:
+            self.fence_open_at_replace.append(self.elector.fence.is_open())
+        return await self._answer(await self.client.replace(*a, **kw))
+
+    def watch(self, *a: Any, **kw: Any) -> Any:
+        return self.client.watch(*a, **kw)
+
+
+def slow_elector(client: KubeClient, clock: FakeClock) -> tuple[LeaderElector, SlowLeases]:
+    slow = SlowLeases(client, clock)
+    le = LeaderElector(
+        cast(KubeClient, slow), LeaderElectionConfig(NAME, NS, "me"), clock=clock, rng=random.Random(0)
+    )
+    slow.elector = le
+    return le, slow
+
+
+def refused(le: LeaderElector) -> NotLeader:
+    with pytest.raises(NotLeader) as info:
+        le.fence.check("add_node")
+    return info.value
+
+
+async def test_fence_opens_on_acquire_timed_from_when_the_request_was_sent(
+    client: KubeClient, leases: FakeLeases
+) -> None:
+    clock = FakeClock()
+    le, slow = slow_elector(client, clock)
+    assert refused(le).reason is FenceReason.NEVER_LED
+    slow.latency = 3  # the create answers 3 s after it was sent
+    await asyncio.wait_for(le.acquire(), 5)
+    le.fence.check("add_node")
+    assert le.fence.valid_for() == 15 - 3, "validity counts from the send, not the answer"
+    assert le.fence.held_for() == 3
+    slow.latency = 0
+    await clock.advance(7)  # 10 s = renew deadline since the send: exactly the 5 s margin left
+    le.fence.check("add_node")
+    await clock.advance(0.01)  # the event loop stalled: no renewal ran
+    err = refused(le)
+    assert err.reason is FenceReason.MARGIN_TOO_SMALL
+    assert le.is_leader(), "the elector has not noticed yet; the fence already refuses"
+
+
+async def test_fence_stays_open_while_renewals_succeed(client: KubeClient, leases: FakeLeases) -> None:
+    clock = FakeClock()
+    le, _ = elector(client, clock)
+    await asyncio.wait_for(le.acquire(), 5)
+    hold = asyncio.create_task(le.hold())
+    for _ in range(15):  # 30 s, far beyond one lease duration
+        await eventually(lambda: clock.sleepers == 1, what="renew loop parked")
+        await clock.advance(2)
+        await eventually(lambda: le.fence.valid_for() == 15, what="renewal recorded")
+        le.fence.check("add_node")
+    assert len(leases.puts) == 15
+    assert le.fence.held_for() == 30
+    hold.cancel()
+
+
+async def test_fence_closes_at_the_first_failed_renewal_and_reopens_on_the_next_success(
+    client: KubeClient, leases: FakeLeases
+) -> None:
+    clock = FakeClock()
+    le, _ = elector(client, clock)
+    await asyncio.wait_for(le.acquire(), 5)
+    hold = asyncio.create_task(le.hold())
+    await eventually(lambda: clock.sleepers == 1)
+    leases.fail_with = 500
+    await clock.advance(2)
+    await eventually(lambda: not le.fence.is_open(), what="fence closed by the failed renewal")
+    err = refused(le)
+    assert err.reason is FenceReason.LEASE_LOST
+    assert "lease renewal failed" in str(err)
+    assert le.is_leader(), "still within the renew deadline: the elector keeps trying"
+    leases.fail_with = None
+    await eventually(lambda: clock.sleepers == 1)
+    await clock.advance(2)
+    await eventually(le.fence.is_open, what="fence reopened by the next renewal")
+    assert le.fence.held_for() == 4, "same leadership term"
+    leases.fail_with = 500
+    for _ in range(8):
+        await eventually(lambda: clock.sleepers == 1 or hold.done())
+        await clock.advance(2)
+    with pytest.raises(LeaderElectionLost):
+        await asyncio.wait_for(hold, 5)
+    assert refused(le).reason is FenceReason.LEASE_LOST
+
+
+async def test_fence_closes_when_another_holder_took_the_lease(
+    client: KubeClient, leases: FakeLeases
+) -> None:
+    clock = FakeClock()
+    le, _ = elector(client, clock)
+    await asyncio.wait_for(le.acquire(), 5)
+    leases.put_lease(NAME, {"holderIdentity": "other", "leaseDurationSeconds": 15})
+    assert not await le.try_acquire_or_renew()
+    err = refused(le)
+    assert err.reason is FenceReason.LEASE_LOST
+    assert "held by other" in str(err)
+    assert not le.is_leader()
+
+
+async def test_release_closes_the_fence_before_the_release_request(
+    client: KubeClient, leases: FakeLeases
+) -> None:
+    clock = FakeClock()
+    le, slow = slow_elector(client, clock)
+    await asyncio.wait_for(le.acquire(), 5)
+    assert await le.try_acquire_or_renew()
+    assert slow.fence_open_at_replace == [True], "a renewal is sent while the fence is open"
+    assert await asyncio.wait_for(le.release(), 5)
+    assert slow.fence_open_at_replace == [True, False]
+    assert leases.leases[NAME]["spec"]["holderIdentity"] == ""
+    assert refused(le).reason is FenceReason.STOPPING

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from tests.support.fake_apiserver import FakeApiServer, FakeLeases, ListWatch, list_body
 from tests.support.wait import eventually
@@ -14,6 +15,7 @@ from vpsie_autoscaler.kube import KubeClient
 from vpsie_autoscaler.kube.resources import NODES
 from vpsie_autoscaler.runtime.clock import FakeClock
 from vpsie_autoscaler.runtime.controller import Controller, FuncReconciler, Request, Result
+from vpsie_autoscaler.runtime.fence import AlwaysLeader, FenceReason, NotLeader
 from vpsie_autoscaler.runtime.leaderelection import LeaderElectionLost
 from vpsie_autoscaler.runtime.manager import Manager, ManagerError, ManagerOptions
 
@@ -170,3 +172,119 @@ async def test_caches_that_never_sync_fail_the_start(
     manager.informers.informer_for(NODES)
     with pytest.raises(ManagerError, match="caches not synced"):
         await asyncio.wait_for(manager.run(handle_signals=False), 10)
+
+
+# -- the fence ------------------------------------------------------------------------------------
+
+
+def test_without_leader_election_the_fence_is_always_open(client: KubeClient) -> None:
+    manager = Manager(client, options(leader_elect=False))
+    assert isinstance(manager.fence, AlwaysLeader)
+    manager.fence.check("add_node")
+
+
+async def test_fence_open_while_leading_and_draining_closed_before_the_release(
+    fake_apiserver: FakeApiServer,
+    client: KubeClient,
+    leases: FakeLeases,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    release_puts: list[bool] = []  # was the fence open when the release PUT arrived?
+    put = leases._put
+
+    async def recording_put(request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        if body["spec"]["holderIdentity"] == "":
+            release_puts.append(manager.fence.is_open())
+        return await put(request)
+
+    monkeypatch.setattr(leases, "_put", recording_put)
+    started = asyncio.Event()
+    drain = asyncio.Event()
+    outcomes: list[str] = []
+
+    async def reconcile(req: Request) -> Result:
+        manager.fence.check("add_node")  # right before the cloud call
+        started.set()
+        await drain.wait()
+        manager.fence.check("delete_node")  # still leading while draining
+        outcomes.append("mutated")
+        return Result()
+
+    manager = Manager(client, options(), clock=FakeClock())
+    with pytest.raises(NotLeader, match="never led"):
+        manager.fence.check("add_node")
+    controller = manager.new_controller("c", FuncReconciler(reconcile))
+    run = asyncio.create_task(manager.run(handle_signals=False))
+    await eventually(manager.is_leader)
+    controller.enqueue(Request("x"))
+    await asyncio.wait_for(started.wait(), 5)
+    manager.request_stop()
+    await eventually(lambda: controller.queue.shutting_down, what="controllers stopping")
+    manager.fence.check("add_node")
+    drain.set()
+    await asyncio.wait_for(run, 10)
+    assert outcomes == ["mutated"]
+    assert release_puts == [False], "the fence closed before the release request"
+    with pytest.raises(NotLeader) as info:
+        manager.fence.check("add_node")
+    assert info.value.reason is FenceReason.STOPPING
+    assert leases.leases["vpsie-autoscaler"]["spec"]["holderIdentity"] == ""
+
+
+async def test_a_lease_lost_while_draining_closes_the_fence_at_once(
+    fake_apiserver: FakeApiServer, client: KubeClient, leases: FakeLeases
+) -> None:
+    clock = FakeClock()
+    started = asyncio.Event()
+    drain = asyncio.Event()
+    outcomes: list[str] = []
+
+    async def reconcile(req: Request) -> Result:
+        started.set()
+        await drain.wait()
+        try:
+            manager.fence.check("delete_node")
+            outcomes.append("mutated")
+        except NotLeader as exc:
+            outcomes.append(exc.reason.value)
+        return Result()
+
+    manager = Manager(client, options(), clock=clock)
+    controller = manager.new_controller("c", FuncReconciler(reconcile))
+    run = asyncio.create_task(manager.run(handle_signals=False))
+    await eventually(manager.is_leader)
+    controller.enqueue(Request("x"))
+    await asyncio.wait_for(started.wait(), 5)
+    manager.request_stop()
+    await eventually(lambda: controller.queue.shutting_down, what="controllers stopping")
+    leases.fail_with = 500  # the renew loop still runs during the drain; now it fails
+    await eventually(lambda: clock.sleepers >= 1)
+    await clock.advance(2)
+    await eventually(lambda: not manager.fence.is_open(), what="fence closed by the failed renewal")
+    assert not run.done(), "the reconcile is still draining"
+    leases.fail_with = None  # let the release go through
+    drain.set()
+    await asyncio.wait_for(run, 10)
+    assert outcomes == ["lease lost"]
+
+
+async def test_losing_leadership_closes_the_fence(
+    fake_apiserver: FakeApiServer, client: KubeClient, leases: FakeLeases
+) -> None:
+    clock = FakeClock()
+    manager = Manager(client, options(), clock=clock)
+    run = asyncio.create_task(manager.run(handle_signals=False))
+    await eventually(manager.is_leader)
+    manager.fence.check("add_node")
+    leases.fail_with = 500
+    for _ in range(10):
+        if run.done():
+            break
+        await eventually(lambda: clock.sleepers >= 1 or run.done())
+        await clock.advance(2)
+    with pytest.raises(LeaderElectionLost):
+        await asyncio.wait_for(run, 5)
+    with pytest.raises(NotLeader) as info:
+        manager.fence.check("add_node")
+    assert info.value.reason is FenceReason.LEASE_LOST

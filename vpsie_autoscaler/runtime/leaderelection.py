@@ -16,6 +16,13 @@ Upstream analogue: client-go ``tools/leaderelection/leaderelection.go`` with the
 - Every write is guarded by the Lease's resourceVersion, so two candidates racing for an expired
   Lease cannot both win (the loser gets 409).
 
+**Fence** (:attr:`LeaderElector.fence`, a :class:`~vpsie_autoscaler.runtime.fence.LeaseFence`):
+every successful acquire/renew records the monotonic time its write was *sent*; the fence is open
+while no more than ``renew_deadline`` has passed since then (so at least ``lease_duration -
+renew_deadline`` of validity is left). Any failed renewal attempt, losing the Lease and the start of
+:meth:`LeaderElector.release` close it at once; the next successful renewal reopens it (release
+aside). Cloud mutations call ``fence.check(...)`` right before acting.
+
 One deliberate addition: a standby watches the Lease while waiting. A release wakes it at once
 instead of at its next poll (client-go polls only: up to 4.4 s with the default 2 s period), and
 each renewal it sees restarts its local expiry timer, so after a leader dies the standby tries right
@@ -41,6 +48,7 @@ from prometheus_client import CollectorRegistry
 from vpsie_autoscaler.kube import KubeClient, errors
 from vpsie_autoscaler.kube.resources import LEASES
 from vpsie_autoscaler.runtime.clock import Clock, RealClock
+from vpsie_autoscaler.runtime.fence import FenceReason, LeaseFence
 from vpsie_autoscaler.runtime.metrics import leader_metrics
 
 # controller-runtime pkg/manager/internal.go defaults.
@@ -128,6 +136,7 @@ class LeaderElector:
         self._observed: dict[str, Any] | None = None  # its record
         self._observed_time = 0.0  # our monotonic clock when the record last changed
         self._is_leader = False
+        self._fence = LeaseFence(config.lease_duration, config.renew_deadline, self._clock)
         self._changed = asyncio.Event()
         self._log = log.bind(lease=f"{config.namespace}/{config.name}", identity=config.identity)
 
@@ -139,6 +148,11 @@ class LeaderElector:
 
     def is_leader(self) -> bool:
         return self._is_leader
+
+    @property
+    def fence(self) -> LeaseFence:
+        """Open only while we hold the Lease with enough validity left (see the module docstring)."""
+        return self._fence
 
     def observed_holder(self) -> str | None:
         return (self._observed or {}).get("holderIdentity") or None
@@ -168,14 +182,17 @@ class LeaderElector:
                 if await self._try_bounded(deadline):
                     break
                 if self._clock.monotonic() >= deadline:
-                    self._set_leader(False)
+                    self._set_leader(False, "not renewed within the renew deadline")
                     self._log.error("failed to renew leader lease within the renew deadline")
                     raise LeaderElectionLost(f"lease {self.config.namespace}/{self.config.name} lost")
                 await self._clock.sleep(min(self.config.retry_period, deadline - self._clock.monotonic()))
 
     async def release(self) -> bool:
         """Give the Lease up at once (holder "", duration 1 s); retried on conflict within the renew
-        deadline. Returns whether the Lease was released by us."""
+        deadline. Returns whether the Lease was released by us.
+
+        The fence closes before the release request is sent: from here on nothing may act."""
+        self._fence.close(FenceReason.STOPPING, "releasing the lease")
         if not self._is_leader or self._lease is None:
             return False
         deadline = self._clock.monotonic() + self.config.renew_deadline
@@ -242,15 +259,33 @@ class LeaderElector:
             return False
 
     async def try_acquire_or_renew(self, deadline: float | None = None) -> bool:
-        """One attempt (client-go ``tryAcquireOrRenew``); True when we hold the Lease afterwards."""
+        """One attempt (client-go ``tryAcquireOrRenew``); True when we hold the Lease afterwards.
+
+        Success (re)opens the fence from the send time of the write that acquired or renewed the
+        Lease; any other outcome (including an error or cancellation) closes it at once."""
+        was_leader = self._is_leader
+        try:
+            sent = await self._attempt(deadline)
+        except BaseException as exc:
+            self._fence.close(FenceReason.LEASE_LOST, f"lease renewal failed: {exc!r}")
+            raise
+        if sent is None:
+            self._fence.close(FenceReason.LEASE_LOST, "lease renewal failed")
+            return False
+        self._fence.renewed(sent, acquired=not was_leader)
+        return True
+
+    async def _attempt(self, deadline: float | None) -> float | None:
+        """One attempt; the monotonic send time of the successful acquire/renew write, else None."""
         now_wall = _micro_time(self._clock.now())
         cfg = self.config
         # 1. Fast path: we lead and our view of the lease is still valid — update from the cache.
         if self._is_leader and self._lease is not None and self._observed_valid():
             body = self._with_spec(self._lease, renewTime=now_wall, holderIdentity=cfg.identity)
+            sent = self._clock.monotonic()
             try:
                 self._store(await self._replace(body, deadline))
-                return True
+                return sent
             except errors.KubeError as exc:
                 self._log.info("fast-path lease renewal failed, falling back", error=str(exc))
             self._m_slowpath.inc()
@@ -272,23 +307,24 @@ class LeaderElector:
                     "leaseTransitions": 0,
                 },
             }
+            sent = self._clock.monotonic()
             try:
                 created = await self._client.create(
                     LEASES, body, cfg.namespace, request_timeout=self._request_timeout(deadline)
                 )
             except errors.AlreadyExists:
-                return False
+                return None
             self._store(created)
             self._set_leader(True)
-            return True
+            return sent
         # 3. Record changes are timed on our own clock.
         self._store(lease)
         record = self._observed or {}
         holder = record.get("holderIdentity") or ""
         # 4. Someone else holds a lease we still consider valid.
         if holder and holder != cfg.identity and self._observed_valid():
-            self._set_leader(False)
-            return False
+            self._set_leader(False, f"the lease is held by {holder}")
+            return None
         # 5. Take over or renew, keeping acquireTime/transitions when we already lead.
         if holder == cfg.identity:
             spec = {"renewTime": now_wall, "leaseDurationSeconds": int(cfg.lease_duration)}
@@ -300,13 +336,14 @@ class LeaderElector:
                 "renewTime": now_wall,
                 "leaseTransitions": int(record.get("leaseTransitions") or 0) + 1,
             }
+        sent = self._clock.monotonic()
         try:
             updated = await self._replace(self._with_spec(lease, **spec), deadline)
         except errors.Conflict:
-            return False  # another candidate won the race
+            return None  # another candidate won the race
         self._store(updated)
         self._set_leader(True)
-        return True
+        return sent
 
     def _until_observed_expiry(self) -> float:
         """Seconds until the observed holder's lease runs out on our clock (plus a hair)."""
@@ -337,7 +374,9 @@ class LeaderElector:
             self._observed_time = self._clock.monotonic()
         self._lease = lease
 
-    def _set_leader(self, leading: bool) -> None:
+    def _set_leader(self, leading: bool, why: str = "") -> None:
+        if not leading:
+            self._fence.close(FenceReason.LEASE_LOST, why)
         if leading != self._is_leader:
             self._log.info("leadership changed", leading=leading)
         self._is_leader = leading

@@ -12,6 +12,14 @@ leader-only runnables (in-flight reconciles finish) → other runnables → cach
 (a standby takes over within a second or two) → flush events → HTTP servers. A second signal exits
 at once. **Losing leadership is fatal**: no graceful shutdown, :class:`LeaderElectionLost` is raised
 and the process must exit, so two leaders never act at the same time.
+
+**Fence** (:attr:`Manager.fence`): cloud mutations call ``manager.fence.check(operation)`` right
+before acting. With leader election it is the elector's
+:class:`~vpsie_autoscaler.runtime.fence.LeaseFence`: open only while the Lease is held with enough
+validity left; it closes at once when a renewal fails or the Lease is lost — also while reconciles
+drain during a graceful shutdown — and, on shutdown, before the Lease is released. In-flight
+reconciles may keep mutating while they drain as long as the Lease is still renewed. Without
+leader election it is :class:`~vpsie_autoscaler.runtime.fence.AlwaysLeader`.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from vpsie_autoscaler.kube import KubeClient
 from vpsie_autoscaler.runtime.clock import Clock, RealClock
 from vpsie_autoscaler.runtime.controller import DEFAULT_WORKERS, Controller, Reconciler, Request
 from vpsie_autoscaler.runtime.events import EventRecorder
+from vpsie_autoscaler.runtime.fence import AlwaysLeader, Fence, FenceReason
 from vpsie_autoscaler.runtime.http import Check, HttpServer, metrics_app, probes_app
 from vpsie_autoscaler.runtime.informer import DEFAULT_CACHE_SYNC_TIMEOUT_SECONDS, InformerFactory
 from vpsie_autoscaler.runtime.leaderelection import (
@@ -122,6 +131,8 @@ class Manager:
                 clock=self.clock,
                 registry=registry,
             )
+        # What cloud mutations check right before acting (see the module docstring).
+        self.fence: Fence = self.elector.fence if self.elector is not None else AlwaysLeader(self.clock)
         self._controllers: list[Controller] = []
         self._runnables: list[_Runnable] = []
         self._healthz: dict[str, Check] = {"ping": lambda: True, "loops": self._loops_alive}
@@ -256,6 +267,9 @@ class Manager:
                 if not await self._until_stop(self.elector.acquire()):
                     return
                 hold = asyncio.get_running_loop().create_task(self.elector.hold(), name="leader-renew")
+                # However the renew loop ends (lost lease, a bug, shutdown), the fence closes at
+                # once — even while a graceful shutdown is still draining reconciles.
+                hold.add_done_callback(self._close_fence_when_renewals_end)
             self.elected.set()
             self._log.info("leading; starting controllers")
             leading = [self._start(r) for r in self._runnables if r.needs_leader]
@@ -278,6 +292,8 @@ class Manager:
             raise
         finally:
             if lost:
+                if self.elector is not None:
+                    self.elector.fence.close(FenceReason.LEASE_LOST, "leader election lost")
                 self._log.error("leader election lost; exiting without graceful shutdown")
                 for task in [*leading, *others]:
                     task.cancel()
@@ -299,6 +315,10 @@ class Manager:
         with contextlib.suppress(asyncio.CancelledError):
             await task
         return False
+
+    def _close_fence_when_renewals_end(self, task: asyncio.Task[None]) -> None:
+        if self.elector is not None:
+            self.elector.fence.close(FenceReason.LEASE_LOST, "the lease renew loop ended")
 
     def _start(self, r: _Runnable) -> asyncio.Task[None]:
         r.task = asyncio.get_running_loop().create_task(r.fn(), name=r.name)
@@ -323,6 +343,10 @@ class Manager:
         await _cancel_and_wait(others, remaining())
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.informers.stop(), max(remaining(), MIN_STEP_SECONDS))
+        if self.elector is not None:
+            # Close the fence for good before anything else about the Lease changes: no cloud
+            # mutation may start once we begin to give the Lease up.
+            self.elector.fence.stop()
         if hold is not None:
             await _cancel_and_wait([hold], remaining())
         if self.elector is not None and self.elector.is_leader():
