@@ -15,14 +15,30 @@ Rules are small named functions in a chain, first blocker wins (cert-manager's p
 - simulation: every movable pod must fit on the *remaining* nodes with all predicates, never on the
   candidate itself, never on nodes being deleted, cordoned or chosen for removal in this plan
   (seed trap 11 counted the candidate's own free capacity and ignored selectors and taints);
-- gates (:data:`GATE_RULES`): unneeded long enough, not right after a scale-up, never below
-  ``minNodes``, the group's disruption budget (nodes already being deleted use it: seed bug dc0700f),
-  ``maxConcurrentDrains`` for non-empty nodes, a cap on empty nodes per pass.
+- gates (:data:`GATE_RULES`): unneeded long enough, not right after a scale-up, then the limits of
+  :class:`_GroupRoom` and the pass (below).
 
-Empty nodes go first and in bulk (up to the budget); candidates are truncated once, here, so no
-caller can remove a whole group in one pass (seed bug 9242447). A group above ``maxNodes`` (the user
-lowered it) converges: first in-flight nodes are cancelled, then nodes are removed without waiting
-for utilization or timers, still within the budget and the pod rules (seed trap 13).
+Limits. An *empty* node (no pod that must move: only DaemonSet, mirror, finished or already
+terminating pods) disrupts no pod, so, as in cluster-autoscaler, it is not paced like a drain:
+
+============================  =====================================  ==========================
+limit                         non-empty node (drain)                 empty node
+============================  =====================================  ==========================
+``minNodes``                  yes                                    yes
+``disruptionBudget``          yes (nodes being removed use it:       only a budget of 0 (or
+                              seed bug dc0700f; empty ones too)      ``0%``): the group is frozen
+``maxConcurrentDrains``       yes                                    no
+``max_empty_bulk_delete``     no                                     yes: at most this many per
+                                                                     pass, all groups together
+                                                                     (default 100)
+============================  =====================================  ==========================
+
+Empty nodes go first: 50 empty nodes of a group with default settings and ``minNodes`` 0 are all
+requested in the first pass after their ``unneededTime``; the drains of that group then wait until
+they are gone (they use its disruption budget). Non-empty candidates are truncated once, here, so
+no caller can drain a whole group in one pass (seed bug 9242447). A group above ``maxNodes`` (the
+user lowered it) converges: first in-flight nodes are cancelled, then nodes are removed without
+waiting for utilization or timers, still within the same limits and the pod rules (seed trap 13).
 """
 
 from __future__ import annotations
@@ -74,8 +90,13 @@ from vpsie_autoscaler.scaling.snapshot import NodeInfo, PDBInfo, PodInfo
 KUBE_SYSTEM: Final = "kube-system"
 TRUE: Final = "true"
 FALSE: Final = "false"
-DEFAULT_MAX_EMPTY_BULK_DELETE: Final = 10
-"""Empty nodes removed per pass across all groups (cluster-autoscaler ``--max-scale-down-parallelism``)."""
+DEFAULT_MAX_EMPTY_BULK_DELETE: Final = 100
+"""Empty nodes requested for removal per pass, all groups together (cluster-autoscaler's
+``--max-empty-bulk-delete`` / ``--max-scale-down-parallelism``, 10 there). Higher here: an empty
+node disrupts no pod, and a group that emptied (a batch finished) should be gone in one pass, not
+in ten; 100 still bounds what one pass asks of the deletion path and of the VPSie API."""
+BULK_NAMES_SHOWN: Final = 10
+"""Node names listed in a bulk decision text; the rest are counted ("and 40 more")."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +104,7 @@ class ScaleDownSettings:
     """Cluster-wide scale-down knobs (per-group ones live on the NodeGroup)."""
 
     max_empty_bulk_delete: int = DEFAULT_MAX_EMPTY_BULK_DELETE
+    """Empty nodes requested per pass, all groups together (:data:`DEFAULT_MAX_EMPTY_BULK_DELETE`)."""
     skip_nodes_with_local_storage: bool = True
     skip_nodes_with_system_pods: bool = True
     skip_nodes_with_unreplicated_pods: bool = True
@@ -146,6 +168,29 @@ class ScaleDownPlan:
 
     def removals_for(self, group: str) -> tuple[NodeRemoval, ...]:
         return tuple(r for r in self.removals if r.group == group)
+
+
+def _nodes(n: int) -> str:
+    return f"{n} empty node{'' if n == 1 else 's'}"
+
+
+def describe_removals(group: str, removals: Sequence[NodeRemoval]) -> str:
+    """One decision text for the removals of ``group`` requested in one pass (``lastDecision``, the
+    NodeGroup's ``ScaledDown`` Event): the empty nodes as one bulk (``removing 50 empty nodes of
+    NodeGroup web at once: …``), then each drain's own message."""
+    empty = [x.node for x in removals if x.reason == REMOVE_EMPTY]
+    parts: list[str] = []
+    if len(empty) == 1:
+        parts.append(f"removing empty node {empty[0]} of NodeGroup {group}")
+    elif empty:
+        shown = ", ".join(empty[:BULK_NAMES_SHOWN])
+        more = f" and {len(empty) - BULK_NAMES_SHOWN} more" if len(empty) > BULK_NAMES_SHOWN else ""
+        parts.append(
+            f"removing {_nodes(len(empty))} of NodeGroup {group} at once: {shown}{more} "
+            "(no pod to move: not paced by maxConcurrentDrains or the disruption budget)"
+        )
+    parts.extend(x.message for x in removals if x.reason != REMOVE_EMPTY)
+    return "; ".join(parts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -359,30 +404,43 @@ GATE_RULES: Final[tuple[NodeRule, ...]] = (unneeded_long_enough, not_after_scale
 
 @dataclass(slots=True)
 class _GroupRoom:
-    """What a group may still lose in this plan."""
+    """What a group may still lose in this plan (the limits table in the module docstring)."""
 
     above_min: int
     budget: int
+    """Nodes that may still start leaving: the budget minus those leaving (empty ones included)."""
+    frozen: bool
+    """The budget is 0 (or ``0%``): nothing leaves, not even empty nodes."""
     drains: int
 
     @classmethod
     def of(cls, group: GroupTemplate, draining: int) -> _GroupRoom:
         total = group.size + group.deleting
+        budget = budget_nodes(group.scale_down.disruption_budget, total)
         return cls(
             above_min=max(0, group.size - group.min_nodes),
-            budget=budget_nodes(group.scale_down.disruption_budget, total) - group.deleting,
+            budget=budget - group.deleting,
+            frozen=budget <= 0,
             drains=group.scale_down.max_concurrent_drains - draining,
         )
 
     def blocker(self, group: GroupTemplate, empty: bool) -> Reason | None:
         if self.above_min <= 0:
             return Reason(AT_MIN_SIZE, f"NodeGroup {group.name} is at its minimum of {group.min_nodes}")
+        if self.frozen:
+            return Reason(
+                DISRUPTION_BUDGET_EXHAUSTED,
+                f"disruption budget {group.scale_down.disruption_budget} of NodeGroup {group.name} "
+                "allows no removal, not even of empty nodes",
+            )
+        if empty:
+            return None  # empty nodes: minNodes, a zero budget and the per-pass bulk cap only
         if self.budget <= 0:
             return Reason(
                 DISRUPTION_BUDGET_EXHAUSTED,
                 f"disruption budget {group.scale_down.disruption_budget} of NodeGroup {group.name} is in use",
             )
-        if not empty and self.drains <= 0:
+        if self.drains <= 0:
             return Reason(
                 MAX_CONCURRENT_DRAINS,
                 f"NodeGroup {group.name} already drains {group.scale_down.max_concurrent_drains} node(s)",
@@ -391,7 +449,7 @@ class _GroupRoom:
 
     def take(self, empty: bool) -> None:
         self.above_min -= 1
-        self.budget -= 1
+        self.budget -= 1  # an empty node leaving uses the budget of this pass's drains, as it will later
         if not empty:
             self.drains -= 1
 
@@ -595,7 +653,9 @@ class _Pass:
         blocker = room.blocker(c.group, empty)
         if blocker is None and empty and self.empty_removed >= self.settings.max_empty_bulk_delete:
             blocker = Reason(
-                MAX_BULK_DELETE, f"already removing {self.empty_removed} empty nodes in this pass"
+                MAX_BULK_DELETE,
+                f"already removing {self.empty_removed} empty nodes in this pass "
+                f"(at most {self.settings.max_empty_bulk_delete} per pass; the next pass takes it)",
             )
         blocker = blocker or self.ledger.blocker(c.movable)
         if blocker is not None:

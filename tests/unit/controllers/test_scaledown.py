@@ -13,6 +13,7 @@ from vpsie_autoscaler.api.labels import (
     UNNEEDED_SINCE_ANNOTATION,
 )
 from vpsie_autoscaler.controllers.scaledown import ScaleDownController, ScaleDownOptions
+from vpsie_autoscaler.scaling import ScaleDownSettings
 
 FAST = {"unneededTime": "1m", "delayAfterScaleUp": "0s"}
 UNREMOVABLE = "vpsie_autoscaler_unremovable_nodes"
@@ -82,11 +83,14 @@ async def test_a_node_no_longer_unneeded_loses_its_timer() -> None:
     assert drained(w) == []
 
 
-async def test_a_whole_group_is_never_removed_in_one_pass() -> None:
+async def test_a_whole_group_is_never_drained_in_one_pass() -> None:
     w = World()
-    w.group("web", scaleDown={**FAST, "disruptionBudget": 2})
+    w.group("web", scaleDown={**FAST, "disruptionBudget": 2, "maxConcurrentDrains": 10})
+    w.node("big", None, cpu="32", memory="64Gi")  # unmanaged, busiest: every small pod moves here
+    w.bound_pod("hog", "big", cpu="8")
     for i in range(6):
         w.member(f"web-{i}", "web", annotations={UNNEEDED_SINCE_ANNOTATION: "2026-11-27T08:00:00Z"})
+        w.bound_pod(f"app-{i}", f"web-{i}")
     c = controller(w)
     await c.scale_down_once()
     assert len(drained(w)) == 2
@@ -94,6 +98,61 @@ async def test_a_whole_group_is_never_removed_in_one_pass() -> None:
     await c.scale_down_once()
     assert len(drained(w)) == 2
     assert w.sample(UNREMOVABLE, {"reason": "DisruptionBudgetExhausted"}) == 4
+
+
+async def test_fifty_empty_nodes_with_default_settings_are_all_requested_in_one_pass() -> None:
+    w = World()
+    w.group("web", max_nodes=50)  # scale-down defaults: unneededTime 10m, budget 10%, 1 drain
+    names = [f"web-{i:02}" for i in range(50)]
+    for name in names:
+        w.member(name, "web")
+    c = controller(w)
+    await c.scale_down_once()
+    assert drained(w) == []  # the timers start
+    await w.clock.advance(599)
+    await c.scale_down_once()
+    assert drained(w) == []
+    await w.clock.advance(1)
+    await c.scale_down_once()
+    assert drained(w) == names
+    assert w.sample("vpsie_autoscaler_scale_down_total", {"nodegroup": "web", "reason": "Empty"}) == 50
+    assert len(w.recorder.reasons("ScaleDown")) == 50  # one per Node, on the Node
+    (bulk,) = w.recorder.reasons("ScaledDown", "web")  # one for the bulk, on the NodeGroup
+    assert bulk.note.startswith("removing 50 empty nodes of NodeGroup web at once: web-00, web-01,")
+    assert "and 40 more" in bulk.note
+    (decision,) = [x.body["status"]["lastDecision"] for x in w.kube.writes("patch", "nodegroups")]
+    assert decision == bulk.note
+    # The next pass: all 50 are leaving; nothing more, and no Event that they "stay".
+    await c.scale_down_once()
+    assert len(w.recorder.reasons("ScaledDown")) == 1
+    assert w.recorder.reasons("ScaleDownBlocked") == []
+
+
+async def test_empty_nodes_beyond_the_bulk_cap_go_in_the_next_pass_quietly() -> None:
+    w = World()
+    w.group("web", scaleDown=FAST)
+    for i in range(5):
+        w.member(f"web-{i}", "web", annotations={UNNEEDED_SINCE_ANNOTATION: "2026-11-27T08:00:00Z"})
+    c = controller(w, settings=ScaleDownSettings(max_empty_bulk_delete=3))
+    await c.scale_down_once()
+    assert len(drained(w)) == 3
+    assert w.sample(UNREMOVABLE, {"reason": "MaxEmptyBulkDelete"}) == 2
+    assert w.recorder.reasons("ScaleDownBlocked") == []  # transient: the next pass takes them
+    await c.scale_down_once()
+    assert len(drained(w)) == 5
+    notes = [e.note for e in w.recorder.reasons("ScaledDown", "web")]
+    assert notes[0].startswith("removing 3 empty nodes of NodeGroup web at once")
+    assert notes[1].startswith("removing 2 empty nodes of NodeGroup web at once")
+
+
+async def test_a_zero_budget_freezes_the_group_even_for_empty_nodes() -> None:
+    w = World()
+    w.group("web", scaleDown={**FAST, "disruptionBudget": 0})
+    w.member("web-a", "web", annotations={UNNEEDED_SINCE_ANNOTATION: "2026-11-27T08:00:00Z"})
+    await controller(w).scale_down_once()
+    assert drained(w) == []
+    (event,) = w.recorder.reasons("ScaleDownBlocked", "web-a")
+    assert "allows no removal, not even of empty nodes" in event.note
 
 
 async def test_never_below_min_nodes() -> None:
@@ -155,9 +214,7 @@ async def test_the_vpsienode_is_found_by_status_node_name_or_hostname() -> None:
     w.node("web-x2", "web", annotations=old)
     c = controller(w)
     await c.scale_down_once()
-    assert drained(w) == ["web-x1"]  # budget 10% of 2 → 1 per pass
-    await c.scale_down_once()
-    assert drained(w) == ["web-x1"]  # the first is leaving and uses the budget
+    assert drained(w) == ["web-x1", "web-x2"]  # both empty: in bulk
 
 
 async def test_stale_taints_are_removed_but_not_from_nodes_being_drained() -> None:
@@ -185,7 +242,7 @@ async def test_stale_taints_are_removed_but_not_from_nodes_being_drained() -> No
 
 async def test_a_group_above_max_is_left_to_its_single_owner_the_nodegroup_controller() -> None:
     w = World()
-    w.group("web", max_nodes=1, scaleDown=FAST)
+    w.group("web", min_nodes=1, max_nodes=1, scaleDown=FAST)
     w.member("web-old", "web", annotations={UNNEEDED_SINCE_ANNOTATION: "2026-11-27T08:00:00Z"})
     w.member("web-idle", "web", annotations={UNNEEDED_SINCE_ANNOTATION: "2026-11-27T08:00:00Z"})
     w.vpsienode("web-new1", "web", phase="Provisioning", created="2026-11-27T08:58:00Z")
@@ -230,7 +287,7 @@ async def test_run_loops_every_scan_interval() -> None:
         assert drained(w) == []
         await w.clock.advance(30)
         await w.clock.advance(30)
-        assert len(drained(w)) == 1
+        assert drained(w) == ["web-a", "web-b"]
     finally:
         task.cancel()
 

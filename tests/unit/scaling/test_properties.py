@@ -3,8 +3,10 @@
 - scale-up never takes a group above ``maxNodes`` nor the cluster above its limits;
 - no pod is ever planned onto a node (new or in flight) where a predicate fails, and packing never
   exceeds allocatable;
-- scale-down never takes a group below ``minNodes`` nor beyond its disruption budget, never removes
-  a node it does not own or one already leaving, and every moved pod has a real, fitting destination.
+- scale-down never takes a group below ``minNodes``, never drains beyond its disruption budget or
+  ``maxConcurrentDrains``, never removes more empty nodes in a pass than the bulk cap nor any node of a
+  group whose budget is 0, never calls a node with a pod to move empty, never removes a node it does
+  not own or one already leaving, and every moved pod has a real, fitting destination.
 """
 
 from __future__ import annotations
@@ -21,7 +23,12 @@ from vpsie_autoscaler.api.labels import UNNEEDED_SINCE_ANNOTATION
 from vpsie_autoscaler.scaling.expanders import ExpanderChain
 from vpsie_autoscaler.scaling.groups import GroupTemplate, ScaleDownPolicy, budget_nodes
 from vpsie_autoscaler.scaling.predicates import check
-from vpsie_autoscaler.scaling.scaledown import plan_scale_down
+from vpsie_autoscaler.scaling.reasons import REMOVE_EMPTY
+from vpsie_autoscaler.scaling.scaledown import (
+    DEFAULT_MAX_EMPTY_BULK_DELETE,
+    ScaleDownSettings,
+    plan_scale_down,
+)
 from vpsie_autoscaler.scaling.scaleup import IN_FLIGHT, TRIGGERED, ClusterLimits, ClusterUsage, plan_scale_up
 from vpsie_autoscaler.scaling.selectors import Taint
 from vpsie_autoscaler.scaling.snapshot import NodeInfo, PodInfo
@@ -29,7 +36,15 @@ from vpsie_autoscaler.scaling.snapshot import NodeInfo, PodInfo
 PROPERTY_SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 POOLS = ("a", "b", "c")
 TAINT = Taint("dedicated", "x", "NoSchedule")
-BUDGETS: tuple[int | str, ...] = (1, 2, 5, "10%", "50%", "100%")
+BUDGETS: tuple[int | str, ...] = (0, 1, 2, 5, "10%", "50%", "100%")
+POD_KINDS: tuple[dict[str, str], ...] = (
+    {},
+    {},
+    {},
+    {"owner": "DaemonSet"},  # never moves: a node with only these is empty
+    {"owner": "Job", "phase": "Succeeded"},  # finished: same
+)
+BULK_CAPS = (0, 1, 3, DEFAULT_MAX_EMPTY_BULK_DELETE)
 
 
 @st.composite
@@ -208,6 +223,7 @@ def cluster(draw: st.DrawFn) -> tuple[list[NodeInfo], list[GroupTemplate]]:
                     node_selector={"pool": "a"} if draw(st.integers(0, 4)) == 0 else None,
                     tolerations=[{"key": "dedicated", "operator": "Exists"}] if draw(st.booleans()) else (),
                     host_port=draw(st.sampled_from((0, 0, 0, 9100))),
+                    **draw(st.sampled_from(POD_KINDS)),
                 )
                 for pi in range(draw(st.integers(0, 4)))
             ]
@@ -251,21 +267,41 @@ def cluster(draw: st.DrawFn) -> tuple[list[NodeInfo], list[GroupTemplate]]:
     return nodes, gs
 
 
+def must_move(p: PodInfo) -> bool:
+    """Independent of the planner: a pod a drain would have to move (not DaemonSet, mirror,
+    finished or already terminating)."""
+    return not (p.is_daemonset or p.is_mirror or p.phase in ("Succeeded", "Failed") or p.deleting)
+
+
 @PROPERTY_SETTINGS
-@given(data=cluster())
-def test_scale_down_invariants(data: tuple[list[NodeInfo], list[GroupTemplate]]) -> None:
+@given(data=cluster(), cap=st.sampled_from(BULK_CAPS))
+def test_scale_down_invariants(data: tuple[list[NodeInfo], list[GroupTemplate]], cap: int) -> None:
     nodes, gs = data
-    plan = plan_scale_down(nodes, gs, now=NOW)
+    plan = plan_scale_down(nodes, gs, now=NOW, settings=ScaleDownSettings(max_empty_bulk_delete=cap))
     by_node = {n.name: n for n in nodes}
     removed = {r.node for r in plan.removals}
     assert len(removed) == len(plan.removals)
+    # A non-empty node is never counted as empty, and the other way round.
+    for r in plan.removals:
+        empty = not any(must_move(p) for p in by_node[r.node].pods)
+        assert (r.reason == REMOVE_EMPTY) <= empty
+        assert (not r.pods_to_evict) == empty
+    # Empty nodes removed never exceed the per-pass bulk cap (all groups together).
+    assert sum(1 for r in plan.removals if r.empty) <= cap
     for g in gs:
         mine = [r for r in plan.removals if r.group == g.name]
         cancelled = plan.cancel_in_flight.get(g.name, 0)
         assert g.size - len(mine) - cancelled >= g.min_nodes
-        assert len(mine) <= max(
-            0, budget_nodes(g.scale_down.disruption_budget, g.size + g.deleting) - g.deleting
+        budget = budget_nodes(g.scale_down.disruption_budget, g.size + g.deleting)
+        if budget == 0:  # a zero budget freezes the group, empty nodes included
+            assert mine == []
+        # Drains stay within the budget (nodes already leaving use it) and maxConcurrentDrains.
+        drains = [r for r in mine if not r.empty]
+        assert len(drains) <= max(0, budget - g.deleting)
+        draining = sum(
+            1 for n in nodes if n.group == g.name and n.deleting and any(must_move(p) for p in n.pods)
         )
+        assert len(drains) <= max(0, g.scale_down.max_concurrent_drains - draining)
     for r in plan.removals:
         n = by_node[r.node]
         assert n.group == r.group

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -12,7 +12,14 @@ from tests.unit.scaling.builders import LONG_AGO, NOW, group, node, pdb, pod, po
 from vpsie_autoscaler.api.labels import UNNEEDED_SINCE_ANNOTATION
 from vpsie_autoscaler.scaling import reasons as r
 from vpsie_autoscaler.scaling.groups import GroupTemplate
-from vpsie_autoscaler.scaling.scaledown import ScaleDownPlan, ScaleDownSettings, plan_scale_down
+from vpsie_autoscaler.scaling.scaledown import (
+    DEFAULT_MAX_EMPTY_BULK_DELETE,
+    NodeRemoval,
+    ScaleDownPlan,
+    ScaleDownSettings,
+    describe_removals,
+    plan_scale_down,
+)
 from vpsie_autoscaler.scaling.snapshot import NodeInfo, PDBInfo, PodInfo
 
 LONG = {UNNEEDED_SINCE_ANNOTATION: LONG_AGO.isoformat()}
@@ -237,30 +244,135 @@ def test_never_below_min_nodes() -> None:
     assert {b.code for n, b in p.blocked.items()} == {r.AT_MIN_SIZE}
 
 
-def test_a_whole_group_is_never_removed_in_one_pass_with_the_default_budget() -> None:
+def dest() -> NodeInfo:
+    """A busy unmanaged node with room: every small pod moves here (it is filled first)."""
+    return on("dest", pod("big", "8", "8Gi"), group=None, cpu="32", memory="64Gi", annotations={})
+
+
+def light(name: str) -> NodeInfo:
+    """An underutilized, unneeded node with one small pod (a drain, not an empty node)."""
+    return on(name, pod(f"{name}-p", "100m"))
+
+
+def test_a_whole_group_is_never_drained_in_one_pass_with_the_default_budget() -> None:
     # Seed bug 9242447: every candidate of a group deleted at once.
-    g = web(10, scale_down=policy(unneeded_time=timedelta(minutes=10)))  # budget 10%, 1 drain
-    p = plan([on(f"n{i}") for i in range(10)], [g])
+    g = web(10, scale_down=policy(max_concurrent_drains=10))  # default budget 10%
+    p = plan([dest(), *[light(f"n{i}") for i in range(10)]], [g])
     assert len(p.removals) == 1
     assert sum(1 for b in p.blocked.values() if b.code == r.DISRUPTION_BUDGET_EXHAUSTED) == 9
+
+
+def test_fifty_empty_nodes_with_default_settings_all_go_in_the_first_pass() -> None:
+    # The target: a group that emptied is gone within unneededTime + one pass, not at 10% a pass.
+    g = web(50, max_nodes=50, scale_down=policy())  # NodeGroup defaults: budget 10%, 1 drain, 10m
+    nodes = [on(f"n{i:02}") for i in range(50)]
+    fresh = plan([on(n.name, annotations={}) for n in nodes], [g])
+    assert fresh.removals == ()  # the timers start; nothing goes before unneededTime
+    assert len(fresh.became_unneeded) == 50
+    p = plan(nodes, [g])
+    assert len(p.removals) == 50
+    assert {x.reason for x in p.removals} == {r.REMOVE_EMPTY}
+    assert p.blocked == {}
+    assert describe_removals("web", p.removals).startswith(
+        "removing 50 empty nodes of NodeGroup web at once: n00, n01,"
+    )
+
+
+class Limits(NamedTuple):
+    size: int
+    min_nodes: int = 0
+    deleting: int = 0
+    budget: int | str = "10%"
+    drains: int = 1
+    cap: int = DEFAULT_MAX_EMPTY_BULK_DELETE
+
+
+@pytest.mark.parametrize(
+    ("limits", "removed_empty", "blocker"),
+    [
+        # minNodes always holds.
+        (Limits(50), 50, None),
+        (Limits(50, min_nodes=20), 30, r.AT_MIN_SIZE),
+        (Limits(5, min_nodes=5, budget="100%"), 0, r.AT_MIN_SIZE),
+        # The budget and maxConcurrentDrains pace drains, not empty nodes ...
+        (Limits(6, budget=2), 6, None),
+        (Limits(6, deleting=3, budget=1, drains=0), 6, None),  # even with the budget used up
+        # ... except a budget of 0: the group is frozen.
+        (Limits(6, budget=0), 0, r.DISRUPTION_BUDGET_EXHAUSTED),
+        (Limits(6, budget="0%"), 0, r.DISRUPTION_BUDGET_EXHAUSTED),
+        # The per-pass bulk cap.
+        (Limits(150), 100, r.MAX_BULK_DELETE),
+        (Limits(5, cap=3), 3, r.MAX_BULK_DELETE),
+        (Limits(5, cap=0), 0, r.MAX_BULK_DELETE),
+    ],
+)
+def test_limits_of_empty_nodes(limits: Limits, removed_empty: int, blocker: str | None) -> None:
+    g = web(
+        limits.size,
+        min_nodes=limits.min_nodes,
+        max_nodes=200,
+        deleting=limits.deleting,
+        scale_down=policy(disruption_budget=limits.budget, max_concurrent_drains=limits.drains),
+    )
+    nodes = [on(f"n{i:03}") for i in range(limits.size)]
+    nodes += [on(f"gone{i}", pod(f"x{i}", "100m"), deleting=True) for i in range(limits.deleting)]
+    p = plan(nodes, [g], settings=ScaleDownSettings(max_empty_bulk_delete=limits.cap))
+    assert len(p.removals) == removed_empty
+    assert all(x.reason == r.REMOVE_EMPTY for x in p.removals)
+    assert {b.code for b in p.blocked.values()} == ({blocker} if blocker else set())
+
+
+def test_daemonset_mirror_and_finished_pods_leave_a_node_empty_anything_else_does_not() -> None:
+    ds = pod("ds", "100m", owner="DaemonSet")
+    mirror = pod("static", "100m", annotations={"kubernetes.io/config.mirror": "x"}, owner=None)
+    done = pod("job", "100m", owner="Job", node="empty", phase="Succeeded")
+    empty = on("empty", ds, mirror)
+    nodes = [
+        dest(),
+        dataclasses.replace(empty, pods=(*empty.pods, done)),
+        on("busy", pod("web-1", "100m")),
+        on("busy-ds", ds, pod("web-2", "100m", owner="StatefulSet")),
+    ]
+    p = plan(nodes, [web(3, scale_down=policy(max_concurrent_drains=10, disruption_budget="100%"))])
+    kinds = {x.node: x.reason for x in p.removals}
+    assert kinds == {
+        "empty": r.REMOVE_EMPTY,
+        "busy": r.REMOVE_UNDERUTILIZED,
+        "busy-ds": r.REMOVE_UNDERUTILIZED,
+    }
+
+
+def test_empty_nodes_use_the_budget_of_drains_in_the_same_pass() -> None:
+    # Empty first; nodes leaving (empty or not) count against the drains' budget, in this pass as
+    # in the next one (when they are ``deleting``): the next pass decides the same.
+    g = web(6, scale_down=policy(disruption_budget=2, max_concurrent_drains=5))
+    p = plan([dest(), on("e1"), on("e2"), light("d1"), light("d2")], [g])
+    assert sorted(removed(p)) == ["e1", "e2"]
+    assert p.blocked["d1"].code == r.DISRUPTION_BUDGET_EXHAUSTED
+    g2 = web(6, scale_down=policy(disruption_budget=3, max_concurrent_drains=5))
+    p2 = plan([dest(), on("e1"), on("e2"), light("d1"), light("d2")], [g2])
+    assert [x.reason for x in p2.removals] == [r.REMOVE_EMPTY, r.REMOVE_EMPTY, r.REMOVE_UNDERUTILIZED]
 
 
 def test_nodes_being_deleted_use_the_budget_and_do_not_count_as_size() -> None:
     # Seed bug dc0700f: deleting nodes counted as current, so a second removal followed a restart.
     g = web(3, min_nodes=3, deleting=2, scale_down=policy(disruption_budget=5))
-    nodes = [on("a"), on("b"), on("c"), on("d", deleting=True), on("e", deleting=True)]
+    leaving = [on("d", deleting=True), on("e", deleting=True)]
+    nodes = [on("a"), on("b"), on("c"), *leaving]
     p = plan(nodes, [g])
     assert removed(p) == []
     assert p.blocked["a"].code == r.AT_MIN_SIZE
-    g2 = web(3, deleting=2, scale_down=policy(disruption_budget=2))
-    p2 = plan(nodes, [g2])
+    g2 = web(3, deleting=2, scale_down=policy(disruption_budget=2, max_concurrent_drains=5))
+    p2 = plan([dest(), light("a"), light("b"), light("c"), *leaving], [g2])
     assert removed(p2) == []
     assert p2.blocked["a"].code == r.DISRUPTION_BUDGET_EXHAUSTED
+    p3 = plan(nodes, [g2])  # empty nodes are not paced by the budget
+    assert sorted(removed(p3)) == ["a", "b", "c"]
 
 
 def test_percent_budget_rounds_up() -> None:
-    g = web(5, scale_down=policy(disruption_budget="30%", unneeded_time=timedelta(0)))
-    p = plan([on(f"n{i}", annotations={}) for i in range(5)], [g])
+    g = web(5, scale_down=policy(disruption_budget="30%", max_concurrent_drains=5))
+    p = plan([dest(), *[light(f"n{i}") for i in range(5)]], [g])
     assert len(p.removals) == 2  # ceil(5 * 0.3)
 
 
@@ -296,9 +408,16 @@ def test_max_concurrent_drains_zero_removes_only_empty_nodes() -> None:
 
 
 def test_empty_bulk_delete_cap_across_groups() -> None:
-    p = plan([on(f"n{i}") for i in range(5)], [web(5)], settings=ScaleDownSettings(max_empty_bulk_delete=3))
-    assert len(p.removals) == 3
+    nodes = [on(f"a{i}") for i in range(3)] + [on(f"b{i}", group="b") for i in range(3)]
+    groups = [web(3), group("b", size=3, scale_down=FAST)]
+    p = plan(nodes, groups, settings=ScaleDownSettings(max_empty_bulk_delete=4))
+    assert len(p.removals) == 4
     assert sum(1 for b in p.blocked.values() if b.code == r.MAX_BULK_DELETE) == 2
+    assert "at most 4 per pass" in next(iter(p.blocked.values())).message
+
+
+def test_the_default_bulk_cap_is_documented_and_above_a_fifty_node_group() -> None:
+    assert ScaleDownSettings().max_empty_bulk_delete == DEFAULT_MAX_EMPTY_BULK_DELETE == 100
 
 
 def test_group_above_max_converges_without_waiting() -> None:
@@ -326,6 +445,34 @@ def test_group_above_max_still_honours_explicit_protection() -> None:
     assert removed(p) == []
     assert p.blocked["p"].code == r.SCALE_DOWN_DISABLED_ANNOTATION
     assert p.blocked["g"].code == r.POD_BLOCKS_EVICTION
+
+
+@pytest.mark.parametrize(
+    ("empty", "drain", "text"),
+    [
+        (0, False, ""),
+        (1, False, "removing empty node e00 of NodeGroup web"),
+        (
+            3,
+            False,
+            "removing 3 empty nodes of NodeGroup web at once: e00, e01, e02 "
+            "(no pod to move: not paced by maxConcurrentDrains or the disruption budget)",
+        ),
+        (
+            12,
+            True,
+            "removing 12 empty nodes of NodeGroup web at once: e00, e01, e02, e03, e04, e05, e06, e07, "
+            "e08, e09 and 2 more (no pod to move: not paced by maxConcurrentDrains or the disruption "
+            "budget); removing underutilized node c of NodeGroup web (utilization 2%); 1 pod(s) fit "
+            "elsewhere",
+        ),
+    ],
+)
+def test_decision_text_of_a_pass(empty: int, drain: bool, text: str) -> None:
+    removals = [NodeRemoval(f"e{i:02}", "web", r.REMOVE_EMPTY) for i in range(empty)]
+    if drain:
+        removals.append(NodeRemoval("c", "web", r.REMOVE_UNDERUTILIZED, (pod("a"),), {}, 0.025))
+    assert describe_removals("web", removals) == text
 
 
 def test_removal_messages() -> None:

@@ -21,8 +21,10 @@ Each pass (cluster-autoscaler's ``RunOnce`` scale-down half; Karpenter's disrupt
    The planner's ``cancel_in_flight`` and ``AboveMaxSize`` removals are logged, not executed: two
    controllers requesting drains for the same surplus from slightly different cache states would
    remove it twice and take the group below ``maxNodes`` (or ``minNodes``).
-6. Report: ``unremovable_nodes{reason}`` (first blocker per node), Events ``ScaleDown`` on the Node
-   and ``ScaledDown`` on the NodeGroup, and
+6. Report: ``unremovable_nodes{reason}`` (first blocker per node), Events ``ScaleDown`` on each
+   removed Node and ``ScaledDown`` on the NodeGroup (one for all the empty nodes of the pass,
+   ``removing 50 empty nodes of NodeGroup web at once: …``, one per drain), one ``lastDecision``
+   per group and pass (:func:`~vpsie_autoscaler.scaling.scaledown.describe_removals`), and
    ``ScaleDownBlocked`` on Nodes that stay for a reason worth telling (a PDB, min size, the budget…),
    deduplicated: an Event only when a node's blocker changes or every
    :data:`BLOCKED_EVENT_REPEAT_SECONDS`.
@@ -59,7 +61,7 @@ from vpsie_autoscaler.runtime.clock import Clock
 from vpsie_autoscaler.runtime.events import NORMAL, WARNING, EventRecorder
 from vpsie_autoscaler.scaling import ScaleDownSettings, plan_scale_down
 from vpsie_autoscaler.scaling import reasons as r
-from vpsie_autoscaler.scaling.scaledown import NodeRemoval, ScaleDownPlan
+from vpsie_autoscaler.scaling.scaledown import NodeRemoval, ScaleDownPlan, describe_removals
 
 log = structlog.get_logger("vpsie_autoscaler.controllers.scaledown")
 
@@ -87,11 +89,13 @@ QUIET_BLOCKERS: Final = frozenset(
         r.SCALE_DOWN_DISABLED,
         r.SCALE_DOWN_DISABLED_ANNOTATION,
         r.NODE_CORDONED,
+        r.MAX_BULK_DELETE,
     }
 )
 """Blockers that describe a busy or transient node, or one the user excluded on purpose (scale-down
-disabled, cordoned by someone else): counted in the gauge, no Event (a cluster with a disabled
-group would otherwise get an Event per node every few minutes)."""
+disabled, cordoned by someone else), or an empty node left for the next pass by the per-pass bulk
+cap: counted in the gauge, no Event (a cluster with a disabled group would otherwise get an Event
+per node every few minutes)."""
 BLOCKED_EVENT_REPEAT_SECONDS: Final = 600.0
 """A node's unchanged blocker is re-announced at most this often (Events are cheap to read, costly
 to write at scale; ten minutes keeps ``kubectl describe node`` current without flooding etcd)."""
@@ -212,8 +216,8 @@ class ScaleDownController:
 
     async def _request_drains(self, plan: ScaleDownPlan, snap: ClusterSnapshot, now: datetime) -> list[str]:
         missing: list[str] = []
+        requested: dict[str, list[NodeRemoval]] = {}
         for removal in plan.removals:
-            node = snap.node_objects.get(removal.node, {})
             vn = snap.node_vpsienode.get(removal.node)
             if vn is None:
                 missing.append(removal.node)
@@ -230,57 +234,80 @@ class ScaleDownController:
                 log.info("above maxNodes: left to the NodeGroup controller", node=removal.node,
                          nodegroup=removal.group)  # fmt: skip
                 continue
-            await self._drain(snap, vn, removal.group, removal.reason, now, removal.message, node, removal)
+            if await self._drain(snap, vn, removal, now):
+                requested.setdefault(removal.group, []).append(removal)
+        for group, removals in requested.items():
+            await self._report_group(snap, group, removals)
         return missing
 
-    async def _drain(  # noqa: PLR0917 - private, called twice
-        self,
-        snap: ClusterSnapshot,
-        vn: VPSieNodeView,
-        group: str,
-        reason: str,
-        now: datetime,
-        note: str,
-        node: Mapping[str, Any] | None,
-        removal: NodeRemoval | None,
-    ) -> None:
+    async def _drain(
+        self, snap: ClusterSnapshot, vn: VPSieNodeView, removal: NodeRemoval, now: datetime
+    ) -> bool:
+        """Request one drain (in dry-run: announce it once); True when it was requested or announced."""
         if self.options.dry_run:
-            key = (vn.name, reason)
+            key = (vn.name, removal.reason)
             if key in self._dry_run_reported:
-                return
+                return False
             self._dry_run_reported.add(key)
         else:
             patch = {
                 "metadata": {
-                    "annotations": {DRAIN_REQUESTED_ANNOTATION: rfc3339(now), DRAIN_REASON_ANNOTATION: reason}
+                    "annotations": {
+                        DRAIN_REQUESTED_ANNOTATION: rfc3339(now),
+                        DRAIN_REASON_ANNOTATION: removal.reason,
+                    }
                 }
             }
             try:
                 await self.client.merge_patch(VPSIENODES, vn.name, patch)
             except errors.KubeError as exc:
                 log.error("could not request the drain", vpsienode=vn.name, error=str(exc))
-                return
-        self.metrics.scale_down_total.labels(group, reason).inc()  # counted by the requester
+                return False
+        self.metrics.scale_down_total.labels(removal.group, removal.reason).inc()  # counted by the requester
         log.info(
             "drain requested",
             vpsienode=vn.name,
-            node=removal.node if removal else None,
-            nodegroup=group,
-            reason=reason,
-            pods_to_evict=[p.key for p in removal.pods_to_evict] if removal else [],
+            node=removal.node,
+            nodegroup=removal.group,
+            reason=removal.reason,
+            pods_to_evict=[p.key for p in removal.pods_to_evict],
             dry_run=self.options.dry_run,
         )
+        node = snap.node_objects.get(removal.node)
         if node:
-            self._emit(node, NORMAL, REASON_SCALE_DOWN, note)
-        if removal is not None and removal.destinations:
-            note += "; planned destinations: " + ", ".join(
-                f"{pod} -> {dest}" for pod, dest in sorted(removal.destinations.items())
-            )
+            self._emit(node, NORMAL, REASON_SCALE_DOWN, removal.message)
+        return True
+
+    async def _report_group(self, snap: ClusterSnapshot, group: str, removals: list[NodeRemoval]) -> None:
+        """Per group and pass: one ``ScaledDown`` Event for all its empty nodes (a bulk is one
+        decision), one per drain (with its planned destinations), and one ``lastDecision``."""
         group_obj = snap.nodegroup_objects.get(group)
-        if group_obj is not None:
-            # related = the Node (or VPSieNode): one Event per removal, not a series of the first.
-            self._emit(group_obj, NORMAL, REASON_SCALED_DOWN, note, related=node or vn.raw)
-            await self._patch_decision(group, note)
+        if group_obj is None:
+            return
+        empty = [x for x in removals if x.reason == r.REMOVE_EMPTY]
+        if empty:
+            # related = the first Node of the bulk: Events of different passes stay separate (the
+            # note is not part of an Event's identity, the related object is).
+            self._emit(group_obj, NORMAL, REASON_SCALED_DOWN, describe_removals(group, empty),
+                       related=self._related(snap, empty[0]))  # fmt: skip
+        for removal in removals:
+            if removal.reason == r.REMOVE_EMPTY:
+                continue
+            note = removal.message
+            if removal.destinations:
+                note += "; planned destinations: " + ", ".join(
+                    f"{pod} -> {dest}" for pod, dest in sorted(removal.destinations.items())
+                )
+            self._emit(group_obj, NORMAL, REASON_SCALED_DOWN, note, related=self._related(snap, removal))
+        await self._patch_decision(group, describe_removals(group, removals))
+
+    @staticmethod
+    def _related(snap: ClusterSnapshot, removal: NodeRemoval) -> Mapping[str, Any] | None:
+        node = snap.node_objects.get(removal.node)
+        if node:
+            return node
+        vn = snap.node_vpsienode.get(removal.node)
+        return vn.raw if vn is not None else None
 
     async def _patch_decision(self, group: str, decision: str) -> None:
         try:
