@@ -80,7 +80,21 @@ class Settings(BaseSettings):
     vpsie_client_secret: SecretStr | None = Field(None, description="VPSie client secret (env only)")
     vpsie_api_token: SecretStr | None = Field(None, description="static VPSie API token (env only)")
     vpsie_credentials_dir: str | None = Field(None, description="mounted Secret with the VPSie credentials")
-    vpsie_rate_limit: int = Field(100, ge=1, description="client-side VPSie requests per minute")
+    vpsie_rate_limit: int = Field(
+        100,
+        ge=1,
+        description="ceiling of client-side VPSie requests per minute (lower while VPSie throttles)",
+    )
+    vpsie_rate_limit_burst: int = Field(
+        60,  # = vpsie.client.DEFAULT_RATE_LIMIT_BURST: a 50-node scale-up and its reads at once
+        ge=1,
+        description="VPSie requests that may go out back to back before the per-minute rate applies",
+    )
+    cluster_id: str | None = Field(
+        None,
+        max_length=128,
+        description="this cluster's identity in VM ownership tags (unset: the kube-system namespace UID)",
+    )
     scan_interval: Seconds = Field(10.0, description="seconds between periodic reconciles of cloud state")
     expander: str = Field("priority,least-waste", description="expander chain, comma-separated")
     max_nodes_total: int = Field(0, ge=0, description="cluster-wide node limit (0: none)")

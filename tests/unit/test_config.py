@@ -22,6 +22,7 @@ CONTRACT_DEFAULTS = {
     "dry_run": False,
     "vpsie_base_url": "https://api.vpsie.com",
     "vpsie_rate_limit": 100,
+    "vpsie_rate_limit_burst": 60,
     "scan_interval": 10,
     "expander": "priority,least-waste",
     "max_nodes_total": 0,
@@ -71,6 +72,10 @@ def test_environment_is_read_and_flags_win(monkeypatch: pytest.MonkeyPatch) -> N
         ({"expander": "priority,,least waste"}, "comma-separated names"),
         ({"vpsie_base_url": "api.vpsie.com"}, "not an http(s) URL"),
         ({"max_nodes_total": "-3"}, "--max-nodes-total"),
+        (
+            {"vpsie_rate_limit_burst": "0"},
+            "--vpsie-rate-limit-burst / VPSIE_AUTOSCALER_VPSIE_RATE_LIMIT_BURST",
+        ),
     ],
 )
 def test_bad_values_give_one_clear_line(overrides: dict[str, str], message: str) -> None:
@@ -117,3 +122,20 @@ def test_secrets_are_not_flags() -> None:
 
     with pytest.raises(SystemExit):
         build_parser().parse_args(["run", "--vpsie-api-token", "x"])
+
+
+def test_rate_limit_burst_default_is_the_clients_and_env_sets_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vpsie_autoscaler.vpsie.client import DEFAULT_RATE_LIMIT_BURST, VPSieClientConfig
+
+    assert load_settings().vpsie_rate_limit_burst == DEFAULT_RATE_LIMIT_BURST
+    assert VPSieClientConfig(api_token="t").rate_limit_burst == DEFAULT_RATE_LIMIT_BURST
+    monkeypatch.setenv("VPSIE_AUTOSCALER_VPSIE_RATE_LIMIT_BURST", "120")
+    assert load_settings().vpsie_rate_limit_burst == 120
+
+
+def test_rate_limit_burst_is_a_flag() -> None:
+    from vpsie_autoscaler.cli import build_parser
+
+    args = build_parser().parse_args(["run", "--vpsie-rate-limit-burst", "80"])
+    s = load_settings({k: v for k, v in vars(args).items() if k in Settings.model_fields and v is not None})
+    assert s.vpsie_rate_limit_burst == 80

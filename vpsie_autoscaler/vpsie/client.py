@@ -5,11 +5,20 @@ models parsed straight from the response bytes. Every call goes through the same
 
     circuit breaker → rate limiter → auth headers → HTTP (explicit timeouts) → envelope check → model
 
+The rate limiter is a ceiling, not a pace (:mod:`~vpsie_autoscaler.vpsie.ratelimit`): a burst goes out
+at once, and VPSie's 429s and ``Retry-After`` headers lower the rate (AIMD) until successes raise it again.
+
 and, around it, the retry loop: idempotent calls (reads, targeted deletes, power actions) are retried
 on 429/5xx/timeouts with exponential back-off and jitter, honouring ``Retry-After``; creates and "add a
 node" are never repeated blindly (no idempotency key exists; callers reconcile by hostname). A 401 on
 an exchanged token causes one re-login and one repeat of the call, whatever the call (a 401 means
 VPSie did not act on it).
+
+Every failure says whether the request may have reached VPSie
+(:func:`~vpsie_autoscaler.vpsie.errors.request_may_have_reached_vpsie`): a connection that could not be
+established raises :class:`~vpsie_autoscaler.vpsie.errors.ConnectionFailed` (not sent), one lost after the
+request was written raises ``ServerError``/``VPSieTimeout`` (unknown: counts as sent); a cancel while
+waiting for the rate limiter is marked "not sent" on the ``CancelledError`` itself, which still propagates.
 
 Fixes over the seed client (seed-system §6, §10.2 #17-18): ``error: true`` with HTTP 200 fails every
 call; 5xx opens the breaker; retries exist; ``GET {VM}/{identifier}`` reads ``data.vmData``.
@@ -44,6 +53,7 @@ from vpsie_autoscaler.vpsie.errors import (
     NOT_FOUND_MARKER,
     BusinessRuleError,
     CircuitOpen,
+    ConnectionFailed,
     DuplicateGroupSize,
     InvalidResponse,
     NotFound,
@@ -52,6 +62,8 @@ from vpsie_autoscaler.vpsie.errors import (
     Unauthorized,
     VPSieError,
     VPSieTimeout,
+    mark_request_sent,
+    request_may_have_reached_vpsie,
 )
 from vpsie_autoscaler.vpsie.metrics import ClientMetrics
 from vpsie_autoscaler.vpsie.ratelimit import TokenBucket
@@ -66,7 +78,12 @@ VERIFY_PATH: Final = "/apps/v2/datacenter"  # a cheap authenticated read to prov
 DEFAULT_REQUEST_TIMEOUT: Final = 30.0  # seconds for a whole request; VPSie's Go client uses 30 s
 DEFAULT_CONNECT_TIMEOUT: Final = 10.0
 DEFAULT_RATE_LIMIT_PER_MINUTE: Final = 100.0  # VPSie documents no limit; VPSie's own autoscaler uses 100/min
-DEFAULT_RATE_LIMIT_BURST: Final = 20  # one reconcile of a few groups without waiting, no stampede
+DEFAULT_RATE_LIMIT_BURST: Final = 60
+"""Calls that go out back to back from a full bucket. The rate limit is a ceiling, not a pace: a scale-up
+of 50 nodes (50 add-node/create calls) plus the handful of reads around it (cluster detail, node groups,
+VM list: under 10) must all reach VPSie at once, not over 30 s. 60 covers that from a full bucket, and
+the 100/min refill adds ~8 more within 5 s. It stays bounded (60 calls, then 100/min) because VPSie's
+real limit is unknown; if a burst trips it, VPSie's 429 halves the rate and the burst (AIMD)."""
 MAX_BODY_BYTES: Final = 10 * 1024 * 1024  # a longer body is a broken server, not data (seed: 10 MiB)
 DEFAULT_TOKEN_LIFETIME: Final = timedelta(hours=1)  # when `expires` cannot be parsed (as VPSie's client)
 LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -209,6 +226,19 @@ async def _read_capped(stream: aiohttp.StreamReader, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def _no_transparent_resend(session: aiohttp.ClientSession) -> None:
+    """Stop aiohttp from sending a request a second time on its own.
+
+    aiohttp repeats a GET/PUT/DELETE once when the connection breaks (``ServerDisconnectedError``,
+    ``ClientOSError``) even after the request was written, because HTTP calls those methods idempotent
+    (RFC 9110 §9.2.2). VPSie's ``DELETE .../reduce/slave`` is not: it removes *some* worker, so a resend
+    removes two. Repeats are the client's decision alone (its retry loop, idempotent calls only). The
+    switch is the one aiohttp's own ``TestClient`` uses; aiohttp has no public one.
+    """
+    if getattr(session, "_retry_connection", False):
+        session._retry_connection = False
+
+
 def _seg(value: str | int) -> str:
     """One path segment, quoted so an identifier can never change the route."""
     return quote(str(value), safe="")
@@ -240,10 +270,16 @@ class VPSieClient:
             open_seconds=config.breaker_open_seconds,
         )
         self.metrics = ClientMetrics(registry if registry is not None else CollectorRegistry())
+        self.metrics.rate_limit.set(self._limiter.rate_per_minute)
         self._timeout = aiohttp.ClientTimeout(
             total=config.request_timeout, sock_connect=config.connect_timeout
         )
         self.tokens: TokenSource = self._token_source(config)
+
+    @property
+    def rate_limiter(self) -> TokenBucket:
+        """The adaptive rate limiter (read its ``rate_per_minute``; the client feeds it)."""
+        return self._limiter
 
     def _token_source(self, config: VPSieClientConfig) -> TokenSource:
         if config.api_token is not None:
@@ -305,6 +341,7 @@ class VPSieClient:
         if self._session is None:
             self._session = aiohttp.ClientSession()
             self._owns_session = True
+        _no_transparent_resend(self._session)
         return self._session
 
     # --- transport -----------------------------------------------------------------------------------
@@ -323,35 +360,45 @@ class VPSieClient:
         tokens: TokenSource | None = None,
         relogin: bool = True,
     ) -> bytes:
-        """Send one logical call, with re-login on 401 and retries for idempotent calls."""
+        """Send one logical call, with re-login on 401 and retries for idempotent calls.
+
+        Whatever it raises is marked with whether the call may have reached VPSie: once one attempt may
+        have, every later failure of the call may have too.
+        """
         retries = 0
         relogged = not relogin
         source = tokens or self.tokens
-        while True:
-            headers = await source.headers() if authenticate else {}
-            try:
-                return await self._attempt(
-                    operation, method, path, headers, json=json, form=form, params=params
-                )
-            except Unauthorized as exc:
+        reached = False  # an attempt of this call may have reached VPSie
+        try:
+            while True:
+                # A login that fails or is cancelled here is not this call: it did not go out (this time).
+                headers = await source.headers() if authenticate else {}
+                try:
+                    return await self._attempt(
+                        operation, method, path, headers, json=json, form=form, params=params
+                    )
+                except BaseException as exc:
+                    reached = reached or request_may_have_reached_vpsie(exc)
+                    if not isinstance(exc, VPSieError):
+                        raise
+                    error = exc
                 if (
-                    authenticate
+                    isinstance(error, Unauthorized)
+                    and authenticate
                     and not relogged
                     and self.tokens.refreshable
-                    and exc.status == HTTP_UNAUTHORIZED
+                    and error.status == HTTP_UNAUTHORIZED
                 ):
                     relogged = True
                     self.tokens.invalidate(headers)
                     log.info("vpsie.relogin", operation=operation, reason="401 from VPSie")
                     continue
-                raise
-            except VPSieError as exc:
                 policy = self.config.retry
-                if not (idempotent and is_retryable(exc) and retries < policy.max_retries):
-                    raise
-                retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
+                if not (idempotent and is_retryable(error) and retries < policy.max_retries):
+                    raise error
+                retry_after = error.retry_after if isinstance(error, RateLimited) else None
                 if retry_after is not None and retry_after > policy.max_retry_after:
-                    raise
+                    raise error
                 delay = policy.delay(retries, self._rng, retry_after)
                 retries += 1
                 self.metrics.retries.labels(operation=operation).inc()
@@ -360,10 +407,14 @@ class VPSieClient:
                     operation=operation,
                     attempt=retries,
                     delay_seconds=round(delay, 3),
-                    error=type(exc).__name__,
-                    status=exc.status,
+                    error=type(error).__name__,
+                    status=error.status,
                 )
                 await self._clock.sleep(delay)
+        except BaseException as exc:
+            # Whatever ends the call says whether any attempt of it may have reached VPSie.
+            mark_request_sent(exc, reached)
+            raise
 
     async def _attempt(
         self,
@@ -383,9 +434,11 @@ class VPSieClient:
             raise
         try:
             waited = await self._limiter.acquire()
-        except BaseException:
+        except BaseException as exc:
             self.breaker.record_neutral()
+            mark_request_sent(exc, False)  # cancelled while waiting for a token: nothing was sent
             raise
+        epoch = self._limiter.epoch  # the rate this request was admitted under (AIMD feedback)
         if waited:
             self.metrics.rate_limited_wait.inc(waited)
         send_headers = {"Accept": "application/json", "User-Agent": self.config.user_agent, **headers}
@@ -408,21 +461,33 @@ class VPSieClient:
                 body = await _read_capped(resp.content, MAX_BODY_BYTES)
                 status = resp.status
                 retry_after = _retry_after(resp.headers.get("Retry-After"), self._clock.now())
+        except aiohttp.ConnectionTimeoutError:  # before the (total-timeout) TimeoutError: it is one too
+            self._fail(operation, "timeout", started)
+            raise ConnectionFailed(
+                f"no connection within {self.config.connect_timeout:g}s", operation=operation
+            ) from None
         except TimeoutError:
             self._fail(operation, "timeout", started)
             raise VPSieTimeout(
                 f"no answer within {self.config.request_timeout:g}s", operation=operation
             ) from None
+        except (aiohttp.ClientConnectorError, aiohttp.ServerFingerprintMismatch) as exc:
+            # Refused, DNS, proxy, TLS handshake or certificate: no request was written.
+            self._fail(operation, "transport", started)
+            raise ConnectionFailed(f"cannot connect: {type(exc).__name__}", operation=operation) from None
         except aiohttp.ClientError as exc:
+            # Reset, disconnected or a broken body after the request went out: the outcome is unknown.
             self._fail(operation, "transport", started)
             raise ServerError(f"transport error: {type(exc).__name__}", operation=operation) from None
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as exc:
             self.breaker.record_neutral()
+            mark_request_sent(exc, True)  # cancelled in flight: VPSie may have it
             raise
         elapsed = time.perf_counter() - started
         try:
             self._check(operation, status, body, retry_after)
         except VPSieError as exc:
+            self._rate_feedback(status, retry_after, epoch, rate_limited=isinstance(exc, RateLimited))
             if isinstance(exc, InvalidResponse):
                 code = "invalid_body"
             else:
@@ -436,10 +501,27 @@ class VPSieClient:
                 "vpsie.request", operation=operation, method=method, path=path, status=status, error=True
             )
             raise
+        self._rate_feedback(status, retry_after, epoch, rate_limited=False)
         self.breaker.record_success()
         self.metrics.observe(operation, str(status), elapsed)
         log.debug("vpsie.request", operation=operation, method=method, path=path, status=status)
         return body
+
+    def _rate_feedback(
+        self, status: int, retry_after: float | None, epoch: int, *, rate_limited: bool
+    ) -> None:
+        """AIMD: a 429 or any Retry-After decreases the rate; any other answer below 500 increases it."""
+        if rate_limited or retry_after is not None:
+            if self._limiter.throttle(retry_after, epoch=epoch):
+                log.warning(
+                    "vpsie.rate_limit.decreased",
+                    status=status,
+                    retry_after_seconds=retry_after,
+                    requests_per_minute=round(self._limiter.rate_per_minute, 2),
+                )
+        elif status < HTTP_SERVER_ERROR:
+            self._limiter.relax(epoch=epoch)
+        self.metrics.rate_limit.set(self._limiter.rate_per_minute)
 
     def _fail(self, operation: str, code: str, started: float) -> None:
         self.breaker.record_failure()

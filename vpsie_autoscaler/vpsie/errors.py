@@ -8,10 +8,15 @@ client-go's ``k8s.io/apimachinery/pkg/api/errors`` (``IsNotFound``, ``IsConflict
 Every error also carries an :class:`ErrorClass`, the coarse category the autoscaler's back-off uses
 (cluster-autoscaler's ``cloudprovider.InstanceErrorClass``: out-of-resources vs other errors; Karpenter's
 ``InsufficientCapacityError``): a quota error pauses a group for long, a transient one for short.
+
+And every error says whether the request **may have reached VPSie** (:func:`request_may_have_reached_vpsie`):
+a create whose answer was lost may have created something, one VPSie refused did not.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from enum import StrEnum
 
 # Substrings (lower case) of VPSie messages that mean "the account or cluster hit a limit". The first is
@@ -51,10 +56,21 @@ class ErrorClass(StrEnum):
     NOT_FOUND = "not_found"  # the object is gone (for deletes: success)
 
 
+# Set on an exception that is not a VPSieError (e.g. asyncio.CancelledError) by the client when it knows
+# whether the failed request may have reached VPSie (see mark_request_sent).
+SENT_ATTRIBUTE = "vpsie_request_sent"
+
+
 class VPSieError(Exception):
-    """Any failed VPSie call. ``status`` is the HTTP status (None without a response)."""
+    """Any failed VPSie call. ``status`` is the HTTP status (None without a response).
+
+    ``sent`` says whether the request may have reached VPSie (see :func:`request_may_have_reached_vpsie`):
+    the class default, unless the client knows better for this very call (e.g. an earlier attempt of a
+    retried call that may have reached VPSie makes every later failure of it ``sent=True``).
+    """
 
     default_class = ErrorClass.INVALID
+    default_sent = True  # unknown counts as sent
 
     def __init__(
         self,
@@ -69,6 +85,7 @@ class VPSieError(Exception):
         self.operation = operation
         self.status = status
         self.code = code
+        self.sent: bool = self.default_sent
 
     @property
     def error_class(self) -> ErrorClass:
@@ -84,18 +101,21 @@ class Unauthorized(VPSieError):
     """401/403, or a token exchange that was refused: the credentials are wrong or expired."""
 
     default_class = ErrorClass.AUTH
+    default_sent = False  # refused before anything was done
 
 
 class NotFound(VPSieError):
     """404, or an error message saying the object does not exist."""
 
     default_class = ErrorClass.NOT_FOUND
+    default_sent = False  # VPSie answered: nothing to act on
 
 
 class RateLimited(VPSieError):
     """429. ``retry_after`` is the server's Retry-After in seconds, when it sent one."""
 
     default_class = ErrorClass.TRANSIENT
+    default_sent = False  # refused: "too many requests" is answered instead of acting
 
     def __init__(
         self,
@@ -117,6 +137,8 @@ class BusinessRuleError(VPSieError):
     PLAN_UNAVAILABLE, anything else → INVALID.
     """
 
+    default_sent = False  # VPSie answered and refused
+
     @property
     def error_class(self) -> ErrorClass:
         return classify_message(self.message)
@@ -136,8 +158,20 @@ class ServerError(VPSieError):
     default_class = ErrorClass.TRANSIENT
 
 
+class ConnectionFailed(ServerError):
+    """No connection to VPSie could be established (refused, DNS, TLS handshake, connect timeout).
+
+    Nothing of the request was written, so VPSie provably did not act on it (``sent`` is False).
+    """
+
+    default_sent = False
+
+
 class InvalidResponse(ServerError):
-    """A 2xx answer that is not the JSON envelope, or whose shape does not match the model."""
+    """A 2xx answer that is not the JSON envelope, or whose shape does not match the model.
+
+    VPSie answered with success, so it may well have acted: ``sent`` stays True.
+    """
 
 
 class VPSieTimeout(VPSieError):
@@ -150,6 +184,7 @@ class CircuitOpen(VPSieError):
     """The client refused to call VPSie because recent calls failed; ``retry_after`` in seconds."""
 
     default_class = ErrorClass.TRANSIENT
+    default_sent = False  # refused by the client itself
 
     def __init__(self, message: str, *, retry_after: float, operation: str = "") -> None:
         super().__init__(message, operation=operation)
@@ -160,6 +195,7 @@ class InstanceNotReady(VPSieError):
     """The operation needs an instance that VPSie has not materialised yet (still pending)."""
 
     default_class = ErrorClass.TRANSIENT
+    default_sent = False  # raised by a provider instead of calling VPSie
 
 
 def classify_message(message: str) -> ErrorClass:
@@ -218,3 +254,60 @@ def is_quota(exc: BaseException) -> bool:
 def is_transient(exc: BaseException) -> bool:
     """True when repeating the same call later may succeed."""
     return error_class(exc) is ErrorClass.TRANSIENT
+
+
+def mark_request_sent(exc: BaseException, sent: bool) -> None:
+    """Record on ``exc`` whether the request that failed with it may have reached VPSie.
+
+    On a :class:`VPSieError` this sets ``sent``; on any other exception (``asyncio.CancelledError``
+    above all, which must propagate unchanged) an attribute the verdict below reads. The same exception
+    instance travels up through every ``await`` of one task, so a caller in that task sees the mark.
+    """
+    if isinstance(exc, VPSieError):
+        exc.sent = sent
+        return
+    with contextlib.suppress(AttributeError):  # a type with __slots__: its verdict stays "unknown"
+        setattr(exc, SENT_ATTRIBUTE, sent)
+
+
+def request_may_have_reached_vpsie(exc: BaseException) -> bool:
+    """Whether VPSie may have acted on the request that failed with ``exc``.
+
+    The rule: **a cloud call whose answer was lost may have happened: unknown counts as sent.** Only a
+    failure that proves VPSie did not act returns False; a caller that gets True must reconcile (look
+    the object up) before it repeats a non-idempotent call such as add-node or create.
+
+    ===========================================================  =======  ================================
+    failure                                                      verdict  why
+    ===========================================================  =======  ================================
+    :class:`CircuitOpen`                                         False    the client refused to call
+    cancelled while waiting for the rate limiter (or a login)    False    nothing was sent yet
+    :class:`ConnectionFailed` (refused, DNS, TLS, connect        False    no connection, nothing written
+    timeout)
+    :class:`Unauthorized` (401/403, refused login)               False    VPSie refused
+    :class:`RateLimited` (429)                                   False    VPSie refused
+    :class:`NotFound`, :class:`BusinessRuleError` (a 4xx, or     False    VPSie answered and refused
+    HTTP 200 with ``error: true``)
+    :class:`InstanceNotReady`                                    False    raised instead of a call
+    :class:`InvalidResponse` (a 2xx with an unparsable body)     True     VPSie said 200: it may have acted
+    :class:`VPSieTimeout`                                        True     the answer was lost
+    :class:`ServerError`: 5xx (JSON or an HTML 502/504 page),    True     a gateway or backend failed
+    connection reset or closed after sending                              after the request went out
+    ``asyncio.CancelledError`` while the request was in flight   True     the answer was lost
+    ``TimeoutError`` of ``asyncio.timeout()`` around a call      as the   the cancel it replaced
+                                                                 cancel
+    any other exception                                          True     unknown counts as sent
+    ===========================================================  =======  ================================
+
+    Any failure of a call an earlier attempt of which may have reached VPSie (an idempotent call that
+    was retried) is True. The client records the exceptions it knows about with
+    :func:`mark_request_sent`; an unmarked ``CancelledError`` counts as sent.
+    """
+    if isinstance(exc, VPSieError):
+        return exc.sent
+    marked = getattr(exc, SENT_ATTRIBUTE, None)
+    if isinstance(marked, bool):
+        return marked
+    if type(exc) is TimeoutError and isinstance(exc.__cause__, asyncio.CancelledError):
+        return request_may_have_reached_vpsie(exc.__cause__)  # asyncio.timeout() raises it "from" the cancel
+    return True

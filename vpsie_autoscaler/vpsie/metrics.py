@@ -8,7 +8,7 @@ no usable HTTP answer.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 # Cloud calls take 50 ms to tens of seconds (create under load); buckets cover both ends.
 LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -32,6 +32,12 @@ class ClientMetrics:
         self.rate_limited_wait = Counter(
             "vpsie_autoscaler_vpsie_api_rate_limit_wait_seconds_total",
             "Seconds requests waited for the client-side rate limiter.",
+            registry=registry,
+        )
+        self.rate_limit = Gauge(
+            "vpsie_autoscaler_vpsie_api_rate_limit_requests_per_minute",
+            "Current client-side VPSie request rate limit (requests/min): the configured ceiling, lower "
+            "after VPSie answered 429 or Retry-After (AIMD).",
             registry=registry,
         )
         self.retries = Counter(

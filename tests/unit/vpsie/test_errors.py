@@ -32,6 +32,7 @@ def test_business_rule_messages_are_classified(message: str, expected: e.ErrorCl
             e.ErrorClass.INVALID,
         ),
         (e.ServerError("x"), e.is_server_error, e.ErrorClass.TRANSIENT),
+        (e.ConnectionFailed("x"), e.is_server_error, e.ErrorClass.TRANSIENT),
         (e.VPSieTimeout("x"), e.is_timeout, e.ErrorClass.TRANSIENT),
         (e.CircuitOpen("x", retry_after=1), e.is_circuit_open, e.ErrorClass.TRANSIENT),
     ],
@@ -57,3 +58,12 @@ def test_transient_and_quota_helpers() -> None:
 
 def test_message_names_operation_and_status() -> None:
     assert str(e.ServerError("boom", operation="list_vms", status=502)) == "list_vms: boom (HTTP 502)"
+
+
+def test_sent_defaults_follow_the_rule_and_can_be_overridden() -> None:
+    assert [x.sent for x in (e.ServerError("x"), e.VPSieTimeout("x"), e.InvalidResponse("x"))] == [True] * 3
+    refusals = (e.ConnectionFailed("x"), e.RateLimited("x"), e.BusinessRuleError("x"), e.Unauthorized("x"))
+    assert [x.sent for x in refusals] == [False] * 4
+    refused = e.RateLimited("x")
+    e.mark_request_sent(refused, True)
+    assert e.request_may_have_reached_vpsie(refused)
