@@ -210,11 +210,17 @@ class ScaleDownSpec(KubeModel):
     )
     disruption_budget: IntOrPercent = Field(
         default=DEFAULT_DISRUPTION_BUDGET,
-        description="Nodes of the group being removed at once: a count or a percentage of the group "
-        "(rounded up).",
+        description="Nodes of the group drained at once: a count or a percentage of the group "
+        "(rounded up). Empty nodes are not paced by it (they go in bulk); 0 freezes the group's scale-down.",
     )
     max_graceful_termination: Annotated[str, DurationBounds("0s", "24h")] = Field(
         default=DEFAULT_MAX_GRACEFUL_TERMINATION, description="How long a drain waits for pods to terminate."
+    )
+    force_termination_after_grace: bool = Field(
+        default=False,
+        description="When a node is deleted (NodeGroup or VPSieNode deleted) and its drain has not finished "
+        "within maxGracefulTermination, delete it anyway, breaking PodDisruptionBudgets. Off by default: "
+        "the deletion waits and says which pod and PDB block it.",
     )
 
     @property
