@@ -1,9 +1,11 @@
 """``VPSieNode``: one per VPSie instance the autoscaler owns (Karpenter's NodeClaim).
 
-It is created *before* the cloud call, with the hostname chosen up front, so a crash at any moment can
-be resumed by looking the instance up by hostname: nothing is created twice or leaked (SPEC §3). The
-spec is a frozen record of what to create and how to delete it (a CEL transition rule refuses changes);
-everything learned later goes to status.
+It is created *before* the cloud call, with the hostname chosen up front. The spec is a frozen record of
+what to create and how to delete it (a CEL transition rule refuses changes); everything learned later
+goes to status, written by the VPSieNode controller alone. The *launch record* (``status.launch``) is
+written before VPSie is asked for the instance (a write-ahead log entry): once it exists the request
+counts as sent, whatever became of the answer, so a crash at any moment is resumed by waiting for the
+evidence (the instance showing up) and never by asking twice (SPEC §3, §4 Provisioning).
 """
 
 from __future__ import annotations
@@ -94,6 +96,51 @@ CONDITION_READY: Final = "Ready"
 CONDITION_DRAINED: Final = "Drained"
 
 
+BASELINE_MAX_ITEMS: Final = 1000
+
+
+class AdoptTarget(KubeModel):
+    """An instance that exists in VPSie without a record: the VPSieNode is created to own it."""
+
+    identifier: str = Field(min_length=1, max_length=253, description="VPSie identifier of the instance.")
+    hostname: str = Field(min_length=1, max_length=253, description="VPSie hostname of the instance.")
+
+
+class LaunchRecord(KubeModel):
+    """What was asked of VPSie for this record and which instance answered (written ahead of the call)."""
+
+    requested_hostname: str = Field(
+        min_length=1,
+        max_length=253,
+        description="The hostname this record asked for (plain VMs: the handle).",
+    )
+    sent_at: datetime = Field(
+        description="Written before the create call: from then on the request counts as sent, even if "
+        "its answer was lost."
+    )
+    baseline: list[str] = Field(
+        default_factory=list,
+        max_length=BASELINE_MAX_ITEMS,
+        description="Managed groups: the group's node hostnames (lower case) seen before the call; only a "
+        "node outside it can answer this launch.",
+    )
+    outcome: Literal["Done", "Unknown"] | None = Field(
+        default=None,
+        description="The create call's answer when it was recorded: Done, or Unknown (answer lost, counts "
+        "as sent). Absent: written ahead of a call whose answer nobody recorded (same rule: sent).",
+    )
+    bound_hostname: str | None = Field(
+        default=None, max_length=253, description="VPSie hostname of the instance bound to this launch."
+    )
+    bound_identifier: str | None = Field(
+        default=None, max_length=253, description="VPSie identifier of the instance bound to this launch."
+    )
+    bound_at: datetime | None = Field(default=None, description="When the instance was bound.")
+    adopted: bool = Field(
+        default=False, description="True when the instance existed without a record and was adopted."
+    )
+
+
 class VPSieNodeSpec(KubeModel):
     """What to create in VPSie and how to find it again (immutable)."""
 
@@ -121,6 +168,9 @@ class VPSieNodeSpec(KubeModel):
         default_factory=list, max_length=MAX_TAINTS, description="Taints applied to the Node when it joins."
     )
     instance_type: str | None = Field(default=None, max_length=253, description="Informational (plan name).")
+    adopt: AdoptTarget | None = Field(
+        default=None, description="Set when the record is created for an existing instance nobody asked for."
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> VPSieNodeSpec:
@@ -133,6 +183,9 @@ class VPSieNodeStatus(KubeModel):
     """Lifecycle state of the instance, written only by the controller."""
 
     phase: Phase | None = Field(default=None, description="Lifecycle phase.")
+    launch: LaunchRecord | None = Field(
+        default=None, description="The launch record: written before VPSie is asked, bound to the instance."
+    )
     instance_identifier: str | None = Field(default=None, max_length=253, description="VPSie identifier.")
     instance_id: int | None = Field(default=None, ge=0, description="VPSie numeric id.")
     node_name: str | None = Field(default=None, max_length=253, description="The Kubernetes Node.")

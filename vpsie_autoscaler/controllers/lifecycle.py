@@ -27,12 +27,14 @@ from vpsie_autoscaler.controllers.metrics import AutoscalerMetrics, autoscaler_m
 from vpsie_autoscaler.controllers.nodegroup.reconciler import NodeGroupOptions, NodeGroupReconciler
 from vpsie_autoscaler.controllers.objects import labels_of
 from vpsie_autoscaler.controllers.providers import (
+    ClusterIdentity,
     CredentialsWatcher,
     ProviderConfigError,
     Providers,
     build_client,
     close_on_stop,
 )
+from vpsie_autoscaler.controllers.vpsienode.binding import BindingBook
 from vpsie_autoscaler.controllers.vpsienode.reconciler import LifecycleOptions, VPSieNodeReconciler
 from vpsie_autoscaler.kube.resources import NODEGROUPS, NODES, VPSIENODES
 from vpsie_autoscaler.runtime.controller import Controller, Request
@@ -40,7 +42,7 @@ from vpsie_autoscaler.runtime.manager import Manager
 
 log = structlog.get_logger("vpsie_autoscaler.controllers.lifecycle")
 
-VPSIENODE_WORKERS: Final = 4  # cloud calls are slow; several nodes provision at once
+VPSIENODE_WORKERS: Final = 16  # a burst's launches go out together (the rate limiter's burst bounds them)
 NODEGROUP_WORKERS: Final = 2
 RECONCILE_TIMEOUT_SECONDS: Final = 120.0  # a reconcile makes a few VPSie calls, each bounded by 30 s
 
@@ -59,17 +61,30 @@ class Lifecycle:
 
 
 def build_providers(manager: Manager, settings: Settings) -> Providers:
-    """Providers from the settings; without usable credentials every VPSie call reports why."""
+    """Providers from the settings. Without usable credentials every VPSie call reports why, and with
+    ``--vpsie-credentials-dir`` the client is built as soon as the mounted files become valid."""
+    identity = ClusterIdentity(manager.client, settings.cluster_id)
     try:
         client = build_client(settings, clock=manager.clock, registry=manager.registry)
     except ProviderConfigError as exc:
         log.error("vpsie.unconfigured", error=str(exc))
-        return Providers(None, manager.client, clock=manager.clock, unconfigured_reason=str(exc))
-    manager.add_runnable(functools.partial(close_on_stop, client), needs_leader=False, name="vpsie-client")
+        client = None
+        reason = str(exc)
+    else:
+        reason = "VPSie client not configured"
+    providers = Providers(client, identity=identity, fence=manager.fence, unconfigured_reason=reason)
+    manager.add_runnable(functools.partial(close_on_stop, providers), needs_leader=False, name="vpsie-client")
     if settings.vpsie_credentials_dir:
-        watcher = CredentialsWatcher(client, settings.vpsie_credentials_dir, clock=manager.clock)
+        watcher = CredentialsWatcher(
+            providers,
+            settings.vpsie_credentials_dir,
+            build=lambda creds: build_client(
+                settings, clock=manager.clock, registry=manager.registry, credentials=creds
+            ),
+            clock=manager.clock,
+        )
         manager.add_runnable(watcher.run, needs_leader=False, name="vpsie-credentials")
-    return Providers(client, manager.client, clock=manager.clock)
+    return providers
 
 
 def setup_lifecycle(
@@ -88,6 +103,7 @@ def setup_lifecycle(
     vpsienodes = manager.informers.informer_for(VPSIENODES)
     nodes = manager.informers.informer_for(NODES)
     nodegroups = manager.informers.informer_for(NODEGROUPS)
+    book = BindingBook()
     common: dict[str, Any] = {
         "client": manager.client,
         "recorder": manager.recorder,
@@ -102,6 +118,7 @@ def setup_lifecycle(
         nodes=nodes,
         nodegroups=nodegroups,
         options=lifecycle_options or LifecycleOptions(dry_run=settings.dry_run),
+        book=book,
     )
     vn_controller = manager.new_controller(
         "vpsienode", vn, workers=VPSIENODE_WORKERS, reconcile_timeout=RECONCILE_TIMEOUT_SECONDS
@@ -116,6 +133,7 @@ def setup_lifecycle(
         nodes=nodes,
         options=nodegroup_options
         or NodeGroupOptions(dry_run=settings.dry_run, resync_interval=settings.scan_interval),
+        book=book,
     )
     ng_controller = manager.new_controller(
         "nodegroup", ng, workers=NODEGROUP_WORKERS, reconcile_timeout=RECONCILE_TIMEOUT_SECONDS

@@ -51,6 +51,8 @@ class AutoscalerMetrics:
     evicted_pods_total: Counter
     unremovable_nodes: Gauge
     orphan_instances: Gauge
+    launches_total: Counter
+    adopted_instances_total: Counter
     dry_run: Gauge
 
     def per_group_gauges(self) -> tuple[Gauge, ...]:
@@ -144,6 +146,18 @@ def autoscaler_metrics(registry: CollectorRegistry) -> AutoscalerMetrics:
         orphan_instances=Gauge(
             PREFIX + "orphan_instances",
             "VPSie instances with our naming and no VPSieNode (deleted after a grace period).",
+            registry=registry,
+        ),
+        launches_total=Counter(
+            PREFIX + "launches_total",
+            "Create calls sent to VPSie, by outcome: Done, Unknown (answer lost; counts as sent), NotDone.",
+            [GROUP_LABEL, "outcome"],
+            registry=registry,
+        ),
+        adopted_instances_total=Counter(
+            PREFIX + "adopted_instances_total",
+            "Instances found in a referenced VPSie group without a VPSieNode, given one (adopted).",
+            [GROUP_LABEL],
             registry=registry,
         ),
         dry_run=Gauge(

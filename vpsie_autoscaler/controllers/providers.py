@@ -7,52 +7,52 @@ and turns the source copied into a VPSieNode (or read from a NodeGroup) into the
 
 - managed groups are named by VPSie group name or id; the numeric id VPSie uses in its paths is
   resolved once per (cluster, name) and cached;
-- plain-VM groups are "every VM whose hostname starts with ``<group>-``": the same prefix
-  :func:`~vpsie_autoscaler.api.vpsienode.hostname_for` gives every new VPSieNode of the group.
+- plain-VM groups are "every VM named ``<group>-<5 [a-z0-9]>``": the name
+  :func:`~vpsie_autoscaler.api.vpsienode.hostname_for` gives every new VPSieNode of the group; the VMs
+  are tagged at creation with :func:`ownership_tags` (this cluster, the NodeGroup).
 
-**Claims survive restarts.** The managed provider binds the hostname we chose to the node VPSie names
-itself, through claims it writes *before* add-node (see :mod:`vpsie_autoscaler.vpsie.managed`).
-:class:`VPSieNodeClaimStore` persists each claim in an annotation of the VPSieNode of that hostname, so
-a crash between add-node and the node's appearance is resumed by the next leader: it loads the claim,
-sees the request was sent, and binds the node when it appears instead of adding a second one. A claim
-that cannot be written fails the create (write-ahead: no cloud call without a durable record).
+**One listing per group, shared.** VPSie cannot be watched, so every poll is a listing.
+:meth:`Providers.listing` answers every caller from one listing per source no older than the age the
+caller accepts (single flight): ten nodes booting, twenty deleting and the NodeGroup's own check cost
+one read per interval, not one each.
+
+**Fencing.** Every mutation passes :meth:`Fence.check` right before it is sent: a process that is not
+sure it still holds the leader lease (with margin) sends nothing (:mod:`vpsie_autoscaler.runtime.fence`).
 
 **Credential rotation.** With ``--vpsie-credentials-dir`` (a mounted Secret) :class:`CredentialsWatcher`
 re-reads the files every few seconds; a change is handed to
 :meth:`~vpsie_autoscaler.vpsie.client.VPSieClient.update_credentials`, which switches only once the new
-credentials are proven to work (the old ones stay otherwise). Kubernetes updates mounted Secrets in
-place (an atomic symlink swap), so polling sees every rotation without a watch on the Secret.
+credentials are proven to work (the old ones stay otherwise). Credentials missing or unreadable at start
+are not final: the watcher builds the client as soon as the files become valid (no restart).
+Kubernetes updates mounted Secrets in place (an atomic symlink swap), so polling sees every rotation
+without a watch on the Secret.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable
-from datetime import datetime
-from typing import Any, Final, NoReturn
+from typing import Final, NoReturn, Protocol
 
-import orjson
 import structlog
 from prometheus_client import CollectorRegistry
 
 from vpsie_autoscaler.api import nodegroup as api
-from vpsie_autoscaler.api.labels import GROUP
 from vpsie_autoscaler.api.vpsienode import HOSTNAME_SUFFIX_LENGTH, VPSieNode, hostname_for
 from vpsie_autoscaler.config import Settings
 from vpsie_autoscaler.kube import KubeClient
-from vpsie_autoscaler.kube.errors import NotFound as KubeNotFound
-from vpsie_autoscaler.kube.resources import VPSIENODES
-from vpsie_autoscaler.runtime.clock import Clock, RealClock
+from vpsie_autoscaler.kube.resources import NAMESPACES
+from vpsie_autoscaler.runtime.clock import Clock
 from vpsie_autoscaler.vpsie.client import VPSieClient, VPSieClientConfig
 from vpsie_autoscaler.vpsie.credentials import Credentials, CredentialsError, read_credentials_dir
 from vpsie_autoscaler.vpsie.errors import NotFound, Unauthorized, VPSieError
-from vpsie_autoscaler.vpsie.managed import Claim, ManagedKubernetesProvider
+from vpsie_autoscaler.vpsie.managed import ManagedKubernetesProvider
 from vpsie_autoscaler.vpsie.provider import (
     CreateRequest,
     Instance,
     ManagedSource,
+    MutationResult,
     NodeProvider,
     NodeSource,
     VMSource,
@@ -60,12 +60,6 @@ from vpsie_autoscaler.vpsie.provider import (
 from vpsie_autoscaler.vpsie.vms import VMProvider
 
 log = structlog.get_logger("vpsie_autoscaler.controllers.providers")
-
-CLAIM_ANNOTATION: Final = f"{GROUP}/claim"
-"""On VPSieNodes of managed groups: the provider's claim (JSON), written before add-node."""
-
-LIST_CACHE_SECONDS: Final = 2.0
-"""How long one VPSie listing of a source answers every ``get``/``list`` (see :class:`CachedProvider`)."""
 
 CREDENTIALS_POLL_SECONDS: Final = 10.0
 """How often the mounted credentials are re-read. The kubelet refreshes mounted Secrets about once a
@@ -76,10 +70,13 @@ class ProviderConfigError(ValueError):
     """The VPSie connection cannot be configured from the settings; the message says which setting."""
 
 
-def client_config(settings: Settings) -> VPSieClientConfig:
-    """The VPSie client configuration from settings (credentials from env or the mounted directory)."""
+def client_config(settings: Settings, credentials: Credentials | None = None) -> VPSieClientConfig:
+    """The VPSie client configuration from settings (credentials from env or the mounted directory,
+    or ``credentials`` when given: those just read by :class:`CredentialsWatcher`)."""
     creds = Credentials()
-    if settings.vpsie_credentials_dir:
+    if credentials is not None:
+        creds = credentials
+    elif settings.vpsie_credentials_dir:
         try:
             creds = read_credentials_dir(settings.vpsie_credentials_dir)
         except CredentialsError as exc:
@@ -103,185 +100,123 @@ def client_config(settings: Settings) -> VPSieClientConfig:
                 "client_secret": creds.client_secret,
                 "api_token": creds.api_token,
                 "rate_limit_per_minute": float(settings.vpsie_rate_limit),
+                "rate_limit_burst": settings.vpsie_rate_limit_burst,
             }
         )
     except ValueError as exc:
         raise ProviderConfigError(f"VPSie client configuration: {exc}") from None
 
 
-def build_client(settings: Settings, *, clock: Clock, registry: CollectorRegistry) -> VPSieClient:
+def build_client(
+    settings: Settings,
+    *,
+    clock: Clock,
+    registry: CollectorRegistry,
+    credentials: Credentials | None = None,
+) -> VPSieClient:
     """The process's VPSie client (its metrics on the manager's registry)."""
-    return VPSieClient(client_config(settings), clock=clock, registry=registry)
-
-
-# --- claims -----------------------------------------------------------------------------------------
-
-
-def claim_to_json(claim: Claim) -> str:
-    return orjson.dumps(
-        {
-            "requested": claim.requested,
-            "clusterIdentifier": claim.source.cluster_identifier,
-            "groupId": claim.source.group_id,
-            "groupName": claim.source.group_name,
-            "baseline": sorted(claim.baseline),
-            "created": claim.created.isoformat(),
-            "bound": claim.bound,
-            "sent": claim.sent,
-        }
-    ).decode()
-
-
-def claim_from_json(text: str) -> Claim:
-    """Parse a persisted claim; raises ``ValueError`` (with the reason) for a malformed one."""
-    try:
-        raw = orjson.loads(text)
-        return Claim(
-            requested=str(raw["requested"]),
-            source=ManagedSource(
-                cluster_identifier=str(raw["clusterIdentifier"]),
-                group_id=int(raw["groupId"]),
-                group_name=str(raw.get("groupName") or ""),
-            ),
-            baseline=frozenset(str(h) for h in raw["baseline"]),
-            created=datetime.fromisoformat(str(raw["created"])),
-            bound=None if raw.get("bound") is None else str(raw["bound"]),
-            sent=bool(raw.get("sent", True)),  # claims written before "sent" existed were all sent
-        )
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"malformed claim annotation: {exc}") from None
-
-
-class VPSieNodeClaimStore:
-    """A :class:`~vpsie_autoscaler.vpsie.managed.ClaimStore` in the VPSieNodes' annotations.
-
-    The VPSieNode named after the requested hostname holds its claim, so the claim lives exactly as
-    long as the record of the node: it is loaded by the next leader and goes with the object.
-    """
-
-    def __init__(self, kube: KubeClient) -> None:
-        self._kube = kube
-
-    async def load(self) -> list[Claim]:
-        listed = await self._kube.list(VPSIENODES)
-        claims = []
-        for obj in listed.get("items") or []:
-            text = ((obj.get("metadata") or {}).get("annotations") or {}).get(CLAIM_ANNOTATION)
-            if not text:
-                continue
-            try:
-                claims.append(claim_from_json(text))
-            except ValueError as exc:
-                log.error("claim.malformed", vpsienode=obj["metadata"]["name"], error=str(exc))
-        return claims
-
-    async def put(self, claim: Claim) -> None:
-        # No VPSieNode, no claim, no add-node: KubeNotFound propagates and fails the create.
-        await self._kube.merge_patch(
-            VPSIENODES,
-            claim.key,
-            {"metadata": {"annotations": {CLAIM_ANNOTATION: claim_to_json(claim)}}},
-        )
-
-    async def remove(self, requested: str) -> None:
-        with contextlib.suppress(KubeNotFound):  # the record is gone, and its claim with it
-            await self._kube.merge_patch(
-                VPSIENODES, requested.lower(), {"metadata": {"annotations": {CLAIM_ANNOTATION: None}}}
-            )
+    return VPSieClient(client_config(settings, credentials), clock=clock, registry=registry)
 
 
 # --- providers --------------------------------------------------------------------------------------
 
 
-class CachedProvider:
-    """One provider ``list`` per source shared by every caller for ``ttl`` seconds (single flight).
+OWNER_TAG_PREFIX: Final = "vpsie-autoscaler"
 
-    VPSie cannot be watched and ``get`` is "list, then search", so without sharing, every VPSieNode
-    poll and every NodeGroup reconcile would list the whole account: ten booting nodes polled every
-    5 s are 240 requests a minute against a client-side limit of 100. Writes through this provider
-    invalidate the source's entry, so our own create or delete is visible to the next read. The TTL
-    runs on the process's monotonic clock: this is a performance cache, not a business timer.
+
+def ownership_tags(cluster_id: str, group_name: str) -> tuple[str, str]:
+    """The tags every VM we create carries: proof of ownership for garbage collection.
+
+    ``vpsie-autoscaler:cluster=<id>`` names this Kubernetes cluster (by default the ``kube-system``
+    namespace's UID, the identity cluster-autoscaler and Cluster API use), ``…:nodegroup=<name>`` the
+    NodeGroup. A VM named like ours but without the cluster tag belongs to someone else.
+    """
+    return (cluster_tag(cluster_id), f"{OWNER_TAG_PREFIX}:nodegroup={group_name}")
+
+
+def cluster_tag(cluster_id: str) -> str:
+    return f"{OWNER_TAG_PREFIX}:cluster={cluster_id}"
+
+
+def tagged_group(tags: frozenset[str]) -> str | None:
+    """The NodeGroup an ownership tag names, if any."""
+    prefix = f"{OWNER_TAG_PREFIX}:nodegroup="
+    return next((t.removeprefix(prefix) for t in tags if t.startswith(prefix)), None)
+
+
+class ClusterIdentity:
+    """This Kubernetes cluster's identity in ownership tags: the configured ``--cluster-id``, else the
+    UID of the ``kube-system`` namespace (stable for the cluster's life, unique across clusters: the
+    identity Cluster API and cluster-autoscaler's cloud providers use). Read once, then kept."""
+
+    def __init__(self, kube: KubeClient | None, configured: str | None = None) -> None:
+        self._kube = kube
+        self._value = configured or None
+
+    async def get(self) -> str:
+        if self._value is None:
+            if self._kube is None:
+                raise RuntimeError("no cluster id configured and no Kubernetes client to read one")
+            namespace = await self._kube.get(NAMESPACES, "kube-system")
+            self._value = str(namespace["metadata"]["uid"])
+        return self._value
+
+
+class Fence(Protocol):
+    """Raises unless this process may send a cloud mutation now (:mod:`vpsie_autoscaler.runtime.fence`)."""
+
+    def check(self, operation: str) -> None: ...
+
+
+class _Open:
+    def check(self, operation: str) -> None:
+        return None
+
+
+class SharedListings:
+    """One provider ``list`` per source, shared by every caller that accepts its age (single flight).
+
+    The age each caller accepts is its own: a record waiting for its instance accepts the poll
+    interval, a deletion waiting for the instance to go accepts the scan interval, so the number of
+    reads per source is set by the most impatient caller, not by the number of callers. Runs on the
+    process's monotonic clock: a performance cache, never a business timer.
     """
 
-    def __init__(
-        self,
-        inner: NodeProvider,
-        *,
-        ttl: float = LIST_CACHE_SECONDS,
-        monotonic: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.inner = inner
-        self._ttl = ttl
+    def __init__(self, *, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._monotonic = monotonic
         self._cache: dict[NodeSource, tuple[float, list[Instance]]] = {}
         self._locks: dict[NodeSource, asyncio.Lock] = {}
-        self._generation: dict[NodeSource, int] = {}
+        self.reads = 0
 
     def invalidate(self, source: NodeSource) -> None:
-        # A listing already in flight when a write happens must not be stored: it may predate the write.
-        self._generation[source] = self._generation.get(source, 0) + 1
         self._cache.pop(source, None)
 
-    def _fresh(self, source: NodeSource) -> list[Instance] | None:
+    def _fresh(self, source: NodeSource, max_age: float) -> list[Instance] | None:
         entry = self._cache.get(source)
-        if entry is None or self._monotonic() - entry[0] > self._ttl:
+        if entry is None or self._monotonic() - entry[0] > max_age:
             return None
         return list(entry[1])
 
-    async def list(self, source: NodeSource) -> list[Instance]:
-        found = self._fresh(source)
+    async def list(self, provider: NodeProvider, source: NodeSource, max_age: float) -> list[Instance]:
+        found = self._fresh(source, max_age)
         if found is not None:
             return found
         async with self._locks.setdefault(source, asyncio.Lock()):
-            found = self._fresh(source)
+            found = self._fresh(source, max_age)
             if found is not None:
                 return found
-            generation = self._generation.get(source, 0)
-            listed = await self.inner.list(source)
-            if self._generation.get(source, 0) == generation:
-                self._cache[source] = (self._monotonic(), listed)
+            started = self._monotonic()
+            listed = await provider.list(source)
+            self.reads += 1
+            self._cache[source] = (started, listed)  # aged from before the call: it may predate writes
             return list(listed)
-
-    async def get(self, source: NodeSource, hostname: str) -> Instance | None:
-        return next((i for i in await self.list(source) if i.answers_to(hostname)), None)
-
-    async def create(self, request: CreateRequest) -> None:
-        try:
-            await self.inner.create(request)
-        finally:
-            self.invalidate(request.source)
-
-    async def delete(self, instance: Instance) -> None:
-        try:
-            await self.inner.delete(instance)
-        finally:
-            self.invalidate(instance.source)
-
-
-class _FreshReads:
-    """Reads straight from the wrapped provider; writes still invalidate the shared listing."""
-
-    def __init__(self, cached: CachedProvider) -> None:
-        self._cached = cached
-
-    async def list(self, source: NodeSource) -> list[Instance]:
-        return await self._cached.inner.list(source)
-
-    async def get(self, source: NodeSource, hostname: str) -> Instance | None:
-        return await self._cached.inner.get(source, hostname)
-
-    async def create(self, request: CreateRequest) -> None:
-        await self._cached.create(request)
-
-    async def delete(self, instance: Instance) -> None:
-        await self._cached.delete(instance)
 
 
 class UnconfiguredProvider:
     """Stands in when VPSie cannot be reached as configured (no credentials): every call fails with
     :class:`~vpsie_autoscaler.vpsie.errors.Unauthorized` naming the problem, so NodeGroups report it
     in their ``CloudError`` condition and Events instead of the process refusing to start (a VPSie
-    problem never fails a probe, SPEC §6)."""
+    problem never fails a probe, SPEC §6). Mutations report "not done": nothing was sent."""
 
     def __init__(self, reason: str) -> None:
         self.reason = reason
@@ -289,17 +224,17 @@ class UnconfiguredProvider:
     def _fail(self, operation: str) -> NoReturn:
         raise Unauthorized(self.reason, operation=operation)
 
-    async def create(self, request: CreateRequest) -> None:
-        self._fail("create")
+    async def launch(self, request: CreateRequest) -> MutationResult:
+        return MutationResult.of_error(Unauthorized(self.reason, operation="launch"))
 
-    async def delete(self, instance: Instance) -> None:
-        self._fail("delete")
+    async def delete(self, instance: Instance) -> MutationResult:
+        return MutationResult.of_error(Unauthorized(self.reason, operation="delete"))
 
     async def list(self, source: NodeSource) -> list[Instance]:
         self._fail("list")
 
-    async def get(self, source: NodeSource, hostname: str) -> Instance | None:
-        self._fail("get")
+    async def owner_tags(self, instance: Instance) -> frozenset[str] | None:
+        self._fail("owner_tags")
 
 
 def vm_prefix(group_name: str) -> str:
@@ -308,37 +243,54 @@ def vm_prefix(group_name: str) -> str:
 
 
 class Providers:
-    """One VPSie client, one provider per source kind, and the mapping from our sources to theirs."""
+    """One VPSie client, one provider per source kind, the shared listings, the fence, and the mapping
+    from our sources to theirs."""
 
     def __init__(
         self,
         client: VPSieClient | None,
-        kube: KubeClient,
         *,
-        clock: Clock | None = None,
+        identity: ClusterIdentity | None = None,
+        fence: Fence | None = None,
         unconfigured_reason: str = "VPSie client not configured",
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.client = client
-        self._unconfigured_reason = unconfigured_reason
-        clock = clock or RealClock()
-        self.managed: NodeProvider
-        self.vms: NodeProvider
-        if client is None:
-            self.managed = self.vms = UnconfiguredProvider(unconfigured_reason)
-        else:
-            self.managed = CachedProvider(
-                ManagedKubernetesProvider(client, clock=clock, claims=VPSieNodeClaimStore(kube))
-            )
-            self.vms = CachedProvider(VMProvider(client, clock=clock))
+        self.identity = identity or ClusterIdentity(None, "unnamed-cluster")
+        self.fence: Fence = fence or _Open()
+        self.listings = SharedListings(monotonic=monotonic)
+        self._monotonic = monotonic
         self._group_ids: dict[tuple[str, str], int] = {}
+        self.client: VPSieClient | None = None
+        self.managed: NodeProvider = UnconfiguredProvider(unconfigured_reason)
+        self.vms: NodeProvider = self.managed
+        self._unconfigured_reason = unconfigured_reason
+        if client is not None:
+            self.configure(client)
 
-    def provider_for(self, source: NodeSource, *, fresh: bool = False) -> NodeProvider:
-        """The provider of that source kind. ``fresh`` skips the shared listing: for decisions that
-        must see VPSie as it is now (adopt-or-create, "the instance is gone", orphan detection)."""
-        provider = self.managed if isinstance(source, ManagedSource) else self.vms
-        if fresh and isinstance(provider, CachedProvider):
-            return _FreshReads(provider)
-        return provider
+    def configure(self, client: VPSieClient) -> None:
+        """Use this client from now on (at start, or once credentials missing at start appear)."""
+        self.client = client
+        self.managed = ManagedKubernetesProvider(client, monotonic=self._monotonic)
+        self.vms = VMProvider(client)
+
+    def provider_for(self, source: NodeSource) -> NodeProvider:
+        return self.managed if isinstance(source, ManagedSource) else self.vms
+
+    async def listing(self, source: NodeSource, *, max_age: float) -> list[Instance]:
+        """The source's instances from a listing no older than ``max_age`` seconds (shared)."""
+        return await self.listings.list(self.provider_for(source), source, max_age)
+
+    async def launch(self, request: CreateRequest) -> MutationResult:
+        """Fenced: raises the fence's error (nothing sent) when this process may not act."""
+        self.fence.check("launch")
+        return await self.provider_for(request.source).launch(request)
+
+    async def delete(self, instance: Instance) -> MutationResult:
+        self.fence.check("delete")
+        return await self.provider_for(instance.source).delete(instance)
+
+    async def owner_tags(self, instance: Instance) -> frozenset[str] | None:
+        return await self.provider_for(instance.source).owner_tags(instance)
 
     async def source_for(
         self, group_name: str, managed: api.ManagedSource | None, vm: api.VMSource | None
@@ -351,6 +303,7 @@ class Providers:
         if vm is not None:
             return VMSource(
                 hostname_prefix=vm_prefix(group_name),
+                suffix_length=HOSTNAME_SUFFIX_LENGTH,
                 resource_identifier=vm.resource_identifier,
                 os_identifier=vm.os_identifier,
                 dc_identifier=vm.dc_identifier,
@@ -393,24 +346,27 @@ class Providers:
 
 
 class CredentialsWatcher:
-    """Re-reads the mounted credentials and rotates the client's credentials when they change."""
+    """Re-reads the mounted credentials: rotates the client's credentials when they change, and builds
+    the client when the process started without usable credentials (no restart needed)."""
 
     def __init__(
         self,
-        client: VPSieClient,
+        providers: Providers,
         directory: str,
         *,
-        clock: Clock | None = None,
+        build: Callable[[Credentials], VPSieClient],
+        clock: Clock,
         interval: float = CREDENTIALS_POLL_SECONDS,
     ) -> None:
-        self._client = client
+        self._providers = providers
         self._directory = directory
-        self._clock = clock or RealClock()
+        self._build = build
+        self._clock = clock
         self._interval = interval
         self._last: Credentials | None = None
 
     async def check(self) -> bool:
-        """One look at the directory; True when the client switched to new credentials."""
+        """One look at the directory; True when the client switched to (or was built with) new ones."""
         try:
             creds = await asyncio.to_thread(read_credentials_dir, self._directory)
         except CredentialsError as exc:
@@ -418,8 +374,19 @@ class CredentialsWatcher:
             return False
         if creds == self._last:
             return False
+        client = self._providers.client
+        if client is None:
+            try:
+                client = self._build(creds)
+            except (ProviderConfigError, ValueError) as exc:
+                log.error("credentials.rejected", error=str(exc), note="still no VPSie client")
+                return False
+            self._providers.configure(client)
+            self._last = creds
+            log.info("credentials.configured", note="VPSie client built from the mounted credentials")
+            return True
         try:
-            changed = await self._client.update_credentials(
+            changed = await client.update_credentials(
                 client_id=creds.client_id, client_secret=creds.client_secret, api_token=creds.api_token
             )
         except (VPSieError, ValueError) as exc:
@@ -434,20 +401,10 @@ class CredentialsWatcher:
             await self._clock.sleep(self._interval)
 
 
-async def close_on_stop(client: VPSieClient) -> None:
+async def close_on_stop(providers: Providers) -> None:
     """A runnable that only closes the client's HTTP session when the manager stops."""
     try:
         await asyncio.Event().wait()
     finally:
-        await client.close()
-
-
-def managed_claim(obj: dict[str, Any]) -> Claim | None:
-    """The claim persisted on a VPSieNode object, if any (malformed ones are ignored)."""
-    text = ((obj.get("metadata") or {}).get("annotations") or {}).get(CLAIM_ANNOTATION)
-    if not text:
-        return None
-    try:
-        return claim_from_json(text)
-    except ValueError:
-        return None
+        if providers.client is not None:
+            await providers.client.close()

@@ -677,6 +677,15 @@ class VPSieClient:
             raise NotFound(f"VM {identifier} not found", operation=op)
         return data.vm_data
 
+    async def get_vm_tags(self, identifier: str) -> list[str]:
+        """The tags VPSie keeps for a VM (``vmTags`` of ``GET {VM}/{identifier}``): ownership proof."""
+        op = "get_vm"
+        body = await self._call(op, "GET", f"{self._vm}/{_seg(identifier)}", idempotent=True)
+        data = self._parse(op, body, _VM_DETAIL)
+        if not isinstance(data, m.VMDetail):
+            raise NotFound(f"VM {identifier} not found", operation=op)
+        return data.tag_names
+
     async def list_pending_vms(self) -> list[m.PendingVM]:
         body = await self._call("list_pending_vms", "GET", PENDING_VMS_PATH, idempotent=True)
         return self._parse("list_pending_vms", body, _PENDING) or []

@@ -275,6 +275,21 @@ class VMDetail(Wire):
     """``data`` of ``GET {VM}/{identifier}``: the VM sits in ``vmData`` beside untyped siblings."""
 
     vm_data: VM = Field(alias="vmData")
+    vm_tags: list[Any] | None = Field(default=None, alias="vmTags")
+
+    @property
+    def tag_names(self) -> list[str]:
+        """The VM's tags as plain names. ``vmTags`` is untyped in every source (§4.5, §4.8): plain
+        strings and objects with ``name`` (or ``tag``/``tagName``) are both accepted."""
+        names = []
+        for item in self.vm_tags or []:
+            if isinstance(item, str):
+                names.append(item)
+            elif isinstance(item, dict):
+                value = item.get("name") or item.get("tag") or item.get("tagName")
+                if isinstance(value, str):
+                    names.append(value)
+        return names
 
 
 class PendingVMData(Wire):

@@ -1,15 +1,24 @@
 """The cloud contract the controllers program against, in the shape of Karpenter's ``CloudProvider``.
 
-VPSie creates asynchronously and returns no id (``docs/vpsie-api.md`` §0, §3.5), so the **hostname is
-the handle**: the autoscaler chooses it before the cloud call (and writes it into the VPSieNode first),
-``create`` is idempotent by hostname, and ``get``/``list`` find instances by hostname, pending ones
-included. Hostnames compare case-insensitively: VPSie keeps mixed case, Kubernetes lower-cases node
-names.
+**Stateless.** A provider reads and mutates; it keeps nothing that decides correctness and knows no
+Kubernetes client. What the autoscaler asked for, and which instance answers it, is the *launch record*
+in the VPSieNode's status, written by the VPSieNode controller alone (Karpenter: the NodeClaim is the
+record, ``CloudProvider.Create/Delete/List`` are plain calls).
+
+**Typed outcomes.** Every mutation returns a :class:`MutationResult`: ``NOT_DONE`` (refused before it
+left, or answered with a refusal by VPSie), ``DONE`` (VPSie accepted it), or ``UNKNOWN`` (the request may
+have reached VPSie and its answer was lost: a timeout, a gateway 502/504, a connection reset, a
+cancellation in flight). Unknown counts as sent: the caller waits for evidence and never asks again.
+
+VPSie creates asynchronously and returns no id (``docs/vpsie-api.md`` §0, §3.5): a plain VM is found again
+by the hostname chosen before the call; a node of a managed group is named by VPSie and is bound to its
+launch record by the controller (see :mod:`vpsie_autoscaler.controllers.vpsienode.binding`). Hostnames
+compare case-insensitively: VPSie keeps mixed case, Kubernetes lower-cases node names. Deletion always
+targets one instance by its identifier.
 
 Two implementations: :class:`~vpsie_autoscaler.vpsie.managed.ManagedKubernetesProvider` (nodes of a
-VPSie managed-Kubernetes node group; VPSie names those nodes itself, see that module for how the
-requested hostname is bound to the node VPSie creates) and :class:`~vpsie_autoscaler.vpsie.vms.VMProvider`
-(plain VMs that join a self-managed cluster with a boot script).
+VPSie managed-Kubernetes node group) and :class:`~vpsie_autoscaler.vpsie.vms.VMProvider` (plain VMs that
+join a self-managed cluster with a boot script, tagged at creation with their owner).
 """
 
 from __future__ import annotations
@@ -20,6 +29,40 @@ from datetime import datetime
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Protocol
+
+from vpsie_autoscaler.vpsie.errors import request_may_have_reached_vpsie
+
+
+class Outcome(StrEnum):
+    """What a cloud mutation did, as far as the caller can know."""
+
+    NOT_DONE = "NotDone"  # refused before sending or by VPSie: nothing happened
+    DONE = "Done"  # VPSie accepted it
+    UNKNOWN = "Unknown"  # may have reached VPSie, answer lost: counts as sent
+
+
+@dataclass(frozen=True)
+class MutationResult:
+    outcome: Outcome
+    error: BaseException | None = None
+
+    @property
+    def sent(self) -> bool:
+        """True unless the mutation provably did not happen ("unknown" means sent)."""
+        return self.outcome is not Outcome.NOT_DONE
+
+    @property
+    def detail(self) -> str:
+        return "" if self.error is None else str(self.error) or type(self.error).__name__
+
+    @classmethod
+    def of_error(cls, exc: BaseException) -> MutationResult:
+        """The outcome an exception of the call means (``errors.request_may_have_reached_vpsie``)."""
+        unknown = request_may_have_reached_vpsie(exc)
+        return cls(Outcome.UNKNOWN if unknown else Outcome.NOT_DONE, exc)
+
+
+DONE: MutationResult = MutationResult(Outcome.DONE)
 
 
 class InstanceState(StrEnum):
@@ -49,7 +92,7 @@ class ManagedSource:
 
 @dataclass(frozen=True)
 class VMSource:
-    """Plain VMs of one NodeGroup: the VMs whose hostname starts with ``hostname_prefix``."""
+    """Plain VMs of one NodeGroup: the VMs named ``hostname_prefix`` + ``suffix_length`` [a-z0-9]."""
 
     hostname_prefix: str
     resource_identifier: str  # the plan
@@ -59,6 +102,7 @@ class VMSource:
     ssh_key_identifier: str | None = None
     script_identifier: str | None = None
     tags: tuple[str, ...] = ()
+    suffix_length: int = 5
 
 
 NodeSource = ManagedSource | VMSource
@@ -72,15 +116,16 @@ class CreateRequest:
     source: NodeSource
     labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     taints: tuple[Taint, ...] = ()
+    tags: tuple[str, ...] = ()  # ownership tags for VMs (this cluster, the NodeGroup)
 
 
 @dataclass(frozen=True)
 class Instance:
     """A VPSie instance as the provider sees it.
 
-    ``hostname`` is VPSie's hostname (the Kubernetes node name is its lower-cased form);
-    ``requested_hostname`` is the hostname the autoscaler asked for when VPSie chose another one
-    (managed groups). ``identifier`` is None while VPSie has not materialised the instance.
+    ``hostname`` is VPSie's hostname (the Kubernetes node name is its lower-cased form).
+    ``identifier`` is None while VPSie has not materialised the instance (a VM still in the pending
+    queue).
     """
 
     hostname: str
@@ -95,29 +140,30 @@ class Instance:
     cpu: int | None = None
     ram_mb: int | None = None
     disk_gb: int | None = None
-    requested_hostname: str | None = None
 
     @property
     def node_name(self) -> str:
         return self.hostname.lower()
 
     def answers_to(self, hostname: str) -> bool:
-        """True when ``hostname`` names this instance (its own or the requested one, any case)."""
-        wanted = hostname.lower()
-        return wanted == self.hostname.lower() or (
-            self.requested_hostname is not None and wanted == self.requested_hostname.lower()
-        )
+        """True when ``hostname`` names this instance (any case)."""
+        return hostname.lower() == self.hostname.lower()
+
+    @property
+    def key(self) -> str:
+        """How records refer to it: the identifier once VPSie has one, else the lower-cased hostname."""
+        return self.identifier or self.hostname.lower()
 
 
 class NodeProvider(Protocol):
-    async def create(self, request: CreateRequest) -> None:
-        """Start creating a node named ``request.hostname``; a no-op if it already exists or is pending."""
+    async def launch(self, request: CreateRequest) -> MutationResult:
+        """Ask VPSie for one node, once. Never reads first and never retries: the caller decided."""
 
-    async def delete(self, instance: Instance) -> None:
-        """Delete the instance; an instance that is already gone counts as success."""
+    async def delete(self, instance: Instance) -> MutationResult:
+        """Delete exactly this instance, by identifier. Already gone counts as done."""
 
     async def list(self, source: NodeSource) -> list[Instance]:
         """Every instance of that source, pending ones included."""
 
-    async def get(self, source: NodeSource, hostname: str) -> Instance | None:
-        """The instance answering to ``hostname`` (case-insensitive), or None."""
+    async def owner_tags(self, instance: Instance) -> frozenset[str] | None:
+        """The tags VPSie keeps for the instance (plain VMs), None where VPSie has no tags (managed)."""

@@ -1,20 +1,22 @@
-"""Garbage collection: orphan VPSie instances, and Failed VPSieNodes past their TTL.
+"""Garbage collection: orphan VPSie VMs, and Failed VPSieNodes past their TTL.
 
 **Orphans** (SPEC §4 "Always"; cluster-autoscaler's "unregistered nodes", Karpenter's garbage
-collection controller). An instance is an orphan when it is *ours* and no VPSieNode answers to it:
+collection controller). A VM is an orphan when it is provably *ours* and no VPSieNode owns it. Proof is
+the ownership tag every VM we create carries (``vpsie-autoscaler:cluster=<this cluster>``, see
+:func:`~vpsie_autoscaler.controllers.providers.ownership_tags`), read from VPSie (``vmTags``) only for
+VMs that have our naming shape and no record. The whole account is walked, so VMs of NodeGroups that
+were deleted are collected too. A VM that is merely *named* like ours (another cluster's NodeGroup of
+the same name, a person's VM called ``<group>-xxxxx``) is reported (Event ``NamedLikeOurs`` on the
+group, a log line), never deleted.
 
-- plain VMs: the hostname is exactly ``<group prefix><5 [a-z0-9]>``, the name
-  :func:`~vpsie_autoscaler.api.vpsienode.hostname_for` gives every new VPSieNode of the group;
-- managed nodes: VPSie names them itself, so only a node the provider bound to a hostname we
-  requested (``Instance.requested_hostname`` of our naming) is ours. Nodes of the VPSie group that
-  nobody requested through the autoscaler are never touched.
+Nodes of managed groups never become orphans: a node that no record owns is adopted by the NodeGroup
+controller (it gets a record, and is then scaled down like any other).
 
-Every orphan is reported (log, Warning Event ``OrphanInstance`` on its NodeGroup, the
-``vpsie_autoscaler_orphan_instances`` gauge), and deleted once it is older than the grace period,
-counted from the instance's creation time in VPSie: the timer survives restarts without any state,
-and a VPSieNode always exists before its instance (it is written before the cloud call), so an
-instance that old without one is not a creation in flight. Instances still pending in VPSie (no
-creation time yet) are only reported.
+Every orphan is reported (log, Warning Event ``OrphanInstance`` on its NodeGroup when it still exists,
+the ``vpsie_autoscaler_orphan_instances`` gauge), and deleted by identifier once it is older than the
+grace period, counted from the instance's creation time in VPSie: the timer survives restarts without
+any state, and a VPSieNode always exists before its instance (its launch record is written before the
+cloud call), so an instance that old without one is not a creation in flight.
 
 **Failed TTL.** Failed VPSieNodes stay so the NodeGroup's back-off can be derived from them; after
 ``failed_ttl`` (at least the group's back-off maximum) they are deleted (their finalizer makes sure
@@ -27,7 +29,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 import structlog
@@ -37,14 +39,17 @@ from vpsie_autoscaler.api.durations import parse_duration
 from vpsie_autoscaler.api.nodegroup import NodeGroup
 from vpsie_autoscaler.api.vpsienode import HOSTNAME_SUFFIX_LENGTH, VPSieNode
 from vpsie_autoscaler.controllers.metrics import AutoscalerMetrics
-from vpsie_autoscaler.controllers.providers import Providers, vm_prefix
+from vpsie_autoscaler.controllers.providers import Providers, cluster_tag, tagged_group, vm_prefix
+from vpsie_autoscaler.controllers.vpsienode.binding import bound_key
 from vpsie_autoscaler.kube import KubeClient, errors
 from vpsie_autoscaler.kube.resources import VPSIENODES
 from vpsie_autoscaler.runtime.clock import Clock
 from vpsie_autoscaler.runtime.events import EventRecorder
+from vpsie_autoscaler.runtime.fence import NotLeader
 from vpsie_autoscaler.runtime.informer import SharedInformer
-from vpsie_autoscaler.vpsie.errors import InstanceNotReady, VPSieError
-from vpsie_autoscaler.vpsie.provider import Instance, ManagedSource
+from vpsie_autoscaler.vpsie.errors import VPSieError
+from vpsie_autoscaler.vpsie.provider import Instance, VMSource
+from vpsie_autoscaler.vpsie.vms import VMProvider
 
 log = structlog.get_logger("vpsie_autoscaler.controllers.garbagecollection")
 
@@ -54,6 +59,12 @@ DEFAULT_FAILED_TTL_SECONDS: Final = 3600.0  # longer than the default back-off m
 
 REASON_ORPHAN: Final = "OrphanInstance"
 REASON_ORPHAN_DELETED: Final = "OrphanDeleted"
+REASON_NAMED_LIKE_OURS: Final = "NamedLikeOurs"
+OUR_NAMING_SHAPE: Final = re.compile(rf"[a-z0-9]([-a-z0-9]*[a-z0-9])?-[a-z0-9]{{{HOSTNAME_SUFFIX_LENGTH}}}")
+"""``hostname_for``'s shape, whatever the group: the only VMs whose tags are worth reading."""
+ACCOUNT_SOURCE: Final = VMSource(
+    hostname_prefix="", resource_identifier="", os_identifier="", dc_identifier="", project_identifier=""
+)
 REASON_FAILED_EXPIRED: Final = "FailedExpired"
 ACTION_GC: Final = "GarbageCollect"
 
@@ -69,6 +80,7 @@ class GCOptions:
 @dataclass
 class GCReport:
     orphans: list[str] = field(default_factory=list)  # hostnames
+    named_like_ours: list[str] = field(default_factory=list)  # hostnames, never touched
     deleted: list[str] = field(default_factory=list)
     expired: list[str] = field(default_factory=list)  # Failed VPSieNodes deleted
     errors: list[str] = field(default_factory=list)
@@ -76,16 +88,6 @@ class GCReport:
 
 def our_name_pattern(group_name: str) -> re.Pattern[str]:
     return re.compile(re.escape(vm_prefix(group_name)) + f"[a-z0-9]{{{HOSTNAME_SUFFIX_LENGTH}}}")
-
-
-def is_ours(group_name: str, instance: Instance) -> bool:
-    """Whether the instance carries our naming for that group (see the module docstring)."""
-    pattern = our_name_pattern(group_name)
-    if isinstance(instance.source, ManagedSource):
-        return instance.requested_hostname is not None and bool(
-            pattern.fullmatch(instance.requested_hostname.lower())
-        )
-    return bool(pattern.fullmatch(instance.hostname.lower()))
 
 
 class GarbageCollector:
@@ -109,6 +111,7 @@ class GarbageCollector:
         self.vpsienodes = vpsienodes
         self.metrics = metrics
         self.options = options or GCOptions()
+        self._tags: dict[str, frozenset[str]] = {}  # VM identifier → its tags (set at creation)
 
     async def run(self) -> None:
         while True:
@@ -143,60 +146,110 @@ class GarbageCollector:
         known: set[str] = set()
         for vn in records:
             known.add(vn.spec.hostname.lower())
+            key = bound_key(vn)
+            if key is not None:
+                known.add(key)
             if vn.status.node_name:
                 known.add(vn.status.node_name.lower())
         groups = self._groups()
-        for obj, group in groups:
-            await self._orphans_of(obj, group, known, report)
+        by_name = {g.metadata.name: obj for obj, g in groups}
+        if any(g.spec.vm is not None for _, g in groups) or self._tags:
+            await self._vm_orphans(by_name, groups, known, report)
         self.metrics.orphan_instances.set(len(report.orphans))
         await self._expire_failed(records, {g.metadata.name: g for _, g in groups}, report)
         return report
 
-    async def _orphans_of(
-        self, obj: dict[str, Any], group: NodeGroup, known: set[str], report: GCReport
+    async def _vm_orphans(
+        self,
+        by_name: dict[str, dict[str, Any]],
+        groups: list[tuple[dict[str, Any], NodeGroup]],
+        known: set[str],
+        report: GCReport,
     ) -> None:
-        name = group.metadata.name
+        vms = self.providers.vms
+        if not isinstance(vms, VMProvider):
+            return  # no VPSie client (yet): nothing can be listed
         try:
-            source = await self.providers.source_for(name, group.spec.managed, group.spec.vm)
-            provider = self.providers.provider_for(source, fresh=True)
-            instances = await provider.list(source)
-        except VPSieError as exc:
-            report.errors.append(f"{name}: {exc}")
-            log.warning("gc.list_failed", nodegroup=name, error=str(exc))
+            ours = cluster_tag(await self.providers.identity.get())
+            instances = await vms.list_account(ACCOUNT_SOURCE)
+        except (VPSieError, errors.KubeError) as exc:
+            report.errors.append(f"list: {exc}")
+            log.warning("gc.list_failed", error=str(exc))
             return
+        patterns = {name: our_name_pattern(name) for name, _ in [(g.metadata.name, g) for _, g in groups]}
+        listed = {i.identifier for i in instances if i.identifier}
+        self._tags = {k: v for k, v in self._tags.items() if k in listed}  # forget VMs that are gone
         now = self.clock.now()
         for inst in instances:
-            names = {inst.hostname.lower()} | (
-                {inst.requested_hostname.lower()} if inst.requested_hostname else set()
-            )
-            if not is_ours(name, inst) or names & known:
+            name = inst.hostname.lower()
+            if name in known or inst.identifier is None or not OUR_NAMING_SHAPE.fullmatch(name):
                 continue
-            report.orphans.append(inst.hostname)
-            age = (now - inst.created_at).total_seconds() if inst.created_at is not None else None
-            due = age is not None and age > self.options.orphan_grace
-            note = f"VPSie instance {inst.hostname} carries this group's naming but has no VPSieNode" + (
-                f" (age {age:.0f}s)" if age is not None else " (still pending in VPSie)"
-            )
-            log.warning("gc.orphan", nodegroup=name, hostname=inst.hostname, age=age, due=due)
-            self.recorder.event(obj, "Warning", REASON_ORPHAN, note, ACTION_GC)
-            if not due:
+            tags = self._tags.get(inst.identifier)
+            if tags is None:
+                try:
+                    tags = await vms.owner_tags(inst) or frozenset()
+                except VPSieError as exc:
+                    report.errors.append(f"{inst.hostname}: {exc}")
+                    continue
+                self._tags[inst.identifier] = tags
+            group_name = tagged_group(tags)
+            if ours not in tags:
+                like = next((g for g, p in patterns.items() if p.fullmatch(name)), None)
+                if like is not None:
+                    report.named_like_ours.append(inst.hostname)
+                    note = (
+                        f"VM {inst.hostname} is named like this group's nodes but is not tagged for this "
+                        "cluster: not ours, never touched"
+                    )
+                    log.info("gc.named_like_ours", nodegroup=like, hostname=inst.hostname)
+                    self.recorder.event(by_name[like], "Normal", REASON_NAMED_LIKE_OURS, note, ACTION_GC)
                 continue
-            if self.options.dry_run:
-                log.info("dry_run.skipped", action=f"delete orphan instance {inst.hostname}")
-                continue
-            try:
-                await provider.delete(inst)
-            except InstanceNotReady:
-                continue
-            except VPSieError as exc:
-                report.errors.append(f"{inst.hostname}: {exc}")
-                log.warning("gc.delete_failed", hostname=inst.hostname, error=str(exc))
-                continue
-            report.deleted.append(inst.hostname)
+            await self._orphan(inst, by_name.get(group_name or ""), group_name, now, report)
+
+    async def _orphan(
+        self,
+        inst: Instance,
+        group_obj: dict[str, Any] | None,
+        group_name: str | None,
+        now: datetime,
+        report: GCReport,
+    ) -> None:
+        report.orphans.append(inst.hostname)
+        age = (now - inst.created_at).total_seconds() if inst.created_at is not None else None
+        due = age is not None and age > self.options.orphan_grace
+        owner = f"NodeGroup {group_name}" if group_obj is not None else f"deleted NodeGroup {group_name}"
+        note = f"VPSie VM {inst.hostname} is tagged for this cluster ({owner}) but has no VPSieNode" + (
+            f" (age {age:.0f}s)" if age is not None else ""
+        )
+        log.warning("gc.orphan", nodegroup=group_name, hostname=inst.hostname, age=age, due=due)
+        if group_obj is not None:
+            self.recorder.event(group_obj, "Warning", REASON_ORPHAN, note, ACTION_GC)
+        if not due:
+            return
+        if self.options.dry_run:
+            log.info("dry_run.skipped", action=f"delete orphan instance {inst.hostname}")
+            return
+        try:
+            result = await self.providers.delete(inst)
+        except NotLeader as exc:
+            report.errors.append(f"{inst.hostname}: {exc}")
+            return
+        if not result.sent:
+            report.errors.append(f"{inst.hostname}: {result.detail}")
+            log.warning("gc.delete_failed", hostname=inst.hostname, error=result.detail)
+            return
+        report.deleted.append(inst.hostname)
+        if group_obj is not None:
             self.recorder.event(
-                obj, "Normal", REASON_ORPHAN_DELETED, f"deleted orphan instance {inst.hostname}", ACTION_GC
+                group_obj,
+                "Normal",
+                REASON_ORPHAN_DELETED,
+                f"deleted orphan instance {inst.hostname}",
+                ACTION_GC,
             )
-            log.info("gc.orphan_deleted", nodegroup=name, hostname=inst.hostname)
+        log.info(
+            "gc.orphan_deleted", nodegroup=group_name, hostname=inst.hostname, outcome=result.outcome.value
+        )
 
     async def _expire_failed(
         self, records: list[VPSieNode], groups: dict[str, NodeGroup], report: GCReport

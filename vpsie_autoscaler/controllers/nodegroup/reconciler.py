@@ -51,7 +51,7 @@ from vpsie_autoscaler.api.nodegroup import (
     NodeGroupStatus,
 )
 from vpsie_autoscaler.api.types import MESSAGE_MAX_LENGTH, set_condition
-from vpsie_autoscaler.api.vpsienode import VPSieNode
+from vpsie_autoscaler.api.vpsienode import AdoptTarget, VPSieNode
 from vpsie_autoscaler.controllers.metrics import AutoscalerMetrics
 from vpsie_autoscaler.controllers.nodegroup import status as s
 from vpsie_autoscaler.controllers.objects import (
@@ -63,7 +63,9 @@ from vpsie_autoscaler.controllers.objects import (
     rfc3339,
 )
 from vpsie_autoscaler.controllers.providers import Providers
+from vpsie_autoscaler.controllers.vpsienode.binding import BindingBook, instance_key, source_key, unowned
 from vpsie_autoscaler.controllers.vpsienode.nodes import node_ready
+from vpsie_autoscaler.controllers.vpsienode.reconciler import SOURCE_INDEX, source_index
 from vpsie_autoscaler.controllers.vpsienodes import creation_body, new_vpsienode
 from vpsie_autoscaler.kube import KubeClient, errors
 from vpsie_autoscaler.kube.resources import NODEGROUPS, VPSIENODES
@@ -72,6 +74,7 @@ from vpsie_autoscaler.runtime.controller import Request, Result
 from vpsie_autoscaler.runtime.events import EventRecorder
 from vpsie_autoscaler.runtime.informer import SharedInformer
 from vpsie_autoscaler.vpsie.errors import VPSieError
+from vpsie_autoscaler.vpsie.provider import Instance, ManagedSource
 
 log = structlog.get_logger("vpsie_autoscaler.controllers.nodegroup")
 
@@ -91,6 +94,7 @@ REASON_CLOUD_ERROR: Final = "CloudError"
 REASON_DELETING: Final = "DeletingNodes"
 REASON_DRY_RUN: Final = "DryRun"
 REASON_INVALID: Final = "InvalidSpec"
+REASON_ADOPTING: Final = "AdoptedInstance"
 DRAIN_REASON_ABOVE_MAX: Final = "AboveMaxSize"
 SCALE_UP_REASON_MIN: Final = "MinNodes"
 ACTION_SCALE: Final = "Scale"
@@ -104,6 +108,11 @@ class NodeGroupOptions:
 
 def _drain_requested(obj: Mapping[str, Any]) -> bool:
     return DRAIN_REQUESTED_ANNOTATION in ((obj.get("metadata") or {}).get("annotations") or {})
+
+
+def _managed_of(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    managed = (obj.get("spec") or {}).get("managed")
+    return managed if isinstance(managed, Mapping) else None
 
 
 def group_index(obj: Mapping[str, Any]) -> list[str]:
@@ -125,8 +134,10 @@ class NodeGroupReconciler:
         metrics: AutoscalerMetrics,
         options: NodeGroupOptions | None = None,
         rng: random.Random | None = None,
+        book: BindingBook | None = None,
     ) -> None:
         self.client = client
+        self.book = book or BindingBook()
         self.recorder = recorder
         self.clock = clock
         self.providers = providers
@@ -140,6 +151,7 @@ class NodeGroupReconciler:
         # starts from freshly listed caches, which already contain every write.
         self._expectations: dict[str, dict[str, tuple[float, Callable[[Mapping[str, Any]], bool]]]] = {}
         ensure_index(vpsienodes, GROUP_INDEX, group_index)
+        ensure_index(vpsienodes, SOURCE_INDEX, source_index)
 
     # -- expectations (the ReplicaSet controller's ``ControllerExpectations``) ----------------------
 
@@ -211,7 +223,7 @@ class NodeGroupReconciler:
         counts = s.count(members, self._node_ready)
         back = s.backoff(members, spec.provisioning.backoff)
         in_backoff = back.active(now)
-        cloud_error = await self._cloud_check(group)
+        cloud_error = await self._cloud_check(obj, group, members)
         decision: str | None = None
         st = group.status.model_copy(deep=True)
 
@@ -280,31 +292,89 @@ class NodeGroupReconciler:
             requeue = min(requeue, max((back.until - now).total_seconds(), 0.0) + 0.1)
         return Result(requeue_after=requeue)
 
-    async def _cloud_check(self, group: NodeGroup) -> str | None:
-        """The provider's view of the group: None when VPSie answered, else the error in words."""
+    async def _cloud_check(
+        self, obj: dict[str, Any], group: NodeGroup, members: list[VPSieNode]
+    ) -> str | None:
+        """The provider's view of the group (the shared listing): None when VPSie answered, else the
+        error in words. Nodes of a managed group that no record owns are adopted on the way."""
         try:
             source = await self.providers.source_for(group.metadata.name, group.spec.managed, group.spec.vm)
-            await self.providers.provider_for(source).list(source)
+            listed = await self.providers.listing(source, max_age=self.options.resync_interval)
         except VPSieError as exc:
             return str(exc)
+        if isinstance(source, ManagedSource):
+            await self._adopt(obj, group, source, listed)
         return None
+
+    async def _adopt(
+        self, obj: dict[str, Any], group: NodeGroup, source: ManagedSource, listed: list[Instance]
+    ) -> None:
+        """Give every node of the VPSie group that no record owns or waits for a record of its own.
+
+        Deferred while a record of the source has not written its launch record yet (its add-node may
+        be answered by one of these nodes; the cache always shows the record before its launch). An
+        adopted node is counted, scaled down like any other, and never deleted on sight.
+        """
+        records = []
+        for o in self.vpsienodes.store.by_index(
+            SOURCE_INDEX, source_key(group.metadata.name, _managed_of(obj))
+        ):
+            try:
+                records.append(VPSieNode.from_k8s(o))
+            except ValidationError:
+                continue
+        if any(vn.status.launch is None and vn.spec.adopt is None for vn in records):
+            return
+        async with self.book.lock(source):
+            waiting, owned = self.book.view(records)
+            strays = unowned(source, waiting, listed, owned)
+            for inst in strays:
+                if inst.identifier is None:
+                    continue
+                note = f"VPSie node {inst.hostname} is in the group without a record"
+                if self.options.dry_run:
+                    self.recorder.event(
+                        obj, "Normal", REASON_DRY_RUN, f"dry-run: would adopt it ({note})", ACTION_SCALE
+                    )
+                    continue
+                created = await self._create_one(
+                    group, adopt=AdoptTarget(identifier=inst.identifier, hostname=inst.hostname)
+                )
+                if created is None:
+                    continue
+                self.book.expect(instance_key(inst), created)
+                self.metrics.adopted_instances_total.labels(group.metadata.name).inc()
+                self.recorder.event(
+                    obj, "Normal", REASON_ADOPTING, f"{note}: adopted as VPSieNode {created}", ACTION_SCALE
+                )
+                log.warning(
+                    "nodegroup.adopted",
+                    nodegroup=group.metadata.name,
+                    hostname=inst.hostname,
+                    vpsienode=created,
+                )
 
     async def _create(self, group: NodeGroup, need: int) -> int:
         created = 0
         for _ in range(need):
-            for _attempt in range(CREATE_ATTEMPTS):
-                node = new_vpsienode(group, rng=self.rng)
-                try:
-                    await self.client.create(VPSIENODES, creation_body(node))
-                except errors.AlreadyExists:
-                    continue
+            if await self._create_one(group) is not None:
                 created += 1
-                self._expect(group.metadata.name, node.metadata.name, lambda o: True)
-                log.info(
-                    "nodegroup.created_vpsienode", nodegroup=group.metadata.name, vpsienode=node.metadata.name
-                )
-                break
         return created
+
+    async def _create_one(self, group: NodeGroup, *, adopt: AdoptTarget | None = None) -> str | None:
+        for _attempt in range(CREATE_ATTEMPTS):
+            node = new_vpsienode(group, rng=self.rng)
+            node.spec.adopt = adopt
+            try:
+                await self.client.create(VPSIENODES, creation_body(node))
+            except errors.AlreadyExists:
+                continue
+            self._expect(group.metadata.name, node.metadata.name, lambda o: True)
+            log.info(
+                "nodegroup.created_vpsienode", nodegroup=group.metadata.name, vpsienode=node.metadata.name
+            )
+            return node.metadata.name
+        return None
 
     async def _request_drains(self, chosen: list[VPSieNode], now: datetime) -> int:
         """Annotate each chosen VPSieNode (the drain protocol); returns how many were requested."""

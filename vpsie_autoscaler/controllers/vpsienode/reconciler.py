@@ -1,33 +1,40 @@
 """The VPSieNode lifecycle: one VPSie instance from request to deletion (Karpenter's NodeClaim lifecycle).
 
+This controller is the only writer of VPSieNodes after their creation (finalizer, status, failure
+annotations); requesters only create them, ask for a drain (annotations) or delete them.
+
 Phases (``status.phase``; each entry time in ``status.phaseTimestamps``, so every timer survives a
 restart or a new leader)::
 
-    Pending ──create──▶ Provisioning ──running──▶ Joining ──Node Ready──▶ Ready ──drain──▶ Draining
-       │                     │                       │                      │                 │
-       └──── create refused / not Ready within maxProvisionTime ──▶ Failed  └─ Node lost ──▶ Failed
-    (deletionTimestamp) ──▶ Deleting: drain, delete the instance, delete the Node, drop the finalizer
+    Pending ──launch record, create──▶ Provisioning ──running──▶ Joining ──Node Ready──▶ Ready ──▶ Draining
+       │                                    │                        │                    │
+       └─ create refused / not Ready within maxProvisionTime ──▶ Failed        Node lost ─┘
+    (deletionTimestamp) ──▶ Deleting: drain, delete the instance by identifier, delete the Node, finalizer
 
-- **Finalizer first.** Nothing is asked of VPSie before ``INSTANCE_FINALIZER`` is on the object, so
-  the object can never go while an instance it created lives on (seed trap: instances left billing).
-- **Adoption.** Before creating, the provider is asked for the hostname: an instance found (created
-  by a previous leader that crashed before writing status) is adopted, never created twice.
-- **Failure.** A create the API refuses, an instance VPSie reports failed, or a node not Ready
-  within the group's ``maxProvisionTime`` → ``Failed`` with the error class in
-  ``ERROR_CLASS_ANNOTATION`` and ``status.lastError``; the instance is deleted. The object stays until
-  the garbage collector's TTL, so the NodeGroup's back-off is derived from it (level-triggered).
-- **Joining.** The Node (named after the instance's lower-cased hostname) gets ``spec.labels``,
-  ``spec.taints``, ``NODEGROUP_LABEL`` and ``VPSIENODE_LABEL``. A Node already labelled for another
-  VPSieNode is never claimed a second time (seed trap: two records claiming one node).
-- **Node lost.** A Ready VPSieNode whose Node has been missing for ``node_lost_grace`` becomes
-  ``Failed`` (reason ``NodeLost``, no error class): it stops counting as capacity and the NodeGroup
-  replaces it (seed trap: a Ready record whose Node vanished counted forever).
-- **Drain protocol.** ``DRAIN_REQUESTED_ANNOTATION`` → ``Draining``: taint, evict (429 → next
-  reconcile), then delete the VPSieNode; past ``maxGracefulTermination`` the drain is aborted: taint
-  and annotations removed, back to ``Ready``, Warning ``DrainFailed`` naming the blocking pod and PDB.
-- **Deletion.** Drain (bounded by ``maxGracefulTermination`` from the deletion time), delete the
-  instance (an instance VPSie has not materialised yet is waited for, then deleted: a VPSieNode
-  deleted before its asynchronous instance appears leaks nothing), delete the Node, drop the finalizer.
+- **Finalizer first.** Nothing is asked of VPSie before ``INSTANCE_FINALIZER`` is on the object.
+- **Launch record, then one call.** ``status.launch`` (requested hostname, time, the group's baseline
+  for managed groups) is written *before* the create call; from then on the request counts as sent,
+  whatever the call's outcome (``DONE`` or ``UNKNOWN``: an answer lost to a timeout, a gateway error,
+  a reset or a cancellation). Only a ``NOT_DONE`` outcome (refused before or by VPSie) fails the record
+  (``CreateFailed`` with the error class) so the group backs off. Nothing is ever asked twice.
+- **Evidence binds.** The instance that answers a launch is found in the shared listing of its group
+  (:mod:`.binding`: a VM by its hostname, a managed node as the oldest new node no record owns) and
+  written to ``status.launch.bound*`` at once. A record created to adopt an instance nobody asked for
+  (``spec.adopt``) is bound from the start.
+- **Failure.** An instance VPSie reports failed, an instance that vanished, or a node not Ready within
+  ``maxProvisionTime`` → ``Failed``. Provisioning time counts only while VPSie answers: an outage never
+  fails a record, and a record whose Node is Ready is never failed by time.
+- **Joining.** The Node gets ``spec.labels``, ``spec.taints``, ``NODEGROUP_LABEL`` and ``VPSIENODE_LABEL``;
+  a Node already labelled for another VPSieNode is never claimed twice.
+- **Node lost.** A Ready VPSieNode whose Node has been missing for ``node_lost_grace`` → ``Failed``.
+- **Drain protocol.** ``DRAIN_REQUESTED_ANNOTATION`` → ``Draining``: taint, evict (429 → next pass),
+  then delete the VPSieNode; past ``maxGracefulTermination`` the drain is aborted (``DrainFailed``).
+- **Deletion.** Drain; past ``maxGracefulTermination`` a drain blocked by PDBs waits and says why
+  unless the NodeGroup sets ``forceTerminationAfterGrace``. Then delete the bound instance by
+  identifier (never "any node of the group") until the listing no longer shows it, delete the Node,
+  drop the finalizer. A launch never answered is waited for up to ``maxProvisionTime``.
+- **Errors are outcomes.** A VPSie error requeues after a delay from its class, bounded by the group's
+  back-off maximum; a fenced process (not sure it still leads) sends nothing and requeues.
 
 Dry-run: phases and status are still observed and reported, but nothing is created, deleted,
 tainted or evicted; each skipped action is logged and recorded as a ``DryRun`` Event.
@@ -37,8 +44,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any, Final
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, Literal
 
 import structlog
 from pydantic import ValidationError
@@ -61,7 +68,7 @@ from vpsie_autoscaler.api.vpsienode import (
     CONDITION_LAUNCHED,
     CONDITION_READY,
     CONDITION_REGISTERED,
-    IN_FLIGHT_PHASES,
+    LaunchRecord,
     Phase,
     VPSieNode,
     VPSieNodeStatus,
@@ -75,24 +82,47 @@ from vpsie_autoscaler.controllers.objects import (
     patch_status,
     remove_finalizer,
 )
-from vpsie_autoscaler.controllers.providers import Providers
+from vpsie_autoscaler.controllers.providers import Providers, ownership_tags
 from vpsie_autoscaler.controllers.vpsienode import keys
+from vpsie_autoscaler.controllers.vpsienode.binding import (
+    BindingBook,
+    Waiting,
+    assign,
+    bound_key,
+    instance_key,
+    source_key_of_object,
+    source_key_of_spec,
+)
 from vpsie_autoscaler.controllers.vpsienode.drain import DrainExecutor
 from vpsie_autoscaler.controllers.vpsienode.nodes import apply_join, claimed_by_other, node_ready
+from vpsie_autoscaler.controllers.vpsienode.outages import Outages, retry_delay
 from vpsie_autoscaler.kube import KubeClient, errors
 from vpsie_autoscaler.kube.resources import NODES, VPSIENODES
 from vpsie_autoscaler.runtime.clock import Clock
 from vpsie_autoscaler.runtime.controller import Request, Result
 from vpsie_autoscaler.runtime.events import EventRecorder
+from vpsie_autoscaler.runtime.fence import NotLeader
 from vpsie_autoscaler.runtime.informer import SharedInformer
-from vpsie_autoscaler.vpsie.errors import ErrorClass, InstanceNotReady, VPSieError, error_class
-from vpsie_autoscaler.vpsie.provider import CreateRequest, Instance, InstanceState, NodeProvider, NodeSource
+from vpsie_autoscaler.vpsie.errors import ErrorClass, VPSieError, error_class
+from vpsie_autoscaler.vpsie.provider import (
+    CreateRequest,
+    Instance,
+    InstanceState,
+    ManagedSource,
+    NodeSource,
+    Outcome,
+    VMSource,
+)
 from vpsie_autoscaler.vpsie.provider import Taint as ProviderTaint
 
 log = structlog.get_logger("vpsie_autoscaler.controllers.vpsienode")
 
+LaunchOutcome = Literal["Done", "Unknown"]
+
 NODE_NAME_INDEX: Final = "lifecycle.nodeName"
 """VPSieNode index: ``status.nodeName`` → VPSieNodes (Node events → requests; double-claim guard)."""
+SOURCE_INDEX: Final = "lifecycle.source"
+"""VPSieNode index: the VPSie source (managed group or VM group) → its records (binding)."""
 
 # Cadence. VPSie cannot be watched, so provisioning is polled; a booting node changes every few seconds.
 DEFAULT_POLL_SECONDS: Final = 5.0
@@ -102,8 +132,10 @@ DEFAULT_RESYNC_SECONDS: Final = 60.0
 DEFAULT_NODE_LOST_GRACE_SECONDS: Final = 60.0
 # After VPSie accepted a create, the instance may take a moment to show in the lists.
 DEFAULT_INSTANCE_APPEAR_GRACE_SECONDS: Final = 60.0
-# Deleting waits this long for VPSie to stop listing the instance, then lets garbage collection finish.
-DEFAULT_INSTANCE_GONE_WAIT_SECONDS: Final = 600.0
+# Deleting: the instance's disappearance is checked on a listing this old at most (shared by every record
+# of the group), and a targeted delete still listed is sent again after this long (VPSie may drop one).
+DEFAULT_DELETE_POLL_SECONDS: Final = 10.0
+DEFAULT_DELETE_RESEND_SECONDS: Final = 60.0
 
 ACTION_PROVISION: Final = "Provision"
 ACTION_DRAIN: Final = "Drain"
@@ -117,12 +149,30 @@ class LifecycleOptions:
     resync_interval: float = DEFAULT_RESYNC_SECONDS
     node_lost_grace: float = DEFAULT_NODE_LOST_GRACE_SECONDS
     instance_appear_grace: float = DEFAULT_INSTANCE_APPEAR_GRACE_SECONDS
-    instance_gone_wait: float = DEFAULT_INSTANCE_GONE_WAIT_SECONDS
+    delete_poll_interval: float = DEFAULT_DELETE_POLL_SECONDS
+    delete_resend: float = DEFAULT_DELETE_RESEND_SECONDS
 
 
 def node_name_index(obj: Mapping[str, Any]) -> list[str]:
     name = (obj.get("status") or {}).get("nodeName")
     return [name] if name else []
+
+
+def legacy_launch(vn: VPSieNode) -> LaunchRecord:
+    """The launch record of a VPSieNode written before launch records existed: its create was sent
+    when it entered Provisioning (its hostname was the handle); its Node, if any, is its instance."""
+    st = vn.status
+    sent = st.phase_timestamps.get("Provisioning") or st.phase_timestamps.get("Pending")
+    return LaunchRecord(
+        requested_hostname=vn.spec.hostname,
+        sent_at=sent or vn.metadata.creation_timestamp or datetime.now(UTC),
+        bound_hostname=st.node_name,
+        bound_at=sent if st.node_name else None,
+    )
+
+
+def source_index(obj: Mapping[str, Any]) -> list[str]:
+    return source_key_of_object(obj)
 
 
 class _Failed(Exception):
@@ -146,6 +196,7 @@ class VPSieNodeReconciler:
         nodegroups: SharedInformer,
         metrics: AutoscalerMetrics,
         options: LifecycleOptions | None = None,
+        book: BindingBook | None = None,
     ) -> None:
         self.client = client
         self.recorder = recorder
@@ -157,7 +208,14 @@ class VPSieNodeReconciler:
         self.metrics = metrics
         self.options = options or LifecycleOptions()
         self.drain = DrainExecutor(client, metrics)
+        self.book = book or BindingBook()
+        self.outages = Outages()
+        self._outcomes: dict[
+            str, LaunchOutcome
+        ] = {}  # record → launch outcome, until written with the binding
+        self._delete_sent: dict[str, float] = {}  # record uid → monotonic time of the last delete sent
         ensure_index(vpsienodes, NODE_NAME_INDEX, node_name_index)
+        ensure_index(vpsienodes, SOURCE_INDEX, source_index)
 
     # -- mapping ----------------------------------------------------------------------------------
 
@@ -226,11 +284,15 @@ class VPSieNodeReconciler:
             return obj
         return await patch_status(self.client, VPSIENODES, obj, st.to_k8s())
 
-    async def _instance(self, provider: NodeProvider, source: NodeSource, vn: VPSieNode) -> Instance | None:
-        found = await provider.get(source, vn.spec.hostname)
-        if found is None and vn.status.node_name and vn.status.node_name != vn.spec.hostname.lower():
-            found = await provider.get(source, vn.status.node_name)
-        return found
+    def _records_of(self, vn: VPSieNode) -> list[VPSieNode]:
+        """Every record sharing this record's source (the candidates for the same instances)."""
+        records = []
+        for o in self.vpsienodes.store.by_index(SOURCE_INDEX, source_key_of_spec(vn.spec)):
+            try:
+                records.append(VPSieNode.from_k8s(o))
+            except ValidationError:
+                continue
+        return records
 
     # -- reconcile --------------------------------------------------------------------------------
 
@@ -260,6 +322,28 @@ class VPSieNodeReconciler:
             return Result(requeue=True)  # read again from a fresher cache
         except errors.NotFound:
             return Result()  # deleted while we worked: its delete event ends the story
+        except NotLeader as exc:
+            log.info("vpsienode.fenced", vpsienode=request.name, reason=str(exc))
+            return Result(requeue_after=self.options.poll_interval)
+        except VPSieError as exc:
+            return self._cloud_error(vn, exc)
+
+    def _cloud_error(self, vn: VPSieNode, exc: VPSieError) -> Result:
+        """A VPSie error is an outcome, not a crash: requeue after a delay from its class, bounded by
+        the group's back-off maximum (never the work queue's exponential per-item back-off)."""
+        klass = error_class(exc)
+        delay = retry_delay(exc, self.options.poll_interval)
+        group = self._group(vn.spec.node_group)
+        if group is not None:
+            delay = min(delay, parse_duration(group.spec.provisioning.backoff.max).total_seconds())
+        log.warning(
+            "vpsienode.cloud_error",
+            vpsienode=vn.metadata.name,
+            error_class=klass.value,
+            error=str(exc),
+            requeue_after=delay,
+        )
+        return Result(requeue_after=delay)
 
     async def _advance(self, obj: dict[str, Any], vn: VPSieNode) -> Result:
         st = vn.status.model_copy(deep=True)
@@ -270,52 +354,75 @@ class VPSieNodeReconciler:
             return await self._failed(obj, vn, st)
         if DRAIN_REQUESTED_ANNOTATION in vn.metadata.annotations or phase == "Draining":
             return await self._drain(obj, vn, st)
+        if phase == "Ready":
+            return await self._ready(obj, vn, st)
+        if phase != "Pending" and st.launch is None:
+            st.launch = legacy_launch(vn)  # a record from before launch records: written with the next status
         try:
-            try:
-                source = await self.providers.source_of(vn)
-            except VPSieError:
-                if phase in IN_FLIGHT_PHASES:
-                    self._check_timeout(vn, st)  # VPSie unreachable for maxProvisionTime: Failed
-                raise
-            if phase == "Pending":  # adopt-or-create must see VPSie as it is now
-                return await self._pending(
-                    obj, vn, st, self.providers.provider_for(source, fresh=True), source
-                )
-            provider = self.providers.provider_for(source)
-            if phase in ("Provisioning", "Joining"):
-                return await self._provisioning(obj, vn, st, provider, source)
-            return await self._ready(obj, vn, st, provider, source)
+            source = await self.providers.source_of(vn)
+            if phase == "Pending" and st.launch is None:
+                return await self._launch(obj, vn, st, source)
+            return await self._provisioning(obj, vn, st, source)
         except _Failed as failed:
             return await self._fail(obj, vn, st, failed)
 
-    async def _pending(
-        self,
-        obj: dict[str, Any],
-        vn: VPSieNode,
-        st: VPSieNodeStatus,
-        provider: NodeProvider,
-        source: NodeSource,
+    async def _listing(self, source: NodeSource, *, max_age: float) -> list[Instance]:
+        """The shared listing; VPSie's silence is remembered so it never counts as provisioning time."""
+        key = str(source)
+        try:
+            listed = await self.providers.listing(source, max_age=max_age)
+        except VPSieError:
+            self.outages.down(key, self.clock.now())
+            raise
+        self.outages.up(key, self.clock.now())
+        return listed
+
+    async def _launch(
+        self, obj: dict[str, Any], vn: VPSieNode, st: VPSieNodeStatus, source: NodeSource
     ) -> Result:
-        self._check_timeout(vn, st)
-        instance = await self._instance(provider, source, vn)
-        if instance is not None:
-            self._record_instance(st, instance)
+        """Write the launch record, then ask VPSie once. From the write on, the request counts as sent."""
+        now = self.clock.now()
+        if vn.spec.adopt is not None:
+            target = vn.spec.adopt
+            st.launch = LaunchRecord(
+                requested_hostname=target.hostname,
+                sent_at=now,
+                outcome="Done",
+                bound_hostname=target.hostname,
+                bound_identifier=target.identifier,
+                bound_at=now,
+                adopted=True,
+            )
+            st.instance_identifier = target.identifier
             self._enter(st, "Provisioning")
-            self._cond(vn, st, CONDITION_LAUNCHED, True, keys.REASON_ADOPTED, "instance found by hostname")
+            self._cond(vn, st, CONDITION_LAUNCHED, True, keys.REASON_ADOPTED, "existing instance adopted")
+            await self._write(obj, vn, st)
+            self.book.expect(target.hostname.lower(), vn.metadata.name)
             self._event(
                 obj,
                 "Normal",
                 keys.REASON_ADOPTED,
-                f"adopted existing VPSie instance {instance.hostname}",
+                f"adopted VPSie instance {target.hostname}: it was in the group without a record",
                 ACTION_PROVISION,
             )
-            await self._write(obj, vn, st)
-            return Result(requeue_after=self.options.poll_interval)
+            return Result(requeue=True)
         if self.options.dry_run:
             await self._write(obj, vn, st)
             self._dry(obj, f"create VPSie instance {vn.spec.hostname}")
             return Result(requeue_after=self.options.resync_interval)
-        await self._ensure_current(obj, vn)
+        self.providers.fence.check("launch")  # before the record: a fenced process writes nothing
+        baseline: list[str] = []
+        tags: tuple[str, ...] = ()
+        if isinstance(source, VMSource):
+            tags = ownership_tags(await self.providers.identity.get(), vn.spec.node_group)
+        if isinstance(source, ManagedSource):
+            listed = await self._listing(source, max_age=self.options.poll_interval)
+            baseline = sorted({i.hostname.lower() for i in listed})
+        st.launch = LaunchRecord(requested_hostname=vn.spec.hostname, sent_at=now, baseline=baseline)
+        self._enter(st, "Provisioning")
+        self._cond(vn, st, CONDITION_LAUNCHED, False, keys.REASON_LAUNCHING, "asking VPSie for the instance")
+        obj = await self._write(obj, vn, st)  # write-ahead; a Conflict here ends the pass, nothing sent
+        vn = VPSieNode.from_k8s(obj)
         request = CreateRequest(
             hostname=vn.spec.hostname,
             source=source,
@@ -323,72 +430,80 @@ class VPSieNodeReconciler:
             taints=tuple(
                 ProviderTaint(key=t.key, effect=t.effect, value=t.value or "") for t in vn.spec.taints
             ),
+            tags=tags,
         )
-        try:
-            await provider.create(request)
-        except VPSieError as exc:
-            obj, vn = await self._after_own_write(obj, vn)
+        result = await self.providers.launch(request)
+        self.metrics.launches_total.labels(nodegroup=vn.spec.node_group, outcome=result.outcome.value).inc()
+        if not result.sent:
+            error = result.error or VPSieError("not sent")
             failed = _Failed(
-                keys.REASON_CREATE_FAILED, error_class(exc), f"VPSie refused the creation: {exc}"
+                keys.REASON_CREATE_FAILED, error_class(error), f"VPSie refused the creation: {error}"
             )
             return await self._fail(obj, vn, st, failed)
-        obj, vn = await self._after_own_write(obj, vn)
-        self._enter(st, "Provisioning")
-        st.last_error = None
-        self._cond(vn, st, CONDITION_LAUNCHED, True, keys.REASON_LAUNCHED, "VPSie accepted the creation")
-        self._event(
-            obj,
-            "Normal",
-            keys.REASON_LAUNCHED,
-            f"VPSie accepted the creation of {vn.spec.hostname}",
-            ACTION_PROVISION,
-        )
-        await self._write(obj, vn, st)
+        self._outcomes[vn.metadata.name] = "Done" if result.outcome is Outcome.DONE else "Unknown"
+        if result.outcome is Outcome.DONE:
+            note = f"VPSie accepted the creation of {vn.spec.hostname}"
+        else:
+            note = (
+                f"the answer to the creation of {vn.spec.hostname} was lost ({result.detail}); it counts as "
+                "sent: waiting for the instance"
+            )
+        self._event(obj, "Normal", keys.REASON_LAUNCHED, note, ACTION_PROVISION)
         return Result(requeue_after=self.options.poll_interval)
 
-    async def _ensure_current(self, obj: dict[str, Any], vn: VPSieNode) -> None:
-        """Refuse to call VPSie on a cached record older than the API server's.
-
-        A create is the one call that cannot be taken back (VPSie has no idempotency key), and the
-        cache may lag our own last write: a reconcile queued by the claim writes of a create that VPSie
-        refused can run before the watch delivers the ``Failed`` status, see ``Pending`` and ask again.
-        So the record is read live first; if it moved on, this pass ends with Conflict and the next one
-        reads the newer version (client-go's "expectations" idea, reduced to one GET per create).
-        """
-        live = await self.client.get(VPSIENODES, vn.metadata.name)
-        if (live.get("metadata") or {}).get("resourceVersion") != vn.metadata.resource_version:
-            raise errors.Conflict(
-                f"VPSieNode {vn.metadata.name} in the cache is stale; not creating", status=409
-            )
-
-    async def _after_own_write(self, obj: dict[str, Any], vn: VPSieNode) -> tuple[dict[str, Any], VPSieNode]:
-        """The record as the API server holds it after a provider call that may have written to it.
-
-        The managed provider keeps its write-ahead claim in the VPSieNode's annotations
-        (``VPSieNodeClaimStore``): writing it before add-node, dropping it when VPSie refuses. Those
-        writes are this reconcile's own, yet they move ``resourceVersion``, so the status write (and the
-        locked failure patch) on the version read at the start would always answer Conflict; a refused
-        create would then be retried forever instead of failing the record, and the group would never
-        back off. Like controller-runtime's ``Update`` returning the object it wrote, we continue from
-        the server's version, but only while the status is still the one we decided on: a status
-        changed by anyone else still ends this reconcile with Conflict (the optimistic lock's purpose).
-        """
-        fresh = await self.client.get(VPSIENODES, vn.metadata.name)
-        if (fresh.get("metadata") or {}).get("uid") != (obj.get("metadata") or {}).get("uid") or (
-            fresh.get("status") or {}
-        ) != (obj.get("status") or {}):
-            raise errors.Conflict(f"VPSieNode {vn.metadata.name} changed while VPSie was called", status=409)
-        return fresh, VPSieNode.from_k8s(fresh)
+    async def _bound_instance(
+        self,
+        obj: dict[str, Any],
+        vn: VPSieNode,
+        st: VPSieNodeStatus,
+        source: NodeSource,
+        listed: list[Instance],
+    ) -> tuple[dict[str, Any], Instance | None]:
+        """The instance that answers this record's launch: the one it owns, or one bound now from the
+        evidence in ``listed`` (written to status at once, under the source's binding lock)."""
+        key = bound_key(vn)
+        if key is not None:
+            return obj, next((i for i in listed if instance_key(i) == key), None)
+        if st.launch is None:
+            return obj, None
+        async with self.book.lock(source):
+            waiting, owned = self.book.view(self._records_of(vn))
+            if all(w.name != vn.metadata.name for w in waiting):
+                waiting.append(
+                    Waiting(
+                        name=vn.metadata.name,
+                        requested_hostname=st.launch.requested_hostname.lower(),
+                        sent_at=st.launch.sent_at,
+                        baseline=frozenset(st.launch.baseline),
+                    )
+                )
+            found = assign(source, waiting, listed, owned).get(vn.metadata.name)
+            if found is None:
+                return obj, None
+            st.launch.bound_hostname = found.hostname
+            st.launch.bound_identifier = found.identifier
+            st.launch.bound_at = self.clock.now()
+            st.launch.outcome = st.launch.outcome or self._outcomes.pop(vn.metadata.name, None)
+            self._record_instance(st, found)
+            self._cond(vn, st, CONDITION_LAUNCHED, True, keys.REASON_LAUNCHED, f"instance {found.hostname}")
+            obj = await self._write(obj, vn, st)
+            self.book.expect(instance_key(found), vn.metadata.name)
+        log.info("vpsienode.bound", vpsienode=vn.metadata.name, hostname=found.hostname)
+        return obj, found
 
     def _record_instance(self, st: VPSieNodeStatus, instance: Instance) -> None:
         st.instance_identifier = instance.identifier or st.instance_identifier
         st.instance_id = instance.numeric_id if instance.numeric_id is not None else st.instance_id
         st.ip = instance.ip or st.ip
 
-    def _check_timeout(self, vn: VPSieNode, st: VPSieNodeStatus) -> None:
+    def _check_timeout(self, vn: VPSieNode, st: VPSieNodeStatus, source: NodeSource) -> None:
+        """Not Ready within maxProvisionTime, counting only the time VPSie answered (an outage never
+        turns a healthy node into a failed one)."""
         started = self._since(st, "Pending", vn.metadata.creation_timestamp)
         timeout = self._provision_timeout(vn)
-        if self.clock.now() - started > timeout:
+        now = self.clock.now()
+        silent = self.outages.silent_between(str(source), started, now)
+        if now - started - silent > timeout:
             raise _Failed(
                 keys.REASON_PROVISION_TIMEOUT,
                 ErrorClass.TRANSIENT,
@@ -396,21 +511,20 @@ class VPSieNodeReconciler:
             )
 
     async def _provisioning(
-        self,
-        obj: dict[str, Any],
-        vn: VPSieNode,
-        st: VPSieNodeStatus,
-        provider: NodeProvider,
-        source: NodeSource,
+        self, obj: dict[str, Any], vn: VPSieNode, st: VPSieNodeStatus, source: NodeSource
     ) -> Result:
-        self._check_timeout(vn, st)
-        instance = await self._instance(provider, source, vn)
+        listed = await self._listing(source, max_age=self.options.poll_interval)
+        obj, instance = await self._bound_instance(obj, vn, st, source, listed)
         if instance is None:
-            accepted = self._since(st, "Provisioning", None)
-            if (self.clock.now() - accepted).total_seconds() > self.options.instance_appear_grace:
-                raise _Failed(
-                    keys.REASON_INSTANCE_NOT_FOUND, ErrorClass.NOT_FOUND, "VPSie no longer lists the instance"
-                )
+            if st.launch is not None and st.launch.bound_at is not None:
+                gone_for = (self.clock.now() - st.launch.bound_at).total_seconds()
+                if gone_for > self.options.instance_appear_grace:
+                    raise _Failed(
+                        keys.REASON_INSTANCE_NOT_FOUND,
+                        ErrorClass.NOT_FOUND,
+                        f"VPSie no longer lists instance {st.launch.bound_hostname}",
+                    )
+            self._check_timeout(vn, st, source)
             await self._write(obj, vn, st)
             return Result(requeue_after=self.options.poll_interval)
         self._record_instance(st, instance)
@@ -419,6 +533,7 @@ class VPSieNodeReconciler:
                 keys.REASON_INSTANCE_FAILED, ErrorClass.TRANSIENT, "VPSie reports the instance failed"
             )
         if instance.state is not InstanceState.RUNNING:
+            self._check_timeout(vn, st, source)
             await self._write(obj, vn, st)
             return Result(requeue_after=self.options.poll_interval)
         node_name = instance.node_name
@@ -439,6 +554,7 @@ class VPSieNodeReconciler:
         st.node_name = node_name
         self._enter(st, "Joining")
         if node is None:
+            self._check_timeout(vn, st, source)
             self._cond(
                 vn, st, CONDITION_REGISTERED, False, "NodeNotRegistered", f"waiting for Node {node_name}"
             )
@@ -447,6 +563,7 @@ class VPSieNodeReconciler:
         self._cond(vn, st, CONDITION_REGISTERED, True, keys.REASON_REGISTERED, f"Node {node_name} registered")
         await self._join(obj, vn, node)
         if not node_ready(node):
+            self._check_timeout(vn, st, source)
             self._cond(vn, st, CONDITION_READY, False, "NodeNotReady", f"Node {node_name} is not Ready yet")
             await self._write(obj, vn, st)
             return Result(requeue_after=self.options.poll_interval)
@@ -467,14 +584,7 @@ class VPSieNodeReconciler:
         if await apply_join(self.client, vn, node):
             log.info("node.labelled", vpsienode=vn.metadata.name, node=node["metadata"]["name"])
 
-    async def _ready(
-        self,
-        obj: dict[str, Any],
-        vn: VPSieNode,
-        st: VPSieNodeStatus,
-        provider: NodeProvider,
-        source: NodeSource,
-    ) -> Result:
+    async def _ready(self, obj: dict[str, Any], vn: VPSieNode, st: VPSieNodeStatus) -> Result:
         node = self.nodes.store.get(st.node_name or "") if st.node_name else None
         if node is None:
             self._cond(vn, st, CONDITION_READY, False, "NodeNotFound", f"Node {st.node_name} does not exist")
@@ -521,42 +631,51 @@ class VPSieNodeReconciler:
         return Result(requeue_after=self.options.poll_interval)
 
     async def _failed(self, obj: dict[str, Any], vn: VPSieNode, st: VPSieNodeStatus) -> Result:
-        """A Failed record keeps its instance deleted (it may appear late after a timed-out create)."""
+        """A Failed record keeps its instance deleted; a launch still unanswered may bind a late node."""
         if self.options.dry_run:
             return Result(requeue_after=self.options.resync_interval)
+        if st.launch is None:
+            return Result(requeue_after=self.options.resync_interval)  # nothing was sent
         source = await self.providers.source_of(vn)
-        provider = self.providers.provider_for(source, fresh=True)
-        gone = await self._delete_instance(obj, vn, provider, source)
+        listed = await self._listing(source, max_age=self.options.delete_poll_interval)
+        obj, instance = await self._bound_instance(obj, vn, st, source, listed)
+        if instance is None:
+            return Result(requeue_after=self.options.resync_interval)
+        await self._delete_instance(obj, vn, instance)
         await self._delete_node(vn)
-        return Result(requeue_after=self.options.resync_interval if gone else self.options.poll_interval)
+        return Result(requeue_after=self.options.delete_poll_interval)
 
     # -- deleting ---------------------------------------------------------------------------------
 
-    async def _delete_instance(
-        self, obj: dict[str, Any], vn: VPSieNode, provider: NodeProvider, source: NodeSource
-    ) -> bool:
-        """Ask VPSie to delete the instance; True once VPSie no longer lists it."""
-        instance = await self._instance(provider, source, vn)
-        if instance is None:
-            return True
-        try:
-            await provider.delete(instance)
-        except InstanceNotReady:
-            log.info("instance.not_ready_for_delete", vpsienode=vn.metadata.name, hostname=instance.hostname)
-            return False
-        except VPSieError as exc:
+    async def _delete_instance(self, obj: dict[str, Any], vn: VPSieNode, instance: Instance) -> None:
+        """Ask VPSie to delete exactly this instance. Sent again only after ``delete_resend`` (a
+        targeted delete is idempotent; the memory only saves calls, it decides nothing)."""
+        uid = vn.metadata.uid or vn.metadata.name
+        last = self._delete_sent.get(uid)
+        if last is not None and self.clock.monotonic() - last < self.options.delete_resend:
+            return
+        result = await self.providers.delete(instance)
+        if not result.sent:
+            error = result.error or VPSieError("not sent")
             self._event(
-                obj, "Warning", keys.REASON_DELETE_FAILED, f"VPSie refused the deletion: {exc}", ACTION_DELETE
+                obj,
+                "Warning",
+                keys.REASON_DELETE_FAILED,
+                f"VPSie refused the deletion: {error}",
+                ACTION_DELETE,
             )
-            raise
+            if isinstance(error, VPSieError):
+                raise error
+            return
+        self._delete_sent[uid] = self.clock.monotonic()
+        outcome = "" if result.outcome is Outcome.DONE else f" (answer lost: {result.detail}; counts as sent)"
         self._event(
             obj,
             "Normal",
             keys.REASON_INSTANCE_DELETED,
-            f"asked VPSie to delete {instance.hostname}",
+            f"asked VPSie to delete {instance.hostname}{outcome}",
             ACTION_DELETE,
         )
-        return await self._instance(provider, source, vn) is None
 
     async def _delete_node(self, vn: VPSieNode) -> None:
         """Delete the Node of this VPSieNode, and only if it is ours (labelled for it, or no other owner)."""
@@ -582,6 +701,7 @@ class VPSieNodeReconciler:
         was = st.phase
         self._enter(st, "Deleting")
         obj = await self._write(obj, vn, st)
+        vn = VPSieNode.from_k8s(obj)
         deleted_at = vn.metadata.deletion_timestamp or self.clock.now()
         node = self.nodes.store.get(vn.status.node_name) if vn.status.node_name else None
         if (
@@ -589,27 +709,72 @@ class VPSieNodeReconciler:
             and was not in ("Failed", "Pending", "Provisioning")
             and not claimed_by_other(vn.metadata.name, node)
         ):
-            within = self.clock.now() - deleted_at < self._grace(vn)
-            if within:
-                await self.drain.taint(node)
-                progress = await self.drain.step(node["metadata"]["name"])
-                if not progress.done:
+            grace = self._grace(vn)
+            within = self.clock.now() - deleted_at < grace
+            await self.drain.taint(node)
+            progress = await self.drain.step(node["metadata"]["name"])
+            if not progress.done:
+                if within or not self._force_after_grace(vn):
+                    if not within:
+                        await self._termination_blocked(obj, vn, st, node, grace, progress.blocker)
                     return Result(requeue_after=self.options.poll_interval)
+                log.warning("drain.forced", vpsienode=vn.metadata.name, remaining=len(progress.remaining))
+        if st.launch is None and vn.spec.adopt is None:
+            return await self._release(obj, vn, "no instance was ever requested")
         source = await self.providers.source_of(vn)
-        provider = self.providers.provider_for(source, fresh=True)
-        gone = await self._delete_instance(obj, vn, provider, source)
-        if not gone and (self.clock.now() - deleted_at).total_seconds() < self.options.instance_gone_wait:
+        listed = await self._listing(source, max_age=self.options.delete_poll_interval)
+        obj, instance = await self._bound_instance(obj, vn, st, source, listed)
+        if instance is not None:
+            await self._delete_instance(obj, vn, instance)
             return Result(requeue_after=self.options.poll_interval)
-        if not gone:
+        if bound_key(vn) is None and st.launch is not None:
+            # Sent, never answered: the node may still come. Wait for it (bounded), then let it go:
+            # a node arriving later has no record and is adopted, never lost.
+            waited = self.clock.now() - st.launch.sent_at
+            if waited < self._provision_timeout(vn):
+                return Result(requeue_after=self.options.poll_interval)
             log.warning(
-                "instance.still_listed",
+                "vpsienode.launch_unanswered",
                 vpsienode=vn.metadata.name,
-                note="releasing the record; garbage collection removes the instance if it stays",
+                note="no instance answered the launch; releasing the record (a late one is adopted)",
             )
+            return await self._release(obj, vn, "the launch was never answered")
+        return await self._release(obj, vn, "VPSie no longer lists the instance")
+
+    async def _release(self, obj: dict[str, Any], vn: VPSieNode, why: str) -> Result:
         await self._delete_node(vn)
         await remove_finalizer(self.client, VPSIENODES, obj, INSTANCE_FINALIZER)
-        log.info("vpsienode.released", vpsienode=vn.metadata.name)
+        self.book.forget(vn.metadata.name)
+        self._delete_sent.pop(vn.metadata.uid or vn.metadata.name, None)
+        self._outcomes.pop(vn.metadata.name, None)
+        log.info("vpsienode.released", vpsienode=vn.metadata.name, why=why)
         return Result()
+
+    def _force_after_grace(self, vn: VPSieNode) -> bool:
+        group = self._group(vn.spec.node_group)
+        return group is not None and group.spec.scale_down.force_termination_after_grace
+
+    async def _termination_blocked(  # noqa: PLR0917 - the drain's state
+        self,
+        obj: dict[str, Any],
+        vn: VPSieNode,
+        st: VPSieNodeStatus,
+        node: dict[str, Any],
+        grace: timedelta,
+        blocker: str | None,
+    ) -> None:
+        """Past maxGracefulTermination a drain that evictions cannot finish waits, and says why (a PDB
+        is never broken unless the NodeGroup sets ``forceTerminationAfterGrace``)."""
+        note = (
+            f"deletion waits: drain did not finish within maxGracefulTermination {grace}: blocked by "
+            f"{blocker or 'pods that did not leave'}; set scaleDown.forceTerminationAfterGrace to force it"
+        )
+        if st.last_error != note[:1024]:
+            st.last_error = note[:1024]
+            self._cond(vn, st, CONDITION_DRAINED, False, keys.REASON_DRAIN_FAILED, note[:1024])
+            await self._write(obj, vn, st)
+            self._event(obj, "Warning", keys.REASON_DRAIN_FAILED, note, ACTION_DRAIN)
+            self.recorder.event(node, "Warning", keys.REASON_DRAIN_FAILED, note, ACTION_DRAIN)
 
     # -- drain ------------------------------------------------------------------------------------
 

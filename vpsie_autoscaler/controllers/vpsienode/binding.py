@@ -1,0 +1,175 @@
+"""Which instance answers which launch: decided from evidence, by one rule, in one place.
+
+VPSie's managed add-node takes no hostname and returns no id (``docs/vpsie-api.md`` §4.10), and its
+nodes are listed only once booted. So a launch is answered by *evidence*: a node of the group that no
+record owns and that was not in the group when the launch record was written (its ``baseline``). When
+several launches wait, the oldest launch gets the oldest new node (FIFO: VPSie provisions a group's
+nodes in request order). The count is what matters for "never a node twice, never a node lost": every
+new node is bound to exactly one waiting record, or, when none waits for it, it is *unowned* and gets
+a record of its own (adoption), never deleted on sight and never ignored.
+
+Plain VMs carry the hostname the record chose, so a VM answers exactly the record of its hostname.
+
+:func:`assign` is pure (table- and property-tested). :class:`BindingBook` adds what a pure function
+cannot know: the bindings this process wrote and its cache has not shown yet (client-go's
+"expectations"), and one lock per source so two reconciles never hand one node to two records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from vpsie_autoscaler.api.vpsienode import VPSieNode, VPSieNodeSpec
+from vpsie_autoscaler.vpsie.provider import Instance, NodeSource, VMSource
+
+
+def source_key(node_group: str, managed: Mapping[str, object] | None) -> str:
+    """One string per VPSie source: records with the same key compete for the same instances."""
+    if managed:
+        group = managed.get("nodeGroupId") or managed.get("nodeGroupName") or ""
+        return f"managed/{managed.get('clusterIdentifier', '')}/{group}"
+    return f"vm/{node_group}"
+
+
+def source_key_of_spec(spec: VPSieNodeSpec) -> str:
+    managed = spec.managed.to_k8s() if spec.managed is not None else None
+    return source_key(spec.node_group, managed)
+
+
+def source_key_of_object(obj: Mapping[str, object]) -> list[str]:
+    """Index function over raw VPSieNodes (no model parsing on every cache event)."""
+    spec = obj.get("spec")
+    if not isinstance(spec, Mapping):
+        return []
+    managed = spec.get("managed")
+    return [source_key(str(spec.get("nodeGroup", "")), managed if isinstance(managed, Mapping) else None)]
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A record whose launch was sent (or written ahead) and that no instance answers yet."""
+
+    name: str
+    requested_hostname: str
+    sent_at: datetime
+    baseline: frozenset[str]
+
+
+def instance_key(instance: Instance) -> str:
+    """How a binding names an instance: the lower-cased VPSie hostname (unique in a cluster or account)."""
+    return instance.hostname.lower()
+
+
+def bound_key(vn: VPSieNode) -> str | None:
+    """The instance a record owns (lower-cased VPSie hostname), if bound. A record written before
+    launch records existed owns the instance of its Node (the Node name is the lower-cased hostname)."""
+    launch = vn.status.launch
+    if launch is not None and launch.bound_hostname:
+        return launch.bound_hostname.lower()
+    if vn.spec.adopt is not None:
+        return vn.spec.adopt.hostname.lower()
+    if vn.status.node_name:
+        return vn.status.node_name.lower()
+    return None
+
+
+def waiting_of(vn: VPSieNode) -> Waiting | None:
+    """The record as a waiting launch, or None when it sent nothing or is already bound."""
+    launch = vn.status.launch
+    if launch is None or bound_key(vn) is not None:
+        return None
+    return Waiting(
+        name=vn.metadata.name,
+        requested_hostname=launch.requested_hostname.lower(),
+        sent_at=launch.sent_at,
+        baseline=frozenset(h.lower() for h in launch.baseline),
+    )
+
+
+def _age(instance: Instance) -> tuple[bool, datetime, int, str]:
+    created = instance.created_at
+    return (created is None, created or datetime.min, instance.numeric_id or 0, instance.hostname.lower())
+
+
+def assign(
+    source: NodeSource, waiting: Iterable[Waiting], instances: Iterable[Instance], bound: Iterable[str]
+) -> dict[str, Instance]:
+    """Record name → the instance that answers its launch (see the module docstring).
+
+    ``bound`` are the instance keys records already own. VMs: by requested hostname. Managed nodes:
+    oldest waiting launch first, each takes the oldest instance that is neither owned nor in its
+    baseline.
+    """
+    owned = set(bound)
+    free = sorted((i for i in instances if instance_key(i) not in owned), key=_age)
+    result: dict[str, Instance] = {}
+    queue = sorted(waiting, key=lambda w: (w.sent_at, w.name))
+    if isinstance(source, VMSource):
+        by_name = {instance_key(i): i for i in free}
+        for w in queue:
+            found = by_name.get(w.requested_hostname)
+            if found is not None:
+                result[w.name] = found
+        return result
+    taken: set[str] = set()
+    for w in queue:
+        for inst in free:
+            key = instance_key(inst)
+            if key not in taken and key not in w.baseline:
+                result[w.name] = inst
+                taken.add(key)
+                break
+    return result
+
+
+def unowned(
+    source: NodeSource, waiting: Iterable[Waiting], instances: Iterable[Instance], bound: Iterable[str]
+) -> list[Instance]:
+    """Instances no record owns and no waiting launch can claim: they get a record by adoption."""
+    instances = list(instances)
+    bound = set(bound)
+    claimed = {instance_key(i) for i in assign(source, waiting, instances, bound).values()}
+    return [i for i in instances if instance_key(i) not in bound and instance_key(i) not in claimed]
+
+
+class BindingBook:
+    """This process's binding writes not yet visible in its cache, and one lock per source."""
+
+    def __init__(self) -> None:
+        self._locks: dict[NodeSource, asyncio.Lock] = {}
+        self._expected: dict[str, str] = {}  # instance key → record name, until the cache shows it
+
+    def lock(self, source: NodeSource) -> asyncio.Lock:
+        return self._locks.setdefault(source, asyncio.Lock())
+
+    def expect(self, key: str, record: str) -> None:
+        self._expected[key] = record
+
+    def view(self, records: Iterable[VPSieNode]) -> tuple[list[Waiting], set[str]]:
+        """Waiting launches and owned instance keys of ``records`` (one source), with our own writes
+        that the cache has not delivered yet applied on top."""
+        waiting: list[Waiting] = []
+        bound: set[str] = set()
+        names = set()
+        for vn in records:
+            names.add(vn.metadata.name)
+            key = bound_key(vn)
+            if key is not None:
+                bound.add(key)
+                if self._expected.get(key) == vn.metadata.name:
+                    del self._expected[key]  # the cache shows our write now
+                continue
+            w = waiting_of(vn)
+            if w is not None:
+                waiting.append(w)
+        pending = {record: key for key, record in self._expected.items() if record in names}
+        bound.update(pending.values())
+        waiting = [w for w in waiting if w.name not in pending]
+        return waiting, bound
+
+    def forget(self, record: str) -> None:
+        for key in [k for k, r in self._expected.items() if r == record]:
+            del self._expected[key]
