@@ -281,9 +281,11 @@ async def test_scale_up_runs_only_on_the_leader(
         await cleanup(kube, group)
 
 
-async def test_empty_nodes_are_drained_within_the_budget_never_below_min(
+async def test_empty_nodes_go_in_bulk_never_below_min(
     k8s_cluster: ClusterHandle, k8s_namespace: str, kube: KubeClient
 ) -> None:
+    """Empty nodes disrupt no pod: they are not paced by the drain budget (cluster-autoscaler's bulk
+    empty deletion), but the group never goes below minNodes."""
     ns, group = k8s_namespace, group_name()
     await make_group(kube, group, ns, minNodes=1, scaleDown={**FAST_DOWN, "disruptionBudget": 1})
     names = [f"{group}-n{i}" for i in range(3)]
@@ -299,37 +301,22 @@ async def test_empty_nodes_are_drained_within_the_budget_never_below_min(
                     if DRAIN_REQUESTED_ANNOTATION in (v["metadata"].get("annotations") or {})
                 )
 
-            async def one_requested() -> bool:
-                return len(await requested()) == 1
+            async def two_requested() -> bool:
+                return len(await requested()) == 2
 
-            await eventually(one_requested, within=WAIT_S, what="a drain request")
-            # The lifecycle controller is not running: the requested node stays, uses the budget,
-            # and no other node is requested however many passes run (no whole-group removal).
+            await eventually(two_requested, within=WAIT_S, what="two drain requests in one pass")
+            # The lifecycle controller is not running: the requested nodes stay, and the last node is
+            # never requested however many passes run (minNodes=1).
             await passes_later(lambda: handles.scaledown.passes)
-            (drained,) = await requested()
-            vn = await kube.get(VPSIENODES, drained)
-            assert vn["metadata"]["annotations"][DRAIN_REASON_ANNOTATION] == "Empty"
-            for name in names:
-                node = await kube.get(NODES, name)
-                if name != drained:
-                    assert UNNEEDED_SINCE_ANNOTATION in node["metadata"]["annotations"]
-            (event,) = await wait_events(kube, CLUSTER_EVENTS_NS, "ScaleDown", drained)
-            assert f"removing empty node {drained} of NodeGroup {group}" in event["note"]
-            await wait_events(kube, CLUSTER_EVENTS_NS, "ScaledDown", group)
-            # Play the lifecycle controller: the drained node goes. One more may go, never below min.
-            await kube.delete(VPSIENODES, drained)
-            await kube.delete(NODES, drained)
-
-            async def two_requested_in_total() -> bool:
-                return len(await requested()) == 1 and drained not in await requested()
-
-            await eventually(two_requested_in_total, within=WAIT_S, what="the second drain request")
-            (second,) = await requested()
-            await kube.delete(VPSIENODES, second)
-            await kube.delete(NODES, second)
-            await passes_later(lambda: handles.scaledown.passes)
-            assert await requested() == []
-            (last,) = [n for n in names if n not in (drained, second)]
+            drained = await requested()
+            assert len(drained) == 2
+            for name in drained:
+                vn = await kube.get(VPSIENODES, name)
+                assert vn["metadata"]["annotations"][DRAIN_REASON_ANNOTATION] == "Empty"
+            (last,) = [n for n in names if n not in drained]
+            assert UNNEEDED_SINCE_ANNOTATION in (await kube.get(NODES, last))["metadata"]["annotations"]
+            (event,) = await wait_events(kube, CLUSTER_EVENTS_NS, "ScaledDown", group)
+            assert "removing 2 empty nodes" in event["note"], event["note"]
 
             async def at_min() -> bool:
                 found = await events(kube, CLUSTER_EVENTS_NS, "ScaleDownBlocked", last)
