@@ -170,6 +170,10 @@ class BindingBook:
         waiting = [w for w in waiting if w.name not in pending]
         return waiting, bound
 
+    def expected_for(self, record: str) -> str | None:
+        """The instance this process bound ``record`` to, while its cache has not shown it yet."""
+        return next((key for key, r in self._expected.items() if r == record), None)
+
     def forget(self, record: str) -> None:
         for key in [k for k, r in self._expected.items() if r == record]:
             del self._expected[key]

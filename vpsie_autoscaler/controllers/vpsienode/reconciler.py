@@ -466,6 +466,11 @@ class VPSieNodeReconciler:
             return obj, next((i for i in listed if instance_key(i) == key), None)
         if st.launch is None:
             return obj, None
+        if self.book.expected_for(vn.metadata.name) is not None:
+            # Bound by this process already; the cache has not caught up. Never bind twice: re-read.
+            raise errors.Conflict(
+                f"VPSieNode {vn.metadata.name}: the cache is behind our binding", status=409
+            )
         async with self.book.lock(source):
             waiting, owned = self.book.view(self._records_of(vn))
             if all(w.name != vn.metadata.name for w in waiting):
