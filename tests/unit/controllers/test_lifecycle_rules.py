@@ -1,12 +1,10 @@
-"""The pure rules of the lifecycle controllers: counting, back-off, surplus choice, naming, claims."""
+"""The pure rules of the lifecycle controllers: counting, back-off, surplus choice, naming, drains."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
 import pytest
 
 from vpsie_autoscaler.api.labels import (
@@ -18,16 +16,14 @@ from vpsie_autoscaler.api.labels import (
 from vpsie_autoscaler.api.nodegroup import BackoffSpec, NodeGroup
 from vpsie_autoscaler.api.types import Taint
 from vpsie_autoscaler.api.vpsienode import VPSieNode
-from vpsie_autoscaler.controllers.garbagecollection.collector import is_ours
+from vpsie_autoscaler.controllers.garbagecollection.collector import OUR_NAMING_SHAPE, our_name_pattern
 from vpsie_autoscaler.controllers.nodegroup import status as s
 from vpsie_autoscaler.controllers.objects import parse_time, rfc3339
-from vpsie_autoscaler.controllers.providers import claim_from_json, claim_to_json, vm_prefix
+from vpsie_autoscaler.controllers.providers import vm_prefix
 from vpsie_autoscaler.controllers.vpsienode.drain import blocks_drain
 from vpsie_autoscaler.controllers.vpsienode.keys import ERROR_CLASS_ANNOTATION
 from vpsie_autoscaler.controllers.vpsienode.nodes import claimed_by_other, join_patch
 from vpsie_autoscaler.controllers.vpsienodes import new_vpsienode
-from vpsie_autoscaler.vpsie.managed import Claim
-from vpsie_autoscaler.vpsie.provider import Instance, InstanceState, ManagedSource, VMSource
 
 T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 
@@ -180,18 +176,7 @@ def test_ready_reason_is_the_one_word_state(kwargs: dict[str, Any], expected: tu
     assert s.ready_state(min_nodes=1, max_nodes=3, **args) == expected
 
 
-# --- naming and ownership -----------------------------------------------------------------------------
-
-
-def vm_instance(hostname: str) -> Instance:
-    src = VMSource(
-        hostname_prefix=vm_prefix("web"),
-        resource_identifier="p",
-        os_identifier="o",
-        dc_identifier="d",
-        project_identifier="x",
-    )
-    return Instance(hostname=hostname, source=src, state=InstanceState.RUNNING)
+# --- naming -----------------------------------------------------------------------------
 
 
 def test_vm_prefix_is_the_new_vpsienode_hostname_minus_its_suffix() -> None:
@@ -212,38 +197,23 @@ def test_vm_prefix_is_the_new_vpsienode_hostname_minus_its_suffix() -> None:
         ("someone-elses-vm", False),
     ],
 )
-def test_only_instances_with_our_naming_are_ours(hostname: str, ours: bool) -> None:
-    assert is_ours("web", vm_instance(hostname)) is ours
+def test_only_hostnames_with_our_naming_match_the_groups_pattern(hostname: str, ours: bool) -> None:
+    """Garbage collection reads tags only of VMs named like a group's nodes (``<group>-<5 [a-z0-9]>``)."""
+    assert (our_name_pattern("web").fullmatch(hostname.lower()) is not None) is ours
 
 
-def test_managed_nodes_are_ours_only_when_we_requested_them() -> None:
-    src = ManagedSource(cluster_identifier="c", group_id=7)
-    vpsie_named = Instance(hostname="k8s-slave-1a2b", source=src, state=InstanceState.RUNNING)
-    assert not is_ours("web", vpsie_named)
-    claimed = Instance(
-        hostname="k8s-slave-1a2b", source=src, state=InstanceState.RUNNING, requested_hostname="web-abc12"
-    )
-    assert is_ours("web", claimed)
-
-
-def test_claims_round_trip_through_their_annotation() -> None:
-    claim = Claim(
-        requested="web-abc12",
-        source=ManagedSource(cluster_identifier="c", group_id=7, group_name="g"),
-        baseline=frozenset({"k8s-slave-0001"}),
-        created=T0,
-        bound="k8s-slave-0002",
-    )
-    assert claim_from_json(claim_to_json(claim)) == claim
-    written_ahead = replace(claim, bound=None, sent=False)
-    assert claim_from_json(claim_to_json(written_ahead)) == written_ahead
-    legacy = orjson.loads(claim_to_json(claim))
-    del legacy["sent"]  # annotations written before the flag existed were written after add-node
-    assert claim_from_json(orjson.dumps(legacy).decode()).sent
-    with pytest.raises(ValueError, match="malformed claim"):
-        claim_from_json('{"requested": "x"}')
-    with pytest.raises(ValueError, match="malformed claim"):
-        claim_from_json("not json")
+@pytest.mark.parametrize(
+    ("hostname", "shaped"),
+    [
+        ("web-abc12", True),
+        ("web-api-abc12", True),
+        ("web-abc1", False),
+        ("-abc12", False),
+        ("webabc12", False),
+    ],
+)
+def test_our_naming_shape_is_any_group_name_and_a_five_character_suffix(hostname: str, shaped: bool) -> None:
+    assert (OUR_NAMING_SHAPE.fullmatch(hostname) is not None) is shaped
 
 
 def test_times_round_trip() -> None:

@@ -1,33 +1,40 @@
-"""The NodeProvider contract for managed node groups and plain VMs, against the simulator."""
+"""The stateless NodeProvider contract for managed node groups and plain VMs, against the simulator.
+
+A provider reads and mutates and remembers nothing: ``launch`` sends one create and reports a typed
+outcome (Done, NotDone, Unknown), ``delete`` targets one instance by identifier, ``list`` reports what
+VPSie has. What the simulator received (its request log) and what it holds (its state) are the
+evidence: a lost answer must be reported Unknown exactly when the mutation did happen.
+"""
 
 from __future__ import annotations
 
-import asyncio
-from dataclasses import replace
-from datetime import timedelta
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from types import MappingProxyType
-from typing import cast
+from typing import Any, cast
 
 import pytest
-from aiohttp.test_utils import TestServer
 
-from tests.unit.vpsie.conftest import make_client
+from tests.support.vpsie import drive, make_client, running_simulator
 from tests.unit.vpsie.test_contract import ADVANCED_PLAN
-from vpsie_autoscaler.runtime.clock import FakeClock, RealClock
+from vpsie_autoscaler.runtime.clock import FakeClock
 from vpsie_autoscaler.vpsie import errors
 from vpsie_autoscaler.vpsie.bootstrap import decode_user_data, parse_kubelet_flags
-from vpsie_autoscaler.vpsie.client import VPSieClient
-from vpsie_autoscaler.vpsie.managed import Claim, ManagedKubernetesProvider, MemoryClaimStore
+from vpsie_autoscaler.vpsie.client import VMCreate, VPSieClient
+from vpsie_autoscaler.vpsie.managed import ManagedKubernetesProvider
 from vpsie_autoscaler.vpsie.models import K8sClusterDetail, K8sNodeGroup
 from vpsie_autoscaler.vpsie.provider import (
     CreateRequest,
+    Instance,
     InstanceState,
     ManagedSource,
+    MutationResult,
     NodeProvider,
+    Outcome,
     Taint,
     VMSource,
 )
-from vpsie_autoscaler.vpsie.sim.app import Simulator
+from vpsie_autoscaler.vpsie.sim.app import LOGIN_PATH, Simulator
 from vpsie_autoscaler.vpsie.sim.config import (
     DEFAULT_CLUSTER,
     DEFAULT_DATACENTER,
@@ -40,6 +47,24 @@ from vpsie_autoscaler.vpsie.vms import VMProvider
 
 BOOT = 5.0
 DELETE = 2.0
+ADD_NODE = "*/add/slave/group/*"
+NODE_DELETE = "*/delete/slave*"
+VM_PATH = "/apps/v2/vm"
+OWNER_TAGS = ("vpsie-autoscaler:cluster=uid-1", "vpsie-autoscaler:nodegroup=web")
+
+
+def vm_source(prefix: str = "web-") -> VMSource:
+    return VMSource(
+        hostname_prefix=prefix,
+        resource_identifier=ADVANCED_PLAN,
+        os_identifier=DEFAULT_OS,
+        dc_identifier=DEFAULT_DATACENTER,
+        project_identifier=DEFAULT_PROJECT,
+        tags=("k8s",),
+    )
+
+
+WEB = vm_source()
 
 
 async def managed_source(client: VPSieClient) -> ManagedSource:
@@ -47,376 +72,279 @@ async def managed_source(client: VPSieClient) -> ManagedSource:
     return ManagedSource(cluster_identifier=DEFAULT_CLUSTER, group_id=group.id, group_name=group.group_name)
 
 
-VM_SOURCE = VMSource(
-    hostname_prefix="asg-general-",
-    resource_identifier=ADVANCED_PLAN,
-    os_identifier=DEFAULT_OS,
-    dc_identifier=DEFAULT_DATACENTER,
-    project_identifier=DEFAULT_PROJECT,
-    tags=("k8s",),
-)
+class Log:
+    """The simulator's request log from a point on (the log in-process is what ``/_sim/requests`` serves)."""
+
+    def __init__(self, sim: Simulator) -> None:
+        self.sim = sim
+        self.start = len(sim.requests)
+
+    def entries(self) -> list[dict[str, Any]]:
+        return [r for r in list(self.sim.requests)[self.start :] if r["path"] != LOGIN_PATH]
+
+    def calls(self) -> list[tuple[str, str]]:
+        return [(str(r["method"]), str(r["path"])) for r in self.entries()]
+
+    def mutations(self) -> list[tuple[str, str]]:
+        return [(m, p) for m, p in self.calls() if m != "GET"]
 
 
-# --- managed ---------------------------------------------------------------------------------------
+def workers(sim: Simulator) -> list[Any]:
+    return [n for n in sim.state.nodes.values() if n.group_id is not None]
 
 
-async def test_managed_create_is_pending_under_the_requested_hostname_then_bound(
-    client: VPSieClient, sim_clock: FakeClock
-) -> None:
-    provider = ManagedKubernetesProvider(client, clock=sim_clock)
-    source = await managed_source(client)
-    await provider.create(CreateRequest(hostname="ng-general-abc12", source=source))
-    pending = await provider.get(source, "NG-GENERAL-ABC12")
-    assert pending is not None
-    assert (pending.state, pending.identifier) == (InstanceState.PENDING, None)
-    await sim_clock.advance(BOOT)
-    instance = await provider.get(source, "ng-general-abc12")
-    assert instance is not None
-    assert instance.state is InstanceState.RUNNING
-    assert instance.hostname.startswith("HEL-Kubernetes-49ab-slave-")
-    assert instance.node_name == instance.hostname.lower()
-    assert instance.requested_hostname == "ng-general-abc12"
-    assert await provider.get(source, instance.node_name) == instance
-    assert [i.hostname for i in await provider.list(source)] == [instance.hostname]
+def all_reduce_calls(sim: Simulator) -> list[dict[str, Any]]:
+    return [r for r in sim.requests if "reduce" in str(r["path"])]
 
 
-async def test_managed_create_is_idempotent_by_hostname(
+def lost(kind: FaultKind, method: str, path: str, **kw: Any) -> FaultSpec:
+    return FaultSpec(kind=kind, method=method, path=path, **kw)
+
+
+# --- managed: launch ---------------------------------------------------------------------------------
+
+
+async def test_managed_launch_is_done_and_the_node_appears_after_boot(
     client: VPSieClient, sim: Simulator, sim_clock: FakeClock
 ) -> None:
-    provider = ManagedKubernetesProvider(client, clock=sim_clock)
+    provider = ManagedKubernetesProvider(client)
     source = await managed_source(client)
-    request = CreateRequest(hostname="ng-general-once1", source=source)
-    await provider.create(request)
-    await provider.create(request)
+    log = Log(sim)
+    result = await provider.launch(CreateRequest(hostname="web-abc12", source=source))
+    assert result == MutationResult(Outcome.DONE)
+    assert result.sent
+    # One add-node and nothing else: no read before the launch, no retry after it.
+    assert [m for m, p in log.calls()] == ["POST"]
+    assert "/add/slave/group/" in log.calls()[0][1]
+    assert await provider.list(source) == []  # VPSie lists a node only once it has booted
     await sim_clock.advance(BOOT)
-    await provider.create(request)
-    assert len(sim.state.nodes) == 2  # the master and one worker
+    [instance] = await provider.list(source)
+    assert instance.state is InstanceState.RUNNING
+    assert instance.hostname.startswith("HEL-Kubernetes-49ab-slave-")  # VPSie names it, not us
+    assert instance.node_name == instance.hostname.lower()
 
 
-async def test_two_creates_bind_to_two_distinct_nodes(client: VPSieClient, sim_clock: FakeClock) -> None:
-    provider = ManagedKubernetesProvider(client, clock=sim_clock)
+@pytest.mark.parametrize(
+    "fault",
+    [
+        lost(FaultKind.REPLY_LOST, "POST", ADD_NODE, lost_as="502"),
+        lost(FaultKind.REPLY_LOST, "POST", ADD_NODE, lost_as="504"),
+        lost(FaultKind.REPLY_LOST, "POST", ADD_NODE, lost_as="504_json"),
+        lost(FaultKind.REPLY_LOST, "POST", ADD_NODE, lost_as="reset"),
+    ],
+    ids=lambda f: f"reply_lost-{f.lost_as}",
+)
+async def test_a_lost_add_node_answer_is_unknown_and_the_node_exists(
+    client: VPSieClient, sim: Simulator, sim_clock: FakeClock, fault: FaultSpec
+) -> None:
+    provider = ManagedKubernetesProvider(client)
     source = await managed_source(client)
-    await provider.create(CreateRequest(hostname="ng-a", source=source))
-    await sim_clock.advance(1)
-    await provider.create(CreateRequest(hostname="ng-b", source=source))
+    sim.faults.add(fault)
+    log = Log(sim)
+    result = await provider.launch(CreateRequest(hostname="web-abc12", source=source))
+    assert result.outcome is Outcome.UNKNOWN
+    assert result.sent
+    assert result.error is not None
+    assert len(log.mutations()) == 1  # never asked twice
+    assert len(workers(sim)) == 1  # VPSie did add the node
     await sim_clock.advance(BOOT)
-    a, b = await provider.get(source, "ng-a"), await provider.get(source, "ng-b")
-    assert a is not None
-    assert b is not None
-    assert a.hostname != b.hostname
-    assert {a.state, b.state} == {InstanceState.RUNNING}
+    assert len(await provider.list(source)) == 1
 
 
-async def test_managed_delete_removes_the_node_and_a_second_delete_succeeds(
+@asynccontextmanager
+async def short_timeout_client(
+    config: SimConfig, sim_clock: FakeClock
+) -> AsyncIterator[tuple[Simulator, VPSieClient, FakeClock]]:
+    """A simulator and a client that gives up after 0.2 s (a late answer parks on the sim's clock)."""
+    client_clock = FakeClock()
+    async with running_simulator(config, clock=sim_clock) as (sim, url):
+        try:
+            async with make_client(url, client_clock, request_timeout=0.2) as client:
+                yield sim, client, client_clock
+        finally:
+            await sim_clock.advance(3600)  # release the late answers so the server can stop
+
+
+async def test_a_late_add_node_answer_is_unknown_and_the_node_exists(
+    sim_config: SimConfig, sim_clock: FakeClock
+) -> None:
+    async with short_timeout_client(sim_config, sim_clock) as (sim, client, _):
+        provider = ManagedKubernetesProvider(client)
+        source = await managed_source(client)
+        sim.faults.add(lost(FaultKind.LATE_REPLY, "POST", ADD_NODE, seconds=60))
+        log = Log(sim)
+        result = await provider.launch(CreateRequest(hostname="web-abc12", source=source))
+        assert result.outcome is Outcome.UNKNOWN
+        assert isinstance(result.error, errors.VPSieTimeout)
+        assert len(workers(sim)) == 1
+        assert len(log.mutations()) <= 1  # the request was sent once (logged once it is answered)
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        FaultSpec(kind=FaultKind.ERROR, method="POST", path=ADD_NODE, status=422, message="Invalid group"),
+        FaultSpec(kind=FaultKind.ERROR, method="POST", path=ADD_NODE, status=400),
+        FaultSpec(kind=FaultKind.ERROR_200, method="POST", path=ADD_NODE, message="Resource is locked"),
+        FaultSpec(kind=FaultKind.RATE_LIMIT, method="POST", path=ADD_NODE, retry_after=5),
+    ],
+    ids=["error-422", "error-400", "error_200", "rate_limit"],
+)
+async def test_a_refused_add_node_is_not_done_and_adds_nothing(
+    client: VPSieClient, sim: Simulator, sim_clock: FakeClock, fault: FaultSpec
+) -> None:
+    provider = ManagedKubernetesProvider(client)
+    source = await managed_source(client)
+    sim.faults.add(fault)
+    log = Log(sim)
+    result = await provider.launch(CreateRequest(hostname="web-abc12", source=source))
+    assert result.outcome is Outcome.NOT_DONE
+    assert not result.sent
+    assert result.detail  # says why
+    assert len(log.mutations()) == 1  # refusals are not retried by the provider
+    assert workers(sim) == []
+
+
+async def test_an_add_node_answered_with_a_server_error_counts_as_sent(
+    client: VPSieClient, sim: Simulator
+) -> None:
+    """A 5xx may come from a backend that failed after acting: unknown, never asked again."""
+    provider = ManagedKubernetesProvider(client)
+    source = await managed_source(client)
+    sim.faults.add(FaultSpec(kind=FaultKind.ERROR, method="POST", path=ADD_NODE, status=500))
+    log = Log(sim)
+    result = await provider.launch(CreateRequest(hostname="web-abc12", source=source))
+    assert result.outcome is Outcome.UNKNOWN
+    assert len(log.mutations()) == 1
+
+
+async def test_with_the_circuit_open_a_launch_is_not_done_and_nothing_is_sent(
+    client: VPSieClient, sim: Simulator
+) -> None:
+    provider = ManagedKubernetesProvider(client)
+    source = await managed_source(client)
+    for _ in range(client.config.breaker_failure_threshold):
+        client.breaker.record_failure()
+    log = Log(sim)
+    result = await provider.launch(CreateRequest(hostname="web-abc12", source=source))
+    assert result.outcome is Outcome.NOT_DONE
+    assert isinstance(result.error, errors.CircuitOpen)
+    assert log.calls() == []
+    assert workers(sim) == []
+
+
+# --- managed: delete and list --------------------------------------------------------------------------
+
+
+async def two_running_workers(
+    provider: ManagedKubernetesProvider, source: ManagedSource, sim_clock: FakeClock
+) -> list[Instance]:
+    for name in ("web-aaaaa", "web-bbbbb"):
+        assert (await provider.launch(CreateRequest(hostname=name, source=source))).outcome is Outcome.DONE
+    await sim_clock.advance(BOOT)
+    nodes = await provider.list(source)
+    assert len(nodes) == 2
+    return nodes
+
+
+async def test_managed_delete_removes_exactly_the_given_node_and_never_reduces(
     client: VPSieClient, sim: Simulator, sim_clock: FakeClock, mode: str
 ) -> None:
-    provider = ManagedKubernetesProvider(client, clock=sim_clock)
+    provider = ManagedKubernetesProvider(client)
     source = await managed_source(client)
-    await provider.create(CreateRequest(hostname="ng-del", source=source))
-    await sim_clock.advance(BOOT)
-    instance = await provider.get(source, "ng-del")
-    assert instance is not None
-    assert (instance.identifier is None) == (mode == "strict")  # the SDK node shape has no identifier
-    await provider.delete(instance)
+    first, second = await two_running_workers(provider, source, sim_clock)
+    log = Log(sim)
+    result = await provider.delete(second)
+    if mode == "strict":
+        # The SDK node shape carries no identifier: nothing can be targeted, so nothing is sent
+        # (VPSie choosing a victim with reduce is never an option).
+        assert second.identifier is None
+        assert result.outcome is Outcome.NOT_DONE
+        assert log.mutations() == []
+        assert all_reduce_calls(sim) == []
+        return
+    assert result.outcome is Outcome.DONE
+    [(method, path)] = log.mutations()
+    assert method == "DELETE"
+    assert "reduce" not in path
     await sim_clock.advance(DELETE)
-    assert await provider.list(source) == []
-    assert await provider.get(source, "ng-del") is None
-    await provider.delete(instance)  # gone already: still a success
+    assert [i.hostname for i in await provider.list(source)] == [first.hostname]
+    assert all_reduce_calls(sim) == []
 
 
-async def test_managed_delete_of_a_not_yet_created_node_asks_to_wait(
-    client: VPSieClient, sim_clock: FakeClock
+async def test_deleting_a_managed_node_that_is_already_gone_is_done(
+    client: VPSieClient, sim: Simulator, sim_clock: FakeClock, mode: str
 ) -> None:
-    provider = ManagedKubernetesProvider(client, clock=sim_clock)
+    if mode == "strict":
+        pytest.skip("the SDK node shape has no identifier to delete by")
+    provider = ManagedKubernetesProvider(client)
     source = await managed_source(client)
-    await provider.create(CreateRequest(hostname="ng-early", source=source))
-    pending = await provider.get(source, "ng-early")
-    assert pending is not None
-    with pytest.raises(errors.InstanceNotReady):
-        await provider.delete(pending)
+    _, victim = await two_running_workers(provider, source, sim_clock)
+    assert (await provider.delete(victim)).outcome is Outcome.DONE
+    await sim_clock.advance(DELETE)
+    assert victim.hostname not in {i.hostname for i in await provider.list(source)}
+    assert victim.identifier not in sim.state.nodes  # VPSie no longer knows it
+    log = Log(sim)
+    again = await provider.delete(victim)
+    assert again.outcome is Outcome.DONE
+    assert [m for m, _ in log.mutations()] == ["DELETE"]
+    assert len(await provider.list(source)) == 1
+    assert all_reduce_calls(sim) == []
 
 
-async def test_managed_provider_keeps_groups_apart(
-    client: VPSieClient, sim_clock: FakeClock, mode: str
+async def test_a_lost_managed_delete_answer_is_unknown_and_the_node_goes(
+    client: VPSieClient, client_clock: FakeClock, sim: Simulator, sim_clock: FakeClock, mode: str
 ) -> None:
-    """With several groups, nodes are attributed by group id or size; the bare SDK shape has neither,
-    so in strict mode nothing is attributed and the requests stay pending (never mis-bound)."""
-    provider = ManagedKubernetesProvider(client, clock=sim_clock)
+    if mode == "strict":
+        pytest.skip("the SDK node shape has no identifier to delete by")
+    provider = ManagedKubernetesProvider(client)
+    source = await managed_source(client)
+    keep, victim = await two_running_workers(provider, source, sim_clock)
+    sim.faults.add(lost(FaultKind.REPLY_LOST, "DELETE", NODE_DELETE, lost_as="504"))
+    result = await drive(client_clock, provider.delete(victim))
+    assert result.outcome is Outcome.UNKNOWN
+    await sim_clock.advance(DELETE)
+    assert [i.hostname for i in await provider.list(source)] == [keep.hostname]
+    assert all_reduce_calls(sim) == []
+
+
+async def test_a_managed_node_without_identifier_is_not_deleted(client: VPSieClient, sim: Simulator) -> None:
+    provider = ManagedKubernetesProvider(client)
+    source = await managed_source(client)
+    log = Log(sim)
+    ghost = Instance(hostname="x-slave-0000", source=source, state=InstanceState.RUNNING)
+    result = await provider.delete(ghost)
+    assert result.outcome is Outcome.NOT_DONE
+    assert log.calls() == []
+
+
+async def test_managed_list_keeps_groups_apart(client: VPSieClient, sim_clock: FakeClock, mode: str) -> None:
+    """With several groups a node is attributed by group id or size; the bare SDK shape has neither,
+    so in strict mode no node is attributed to any group (never to the wrong one)."""
+    provider = ManagedKubernetesProvider(client)
     first = await managed_source(client)
     other = await client.create_node_group(DEFAULT_CLUSTER, "ng-highmem", 61)
     assert other is not None
     second = ManagedSource(cluster_identifier=DEFAULT_CLUSTER, group_id=other.id)
-    await provider.create(CreateRequest(hostname="ng-1", source=first))
-    await provider.create(CreateRequest(hostname="ng-2", source=second))
+    await provider.launch(CreateRequest(hostname="web-aaaaa", source=first))
+    await provider.launch(CreateRequest(hostname="big-aaaaa", source=second))
     await sim_clock.advance(BOOT)
-    [one] = await provider.list(first)
-    [two] = await provider.list(second)
+    one, two = await provider.list(first), await provider.list(second)
     if mode == "strict":
-        assert (one.state, one.hostname, two.state, two.hostname) == (
-            InstanceState.PENDING,
-            "ng-1",
-            InstanceState.PENDING,
-            "ng-2",
-        )
+        assert (one, two) == ([], [])
         return
-    assert (one.requested_hostname, one.ram_mb) == ("ng-1", 8192)
-    assert (two.requested_hostname, two.ram_mb) == ("ng-2", 32768)
+    assert [i.ram_mb for i in one] == [8192]
+    assert [i.ram_mb for i in two] == [32768]
+    assert one[0].hostname != two[0].hostname
 
 
-async def test_managed_create_in_an_unknown_group_is_not_found(client: VPSieClient) -> None:
+async def test_managed_owner_tags_are_none(client: VPSieClient, sim_clock: FakeClock) -> None:
     provider = ManagedKubernetesProvider(client)
-    with pytest.raises(errors.NotFound):
-        await provider.create(
-            CreateRequest(hostname="x", source=ManagedSource(cluster_identifier=DEFAULT_CLUSTER, group_id=1))
-        )
-
-
-async def test_providers_refuse_the_other_source_kind(client: VPSieClient) -> None:
-    with pytest.raises(TypeError):
-        await ManagedKubernetesProvider(client).list(VM_SOURCE)
-    with pytest.raises(TypeError):
-        await VMProvider(client).list(ManagedSource(cluster_identifier="c", group_id=1))
-
-
-# --- VMs -------------------------------------------------------------------------------------------
-
-
-async def test_vm_create_pending_then_running_with_labels_and_taints_in_boot_data(
-    client: VPSieClient, sim: Simulator, sim_clock: FakeClock
-) -> None:
-    provider = VMProvider(client)
-    labels = MappingProxyType({"workload": "batch", "autoscaler.vpsie.com/nodegroup": "general"})
-    taints = (
-        Taint(key="dedicated", value="batch", effect="NoSchedule"),
-        Taint(key="spot", effect="NoExecute"),
-    )
-    await provider.create(
-        CreateRequest(hostname="asg-general-7f3k2", source=VM_SOURCE, labels=labels, taints=taints)
-    )
-    pending = await provider.get(VM_SOURCE, "ASG-GENERAL-7F3K2")
-    assert pending is not None
-    assert (pending.state, pending.identifier) == (InstanceState.PENDING, None)
-    await sim_clock.advance(1)
-    creating = await provider.get(VM_SOURCE, "asg-general-7f3k2")
-    assert creating is not None
-    assert creating.state is InstanceState.PENDING
-    assert creating.identifier is not None
-    await sim_clock.advance(BOOT)
-    [running] = await provider.list(VM_SOURCE)
-    assert (running.state, running.cpu, running.ram_mb, running.disk_gb) == (
-        InstanceState.RUNNING,
-        4,
-        8192,
-        160,
-    )
-    [vm] = sim.state.vms.values()
-    got_labels, got_taints = parse_kubelet_flags(decode_user_data(vm.user_data))
-    assert got_labels == dict(labels)
-    assert got_taints == list(taints)
-    assert vm.tags == ["k8s"]
-
-
-async def test_vm_create_is_idempotent_by_hostname(
-    client: VPSieClient, sim: Simulator, sim_clock: FakeClock
-) -> None:
-    provider = VMProvider(client)
-    request = CreateRequest(hostname="asg-general-idem1", source=VM_SOURCE)
-    await provider.create(request)
-    await provider.create(request)  # still pending
-    await sim_clock.advance(BOOT)
-    await provider.create(request)  # running
-    assert len(sim.state.vms) == 1
-
-
-async def test_vm_hostname_must_carry_the_group_prefix(client: VPSieClient) -> None:
-    with pytest.raises(ValueError, match="prefix"):
-        await VMProvider(client).create(CreateRequest(hostname="other-1", source=VM_SOURCE))
-
-
-async def test_vm_list_only_shows_the_groups_vms(client: VPSieClient, sim_clock: FakeClock) -> None:
-    provider = VMProvider(client)
-    other = VMSource(**{**VM_SOURCE.__dict__, "hostname_prefix": "asg-gpu-"})
-    await provider.create(CreateRequest(hostname="asg-general-1", source=VM_SOURCE))
-    await provider.create(CreateRequest(hostname="asg-gpu-1", source=other))
-    await sim_clock.advance(BOOT)
-    assert [i.hostname for i in await provider.list(VM_SOURCE)] == ["asg-general-1"]
-
-
-async def test_vm_delete_and_delete_again(client: VPSieClient, sim_clock: FakeClock) -> None:
-    provider = VMProvider(client, delete_password="pw")
-    await provider.create(CreateRequest(hostname="asg-general-del", source=VM_SOURCE))
-    await sim_clock.advance(BOOT)
-    instance = await provider.get(VM_SOURCE, "asg-general-del")
-    assert instance is not None
-    await provider.delete(instance)
-    await sim_clock.advance(DELETE)
-    assert await provider.list(VM_SOURCE) == []
-    await provider.delete(instance)
-
-
-async def test_vm_delete_while_pending_asks_to_wait(client: VPSieClient) -> None:
-    provider = VMProvider(client)
-    await provider.create(CreateRequest(hostname="asg-general-early", source=VM_SOURCE))
-    pending = await provider.get(VM_SOURCE, "asg-general-early")
-    assert pending is not None
-    with pytest.raises(errors.InstanceNotReady):
-        await provider.delete(pending)
-
-
-async def test_stopped_vm_is_reported_stopped(client: VPSieClient, sim_clock: FakeClock) -> None:
-    provider = VMProvider(client)
-    await provider.create(CreateRequest(hostname="asg-general-stop", source=VM_SOURCE))
-    await sim_clock.advance(BOOT)
-    instance = await provider.get(VM_SOURCE, "asg-general-stop")
-    assert instance is not None
-    assert instance.identifier is not None
-    await client.stop_vm(instance.identifier)
-    stopped = await provider.get(VM_SOURCE, "asg-general-stop")
-    assert stopped is not None
-    assert stopped.state is InstanceState.STOPPED
-
-
-# --- claims: crash safety and abandoned requests -----------------------------------------------------
-
-
-async def test_a_persisted_claim_survives_a_restart_and_prevents_a_second_node(
-    client: VPSieClient, sim: Simulator, sim_clock: FakeClock
-) -> None:
-    store = MemoryClaimStore()  # stands for a store that persists (e.g. in VPSieNode annotations)
     source = await managed_source(client)
-    request = CreateRequest(hostname="ng-crash", source=source)
-    await ManagedKubernetesProvider(client, clock=sim_clock, claims=store).create(request)
-    # The process dies here; a new one starts with the same store before the node appeared.
-    restarted = ManagedKubernetesProvider(client, clock=sim_clock, claims=store)
-    pending = await restarted.get(source, "ng-crash")
-    assert pending is not None
-    assert pending.state is InstanceState.PENDING
-    await restarted.create(request)  # the controller's "create unless found" finds the claim
+    await provider.launch(CreateRequest(hostname="web-aaaaa", source=source))
     await sim_clock.advance(BOOT)
-    instance = await restarted.get(source, "ng-crash")
-    assert instance is not None
-    assert instance.state is InstanceState.RUNNING
-    assert len([n for n in sim.state.nodes.values() if n.group_id]) == 1
-    assert store.claims["ng-crash"].bound == instance.node_name
-
-
-def _in_doubt(store: MemoryClaimStore, hostname: str) -> None:
-    """Turn a stored claim back into the write-ahead record a process leaves when it dies during add-node."""
-    store.claims[hostname] = replace(store.claims[hostname], sent=False, bound=None)
-
-
-async def test_a_claim_whose_add_node_never_happened_is_redone_not_adopted(
-    client: VPSieClient, sim: Simulator, sim_clock: FakeClock
-) -> None:
-    store = MemoryClaimStore()
-    source = await managed_source(client)
-    # The dying leader wrote the claim for ng-lost (the group had no worker yet), then was killed
-    # before add-node left the process.
-    store.claims["ng-lost"] = Claim(
-        requested="ng-lost",
-        source=source,
-        baseline=frozenset(),
-        created=sim_clock.now(),
-        sent=False,
-    )
-    restarted = ManagedKubernetesProvider(client, clock=sim_clock, claims=store)
-    assert await restarted.get(source, "ng-lost") is None  # nothing to adopt: nobody asked VPSie
-    await restarted.create(CreateRequest(hostname="ng-next", source=source))
-    await sim_clock.advance(1)
-    await restarted.create(CreateRequest(hostname="ng-lost", source=source))
-    await sim_clock.advance(BOOT)
-    nxt, lost = await restarted.get(source, "ng-next"), await restarted.get(source, "ng-lost")
-    assert nxt is not None
-    assert lost is not None
-    assert nxt.hostname != lost.hostname  # ng-lost did not take the node asked for ng-next
-    assert {nxt.state, lost.state} == {InstanceState.RUNNING}
-    assert len([n for n in sim.state.nodes.values() if n.group_id]) == 2
-
-
-async def test_a_claim_in_doubt_whose_add_node_reached_vpsie_binds_its_node_without_a_second_call(
-    client: VPSieClient, sim: Simulator, sim_clock: FakeClock
-) -> None:
-    store = MemoryClaimStore()
-    source = await managed_source(client)
-    await ManagedKubernetesProvider(client, clock=sim_clock, claims=store).create(
-        CreateRequest(hostname="ng-sent", source=source)
-    )
-    _in_doubt(store, "ng-sent")  # killed after VPSie took the call, before the answer was recorded
-    await sim_clock.advance(BOOT)
-    restarted = ManagedKubernetesProvider(client, clock=sim_clock, claims=store)
-    await restarted.create(CreateRequest(hostname="ng-sent", source=source))
-    instance = await restarted.get(source, "ng-sent")
-    assert instance is not None
-    assert instance.state is InstanceState.RUNNING
-    assert len([n for n in sim.state.nodes.values() if n.group_id]) == 1
-    assert store.claims["ng-sent"].bound == instance.node_name
-    assert store.claims["ng-sent"].sent
-
-
-async def test_a_node_that_never_appears_is_abandoned_after_the_grace(
-    client: VPSieClient, sim: Simulator, sim_clock: FakeClock
-) -> None:
-    sim.faults.add(FaultSpec(kind=FaultKind.NEVER_BOOT, path="*/add/slave/group/*"))
-    store = MemoryClaimStore()
-    provider = ManagedKubernetesProvider(
-        client, clock=sim_clock, claims=store, abandon_after=timedelta(minutes=30)
-    )
-    source = await managed_source(client)
-    await provider.create(CreateRequest(hostname="ng-ghost", source=source))
-    pending = await provider.get(source, "ng-ghost")
-    assert pending is not None
-    await sim_clock.advance(29 * 60)
-    with pytest.raises(errors.InstanceNotReady):
-        await provider.delete(pending)
-    await sim_clock.advance(2 * 60)
-    await provider.delete(pending)
-    assert await provider.get(source, "ng-ghost") is None
-    assert store.claims == {}
-
-
-async def test_a_failed_add_node_leaves_no_claim(
-    client: VPSieClient, sim: Simulator, sim_clock: FakeClock
-) -> None:
-    sim.faults.add(
-        FaultSpec(kind=FaultKind.ERROR_200, path="*/add/slave/group/*", message="Resource is locked")
-    )
-    provider = ManagedKubernetesProvider(client, clock=sim_clock)
-    source = await managed_source(client)
-    with pytest.raises(errors.BusinessRuleError):
-        await provider.create(CreateRequest(hostname="ng-refused", source=source))
-    assert await provider.get(source, "ng-refused") is None
-
-
-async def test_a_timed_out_add_node_keeps_its_claim(sim_config: SimConfig) -> None:
-    sim = Simulator(sim_config, clock=RealClock(), seed=3)
-    sim.faults.add(FaultSpec(kind=FaultKind.LATENCY, path="*/add/slave/group/*", seconds=1.0))
-    server = TestServer(sim.app(), host="127.0.0.1")
-    await server.start_server()
-    try:
-        async with make_client(server, FakeClock(), request_timeout=0.3) as client:
-            provider = ManagedKubernetesProvider(client)
-            source = await managed_source(client)
-            with pytest.raises(errors.VPSieTimeout):
-                await provider.create(CreateRequest(hostname="ng-unsure", source=source))
-            pending = await provider.get(source, "ng-unsure")
-            assert pending is not None  # outcome unknown: never ask VPSie twice
-            assert pending.state is InstanceState.PENDING
-    finally:
-        await server.close()
-
-
-async def test_a_vm_stuck_in_pending_is_abandoned_after_the_grace(
-    client: VPSieClient, sim: Simulator, sim_clock: FakeClock
-) -> None:
-    sim.faults.add(FaultSpec(kind=FaultKind.NEVER_BOOT, path="/apps/v2/vm", method="POST"))
-    provider = VMProvider(client, clock=sim_clock, abandon_after=timedelta(minutes=30))
-    await provider.create(CreateRequest(hostname="asg-general-ghost", source=VM_SOURCE))
-    pending = await provider.get(VM_SOURCE, "asg-general-ghost")
-    assert pending is not None
-    with pytest.raises(errors.InstanceNotReady):
-        await provider.delete(pending)
-    await sim_clock.advance(31 * 60)
-    await provider.delete(pending)
+    [node] = await provider.list(source)
+    assert await provider.owner_tags(node) is None
 
 
 class ShapeClient:
@@ -424,53 +352,239 @@ class ShapeClient:
 
     def __init__(self, nodes: list[dict[str, object]]) -> None:
         self.nodes = nodes
+        self.group_reads = 0
 
     async def get_k8s_cluster(self, cluster_identifier: str) -> K8sClusterDetail:
         return K8sClusterDetail.model_validate({"identifier": cluster_identifier, "nodes": self.nodes})
 
     async def list_node_groups(self, cluster_identifier: str) -> list[K8sNodeGroup]:
+        self.group_reads += 1
         return [
             K8sNodeGroup(id=1, group_name="small", cpu=2, ram=4096, ssd=80),
             K8sNodeGroup(id=2, group_name="big", cpu=8, ram=16384, ssd=320),
         ]
 
 
-async def test_without_group_ids_nodes_are_attributed_by_size() -> None:
-    """AS node shape: sizes but no group. One group per size makes the size a group key."""
-    nodes: list[dict[str, object]] = [
-        {"identifier": "a", "hostname": "c-slave-aaaa", "role": "slave", "cpu": 2, "ram": 4096, "disk": 80},
-        {
-            "identifier": "b",
-            "hostname": "c-slave-bbbb",
-            "role": "slave",
-            "cpu": "8",
-            "ram": 16384,
-            "disk": 320,
-        },
-        {"identifier": "m", "hostname": "c-master", "role": "master", "cpu": 2, "ram": 4096, "disk": 80},
-    ]
-    provider = ManagedKubernetesProvider(cast(VPSieClient, ShapeClient(nodes)))
+SIZED_NODES: list[dict[str, object]] = [
+    {"identifier": "a", "hostname": "c-slave-aaaa", "role": "slave", "cpu": 2, "ram": 4096, "disk": 80},
+    {"identifier": "b", "hostname": "c-slave-bbbb", "role": "slave", "cpu": "8", "ram": 16384, "disk": 320},
+    {"identifier": "m", "hostname": "c-master", "role": "master", "cpu": 2, "ram": 4096, "disk": 80},
+]
+
+
+async def test_without_group_ids_nodes_are_attributed_by_size_and_groups_are_read_once_a_minute() -> None:
+    now = [0.0]
+    shape = ShapeClient(SIZED_NODES)
+    provider = ManagedKubernetesProvider(cast(VPSieClient, shape), monotonic=lambda: now[0])
     small = await provider.list(ManagedSource(cluster_identifier="c", group_id=1))
     big = await provider.list(ManagedSource(cluster_identifier="c", group_id=2))
     assert [i.hostname for i in small] == ["c-slave-aaaa"]
     assert [i.hostname for i in big] == ["c-slave-bbbb"]
+    assert shape.group_reads == 1
+    now[0] = 61.0
+    await provider.list(ManagedSource(cluster_identifier="c", group_id=1))
+    assert shape.group_reads == 2
 
 
-async def test_concurrent_creates_of_one_hostname_ask_vpsie_once(
+async def test_listing_a_group_that_does_not_exist_is_not_found() -> None:
+    provider = ManagedKubernetesProvider(cast(VPSieClient, ShapeClient(SIZED_NODES)))
+    with pytest.raises(errors.NotFound):
+        await provider.list(ManagedSource(cluster_identifier="c", group_id=99))
+
+
+async def test_providers_refuse_the_other_source_kind(client: VPSieClient) -> None:
+    with pytest.raises(TypeError):
+        await ManagedKubernetesProvider(client).list(WEB)
+    with pytest.raises(TypeError):
+        await VMProvider(client).list(ManagedSource(cluster_identifier="c", group_id=1))
+
+
+# --- VMs ----------------------------------------------------------------------------------------------
+
+
+async def test_vm_launch_sends_hostname_ownership_tags_labels_and_taints(
     client: VPSieClient, sim: Simulator, sim_clock: FakeClock
 ) -> None:
-    managed = ManagedKubernetesProvider(client, clock=sim_clock)
-    vms = VMProvider(client)
-    source = await managed_source(client)
-    same_node = CreateRequest(hostname="ng-race", source=source)
-    same_vm = CreateRequest(hostname="asg-general-race", source=VM_SOURCE)
-    await asyncio.gather(
-        *(managed.create(same_node) for _ in range(5)), *(vms.create(same_vm) for _ in range(5))
+    provider = VMProvider(client)
+    labels = MappingProxyType({"pool": "web"})
+    taints = (Taint(key="dedicated", value="web", effect="NoSchedule"),)
+    log = Log(sim)
+    result = await provider.launch(
+        CreateRequest(hostname="web-7f3k2", source=WEB, labels=labels, taints=taints, tags=OWNER_TAGS)
     )
-    assert len([r for r in sim.requests if "/add/slave/" in str(r["path"])]) == 1
-    assert len([r for r in sim.requests if r["path"] == "/apps/v2/vm" and r["method"] == "POST"]) == 1
+    assert result.outcome is Outcome.DONE
+    assert log.calls() == [("POST", VM_PATH)]  # nothing read first, sent once
+    [pending] = await provider.list(WEB)
+    assert (pending.hostname, pending.state, pending.identifier) == ("web-7f3k2", InstanceState.PENDING, None)
+    await sim_clock.advance(BOOT)
+    [running] = await provider.list(WEB)
+    assert running.state is InstanceState.RUNNING
+    assert running.identifier is not None
+    assert sorted(await client.get_vm_tags(running.identifier)) == sorted(("k8s", *OWNER_TAGS))
+    assert await provider.owner_tags(running) == frozenset(("k8s", *OWNER_TAGS))
+    [vm] = sim.state.vms.values()
+    assert parse_kubelet_flags(decode_user_data(vm.user_data)) == (dict(labels), list(taints))
+
+
+async def test_a_vm_hostname_must_carry_the_group_prefix(client: VPSieClient, sim: Simulator) -> None:
+    log = Log(sim)
+    with pytest.raises(ValueError, match="prefix"):
+        await VMProvider(client).launch(CreateRequest(hostname="db-abc12", source=WEB))
+    assert log.calls() == []
+
+
+async def make_vm(client: VPSieClient, hostname: str) -> None:
+    await client.create_vm(
+        VMCreate(
+            resource_identifier=ADVANCED_PLAN,
+            os_identifier=DEFAULT_OS,
+            dc_identifier=DEFAULT_DATACENTER,
+            hostname=hostname,
+            project_identifier=DEFAULT_PROJECT,
+        )
+    )
+
+
+async def test_vm_list_shows_only_vms_named_exactly_prefix_and_five_characters(
+    client: VPSieClient, sim_clock: FakeClock
+) -> None:
+    provider = VMProvider(client)
+    await provider.launch(CreateRequest(hostname="web-abc12", source=WEB))
+    await provider.launch(CreateRequest(hostname="web-api-xyz98", source=vm_source("web-api-")))
+    for name in ("web-foo", "web-abc123", "web-ab_12", "myweb-abc12"):
+        await make_vm(client, name)
+    await provider.launch(CreateRequest(hostname="WEB-QQQQ1", source=WEB))  # VPSie keeps the case
+    listed_pending = {i.hostname for i in await provider.list(WEB)}
+    await sim_clock.advance(BOOT)
+    listed = {i.hostname for i in await provider.list(WEB)}
+    assert listed == listed_pending == {"web-abc12", "WEB-QQQQ1"}
+    assert {i.hostname for i in await provider.list(vm_source("web-api-"))} == {"web-api-xyz98"}
+
+
+async def test_vm_delete_targets_the_identifier_and_a_second_delete_is_done(
+    client: VPSieClient, sim: Simulator, sim_clock: FakeClock
+) -> None:
+    provider = VMProvider(client)
+    for name in ("web-aaaaa", "web-bbbbb"):
+        await provider.launch(CreateRequest(hostname=name, source=WEB))
+    await sim_clock.advance(BOOT)
+    by_name = {i.hostname: i for i in await provider.list(WEB)}
+    victim = by_name["web-bbbbb"]
+    log = Log(sim)
+    assert (await provider.delete(victim)).outcome is Outcome.DONE
+    assert log.mutations() == [("DELETE", VM_PATH)]
+    await sim_clock.advance(DELETE)
+    assert [i.hostname for i in await provider.list(WEB)] == ["web-aaaaa"]
+    assert (await provider.delete(victim)).outcome is Outcome.DONE
+
+
+async def test_a_pending_vm_is_not_deleted(client: VPSieClient, sim: Simulator) -> None:
+    provider = VMProvider(client)
+    await provider.launch(CreateRequest(hostname="web-early", source=WEB))
+    [pending] = await provider.list(WEB)
+    assert pending.identifier is None
+    log = Log(sim)
+    result = await provider.delete(pending)
+    assert result.outcome is Outcome.NOT_DONE
+    assert isinstance(result.error, errors.InstanceNotReady)
+    assert log.mutations() == []
+    assert await provider.owner_tags(pending) is None
+
+
+@pytest.mark.parametrize("lost_as", ["502", "504", "reset"])
+async def test_a_lost_vm_create_answer_is_unknown_and_the_vm_exists(
+    client: VPSieClient, sim: Simulator, sim_clock: FakeClock, lost_as: str
+) -> None:
+    provider = VMProvider(client)
+    sim.faults.add(FaultSpec(kind=FaultKind.REPLY_LOST, method="POST", path=VM_PATH, lost_as=lost_as))
+    log = Log(sim)
+    result = await provider.launch(CreateRequest(hostname="web-lost1", source=WEB))
+    assert result.outcome is Outcome.UNKNOWN
+    assert log.mutations() == [("POST", VM_PATH)]
+    await sim_clock.advance(BOOT)
+    assert [i.hostname for i in await provider.list(WEB)] == ["web-lost1"]
+
+
+async def test_a_late_vm_create_answer_is_unknown_and_the_vm_exists(
+    sim_config: SimConfig, sim_clock: FakeClock
+) -> None:
+    async with short_timeout_client(sim_config, sim_clock) as (sim, client, _):
+        provider = VMProvider(client)
+        sim.faults.add(FaultSpec(kind=FaultKind.LATE_REPLY, method="POST", path=VM_PATH, seconds=60))
+        result = await provider.launch(CreateRequest(hostname="web-late1", source=WEB))
+        assert result.outcome is Outcome.UNKNOWN
+        assert [vm.hostname for vm in sim.state.vms.values()] == ["web-late1"]
+
+
+async def running_vm(provider: VMProvider, sim_clock: FakeClock, hostname: str) -> Instance:
+    await provider.launch(CreateRequest(hostname=hostname, source=WEB))
+    await sim_clock.advance(BOOT)
+    [vm] = [i for i in await provider.list(WEB) if i.hostname == hostname]
+    assert vm.identifier is not None
+    return vm
+
+
+async def test_a_lost_vm_delete_answer_is_unknown_and_the_vm_goes(
+    client: VPSieClient, client_clock: FakeClock, sim: Simulator, sim_clock: FakeClock
+) -> None:
+    provider = VMProvider(client)
+    vm = await running_vm(provider, sim_clock, "web-gone1")
+    sim.faults.add(FaultSpec(kind=FaultKind.REPLY_LOST, method="DELETE", path=VM_PATH, lost_as="502"))
+    result = await drive(client_clock, provider.delete(vm))
+    assert result.outcome is Outcome.UNKNOWN
+    assert sim.state.vms[vm.identifier or ""].delete_at is not None
+    await sim_clock.advance(DELETE)
+    assert await provider.list(WEB) == []
+
+
+async def test_a_late_vm_delete_answer_is_unknown_and_the_vm_goes(
+    sim_config: SimConfig, sim_clock: FakeClock
+) -> None:
+    async with short_timeout_client(sim_config, sim_clock) as (sim, client, client_clock):
+        provider = VMProvider(client)
+        vm = await running_vm(provider, sim_clock, "web-gone2")
+        sim.faults.add(FaultSpec(kind=FaultKind.LATE_REPLY, method="DELETE", path=VM_PATH, seconds=60))
+        result = await drive(client_clock, provider.delete(vm))
+        assert result.outcome is Outcome.UNKNOWN
+        assert sim.state.vms[vm.identifier or ""].delete_at is not None
+
+
+async def test_a_refused_vm_create_is_not_done_and_creates_nothing(
+    client: VPSieClient, sim: Simulator
+) -> None:
+    provider = VMProvider(client)
+    sim.faults.add(FaultSpec(kind=FaultKind.ERROR_200, method="POST", path=VM_PATH, message="Out of stock"))
+    result = await provider.launch(CreateRequest(hostname="web-nope1", source=WEB))
+    assert result.outcome is Outcome.NOT_DONE
+    assert sim.state.vms == {}
+
+
+async def test_a_stopped_vm_is_reported_stopped(client: VPSieClient, sim_clock: FakeClock) -> None:
+    provider = VMProvider(client)
+    vm = await running_vm(provider, sim_clock, "web-stop1")
+    await client.stop_vm(vm.identifier or "")
+    [stopped] = await provider.list(WEB)
+    assert stopped.state is InstanceState.STOPPED
+
+
+async def test_list_account_reports_every_vm_of_the_account(
+    client: VPSieClient, sim_clock: FakeClock
+) -> None:
+    provider = VMProvider(client)
+    await provider.launch(CreateRequest(hostname="web-abc12", source=WEB))
+    await make_vm(client, "someone-elses-vm")
+    await sim_clock.advance(BOOT)
+    listed = await provider.list_account(WEB)
+    assert {i.hostname for i in listed} == {"web-abc12", "someone-elses-vm"}
+    assert all(i.identifier for i in listed)
 
 
 def test_both_providers_satisfy_the_node_provider_protocol(client: VPSieClient) -> None:
     providers: list[NodeProvider] = [ManagedKubernetesProvider(client), VMProvider(client)]  # checked by mypy
-    assert len(providers) == 2
+
+    def methods() -> Iterator[str]:
+        yield from ("launch", "delete", "list", "owner_tags")
+
+    for provider in providers:
+        for name in methods():
+            assert callable(getattr(provider, name))
