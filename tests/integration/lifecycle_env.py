@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fnmatch
 import secrets
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,12 +24,17 @@ from hack.devcluster.nodes import OWNER_LABEL
 from tests.integration.crds import install_crds
 from tests.support.vpsie import API_TOKEN, running_simulator, sim_config
 from tests.support.wait import eventually
-from vpsie_autoscaler.api.labels import NODEGROUP_LABEL
+from vpsie_autoscaler.api.labels import INSTANCE_FINALIZER, NODEGROUP_LABEL
+from vpsie_autoscaler.api.nodegroup import NodeGroup
+from vpsie_autoscaler.api.vpsienode import VPSieNode
 from vpsie_autoscaler.controllers.garbagecollection.collector import GarbageCollector, GCOptions
 from vpsie_autoscaler.controllers.metrics import AutoscalerMetrics, autoscaler_metrics
 from vpsie_autoscaler.controllers.nodegroup.reconciler import NodeGroupOptions, NodeGroupReconciler
-from vpsie_autoscaler.controllers.providers import Providers
+from vpsie_autoscaler.controllers.objects import rfc3339
+from vpsie_autoscaler.controllers.providers import ClusterIdentity, Fence, Providers
+from vpsie_autoscaler.controllers.vpsienode.binding import BindingBook
 from vpsie_autoscaler.controllers.vpsienode.reconciler import LifecycleOptions, VPSieNodeReconciler
+from vpsie_autoscaler.controllers.vpsienodes import creation_body, new_vpsienode
 from vpsie_autoscaler.kube import KubeClient, errors
 from vpsie_autoscaler.kube.resources import EVENTS, NODEGROUPS, NODES, VPSIENODES
 from vpsie_autoscaler.runtime.clock import FakeClock, RealClock
@@ -36,13 +42,19 @@ from vpsie_autoscaler.runtime.controller import Controller, Request
 from vpsie_autoscaler.runtime.events import EventRecorder
 from vpsie_autoscaler.runtime.informer import InformerFactory, SharedInformer
 from vpsie_autoscaler.vpsie.client import VPSieClient, VPSieClientConfig
+from vpsie_autoscaler.vpsie.credentials import Credentials
 from vpsie_autoscaler.vpsie.sim.app import Simulator
 from vpsie_autoscaler.vpsie.sim.config import DEFAULT_DATACENTER, DEFAULT_OS, DEFAULT_PROJECT, Delays
+from vpsie_autoscaler.vpsie.sim.faults import FaultSpec
 from vpsie_autoscaler.vpsie.sim.kube_nodes import connect_bridge
 
 STANDARD_PLAN = "7d0c1b02-9b2a-11ee-8c90-0050569c68dc"  # 2 CPU / 4 GiB in the default catalogue
 WAIT_S = 30.0
-FAST = LifecycleOptions(poll_interval=0.05, resync_interval=0.3, node_lost_grace=30.0)
+CLUSTER_ID = "test-cluster"
+FAST = LifecycleOptions(
+    poll_interval=0.05, resync_interval=0.3, node_lost_grace=30.0, delete_poll_interval=0.5
+)
+NG_RESYNC = 0.3
 GROUP_API = "/apis/autoscaler.vpsie.com/v1alpha1"
 
 
@@ -89,6 +101,13 @@ class Env:
     gc: GarbageCollector
     controllers: list[Controller]
     recorder: EventRecorder
+    registry: CollectorRegistry
+    vpsie: VPSieClient
+    url: str
+    fence: Fence | None
+    options: LifecycleOptions
+    ng_options: NodeGroupOptions
+    reconcile_timeout: float | None
     groups: list[str] = field(default_factory=list)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -104,6 +123,62 @@ class Env:
         """Run the controllers (tests that prepare state first call this later)."""
         if not self.tasks:
             self.tasks = [asyncio.create_task(c.run()) for c in self.controllers]
+
+    async def stop(self) -> None:
+        """Stop the controllers as a dying process would: in-flight reconciles are cut off."""
+        for task in self.tasks:
+            task.cancel()
+        if self.tasks:
+            _done, pending = await asyncio.wait(self.tasks, timeout=0.5)
+            for task in pending:
+                task.cancel()  # cancelled again while draining: the workers are cancelled too
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+        self.tasks = []
+
+    async def restart(self, *, fence: Fence | None = None) -> None:
+        """A new leader: fresh providers, reconcilers and controllers (nothing in memory), same caches."""
+        await self.stop()
+        self.fence = fence or self.fence
+        self.providers = new_providers(self.vpsie, self.kube, self.fence)
+        self.vn, self.ng, self.gc, self.controllers = build_controllers(
+            kube=self.kube,
+            recorder=self.recorder,
+            clock=self.clock,
+            providers=self.providers,
+            metrics=self.metrics,
+            registry=self.registry,
+            vpsienodes=self.vpsienodes,
+            nodes=self.nodes,
+            nodegroups=self.nodegroups,
+            options=self.options,
+            ng_options=self.ng_options,
+            reconcile_timeout=self.reconcile_timeout,
+        )
+        self.start()
+
+    def requests(self, method: str = "*", path: str = "*") -> list[dict[str, Any]]:
+        """The simulator's request log, filtered by method and a path glob."""
+        return [
+            r
+            for r in list(self.sim.requests)
+            if method in ("*", r["method"]) and fnmatch.fnmatchcase(r["path"], path)
+        ]
+
+    def add_fault(self, **spec: Any) -> int:
+        return self.sim.faults.add(FaultSpec(**spec)).id
+
+    def hits(self, fault_id: int) -> int:
+        return next((f.hits for f in self.sim.faults.all() if f.id == fault_id), 0)
+
+    def sample(self, name: str, **labels: str) -> float:
+        """A metric sample of this process's registry (0 when absent)."""
+        return self.registry.get_sample_value(name, labels) or 0.0
+
+    def reconciles(self, controller: str) -> float:
+        return sum(
+            self.sample("controller_runtime_reconcile_total", controller=controller, result=r)
+            for r in ("success", "error", "requeue", "requeue_after")
+        )
 
     def members(self, group: str) -> list[dict[str, Any]]:
         return [o for o in self.vpsienodes.store.list() if (o.get("spec") or {}).get("nodeGroup") == group]
@@ -150,10 +225,75 @@ class Env:
         self.kick(group)
 
 
+def new_providers(vpsie: VPSieClient | None, kube: KubeClient, fence: Fence | None) -> Providers:
+    return Providers(vpsie, identity=ClusterIdentity(kube, CLUSTER_ID), fence=fence)
+
+
+def build_controllers(
+    *,
+    kube: KubeClient,
+    recorder: EventRecorder,
+    clock: FakeClock,
+    providers: Providers,
+    metrics: AutoscalerMetrics,
+    registry: CollectorRegistry,
+    vpsienodes: SharedInformer,
+    nodes: SharedInformer,
+    nodegroups: SharedInformer,
+    options: LifecycleOptions,
+    ng_options: NodeGroupOptions,
+    reconcile_timeout: float | None = None,
+) -> tuple[VPSieNodeReconciler, NodeGroupReconciler, GarbageCollector, list[Controller]]:
+    """The lifecycle controllers as :func:`~vpsie_autoscaler.controllers.lifecycle.setup_lifecycle`
+    wires them (one binding book shared by both reconcilers)."""
+    book = BindingBook()
+    common: dict[str, Any] = {
+        "client": kube,
+        "recorder": recorder,
+        "clock": clock,
+        "providers": providers,
+        "metrics": metrics,
+    }
+    vn = VPSieNodeReconciler(
+        **common, vpsienodes=vpsienodes, nodes=nodes, nodegroups=nodegroups, options=options, book=book
+    )
+    ng = NodeGroupReconciler(
+        **common, nodegroups=nodegroups, vpsienodes=vpsienodes, nodes=nodes, options=ng_options, book=book
+    )
+    gc = GarbageCollector(
+        **common, nodegroups=nodegroups, vpsienodes=vpsienodes, options=GCOptions(dry_run=options.dry_run)
+    )
+    vn_controller = Controller(
+        "vpsienode", vn, workers=4, registry=registry, reconcile_timeout=reconcile_timeout
+    )
+    vn_controller.watch(vpsienodes)
+    vn_controller.watch(nodes, vn.requests_for_node)
+    ng_controller = Controller("nodegroup", ng, workers=2, registry=registry)
+    ng_controller.watch(nodegroups)
+    ng_controller.watch(vpsienodes, ng.requests_for_vpsienode)
+    return vn, ng, gc, [vn_controller, ng_controller]
+
+
+def client_for(url: str, credentials: Credentials | None = None, **overrides: Any) -> VPSieClient:
+    """A VPSie client of the simulator (the static API token unless ``credentials`` say otherwise)."""
+    settings: dict[str, Any] = {
+        "base_url": url,
+        "api_token": API_TOKEN,
+        "rate_limit_per_minute": 600_000,
+        "rate_limit_burst": 10_000,
+    }
+    if credentials is not None:
+        settings.update(
+            api_token=credentials.api_token,
+            client_id=credentials.client_id,
+            client_secret=credentials.client_secret,
+        )
+    settings.update(overrides)
+    return VPSieClient(VPSieClientConfig(**settings), clock=RealClock(), registry=CollectorRegistry())
+
+
 async def _cleanup(env: Env) -> None:
-    for task in env.tasks:
-        task.cancel()
-    await asyncio.gather(*env.tasks, return_exceptions=True)
+    await env.stop()
     for group in env.groups:
         listed = await env.kube.list(VPSIENODES, label_selector=f"{NODEGROUP_LABEL}={group}")
         for obj in listed.get("items") or []:
@@ -175,64 +315,52 @@ async def lifecycle_env(
     delays: Delays | None = None,
     dry_run: bool = False,
     start: bool = True,
+    fence: Fence | None = None,
+    options: dict[str, Any] | None = None,
+    ng_resync: float = NG_RESYNC,
+    client: dict[str, Any] | None = None,
+    unconfigured: bool = False,
+    reconcile_timeout: float | None = None,
     **sim_overrides: Any,
 ) -> AsyncIterator[Env]:
+    """``options`` override :data:`FAST`; ``client`` overrides the VPSie client's configuration;
+    ``unconfigured`` starts the providers without a client (credentials missing at start)."""
     await asyncio.to_thread(install_crds, cluster.client)
     clock = FakeClock(start=datetime.now(UTC))
     config = sim_config(
         delays=delays or Delays(pending_seconds=0, boot_seconds=0, delete_seconds=0), **sim_overrides
     )
+    lifecycle_options = replace(FAST, dry_run=dry_run, **(options or {}))
+    ng_options = NodeGroupOptions(dry_run=dry_run, resync_interval=ng_resync)
     async with (
         running_simulator(config, clock=clock) as (sim, url),
         await KubeClient.connect(str(cluster.kubeconfig)) as kube,
-        VPSieClient(
-            VPSieClientConfig(
-                base_url=url, api_token=API_TOKEN, rate_limit_per_minute=600_000, rate_limit_burst=10_000
-            ),
-            clock=RealClock(),
-            registry=CollectorRegistry(),
-        ) as vpsie,
+        client_for(url, **(client or {})) as vpsie,
         connect_bridge(sim.state, str(cluster.kubeconfig), RealClock()) as bridge,
     ):
         registry = CollectorRegistry()
         informers = InformerFactory(kube, registry=registry)
         recorder = EventRecorder(kube, "vpsie-autoscaler", registry=registry)
         recorder_task = recorder.start()
-        providers = Providers(vpsie, kube, clock=clock)
+        providers = new_providers(None if unconfigured else vpsie, kube, fence)
         metrics = autoscaler_metrics(registry)
         vpsienodes = informers.informer_for(VPSIENODES)
         nodes = informers.informer_for(NODES)
         nodegroups = informers.informer_for(NODEGROUPS)
-        common: dict[str, Any] = {
-            "client": kube,
-            "recorder": recorder,
-            "clock": clock,
-            "providers": providers,
-            "metrics": metrics,
-        }
-        vn = VPSieNodeReconciler(
-            **common,
+        vn, ng, gc, controllers = build_controllers(
+            kube=kube,
+            recorder=recorder,
+            clock=clock,
+            providers=providers,
+            metrics=metrics,
+            registry=registry,
             vpsienodes=vpsienodes,
             nodes=nodes,
             nodegroups=nodegroups,
-            options=LifecycleOptions(**{**FAST.__dict__, "dry_run": dry_run}),
+            options=lifecycle_options,
+            ng_options=ng_options,
+            reconcile_timeout=reconcile_timeout,
         )
-        ng = NodeGroupReconciler(
-            **common,
-            nodegroups=nodegroups,
-            vpsienodes=vpsienodes,
-            nodes=nodes,
-            options=NodeGroupOptions(dry_run=dry_run, resync_interval=0.3),
-        )
-        gc = GarbageCollector(
-            **common, nodegroups=nodegroups, vpsienodes=vpsienodes, options=GCOptions(dry_run=dry_run)
-        )
-        vn_controller = Controller("vpsienode", vn, workers=4, registry=registry)
-        vn_controller.watch(vpsienodes)
-        vn_controller.watch(nodes, vn.requests_for_node)
-        ng_controller = Controller("nodegroup", ng, workers=2, registry=registry)
-        ng_controller.watch(nodegroups)
-        ng_controller.watch(vpsienodes, ng.requests_for_vpsienode)
         informers.start()
         assert await informers.wait_for_cache_sync(WAIT_S)
         bridge_task = asyncio.create_task(bridge.run())
@@ -251,8 +379,15 @@ async def lifecycle_env(
             vn,
             ng,
             gc,
-            [vn_controller, ng_controller],
+            controllers,
             recorder,
+            registry,
+            vpsie,
+            url,
+            fence,
+            lifecycle_options,
+            ng_options,
+            reconcile_timeout,
         )
         if start:
             env.start()
@@ -266,3 +401,72 @@ async def lifecycle_env(
             await recorder.stop()
             recorder_task.cancel()
             await asyncio.gather(recorder_task, return_exceptions=True)
+
+
+# --- helpers shared by the lifecycle tests ------------------------------------------------------------
+
+
+def phase(env: Env, name: str) -> str | None:
+    obj = env.vpsienodes.store.get(name) or {}
+    return (obj.get("status") or {}).get("phase")
+
+
+def launch_of(env: Env, name: str) -> dict[str, Any]:
+    obj = env.vpsienodes.store.get(name) or {}
+    return dict((obj.get("status") or {}).get("launch") or {})
+
+
+def group_nodes(env: Env, group_id: int) -> list[str]:
+    """Every node of a simulated managed group, booting ones included (not those being deleted)."""
+    return [
+        n.hostname for n in env.sim.state.nodes.values() if n.group_id == group_id and n.delete_at is None
+    ]
+
+
+async def ready_members(env: Env, group: str, count: int) -> list[dict[str, Any]]:
+    def ok() -> bool:
+        members = [m for m in env.members(group) if (m.get("status") or {}).get("phase") == "Ready"]
+        return len(members) == count and env.group_status(group).get("readyNodes") == count
+
+    await eventually(ok, within=WAIT_S, what=f"{count} Ready node(s) in {group}")
+    return env.members(group)
+
+
+async def create_managed_group(env: Env, base: str, **spec: Any) -> tuple[str, int]:
+    """A NodeGroup on the simulator's managed node group (its nodes get kwok-labelled for the namespace);
+    returns the NodeGroup's name and the VPSie group id."""
+    [sim_group] = env.sim.state.groups.values()
+    env.sim.state.set_group_template(sim_group.id, {OWNER_LABEL: env.ns}, [])
+    group = env.name(base)
+    body = vm_group(group, env.ns, **spec)
+    body["spec"].pop("vm")
+    body["spec"]["managed"] = {
+        "clusterIdentifier": next(iter(env.sim.state.clusters)),
+        "nodeGroupName": sim_group.name,
+        "sizeId": sim_group.size,
+    }
+    await env.kube.create(NODEGROUPS, body)
+    await eventually(lambda: env.nodegroups.store.get(group) is not None, within=WAIT_S, what="group cached")
+    return group, sim_group.id
+
+
+async def create_record(env: Env, group: str) -> VPSieNode:
+    """A VPSieNode as a previous leader left it: created, finalizer set, status not yet written."""
+    vn = new_vpsienode(NodeGroup.from_k8s(env.nodegroups.store.get(group) or {}))
+    body = creation_body(vn)
+    await env.kube.create(
+        VPSIENODES, body | {"metadata": {**body["metadata"], "finalizers": [INSTANCE_FINALIZER]}}
+    )
+    return vn
+
+
+async def write_launch(env: Env, name: str, requested: str, baseline: list[str] | None = None) -> None:
+    """The launch record as a previous leader wrote it right before its create call (write-ahead)."""
+    now = rfc3339(env.clock.now())
+    status = {
+        "phase": "Provisioning",
+        "phaseTimestamps": {"Pending": now, "Provisioning": now},
+        "launch": {"requestedHostname": requested, "sentAt": now, "baseline": baseline or []},
+    }
+    await env.kube.merge_patch(VPSIENODES, name, {"status": status}, subresource="status")
+    await eventually(lambda: bool(launch_of(env, name)), within=WAIT_S, what="launch record cached")

@@ -6,14 +6,22 @@ Each test names the seed-system trap it proves we do not repeat (``/work/shared/
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from prometheus_client import CollectorRegistry
 
 from hack.devcluster.cluster import ClusterHandle
 from hack.devcluster.nodes import OWNER_LABEL, make_kwok_node
-from tests.integration.lifecycle_env import WAIT_S, Env, lifecycle_env, vm_group
+from tests.integration.lifecycle_env import (
+    CLUSTER_ID,
+    WAIT_S,
+    create_record,
+    group_nodes,
+    lifecycle_env,
+    phase,
+    ready_members,
+    vm_group,
+    write_launch,
+)
 from tests.support.wait import eventually
 from tests.unit.vpsie.test_contract import vm_request
 from vpsie_autoscaler.api.labels import (
@@ -26,17 +34,14 @@ from vpsie_autoscaler.api.labels import (
     VPSIENODE_LABEL,
 )
 from vpsie_autoscaler.api.nodegroup import NodeGroup
-from vpsie_autoscaler.api.vpsienode import VPSieNode
 from vpsie_autoscaler.controllers.metrics import autoscaler_metrics
 from vpsie_autoscaler.controllers.nodegroup.reconciler import NodeGroupOptions, NodeGroupReconciler
 from vpsie_autoscaler.controllers.objects import rfc3339
-from vpsie_autoscaler.controllers.providers import CLAIM_ANNOTATION, Providers, VPSieNodeClaimStore
+from vpsie_autoscaler.controllers.providers import ownership_tags
 from vpsie_autoscaler.controllers.vpsienode.keys import ERROR_CLASS_ANNOTATION
 from vpsie_autoscaler.controllers.vpsienodes import creation_body, new_vpsienode
 from vpsie_autoscaler.kube.resources import NODEGROUPS, NODES, PDBS, PODS, VPSIENODES
 from vpsie_autoscaler.runtime.controller import Request
-from vpsie_autoscaler.vpsie.managed import Claim
-from vpsie_autoscaler.vpsie.provider import CreateRequest, ManagedSource
 from vpsie_autoscaler.vpsie.sim.config import Delays
 from vpsie_autoscaler.vpsie.sim.faults import FaultKind, FaultSpec
 
@@ -44,25 +49,6 @@ pytestmark = [pytest.mark.cluster, pytest.mark.timeout(180)]
 
 QUOTA_MESSAGE = "Worker nodes count exceeds the allowed limit"
 OUT_OF_STOCK_MESSAGE = "Size is out of stock"  # a VPSie business-rule refusal: plan_unavailable
-
-
-def group_nodes(env: Env, group_id: int) -> list[str]:
-    """Every node of a simulated managed group, booting ones included."""
-    return [n.hostname for n in env.sim.state.nodes.values() if n.group_id == group_id]
-
-
-def phase(env: Env, name: str) -> str | None:
-    obj = env.vpsienodes.store.get(name) or {}
-    return (obj.get("status") or {}).get("phase")
-
-
-async def ready_members(env: Env, group: str, count: int) -> list[dict[str, Any]]:
-    def ok() -> bool:
-        members = [m for m in env.members(group) if (m.get("status") or {}).get("phase") == "Ready"]
-        return len(members) == count and env.group_status(group).get("readyNodes") == count
-
-    await eventually(ok, within=WAIT_S, what=f"{count} Ready node(s) in {group}")
-    return env.members(group)
 
 
 async def test_min_nodes_gets_a_ready_node_with_the_group_labels_and_taints(
@@ -324,25 +310,32 @@ async def test_a_quota_refusal_fails_at_once_and_backs_off_for_the_maximum(
         assert st["backoffUntil"] > failed_at  # 15 minutes later: the maximum at once
 
 
-async def test_an_instance_found_by_hostname_is_adopted_not_created_twice(
+async def test_a_vm_launch_recorded_by_a_dead_leader_is_bound_not_created_again(
     k8s_cluster: ClusterHandle, k8s_namespace: str
 ) -> None:
-    """A previous leader crashed after VPSie accepted the create, before it wrote any status."""
-    async with lifecycle_env(k8s_cluster, k8s_namespace) as env:
+    """A previous leader wrote the launch record and VPSie created the VM; it died before binding it.
+
+    The new leader never creates a second VM (the record counts as sent): it binds the VM by hostname.
+    """
+    async with lifecycle_env(k8s_cluster, k8s_namespace, start=False) as env:
         group = env.name("adopt")
         await env.create_group(group)
         await eventually(
             lambda: env.nodegroups.store.get(group) is not None, within=WAIT_S, what="group cached"
         )
-        ng = NodeGroup.from_k8s(env.nodegroups.store.get(group) or {})
-        vn = new_vpsienode(ng)
-        env.sim.state.create_vm(vm_request(vn.spec.hostname).body("pid"))
-        await env.kube.create(VPSIENODES, creation_body(vn))
-        await env.wait_event(vn.metadata.name, "Adopted")
+        vn = await create_record(env, group)
+        await write_launch(env, vn.metadata.name, vn.spec.hostname)
+        tags = ownership_tags(CLUSTER_ID, group)
+        env.sim.state.create_vm(vm_request(vn.spec.hostname, tags=tags).body("pid"))
+        env.start()
         await eventually(
-            lambda: phase(env, vn.metadata.name) == "Ready", within=WAIT_S, what="adopted node Ready"
+            lambda: phase(env, vn.metadata.name) == "Ready", within=WAIT_S, what="bound node Ready"
         )
         assert env.vms(group) == [vn.spec.hostname]
+        assert env.requests("POST", "/apps/v2/vm") == []  # never asked again
+        launch = (env.vpsienodes.store.get(vn.metadata.name) or {})["status"]["launch"]
+        assert launch["boundHostname"] == vn.spec.hostname
+        assert not launch.get("adopted")
 
 
 async def test_a_vpsienode_deleted_before_its_instance_appears_leaks_nothing(
@@ -393,28 +386,51 @@ async def test_a_node_labelled_for_another_record_is_never_claimed_twice(
         assert phase(env, vn.metadata.name) != "Ready"
 
 
-async def test_orphans_of_our_naming_are_reported_then_deleted_and_others_never_touched(
+async def test_gc_deletes_only_vms_tagged_for_this_cluster_and_reports_vms_merely_named_like_ours(
     k8s_cluster: ClusterHandle, k8s_namespace: str
 ) -> None:
+    """Seed trap: deleting VMs by name alone (another cluster's group of the same name, a person's VM)."""
     async with lifecycle_env(k8s_cluster, k8s_namespace) as env:
-        group = env.name("gc")
+        group, gone = env.name("gc"), env.name("gcdel")
         await env.create_group(group)
+        await env.create_group(gone)
         await eventually(
-            lambda: env.nodegroups.store.get(group) is not None, within=WAIT_S, what="group cached"
+            lambda: (
+                env.nodegroups.store.get(group) is not None and env.nodegroups.store.get(gone) is not None
+            ),
+            within=WAIT_S,
+            what="groups cached",
         )
-        orphan, foreign = f"{group}-orph1", f"{group}-not-ours"
-        for hostname in (orphan, foreign):
-            env.sim.state.create_vm(vm_request(hostname).body("pid"))
+        assert env.providers.client is not None
+        foreign, orphan, stray = f"{group}-nt0rs", f"{group}-orph1", f"{gone}-orph2"
+        # Straight through the client, as someone else (or a crashed leader of ours) would have.
+        await env.providers.client.create_vm(vm_request(foreign, tags=("team:web",)))
+        await env.providers.client.create_vm(vm_request(orphan, tags=ownership_tags(CLUSTER_ID, group)))
+        await env.providers.client.create_vm(vm_request(stray, tags=ownership_tags(CLUSTER_ID, gone)))
+        # The NodeGroup of the stray VM is deleted (it had no VPSieNode left).
+        await env.kube.delete(NODEGROUPS, gone)
+        await eventually(lambda: env.nodegroups.store.get(gone) is None, within=WAIT_S, what="group gone")
+
         report = await env.gc.collect()
-        assert report.orphans == [orphan]
+        assert sorted(report.orphans) == sorted([orphan, stray])
+        assert report.named_like_ours == [foreign]
         assert report.deleted == []
-        assert env.metrics.orphan_instances._value.get() == 1
+        assert env.metrics.orphan_instances._value.get() == 2
         await env.wait_event(group, "OrphanInstance")
-        await env.clock.advance(601)
+        note = await env.wait_event(group, "NamedLikeOurs")
+        assert foreign in note
+
+        await env.clock.advance(601)  # older than the grace period
         report = await env.gc.collect()
-        assert report.deleted == [orphan]
+        assert sorted(report.deleted) == sorted([orphan, stray])
+        assert report.named_like_ours == [foreign]
         env.sim.state.tick()
         assert env.vms(group) == [foreign]
+        assert env.vms(gone) == []
+        deletes = env.requests("DELETE", "/apps/v2/vm*")
+        assert len(deletes) == 2  # one per tagged orphan, none for the foreign VM
+        [kept] = [v for v in env.sim.state.vms.values() if v.hostname == foreign]
+        assert kept.delete_at is None
 
 
 async def test_deleting_a_group_deletes_its_nodes_then_lets_the_group_go(
@@ -448,100 +464,6 @@ async def test_dry_run_reports_the_decision_and_changes_nothing(
         assert env.vms(group) == []
         ng = await env.kube.get(NODEGROUPS, group)
         assert NODEGROUP_FINALIZER not in (ng["metadata"].get("finalizers") or [])
-
-
-async def managed_group(env: Env, ns: str, name: str) -> tuple[NodeGroup, int]:
-    """A NodeGroup on the simulator's managed node group (nodes get kwok-labelled for ``ns``)."""
-    [sim_group] = env.sim.state.groups.values()
-    env.sim.state.set_group_template(sim_group.id, {OWNER_LABEL: ns}, [])
-    group = env.name(name)
-    body = vm_group(group, ns)
-    body["spec"].pop("vm")
-    body["spec"]["managed"] = {
-        "clusterIdentifier": next(iter(env.sim.state.clusters)),
-        "nodeGroupName": sim_group.name,
-        "sizeId": sim_group.size,
-    }
-    await env.kube.create(NODEGROUPS, body)
-    return NodeGroup.from_k8s(await env.kube.get(NODEGROUPS, group)), sim_group.id
-
-
-async def create_record(env: Env, ng: NodeGroup) -> VPSieNode:
-    """A VPSieNode as the previous leader left it: created, finalizer set, status not yet written."""
-    vn = new_vpsienode(ng)
-    body = creation_body(vn)
-    await env.kube.create(
-        VPSIENODES, body | {"metadata": {**body["metadata"], "finalizers": [INSTANCE_FINALIZER]}}
-    )
-    return vn
-
-
-async def test_managed_claim_survives_a_restart_between_add_node_and_the_node_appearing(
-    k8s_cluster: ClusterHandle, k8s_namespace: str
-) -> None:
-    """Seed trap: a crash mid scale-up leaves a duplicate node (the add-node call has no idempotency)."""
-    slow = Delays(pending_seconds=0, boot_seconds=60, delete_seconds=0)
-    async with lifecycle_env(k8s_cluster, k8s_namespace, delays=slow, start=False) as env:
-        ng, sim_group_id = await managed_group(env, k8s_namespace, "mng")
-        group = ng.metadata.name
-        vn = await create_record(env, ng)
-        # The "previous leader": its own providers send add-node (the claim is written first), then it dies.
-        before = Providers(env.providers.client, env.kube, clock=env.clock)
-        source = await before.source_of(vn)
-        await before.provider_for(source).create(CreateRequest(hostname=vn.spec.hostname, source=source))
-        assert len(group_nodes(env, sim_group_id)) == 1
-        # The new leader starts with fresh providers (claims loaded from the VPSieNodes) and resumes.
-        env.start()
-        await eventually(
-            lambda: phase(env, vn.metadata.name) == "Provisioning", within=WAIT_S, what="resumed"
-        )
-        await env.advance(61, group)
-        await eventually(
-            lambda: phase(env, vn.metadata.name) == "Ready", within=WAIT_S, what="bound node Ready"
-        )
-        assert len(group_nodes(env, sim_group_id)) == 1
-        obj = env.vpsienodes.store.get(vn.metadata.name) or {}
-        assert obj["status"]["nodeName"] != vn.spec.hostname  # VPSie named it; the claim bound it
-
-
-async def test_a_claim_written_by_a_leader_killed_before_add_node_is_redone_not_adopted(
-    k8s_cluster: ClusterHandle, k8s_namespace: str
-) -> None:
-    """Seed trap: a crash mid scale-up leaves a record without a node (or two records on one node).
-
-    The previous leader wrote the claim of ``lost`` into its VPSieNode (write-ahead) and was killed
-    before add-node left the process; ``next`` was still Pending. The new leader must ask VPSie for
-    ``lost`` again, not adopt a node nobody asked for and then take the node requested for ``next``.
-    """
-    slow = Delays(pending_seconds=0, boot_seconds=60, delete_seconds=0)
-    async with lifecycle_env(k8s_cluster, k8s_namespace, delays=slow, start=False) as env:
-        ng, sim_group_id = await managed_group(env, k8s_namespace, "doubt")
-        group = ng.metadata.name
-        lost, nxt = await create_record(env, ng), await create_record(env, ng)
-        # The previous leader's providers, not the new leader's (whose claims load when it starts).
-        source = await Providers(env.providers.client, env.kube, clock=env.clock).source_of(lost)
-        assert isinstance(source, ManagedSource)
-        await VPSieNodeClaimStore(env.kube).put(
-            Claim(
-                requested=lost.spec.hostname,
-                source=source,
-                baseline=frozenset(),
-                created=env.clock.now(),
-                sent=False,
-            )
-        )
-        env.start()
-        names = (lost.metadata.name, nxt.metadata.name)
-        await eventually(
-            lambda: all(phase(env, n) == "Provisioning" for n in names), within=WAIT_S, what="both launched"
-        )
-        await env.advance(61, group)
-        await eventually(
-            lambda: all(phase(env, n) == "Ready" for n in names), within=WAIT_S, what="both Ready"
-        )
-        assert len(group_nodes(env, sim_group_id)) == 2  # one node each: no duplicate, none missing
-        node_names = {(env.vpsienodes.store.get(n) or {})["status"]["nodeName"] for n in names}
-        assert node_names == {h.lower() for h in group_nodes(env, sim_group_id)}
 
 
 async def test_dry_run_never_creates_an_instance_for_an_existing_record(
@@ -598,7 +520,8 @@ async def test_a_refused_add_node_of_a_managed_group_fails_at_once_and_backs_off
         failed = [vn for vn in env.members(group) if (vn.get("status") or {}).get("phase") == "Failed"]
         assert failed, "the refused record is Failed"
         assert failed[0]["metadata"]["annotations"][ERROR_CLASS_ANNOTATION] == "plan_unavailable"
-        assert CLAIM_ANNOTATION not in failed[0]["metadata"]["annotations"], "no claim left behind"
+        launch = failed[0]["status"]["launch"]  # written ahead of the call, never bound
+        assert not launch.get("boundHostname")
         note = await env.wait_event(failed[0]["metadata"]["name"], "CreateFailed")
         assert OUT_OF_STOCK_MESSAGE in note
         assert group_nodes(env, sim_group.id) == []
