@@ -355,7 +355,10 @@ class VPSieNodeReconciler:
         if DRAIN_REQUESTED_ANNOTATION in vn.metadata.annotations or phase == "Draining":
             return await self._drain(obj, vn, st)
         if phase == "Ready":
-            return await self._ready(obj, vn, st)
+            try:
+                return await self._ready(obj, vn, st)
+            except _Failed as failed:  # NodeLost
+                return await self._fail(obj, vn, st, failed)
         if phase != "Pending" and st.launch is None:
             st.launch = legacy_launch(vn)  # a record from before launch records: written with the next status
         try:
