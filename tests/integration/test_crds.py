@@ -1,5 +1,6 @@
 """The generated CRDs on a real API server: valid objects are accepted and defaulted, invalid ones
-are refused with the CEL rule's message, the spec of a VPSieNode cannot change, and what the API
+are refused with the rule's message (the table in tests/unit/api/nodegroup_cases.py, which the models
+refuse too), the source of a NodeGroup and the spec of a VPSieNode cannot change, and what the API
 server stores parses back into the models."""
 
 from __future__ import annotations
@@ -13,15 +14,17 @@ import pytest
 from hack.devcluster.client import ApiError, KubeClient
 from hack.devcluster.cluster import ClusterHandle
 from tests.integration.crds import install_crds
-from vpsie_autoscaler.api import NodeGroup, NodeGroupSpec, VPSieNode
-from vpsie_autoscaler.api.nodegroup import (
-    MSG_BACKOFF_ORDER,
-    MSG_MIN_LE_MAX,
-    MSG_NAME_LENGTH,
-    MSG_ONE_SOURCE,
-    MSG_ONE_VPSIE_GROUP,
+from tests.unit.api.nodegroup_cases import (
+    ACCEPTED,
+    IMMUTABLE,
+    MUTABLE,
+    REFUSED,
+    Case,
+    Transition,
+    patched,
 )
-from vpsie_autoscaler.api.types import INT_OR_PERCENT_MESSAGE
+from vpsie_autoscaler.api import NodeGroup, NodeGroupSpec, VPSieNode
+from vpsie_autoscaler.api.nodegroup import MSG_NAME_LENGTH, MSG_ONE_SOURCE, update_violations
 from vpsie_autoscaler.api.vpsienode import MSG_PHASE_KEYS, MSG_SPEC_IMMUTABLE
 
 pytestmark = pytest.mark.cluster
@@ -90,44 +93,45 @@ def test_valid_nodegroup_is_accepted_and_defaulted_by_the_server(client: KubeCli
     assert again["spec"]["scaleUp"]["enabled"] is False
 
 
-@pytest.mark.parametrize(
-    ("spec", "message"),
-    [
-        ({"minNodes": 5, "maxNodes": 2}, MSG_MIN_LE_MAX),
-        ({"managed": MANAGED}, MSG_ONE_SOURCE),
-        ({"vm": None}, MSG_ONE_SOURCE),
-        ({"vm": None, "managed": {**MANAGED, "nodeGroupId": 4}}, MSG_ONE_VPSIE_GROUP),
-        ({"scaleDown": {"unneededTime": "200h"}}, "must be a duration between 0s and 168h"),
-        ({"scaleDown": {"unneededTime": "10 minutes"}}, "should match"),
-        ({"scaleDown": {"disruptionBudget": "150%"}}, INT_OR_PERCENT_MESSAGE),
-        ({"scaleDown": {"disruptionBudget": -2}}, INT_OR_PERCENT_MESSAGE),
-        ({"scaleDown": {"utilizationThreshold": 1.5}}, "should be less than or equal to 1"),
-        ({"provisioning": {"backoff": {"initial": "30m", "max": "5m"}}}, MSG_BACKOFF_ORDER),
-        ({"template": {"taints": [{"key": "a", "effect": "Sometimes"}]}}, "Unsupported value"),
-        ({"template": {"resources": {"cpu": "two"}}}, "should match"),
-    ],
-    ids=[
-        "min-above-max",
-        "two-sources",
-        "no-source",
-        "managed-name-and-id",
-        "duration-out-of-range",
-        "duration-syntax",
-        "budget-percent",
-        "budget-negative",
-        "threshold",
-        "backoff-order",
-        "taint-effect",
-        "quantity",
-    ],
-)
+@pytest.mark.parametrize("case", REFUSED, ids=lambda c: c.id)
 def test_invalid_nodegroups_are_refused_with_a_clear_message(
-    client: KubeClient, name: str, spec: dict[str, Any], message: str
+    client: KubeClient, name: str, case: Case
 ) -> None:
     body = nodegroup(name)
-    body["spec"].update(spec)
-    body["spec"] = {k: v for k, v in body["spec"].items() if v is not None}
-    assert message in refused(client, NG, body)
+    body["spec"] = patched(case.patch)
+    assert case.server in refused(client, NG, body)
+
+
+@pytest.mark.parametrize("case", ACCEPTED, ids=lambda c: c.id)
+def test_edge_cases_are_accepted_and_parse(client: KubeClient, name: str, case: Case) -> None:
+    body = nodegroup(name)
+    body["spec"] = patched(case.patch)
+    created = client.create(NG, body)
+    assert NodeGroup.from_k8s(created).spec == NodeGroupSpec.model_validate(body["spec"])
+
+
+@pytest.mark.parametrize("change", IMMUTABLE, ids=lambda t: t.id)
+def test_the_source_of_an_existing_group_cannot_change(
+    client: KubeClient, name: str, change: Transition
+) -> None:
+    body = nodegroup(name)
+    body["spec"] = change.old
+    created = client.create(NG, body)
+    with pytest.raises(ApiError) as exc:
+        client.request("PUT", f"{NG}/{name}", {**created, "spec": change.new})
+    assert exc.value.status == STATUS_UNPROCESSABLE, exc.value
+    assert change.message in exc.value.message
+    old, new = NodeGroupSpec.model_validate(change.old), NodeGroupSpec.model_validate(change.new)
+    assert update_violations(old, new) == [change.message]
+
+
+@pytest.mark.parametrize("change", MUTABLE, ids=lambda t: t.id)
+def test_the_rest_of_the_source_may_change(client: KubeClient, name: str, change: Transition) -> None:
+    body = nodegroup(name)
+    body["spec"] = change.old
+    created = client.create(NG, body)
+    updated = client.request("PUT", f"{NG}/{name}", {**created, "spec": change.new})
+    assert NodeGroup.from_k8s(updated).spec == NodeGroupSpec.model_validate(change.new)
 
 
 def test_nodegroup_name_must_fit_a_label_value(client: KubeClient) -> None:

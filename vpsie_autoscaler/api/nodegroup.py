@@ -11,22 +11,30 @@ Every CEL rule (``x-kubernetes-validations``) is mirrored by a Python validator 
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, field_validator, model_validator
 
 from vpsie_autoscaler.api.durations import parse_duration
 from vpsie_autoscaler.api.types import (
     CONDITIONS_FIELD_EXTRA,
+    QUALIFIED_NAME_HELP,
     Condition,
     DurationBounds,
     IntOrPercent,
+    KeyRule,
     KubeModel,
     LabelValue,
+    MapKeys,
     ObjectMeta,
     Quantity,
     Taint,
+    cel_rules,
+    is_qualified_name,
+    quantity_value,
 )
 
 VERSION: Final = "v1alpha1"
@@ -89,6 +97,151 @@ MSG_NAME_LENGTH: Final = (
 RULE_BACKOFF_ORDER: Final = "duration(self.initial) <= duration(self.max)"
 MSG_BACKOFF_ORDER: Final = "backoff initial must not exceed backoff max"
 
+
+def _cel_string(value: str) -> str:
+    """A CEL single-quoted string literal."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+# --- template labels ----------------------------------------------------------------------------------
+# Keys in the kubernetes.io and k8s.io namespaces belong to Kubernetes. The kubelet refuses to start
+# with any of them in --node-labels (which is how a node of a VM group gets its template labels,
+# vpsie/bootstrap.py) unless the key is in the kubelet.kubernetes.io/ or node.kubernetes.io/ namespace
+# or in its fixed set of labels it and the cloud provider set themselves (kubernetes.io/hostname,
+# kubernetes.io/os, kubernetes.io/arch, node.kubernetes.io/instance-type, topology.kubernetes.io/region
+# and zone, and their beta.kubernetes.io/ and failure-domain.beta.kubernetes.io/ forms):
+# k8s.io/kubernetes pkg/kubelet/apis/well_known_labels.go (kubeletLabels, kubeletLabelNamespaces,
+# IsKubeletLabel), enforced by cmd/kubelet/app/options ValidateKubeletFlags and, for the kubelet's own
+# Node updates, by the NodeRestriction admission plugin (which also reserves node-restriction.kubernetes.io/
+# and so node-role.kubernetes.io/ for administrators). That fixed set describes the machine, not the
+# group (the hostname is per node; os, arch, instance type and region come from the plan and datacenter),
+# so a template must not claim it either: the planners would fit pods to a node that will not match.
+OWN_KEY_PATTERN: Final = r"^([^/]*\.)?autoscaler\.vpsie\.com/"
+KUBE_KEY_PATTERN: Final = r"^([^/]*\.)?(kubernetes|k8s)\.io/"
+KUBELET_ALLOWED_KEY_PATTERN: Final = r"^([^/]*\.)?(kubelet|node)\.kubernetes\.io/"
+INSTANCE_TYPE_LABEL: Final = "node.kubernetes.io/instance-type"
+_OWN_KEY: Final = re.compile(OWN_KEY_PATTERN)
+_KUBE_KEY: Final = re.compile(KUBE_KEY_PATTERN)
+_KUBELET_ALLOWED_KEY: Final = re.compile(KUBELET_ALLOWED_KEY_PATTERN)
+
+
+def is_template_label_key_allowed(key: str) -> bool:
+    """Not the autoscaler's own key, nor a Kubernetes key the kubelet sets or refuses."""
+    if _OWN_KEY.match(key):
+        return False
+    return not _KUBE_KEY.match(key) or (
+        _KUBELET_ALLOWED_KEY.match(key) is not None and key != INSTANCE_TYPE_LABEL
+    )
+
+
+LABEL_KEY_SYNTAX: Final = KeyRule(
+    cel="!format.qualifiedName().validate(k).hasValue()",
+    what="label key",
+    message=f"label keys are qualified names: {QUALIFIED_NAME_HELP}",
+    check=is_qualified_name,
+)
+LABEL_KEY_RESERVED: Final = KeyRule(
+    cel=f"!k.matches({_cel_string(OWN_KEY_PATTERN)}) && (!k.matches({_cel_string(KUBE_KEY_PATTERN)}) || "
+    f"(k.matches({_cel_string(KUBELET_ALLOWED_KEY_PATTERN)}) && k != {_cel_string(INSTANCE_TYPE_LABEL)}))",
+    what="reserved label key",
+    message="template labels must not use the keys the autoscaler sets (autoscaler.vpsie.com/) nor "
+    "kubernetes.io/ or k8s.io/ keys, which the kubelet sets itself (hostname, os, arch, instance-type, "
+    "topology) or refuses in --node-labels (node-role.kubernetes.io/ included); of those only the "
+    "kubelet.kubernetes.io/ and node.kubernetes.io/ namespaces are allowed",
+    check=is_template_label_key_allowed,
+)
+
+# --- template taints ----------------------------------------------------------------------------------
+# autoscaler.vpsie.com/ taints are the autoscaler's own (to-be-deleted: a node carrying it is being
+# removed). node.kubernetes.io/ taints are set and removed by the kubelet and the node lifecycle
+# controller (not-ready, unreachable, unschedulable, *-pressure, network-unavailable, out-of-service:
+# k8s.io/api core/v1 well_known_taints.go), node.cloudprovider.kubernetes.io/uninitialized by the cloud
+# controller. A template carrying one would make every new node look broken or already leaving.
+RESERVED_TAINT_PATTERN: Final = (
+    r"^(([^/]*\.)?autoscaler\.vpsie\.com|([^/]*\.)?node\.kubernetes\.io|node\.cloudprovider\.kubernetes\.io)/"
+)
+_RESERVED_TAINT: Final = re.compile(RESERVED_TAINT_PATTERN)
+RULE_TAINT_RESERVED: Final = f"self.all(t, !t.key.matches({_cel_string(RESERVED_TAINT_PATTERN)}))"
+MSG_TAINT_RESERVED: Final = (
+    "template taints must not use autoscaler.vpsie.com/ keys (the autoscaler's own, such as "
+    "to-be-deleted) nor node.kubernetes.io/ or node.cloudprovider.kubernetes.io/ keys (set and removed "
+    "by the kubelet, the node lifecycle controller and the cloud controller)"
+)
+RULE_TAINT_UNIQUE: Final = "self.all(t, self.exists_one(u, u.key == t.key && u.effect == t.effect))"
+MSG_TAINT_UNIQUE: Final = "taints must be unique by key and effect pair"
+
+# --- template resources -------------------------------------------------------------------------------
+STANDARD_RESOURCES: Final = ("cpu", "memory", "ephemeral-storage", "pods")
+HUGEPAGES_PREFIX: Final = "hugepages-"
+
+
+def is_resource_name(name: str) -> bool:
+    """Kubernetes' node resource names: a standard one, or a qualified (prefixed) extended resource."""
+    if not is_qualified_name(name):
+        return False
+    return "/" in name or name in STANDARD_RESOURCES or name.startswith(HUGEPAGES_PREFIX)
+
+
+RESOURCE_NAME: Final = KeyRule(
+    cel="!format.qualifiedName().validate(k).hasValue() && (k.contains('/') || "
+    f"k in [{', '.join(_cel_string(r) for r in STANDARD_RESOURCES)}] || "
+    f"k.startsWith({_cel_string(HUGEPAGES_PREFIX)}))",
+    what="resource name",
+    message="resource names are cpu, memory, ephemeral-storage, pods, hugepages-<size> or a qualified "
+    "extended resource name such as nvidia.com/gpu",
+    check=is_resource_name,
+)
+CPU_MAX: Final = "1000000"
+"""One million cores: no machine comes close, and a misplaced unit ("4000000" for 4000m) is caught."""
+RULE_CPU_MAX: Final = (
+    "!('cpu' in self) || !isQuantity(string(self['cpu'])) || "
+    f"quantity(string(self['cpu'])).compareTo(quantity('{CPU_MAX}')) <= 0"
+)
+MSG_CPU_MAX: Final = f"cpu must be at most {CPU_MAX} (one million cores)"
+RULE_RESERVED_LE_RESOURCES: Final = (
+    "!has(self.reserved) || !has(self.resources) || self.reserved.all(k, !(k in self.resources) || "
+    "!isQuantity(string(self.reserved[k])) || !isQuantity(string(self.resources[k])) || "
+    "quantity(string(self.reserved[k])).compareTo(quantity(string(self.resources[k]))) <= 0)"
+)
+MSG_RESERVED_LE_RESOURCES: Final = "reserved must not exceed resources: allocatable would be negative"
+
+# --- prices -------------------------------------------------------------------------------------------
+MAX_HOURLY_PRICE: Final = 10_000.0
+"""Per node-hour: two orders of magnitude above the dearest cloud machines; catches a price in cents."""
+MAX_MONTHLY_PRICE: Final = MAX_HOURLY_PRICE * HOURS_PER_MONTH
+RULE_ONE_PRICE: Final = "!(has(self.hourlyPrice) && has(self.monthlyPrice))"
+MSG_ONE_PRICE: Final = (
+    "set at most one of hourlyPrice and monthlyPrice: the hourly price is derived from the monthly one "
+    "(monthlyPrice / 730), two could disagree"
+)
+
+# --- VM tags ------------------------------------------------------------------------------------------
+TAG_MAX_LENGTH: Final = IDENTIFIER_MAX_LENGTH
+RULE_TAG_SPACES: Final = "self.trim() == self"
+MSG_TAG_SPACES: Final = "VM tags must not begin or end with whitespace"
+
+# --- immutable source ---------------------------------------------------------------------------------
+RULE_SOURCE_KIND_IMMUTABLE: Final = "has(self.managed) == has(oldSelf.managed)"
+MSG_SOURCE_KIND_IMMUTABLE: Final = (
+    "the node source of a NodeGroup cannot change between managed and vm: its nodes come from the "
+    "old source; create a new NodeGroup instead"
+)
+RULE_MANAGED_IMMUTABLE: Final = (
+    "self.clusterIdentifier == oldSelf.clusterIdentifier && "
+    "has(self.nodeGroupName) == has(oldSelf.nodeGroupName) && "
+    "(!has(self.nodeGroupName) || self.nodeGroupName == oldSelf.nodeGroupName) && "
+    "has(self.nodeGroupId) == has(oldSelf.nodeGroupId) && "
+    "(!has(self.nodeGroupId) || self.nodeGroupId == oldSelf.nodeGroupId)"
+)
+MSG_MANAGED_IMMUTABLE: Final = (
+    "managed clusterIdentifier, nodeGroupName and nodeGroupId cannot change: the group's nodes belong "
+    "to that VPSie cluster and node group; create a new NodeGroup instead"
+)
+RULE_PROJECT_IMMUTABLE: Final = "self == oldSelf"
+MSG_PROJECT_IMMUTABLE: Final = (
+    "vm projectId cannot change: the group's VMs live in that VPSie project; create a new NodeGroup instead"
+)
+
 Identifier = Annotated[str, Field(min_length=1, max_length=IDENTIFIER_MAX_LENGTH)]
 
 
@@ -101,13 +254,30 @@ def _default_of(model: type[KubeModel]) -> dict[str, Any]:
     return {"default": model().to_k8s()}
 
 
+def _tag(value: str) -> str:
+    if value.strip() != value:
+        raise ValueError(MSG_TAG_SPACES)
+    return value
+
+
+VMTag = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=TAG_MAX_LENGTH,
+        json_schema_extra=cel_rules((RULE_TAG_SPACES, MSG_TAG_SPACES)),
+    ),
+    AfterValidator(_tag),
+]
+
+
 class ManagedSource(KubeModel):
     """Nodes come from a VPSie managed Kubernetes cluster: added to one of its VPSie node groups."""
 
     model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [{"rule": RULE_ONE_VPSIE_GROUP, "message": MSG_ONE_VPSIE_GROUP}]
-        }
+        json_schema_extra=cel_rules(
+            (RULE_ONE_VPSIE_GROUP, MSG_ONE_VPSIE_GROUP), (RULE_MANAGED_IMMUTABLE, MSG_MANAGED_IMMUTABLE)
+        )
     )
 
     cluster_identifier: Identifier = Field(description="VPSie Kubernetes cluster identifier (UUID).")
@@ -129,45 +299,122 @@ class VMSource(KubeModel):
     resource_identifier: Identifier = Field(description="VPSie plan identifier (the VM size).")
     os_identifier: Identifier = Field(description="VPSie OS image identifier.")
     dc_identifier: Identifier = Field(description="VPSie datacenter identifier.")
-    project_id: Identifier = Field(description="VPSie project identifier (a string, not the numeric id).")
+    project_id: Identifier = Field(
+        description="VPSie project identifier (a string, not the numeric id). Immutable.",
+        json_schema_extra=cel_rules((RULE_PROJECT_IMMUTABLE, MSG_PROJECT_IMMUTABLE)),
+    )
     ssh_key_identifier: Identifier | None = Field(default=None, description="SSH key to install.")
     script_identifier: Identifier | None = Field(
         default=None, description="Startup script that joins the VM to the cluster."
     )
-    tags: list[Annotated[str, Field(max_length=IDENTIFIER_MAX_LENGTH)]] = Field(
-        default_factory=list, max_length=MAX_TAGS, description="VPSie tags added to every VM."
+    tags: list[VMTag] = Field(
+        default_factory=list,
+        max_length=MAX_TAGS,
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+        description="VPSie tags added to every VM (distinct, non-empty).",
     )
+
+    @field_validator("tags")
+    @classmethod
+    def _distinct_tags(cls, tags: list[str]) -> list[str]:
+        seen: set[str] = set()
+        for tag in tags:
+            if tag in seen:
+                raise ValueError(f"Duplicate value: {tag!r}: VM tags must be distinct")
+            seen.add(tag)
+        return tags
 
 
 class NodeTemplate(KubeModel):
     """What a node of this group looks like before it exists, so pending pods can be fitted to it."""
 
-    labels: dict[str, LabelValue] = Field(
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": RULE_RESERVED_LE_RESOURCES, "message": MSG_RESERVED_LE_RESOURCES},
+                {"rule": RULE_ONE_PRICE, "message": MSG_ONE_PRICE},
+            ]
+        }
+    )
+
+    labels: Annotated[dict[str, LabelValue], MapKeys((LABEL_KEY_SYNTAX, LABEL_KEY_RESERVED))] = Field(
         default_factory=dict,
         max_length=MAX_LABELS,
-        description="Labels every node of the group gets (and that pending pods are matched against).",
+        description="Labels every node of the group gets (and that pending pods are matched against). "
+        "Not autoscaler.vpsie.com/ keys, nor kubernetes.io/ or k8s.io/ keys outside kubelet.kubernetes.io/ "
+        "and node.kubernetes.io/ (the kubelet owns or refuses those).",
     )
     taints: list[Taint] = Field(
-        default_factory=list, max_length=MAX_TAINTS, description="Taints every node of the group gets."
+        default_factory=list,
+        max_length=MAX_TAINTS,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": RULE_TAINT_UNIQUE, "message": MSG_TAINT_UNIQUE},
+                {"rule": RULE_TAINT_RESERVED, "message": MSG_TAINT_RESERVED},
+            ]
+        },
+        description="Taints every node of the group gets (unique by key and effect; not "
+        "autoscaler.vpsie.com/, node.kubernetes.io/ or node.cloudprovider.kubernetes.io/ keys).",
     )
-    resources: dict[str, Quantity] = Field(
-        default_factory=dict,
-        max_length=MAX_RESOURCES,
-        description="Node capacity (cpu, memory, ephemeral-storage, pods, extended resources such as "
-        "nvidia.com/gpu). Omitted entries are filled from the VPSie plan.",
+    resources: Annotated[dict[str, Quantity], MapKeys((RESOURCE_NAME,), ((RULE_CPU_MAX, MSG_CPU_MAX),))] = (
+        Field(
+            default_factory=dict,
+            max_length=MAX_RESOURCES,
+            description="Node capacity (cpu, memory, ephemeral-storage, pods, extended resources such as "
+            "nvidia.com/gpu). Omitted entries are filled from the VPSie plan. Quantities from 0 to 1Pi; "
+            "cpu at most 1000000.",
+        )
     )
-    reserved: dict[str, Quantity] = Field(
-        default_factory=dict,
-        max_length=MAX_RESOURCES,
-        description="kube-reserved plus system-reserved: subtracted from capacity to get allocatable.",
+    reserved: Annotated[dict[str, Quantity], MapKeys((RESOURCE_NAME,), ((RULE_CPU_MAX, MSG_CPU_MAX),))] = (
+        Field(
+            default_factory=dict,
+            max_length=MAX_RESOURCES,
+            description="kube-reserved plus system-reserved: subtracted from capacity to get allocatable. "
+            "Never more than resources.",
+        )
     )
     instance_type: str | None = Field(
         default=None, max_length=IDENTIFIER_MAX_LENGTH, description="Informational."
     )
-    hourly_price: float | None = Field(default=None, ge=0, description="Price per node-hour, for least-cost.")
-    monthly_price: float | None = Field(
-        default=None, ge=0, description="Price per node-month (VPSie plan price); hourly = monthly / 730."
+    hourly_price: float | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_HOURLY_PRICE,
+        description="Price per node-hour, for least-cost. At most one of hourlyPrice and monthlyPrice.",
     )
+    monthly_price: float | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_MONTHLY_PRICE,
+        description="Price per node-month (VPSie plan price); hourly = monthly / 730.",
+    )
+
+    @model_validator(mode="after")
+    def _rules(self) -> NodeTemplate:
+        for name in ("resources", "reserved"):
+            cpu = getattr(self, name).get("cpu")
+            if cpu is not None and quantity_value(cpu) > Decimal(CPU_MAX):  # type: ignore[operator]
+                raise ValueError(f"{name}: {MSG_CPU_MAX}")
+        over = [
+            k
+            for k, v in self.reserved.items()
+            if k in self.resources and quantity_value(v) > quantity_value(self.resources[k])  # type: ignore[operator]
+        ]
+        if over:
+            raise ValueError(
+                "reserved exceeds resources for '"
+                + "', '".join(sorted(over))
+                + f"': {MSG_RESERVED_LE_RESOURCES}"
+            )
+        if self.hourly_price is not None and self.monthly_price is not None:
+            raise ValueError(MSG_ONE_PRICE)
+        bad = sorted({t.key for t in self.taints if _RESERVED_TAINT.match(t.key)})
+        if bad:
+            raise ValueError("reserved taint key '" + "', '".join(bad) + f"': {MSG_TAINT_RESERVED}")
+        pairs = [(t.key, t.effect) for t in self.taints]
+        if len(set(pairs)) != len(pairs):
+            raise ValueError(MSG_TAINT_UNIQUE)
+        return self
 
     def effective_hourly_price(self) -> float | None:
         """``hourlyPrice`` if set, else ``monthlyPrice / 730``, else unknown."""
@@ -277,6 +524,7 @@ class NodeGroupSpec(KubeModel):
             "x-kubernetes-validations": [
                 {"rule": RULE_MIN_LE_MAX, "message": MSG_MIN_LE_MAX},
                 {"rule": RULE_ONE_SOURCE, "message": MSG_ONE_SOURCE},
+                {"rule": RULE_SOURCE_KIND_IMMUTABLE, "message": MSG_SOURCE_KIND_IMMUTABLE},
             ]
         }
     )
@@ -301,6 +549,27 @@ class NodeGroupSpec(KubeModel):
         if (self.managed is None) == (self.vm is None):
             raise ValueError(MSG_ONE_SOURCE)
         return self
+
+
+def update_violations(old: NodeGroupSpec, new: NodeGroupSpec) -> list[str]:
+    """The transition rules (``oldSelf``) an update from ``old`` to ``new`` breaks, by message.
+
+    The Python side of the API server's immutability rules: the source of an existing group is fixed.
+    """
+    out = []
+    if (old.managed is None) != (new.managed is None):
+        out.append(MSG_SOURCE_KIND_IMMUTABLE)
+    if old.managed is not None and new.managed is not None:
+        before, after = old.managed, new.managed
+        if (before.cluster_identifier, before.node_group_name, before.node_group_id) != (
+            after.cluster_identifier,
+            after.node_group_name,
+            after.node_group_id,
+        ):
+            out.append(MSG_MANAGED_IMMUTABLE)
+    if old.vm is not None and new.vm is not None and old.vm.project_id != new.vm.project_id:
+        out.append(MSG_PROJECT_IMMUTABLE)
+    return out
 
 
 class NodeGroupStatus(KubeModel):

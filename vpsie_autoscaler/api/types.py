@@ -9,11 +9,20 @@ would accept, and the unit tests of one side cover the other.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    field_validator,
+)
 from pydantic.alias_generators import to_camel
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema
@@ -30,8 +39,137 @@ QUALIFIED_NAME_PATTERN: Final = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a
 """Label and taint keys: an optional DNS-subdomain prefix and a name (``k8s.io/apimachinery`` rules)."""
 
 QUALIFIED_NAME_MAX_LENGTH: Final = 316  # 253 (prefix) + 1 + 62 (name), as metav1.Condition.type allows
+LABEL_KEY_MAX_LENGTH: Final = 317  # 253 (prefix) + "/" + 63 (name): IsQualifiedName's largest
 LABEL_VALUE_MAX_LENGTH: Final = 63
-LabelValue = Annotated[str, Field(max_length=LABEL_VALUE_MAX_LENGTH)]
+DNS_SUBDOMAIN_MAX_LENGTH: Final = 253
+NAME_PART_MAX_LENGTH: Final = 63
+
+QUALIFIED_NAME_HELP: Final = (
+    "an optional DNS subdomain prefix of at most 253 characters and '/', then a name of at most 63 "
+    "characters of letters, digits, '-', '_' and '.' that begins and ends with a letter or digit"
+)
+MSG_LABEL_VALUE: Final = (
+    "label values are empty or at most 63 characters of letters, digits, '-', '_' and '.' that begin "
+    "and end with a letter or digit"
+)
+MSG_TAINT_KEY: Final = f"taint keys are qualified names: {QUALIFIED_NAME_HELP}"
+MSG_TAINT_VALUE: Final = (
+    "taint values are empty or at most 63 characters of letters, digits, '-', '_' and '.' that begin "
+    "and end with a letter or digit"
+)
+RULE_QUALIFIED_NAME: Final = "!format.qualifiedName().validate(self).hasValue()"
+RULE_LABEL_VALUE: Final = "!format.labelValue().validate(self).hasValue()"
+
+_DNS_SUBDOMAIN: Final = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_NAME_PART: Final = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
+
+
+def cel_rules(*rules: tuple[str, str]) -> dict[str, Any]:
+    """``json_schema_extra`` for a field with CEL rules: ``(rule, message)`` pairs."""
+    return {"x-kubernetes-validations": [{"rule": rule, "message": message} for rule, message in rules]}
+
+
+def is_qualified_name(value: str) -> bool:
+    """``validation.IsQualifiedName`` of k8s.io/apimachinery (what ``format.qualifiedName()`` checks)."""
+    parts = value.split("/")
+    if len(parts) == 1:
+        name = parts[0]
+    elif len(parts) == 2:  # prefix and name
+        prefix, name = parts
+        if not prefix or len(prefix) > DNS_SUBDOMAIN_MAX_LENGTH or not _DNS_SUBDOMAIN.fullmatch(prefix):
+            return False
+    else:
+        return False
+    return 0 < len(name) <= NAME_PART_MAX_LENGTH and _NAME_PART.fullmatch(name) is not None
+
+
+def is_label_value(value: str) -> bool:
+    """``validation.IsValidLabelValue`` (what ``format.labelValue()`` checks)."""
+    return value == "" or (len(value) <= LABEL_VALUE_MAX_LENGTH and _NAME_PART.fullmatch(value) is not None)
+
+
+class _LabelValue:
+    """A label value: empty, or at most 63 characters of ``[A-Za-z0-9-_.]`` with alphanumeric ends."""
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(cls._validate, core_schema.str_schema())
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {
+            "type": "string",
+            "maxLength": LABEL_VALUE_MAX_LENGTH,
+            "x-kubernetes-validations": [{"rule": RULE_LABEL_VALUE, "message": MSG_LABEL_VALUE}],
+        }
+
+    @staticmethod
+    def _validate(value: str) -> str:
+        if not is_label_value(value):
+            raise ValueError(f"{value!r}: {MSG_LABEL_VALUE}")
+        return value
+
+
+LabelValue = Annotated[str, _LabelValue]
+
+
+@dataclass(frozen=True)
+class KeyRule:
+    """A rule every key of a map must pass: CEL on the map (keys have no schema of their own).
+
+    The API server says ``message``; the Python validator says it too, after the offending keys. (A
+    ``messageExpression`` naming the keys is over the CRD's CEL cost budget: map keys have no length
+    bound the cost estimator could use.)
+    """
+
+    cel: str
+    """CEL predicate on the key ``k`` (and the map ``self``) that holds for a good key."""
+    what: str
+    message: str
+    check: Callable[[str], bool]
+
+    def rule(self) -> dict[str, str]:
+        return {"rule": f"self.all(k, {self.cel})", "message": self.message}
+
+    def error(self, bad: Iterable[str]) -> str:
+        return f"{self.what} '" + "', '".join(sorted(bad)) + f"': {self.message}"
+
+
+@dataclass(frozen=True)
+class MapKeys:
+    """Marks a ``dict`` field whose keys must pass each :class:`KeyRule` (schema and Python)."""
+
+    rules: tuple[KeyRule, ...]
+    cel: tuple[tuple[str, str], ...] = ()
+    """More CEL rules on the map, ``(rule, message)``, checked in Python by the model that holds it
+    (a ``json_schema_extra`` on the field would replace these rules instead of adding to them)."""
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(self._validate, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        out = handler(schema)
+        out["x-kubernetes-validations"] = [r.rule() for r in self.rules] + [
+            {"rule": rule, "message": message} for rule, message in self.cel
+        ]
+        return out
+
+    def _validate(self, value: dict[str, Any]) -> dict[str, Any]:
+        for rule in self.rules:
+            bad = [k for k in value if not rule.check(k)]
+            if bad:
+                raise ValueError(rule.error(bad))
+        return value
+
+
 REASON_PATTERN: Final = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
 REASON_MAX_LENGTH: Final = 1024
 MESSAGE_MAX_LENGTH: Final = 32768
@@ -98,8 +236,68 @@ class DurationBounds:
         return value
 
 
+QUANTITY_MAX_LENGTH: Final = 32
+"""Longest quantity string: far beyond any real one ("1125899906842624", "0.5Gi"), and it bounds the
+cost of the CEL ``quantity()`` rules."""
+QUANTITY_MAX: Final = "1Pi"
+"""Upper bound of every template quantity: 2^50. Summed over MAX_NODES_LIMIT (1000) nodes it stays
+below 2^63, so totals fit the int64 a Kubernetes quantity (and any Go consumer) holds."""
+_QTY: Final = "quantity(string(self))"
+RULE_QUANTITY_SYNTAX: Final = "isQuantity(string(self))"
+MSG_QUANTITY_SYNTAX: Final = "must be a quantity such as 2, 500m, 1.5Gi or 4Gi"
+RULE_QUANTITY_RANGE: Final = (
+    f"!isQuantity(string(self)) || ({_QTY}.compareTo(quantity('0')) >= 0 && "
+    f"{_QTY}.compareTo(quantity('{QUANTITY_MAX}')) <= 0)"
+)
+MSG_QUANTITY_RANGE: Final = f"must be a quantity between 0 and {QUANTITY_MAX}"
+
+_QTY_SPLIT: Final = re.compile(r"([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(.*)")
+_QTY_EXPONENT: Final = re.compile(r"[eE]([+-]?[0-9]+)")
+_QTY_SUFFIX: Final[dict[str, Decimal]] = {
+    "": Decimal(1),
+    "n": Decimal("1e-9"),
+    "u": Decimal("1e-6"),
+    "m": Decimal("1e-3"),
+    "k": Decimal("1e3"),
+    "M": Decimal("1e6"),
+    "G": Decimal("1e9"),
+    "T": Decimal("1e12"),
+    "P": Decimal("1e15"),
+    "E": Decimal("1e18"),
+    "Ki": Decimal(2**10),
+    "Mi": Decimal(2**20),
+    "Gi": Decimal(2**30),
+    "Ti": Decimal(2**40),
+    "Pi": Decimal(2**50),
+    "Ei": Decimal(2**60),
+}
+_QTY_MAX_EXPONENT: Final = 64  # larger exponents are far out of range anyway: refuse before computing
+
+
+def quantity_value(value: int | str) -> Decimal | None:
+    """The value of a Kubernetes quantity (``resource.ParseQuantity``), or None if it is not one."""
+    if isinstance(value, int):
+        return Decimal(value)
+    split = _QTY_SPLIT.fullmatch(value)
+    if split is None:
+        return None
+    number, suffix = split.groups()
+    try:
+        if suffix in _QTY_SUFFIX:
+            return Decimal(number) * _QTY_SUFFIX[suffix]
+        exponent = _QTY_EXPONENT.fullmatch(suffix)
+        if exponent is None:
+            return None
+        power = int(exponent.group(1))
+        if abs(power) > _QTY_MAX_EXPONENT:
+            return Decimal(number) * Decimal(f"1e{_QTY_MAX_EXPONENT if power > 0 else -_QTY_MAX_EXPONENT}")
+        return Decimal(number) * Decimal(f"1e{power}")
+    except InvalidOperation:  # pragma: no cover - the pattern admits only numbers
+        return None
+
+
 class _Quantity:
-    """A Kubernetes quantity (``"2"``, ``"500m"``, ``"4Gi"``, or a bare integer)."""
+    """A Kubernetes quantity (``"2"``, ``"500m"``, ``"4Gi"``, or a bare integer) in ``[0, 1Pi]``."""
 
     @classmethod
     def __get_pydantic_core_schema__(
@@ -116,16 +314,23 @@ class _Quantity:
     ) -> JsonSchemaValue:
         return {
             "anyOf": [{"type": "integer"}, {"type": "string"}],
-            "pattern": QUANTITY_PATTERN,
             "x-kubernetes-int-or-string": True,
+            "maxLength": QUANTITY_MAX_LENGTH,
+            "x-kubernetes-validations": [
+                {"rule": RULE_QUANTITY_SYNTAX, "message": MSG_QUANTITY_SYNTAX},
+                {"rule": RULE_QUANTITY_RANGE, "message": MSG_QUANTITY_RANGE},
+            ],
         }
 
     @staticmethod
     def _validate(value: int | str) -> int | str:
-        if isinstance(value, str) and not _QUANTITY.match(value):
-            raise ValueError(f"invalid quantity {value!r}: expected e.g. '2', '500m', '4Gi'")
-        if isinstance(value, int) and value < 0:
-            raise ValueError(f"quantity {value} must not be negative")
+        if isinstance(value, str) and len(value) > QUANTITY_MAX_LENGTH:
+            raise ValueError(f"quantity {value!r} is longer than {QUANTITY_MAX_LENGTH} characters")
+        parsed = quantity_value(value)
+        if parsed is None:
+            raise ValueError(f"{value!r} {MSG_QUANTITY_SYNTAX}")
+        if not 0 <= parsed <= quantity_value(QUANTITY_MAX):  # type: ignore[operator]
+            raise ValueError(f"{value!r} {MSG_QUANTITY_RANGE}")
         return value
 
 
@@ -174,9 +379,31 @@ TaintEffect = Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
 class Taint(KubeModel):
     """A taint the nodes carry (core/v1 Taint without timeAdded)."""
 
-    key: str = Field(min_length=1, max_length=QUALIFIED_NAME_MAX_LENGTH, pattern=QUALIFIED_NAME_PATTERN)
-    value: str | None = Field(default=None, max_length=LABEL_VALUE_MAX_LENGTH)
+    key: str = Field(
+        min_length=1,
+        max_length=LABEL_KEY_MAX_LENGTH,
+        json_schema_extra=cel_rules((RULE_QUALIFIED_NAME, MSG_TAINT_KEY)),
+    )
+    value: str | None = Field(
+        default=None,
+        max_length=LABEL_VALUE_MAX_LENGTH,
+        json_schema_extra=cel_rules((RULE_LABEL_VALUE, MSG_TAINT_VALUE)),
+    )
     effect: TaintEffect
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, value: str) -> str:
+        if not is_qualified_name(value):
+            raise ValueError(MSG_TAINT_KEY)
+        return value
+
+    @field_validator("value")
+    @classmethod
+    def _value(cls, value: str | None) -> str | None:
+        if value is not None and not is_label_value(value):
+            raise ValueError(MSG_TAINT_VALUE)
+        return value
 
 
 ConditionStatus = Literal["True", "False", "Unknown"]

@@ -62,9 +62,12 @@ def test_explicit_false_survives_a_round_trip() -> None:
         ({"provisioning": {"maxProvisionTime": "30s"}}, "between 1m and 24h"),
         ({"provisioning": {"backoff": {"initial": "20m", "max": "5m"}}}, MSG_BACKOFF_ORDER),
         ({"template": {"taints": [{"key": "a", "effect": "Sometimes"}]}}, "NoSchedule"),
-        ({"template": {"taints": [{"key": "bad key", "effect": "NoSchedule"}]}}, "pattern"),
-        ({"template": {"resources": {"cpu": "two"}}}, "invalid quantity"),
-        ({"template": {"labels": {"a": "x" * 64}}}, "at most 63"),
+        (
+            {"template": {"taints": [{"key": "bad key", "effect": "NoSchedule"}]}},
+            "taint keys are qualified names",
+        ),
+        ({"template": {"resources": {"cpu": "two"}}}, "must be a quantity"),
+        ({"template": {"labels": {"a": "x" * 64}}}, "at most 63 characters"),
     ],
 )
 def test_invalid_specs_are_refused_with_a_clear_message(patch: dict[str, Any], message: str) -> None:
