@@ -99,7 +99,7 @@ test-unit: setup ## unit tests only (no cluster)
 test: setup lint devcluster-build ## everything CI runs: lint, types, unit, integration and end-to-end tests
 	REQUIRE_DEVCLUSTER=1 $(call run_pytest,tests)
 
-BENCHMARKS := benchmarks.informer_bench benchmarks.planner_bench benchmarks.autoscaling_bench benchmarks.decision_latency
+BENCHMARKS := benchmarks.informer_bench benchmarks.planner_bench benchmarks.autoscaling_bench benchmarks.decision_latency benchmarks.launch_bench
 
 .PHONY: bench
 bench: setup ## benchmark scripts (numbers go to docs/benchmarks.md)
