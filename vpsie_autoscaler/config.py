@@ -7,11 +7,21 @@ variable, and the process exits with code 2 (see :func:`format_error`).
 
 Secrets (``VPSIE_CLIENT_SECRET``, ``VPSIE_API_TOKEN``) are ``SecretStr`` — never printed or logged —
 and are deliberately not flags: command lines are visible to every user of the machine (``ps``).
+
+A ``VPSIE_AUTOSCALER_*`` variable that names no setting would be ignored silently (a misspelt
+``VPSIE_AUTOSCALER_DRYRUN=true`` leaves the autoscaler acting for real), so :func:`unknown_environment`
+finds them for a start-up warning naming the closest setting. Kubernetes' service-link variables of a
+Service whose name starts with ``vpsie-autoscaler`` (``VPSIE_AUTOSCALER_METRICS_SERVICE_HOST``,
+``..._PORT_8080_TCP_ADDR``, ...) are not settings and are left out. Only names are reported, never values.
 """
 
 from __future__ import annotations
 
+import difflib
+import os
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -28,6 +38,16 @@ LEADER_JITTER_FACTOR = 1.2
 SECRET_FIELDS = frozenset({"vpsie_client_secret", "vpsie_api_token"})
 _EXPANDER_NAME = re.compile(r"^[a-z][a-z0-9-]*$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# The variables Kubernetes injects for each Service of the namespace ("service links"), and the values
+# it gives them: an address, a port, a protocol, or proto://address:port.
+_SERVICE_LINK_NAME = re.compile(
+    r"_(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?|PORT|PORT_\d+_(TCP|UDP|SCTP)(_PROTO|_PORT|_ADDR)?)$"
+)
+_IPV4 = r"\d{1,3}(\.\d{1,3}){3}"
+_IPV6 = r"[0-9A-Fa-f]*:[0-9A-Fa-f]*:[0-9A-Fa-f:.]*"
+_SERVICE_LINK_VALUE = re.compile(
+    rf"\d{{1,5}}|{_IPV4}|{_IPV6}|(?i:tcp|udp|sctp)(://({_IPV4}|\[{_IPV6}\]):\d{{1,5}})?"
+)
 
 Seconds = Annotated[float, Field(gt=0)]
 
@@ -187,3 +207,43 @@ def format_error(err: ValidationError) -> str:
 def load_settings(overrides: dict[str, Any] | None = None) -> Settings:
     """Environment plus explicit ``overrides`` (the flags given). Raises ``ValidationError``."""
     return Settings(**(overrides or {}))
+
+
+@dataclass(frozen=True)
+class UnknownVariable:
+    """A ``VPSIE_AUTOSCALER_*`` environment variable that matches no setting (its value is not kept)."""
+
+    name: str
+    closest: str | None  # the field of the closest setting, if any is close
+
+    @property
+    def message(self) -> str:
+        text = f"environment variable {self.name} matches no setting and is ignored"
+        if self.closest is None:
+            return text
+        where = env_name(self.closest)
+        if self.closest not in SECRET_FIELDS:
+            where += f" (flag {flag_name(self.closest)})"
+        return f"{text}; did you mean {where}?"
+
+
+def _is_service_link(name: str, value: str) -> bool:
+    return bool(_SERVICE_LINK_NAME.search(name)) and _SERVICE_LINK_VALUE.fullmatch(value.strip()) is not None
+
+
+def unknown_environment(environ: Mapping[str, str] | None = None) -> list[UnknownVariable]:
+    """The ``VPSIE_AUTOSCALER_*`` variables of ``environ`` (default: the process's) that no setting
+    reads, each with the closest setting by name (:mod:`difflib`), sorted by name."""
+    env = os.environ if environ is None else environ
+    fields = {name.upper(): name for name in Settings.model_fields}
+    unknown = []
+    for name in sorted(env):
+        upper = name.upper()  # settings are read case-insensitively
+        if not upper.startswith(ENV_PREFIX):
+            continue
+        suffix = upper.removeprefix(ENV_PREFIX)
+        if suffix in fields or _is_service_link(upper, env[name]):
+            continue
+        close = difflib.get_close_matches(suffix, list(fields), n=1, cutoff=0.6)
+        unknown.append(UnknownVariable(name=name, closest=fields[close[0]] if close else None))
+    return unknown

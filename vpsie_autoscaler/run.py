@@ -15,7 +15,15 @@ import typing
 from pydantic import ValidationError
 from pydantic_core import PydanticUndefined
 
-from vpsie_autoscaler.config import SECRET_FIELDS, Settings, env_name, flag_name, format_error, load_settings
+from vpsie_autoscaler.config import (
+    SECRET_FIELDS,
+    Settings,
+    env_name,
+    flag_name,
+    format_error,
+    load_settings,
+    unknown_environment,
+)
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -60,10 +68,24 @@ def main(args: argparse.Namespace) -> int:
     from vpsie_autoscaler.logging import configure  # noqa: PLC0415 - heavy imports only for `run`
 
     configure(settings.log_level, settings.log_format)
+    warn_unknown_environment()
     try:
         return asyncio.run(serve(settings))
     except KeyboardInterrupt:  # pragma: no cover - SIGINT before the handlers were installed
         return EXIT_FAILED
+
+
+def warn_unknown_environment() -> None:
+    """A warning per ``VPSIE_AUTOSCALER_*`` variable no setting reads, naming the closest setting."""
+    import structlog  # noqa: PLC0415
+
+    log = structlog.get_logger("vpsie_autoscaler.run")
+    for variable in unknown_environment():
+        log.warning(
+            variable.message,
+            variable=variable.name,
+            did_you_mean=env_name(variable.closest) if variable.closest else None,
+        )
 
 
 async def serve(settings: Settings) -> int:

@@ -139,3 +139,91 @@ def test_rate_limit_burst_is_a_flag() -> None:
     args = build_parser().parse_args(["run", "--vpsie-rate-limit-burst", "80"])
     s = load_settings({k: v for k, v in vars(args).items() if k in Settings.model_fields and v is not None})
     assert s.vpsie_rate_limit_burst == 80
+
+
+def test_unknown_environment_variables_name_the_closest_setting() -> None:
+    from vpsie_autoscaler.config import unknown_environment
+
+    env = {
+        "VPSIE_AUTOSCALER_DRYRUN": "true",
+        "VPSIE_AUTOSCALER_SCAN_INTERVALL": "30",
+        "VPSIE_AUTOSCALER_VPSIE_API_TOKN": "tok-secret-123",
+        "VPSIE_AUTOSCALER_SOMETHING_ELSE_ENTIRELY": "1",
+        "VPSIE_AUTOSCALER_SCAN_INTERVAL": "30",  # a setting
+        "vpsie_autoscaler_dry_run": "true",  # settings are read case-insensitively
+        "HOME": "/root",
+    }
+    found = {u.name: u for u in unknown_environment(env)}
+    assert sorted(found) == [
+        "VPSIE_AUTOSCALER_DRYRUN",
+        "VPSIE_AUTOSCALER_SCAN_INTERVALL",
+        "VPSIE_AUTOSCALER_SOMETHING_ELSE_ENTIRELY",
+        "VPSIE_AUTOSCALER_VPSIE_API_TOKN",
+    ]
+    assert found["VPSIE_AUTOSCALER_DRYRUN"].closest == "dry_run"
+    assert found["VPSIE_AUTOSCALER_DRYRUN"].message == (
+        "environment variable VPSIE_AUTOSCALER_DRYRUN matches no setting and is ignored; "
+        "did you mean VPSIE_AUTOSCALER_DRY_RUN (flag --dry-run)?"
+    )
+    assert found["VPSIE_AUTOSCALER_SCAN_INTERVALL"].closest == "scan_interval"
+    assert found["VPSIE_AUTOSCALER_SOMETHING_ELSE_ENTIRELY"].closest is None
+    assert found["VPSIE_AUTOSCALER_SOMETHING_ELSE_ENTIRELY"].message.endswith("is ignored")
+    secret = found["VPSIE_AUTOSCALER_VPSIE_API_TOKN"]
+    assert secret.closest == "vpsie_api_token"
+    assert "did you mean VPSIE_AUTOSCALER_VPSIE_API_TOKEN?" in secret.message, "secrets are no flags"
+    assert all("tok-secret-123" not in repr(u) + u.message for u in found.values())
+
+
+def test_kubernetes_service_links_are_not_reported() -> None:
+    from vpsie_autoscaler.config import unknown_environment
+
+    links = {
+        "VPSIE_AUTOSCALER_METRICS_SERVICE_HOST": "10.96.12.7",
+        "VPSIE_AUTOSCALER_METRICS_SERVICE_PORT": "8080",
+        "VPSIE_AUTOSCALER_METRICS_SERVICE_PORT_HTTP_METRICS": "8080",
+        "VPSIE_AUTOSCALER_METRICS_PORT": "tcp://10.96.12.7:8080",
+        "VPSIE_AUTOSCALER_METRICS_PORT_8080_TCP": "tcp://10.96.12.7:8080",
+        "VPSIE_AUTOSCALER_METRICS_PORT_8080_TCP_PROTO": "tcp",
+        "VPSIE_AUTOSCALER_METRICS_PORT_8080_TCP_PORT": "8080",
+        "VPSIE_AUTOSCALER_METRICS_PORT_8080_TCP_ADDR": "10.96.12.7",
+        "VPSIE_AUTOSCALER_SERVICE_HOST": "fd00::1",
+        "VPSIE_AUTOSCALER_PORT": "tcp://[fd00::1]:8080",
+    }
+    assert unknown_environment(links) == []
+    # A name shaped like a service link with a value Kubernetes would not give it is still reported.
+    assert [u.name for u in unknown_environment({"VPSIE_AUTOSCALER_METRICS_PORT": ":9090"})] == [
+        "VPSIE_AUTOSCALER_METRICS_PORT"
+    ]
+
+
+def test_run_warns_about_unknown_variables_at_start_up(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from vpsie_autoscaler import run
+
+    started: list[Settings] = []
+
+    async def serve(settings: Settings) -> int:
+        started.append(settings)
+        return 0
+
+    monkeypatch.setattr(run, "serve", serve)
+    monkeypatch.setenv("VPSIE_AUTOSCALER_DRYRUN", "true")
+    monkeypatch.setenv("VPSIE_AUTOSCALER_VPSIE_API_TOKN", "tok-secret-456")
+    monkeypatch.setenv("VPSIE_AUTOSCALER_LOG_FORMAT", "json")
+    try:
+        assert main(["run"]) == 0
+    finally:
+        import structlog
+
+        structlog.reset_defaults()
+    assert started
+    assert started[0].dry_run is False, "the misspelt variable was ignored, and said so"
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "matches no setting" in line]
+    assert len(lines) == 2
+    assert "VPSIE_AUTOSCALER_DRYRUN" in lines[0]
+    assert "VPSIE_AUTOSCALER_DRY_RUN" in lines[0]
+    assert '"level":"warning"' in lines[0]
+    assert "VPSIE_AUTOSCALER_VPSIE_API_TOKEN" in lines[1]
+    assert "tok-secret-456" not in err

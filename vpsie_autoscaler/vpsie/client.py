@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import random
+import re
 import time
 import uuid
 from collections.abc import Mapping
@@ -97,6 +98,13 @@ AUTH_MESSAGE: Final = "please authenticate"
 
 log = structlog.get_logger("vpsie_autoscaler.vpsie.client")
 ModelT = TypeVar("ModelT")
+ItemT = TypeVar("ItemT", bound=m.Wire)
+_ITEM_REFS: Final = (
+    ("identifier", re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")),
+    ("id", re.compile(r"[0-9]{1,20}")),
+)
+"""The identifier and id shown in a malformed-item warning, when they look like ones: no other value of
+an item is ever echoed."""
 
 
 class VPSieClientConfig(BaseModel):
@@ -559,6 +567,55 @@ class VPSieClient:
             ) from None
         return envelope.data
 
+    def _parse_list(
+        self,
+        operation: str,
+        body: bytes,
+        adapter: TypeAdapter[m.Envelope[list[ItemT]]],
+        item: type[ItemT],
+    ) -> list[ItemT]:
+        """The items of a list envelope; a malformed item is skipped and reported, the rest is kept.
+
+        ``data: null`` or no ``data`` is an :class:`InvalidResponse`, never an empty list: an empty
+        list says "nothing exists" and decides creations.
+        """
+        try:
+            data = adapter.validate_json(body).data  # every item well-formed: one pass, no copies
+        except ValidationError:
+            data = None
+        if data is not None:
+            return data
+        raw = self._parse(operation, body, _RAW_LIST)
+        if raw is None:
+            raise InvalidResponse("`data` is null or missing where a list was expected", operation=operation)
+        return self._items(operation, raw, item)
+
+    def _items(self, operation: str, raw: list[Any], item: type[ItemT]) -> list[ItemT]:
+        items: list[ItemT] = []
+        for value in raw:
+            if not isinstance(value, dict):
+                self._report_malformed(operation, value, f"item is a {type(value).__name__}, not an object")
+                continue
+            try:
+                items.append(item.model_validate(value))
+            except ValidationError as exc:
+                self._report_malformed(operation, value, _validation_summary(exc))
+        return items
+
+    def _report_malformed(self, operation: str, value: Any, problem: str) -> None:
+        """One skipped item: the operation, the item's id/identifier when they look like ids (no other
+        value of the item is ever logged) and which fields were wrong."""
+        self.metrics.malformed_items.labels(operation=operation).inc()
+        ref: dict[str, str] = {}
+        if isinstance(value, dict):
+            for key, shape in _ITEM_REFS:
+                text = value.get(key)
+                if isinstance(text, int) and not isinstance(text, bool):
+                    text = str(text)
+                if isinstance(text, str) and shape.fullmatch(text):
+                    ref[key] = text
+        log.warning("vpsie.malformed_item", operation=operation, problem=problem, **ref)
+
     # --- auth ----------------------------------------------------------------------------------------
 
     async def _login(self, config: VPSieClientConfig) -> IssuedToken:
@@ -598,22 +655,47 @@ class VPSieClient:
 
     async def list_k8s_clusters(self) -> list[m.K8sCluster]:
         body = await self._call("list_k8s_clusters", "GET", "/apps/v2/k8s/cluster/all", idempotent=True)
-        return self._parse("list_k8s_clusters", body, _CLUSTERS) or []
+        return self._parse_list("list_k8s_clusters", body, _CLUSTERS, m.K8sCluster)
 
     async def get_k8s_cluster(self, cluster_identifier: str) -> m.K8sClusterDetail:
+        """The cluster and its nodes. A malformed node is skipped and reported; a detail without
+        ``nodes`` (or ``data: null``) is an :class:`InvalidResponse`; ``data: false`` is NotFound."""
         op = "get_k8s_cluster"
         body = await self._call(
             op, "GET", f"/apps/v2/k8s/cluster/byId/{_seg(cluster_identifier)}", idempotent=True
         )
-        data = self._parse(op, body, _CLUSTER_DETAIL)
+        try:
+            data = _CLUSTER_DETAIL.validate_json(body).data  # every node well-formed: one pass
+        except ValidationError:
+            data = self._cluster_detail(op, self._parse(op, body, _RAW_DETAIL))
+        if data is None:
+            raise InvalidResponse("`data` is null or missing where a cluster was expected", operation=op)
         if not isinstance(data, m.K8sClusterDetail):  # `data: false` means "no such cluster" (§3.1)
             raise NotFound(f"cluster {cluster_identifier} not found", operation=op)
         return data
 
+    def _cluster_detail(
+        self, operation: str, data: dict[str, Any] | bool | None
+    ) -> m.K8sClusterDetail | bool | None:
+        """A cluster detail whose nodes did not all parse: the cluster itself must, the nodes may not."""
+        if not isinstance(data, dict):
+            return data
+        nodes = data.get("nodes")
+        if not isinstance(nodes, list):
+            raise InvalidResponse("cluster detail without a `nodes` list", operation=operation)
+        try:
+            cluster = m.K8sClusterDetail.model_validate({**data, "nodes": []})
+        except ValidationError as exc:
+            raise InvalidResponse(
+                f"unexpected response shape: {_validation_summary(exc)}", operation=operation
+            ) from None
+        return cluster.model_copy(update={"nodes": self._items(operation, nodes, m.K8sNode)})
+
     async def list_node_groups(self, cluster_identifier: str) -> list[m.K8sNodeGroup]:
         op = "list_node_groups"
         path = f"/apps/v2/k8s/node/groups/byClusterId/{_seg(cluster_identifier)}"
-        return self._parse(op, await self._call(op, "GET", path, idempotent=True), _GROUPS) or []
+        body = await self._call(op, "GET", path, idempotent=True)
+        return self._parse_list(op, body, _GROUPS, m.K8sNodeGroup)
 
     async def create_node_group(
         self, cluster_identifier: str, group_name: str, kube_size_id: int
@@ -660,14 +742,14 @@ class VPSieClient:
         body = await self._call(
             op, "POST", "/apps/v2/k8s/offers", json={"dcIdentifier": dc_identifier}, idempotent=True
         )
-        return self._parse(op, body, _OFFERS) or []
+        return self._parse_list(op, body, _OFFERS, m.K8sOffer)
 
     # --- plain VMs -----------------------------------------------------------------------------------
 
     async def list_vms(self, project_id: int | None = None) -> list[m.VM]:
         params = {"projectId": str(project_id)} if project_id is not None else None
         body = await self._call("list_vms", "GET", self._vm, params=params, idempotent=True)
-        return self._parse("list_vms", body, _VMS) or []
+        return self._parse_list("list_vms", body, _VMS, m.VM)
 
     async def get_vm(self, identifier: str) -> m.VM:
         op = "get_vm"
@@ -688,7 +770,7 @@ class VPSieClient:
 
     async def list_pending_vms(self) -> list[m.PendingVM]:
         body = await self._call("list_pending_vms", "GET", PENDING_VMS_PATH, idempotent=True)
-        return self._parse("list_pending_vms", body, _PENDING) or []
+        return self._parse_list("list_pending_vms", body, _PENDING, m.PendingVM)
 
     async def create_vm(self, request: VMCreate) -> str:
         """Ask VPSie for a VM; returns the ``processId`` sent (VPSie returns no id). Never retried."""
@@ -722,11 +804,11 @@ class VPSieClient:
 
     async def list_datacenters(self) -> list[m.Datacenter]:
         body = await self._call("list_datacenters", "GET", "/apps/v2/datacenter", idempotent=True)
-        return self._parse("list_datacenters", body, _DATACENTERS) or []
+        return self._parse_list("list_datacenters", body, _DATACENTERS, m.Datacenter)
 
     async def list_plan_categories(self) -> list[m.PlanCategory]:
         body = await self._call("list_plan_categories", "GET", "/api/v2/plans/category", idempotent=True)
-        return self._parse("list_plan_categories", body, _CATEGORIES) or []
+        return self._parse_list("list_plan_categories", body, _CATEGORIES, m.PlanCategory)
 
     async def list_plans(
         self, dc_identifier: str, os_identifier: str, category_identifier: str = ""
@@ -741,7 +823,7 @@ class VPSieClient:
             "isCustom": "0",
         }
         body = await self._call("list_plans", "POST", "/apps/v2/resources", form=form, idempotent=True)
-        return self._parse("list_plans", body, _PLANS) or []
+        return self._parse_list("list_plans", body, _PLANS, m.Plan)
 
     async def list_projects(self) -> list[m.Project]:
         body = await self._call("list_projects", "GET", "/apps/v2/projects", idempotent=True)
@@ -750,11 +832,11 @@ class VPSieClient:
 
     async def list_ssh_keys(self) -> list[m.SSHKey]:
         body = await self._call("list_ssh_keys", "GET", "/apps/v2/sshkeys", idempotent=True)
-        return self._parse("list_ssh_keys", body, _SSH_KEYS) or []
+        return self._parse_list("list_ssh_keys", body, _SSH_KEYS, m.SSHKey)
 
     async def list_scripts(self) -> list[m.Script]:
         body = await self._call("list_scripts", "GET", "/apps/v2/scripts", idempotent=True)
-        return self._parse("list_scripts", body, _SCRIPTS) or []
+        return self._parse_list("list_scripts", body, _SCRIPTS, m.Script)
 
 
 def _client_error(operation: str, status: int, code: int | None, message: str) -> VPSieError:
@@ -779,6 +861,9 @@ def _adapter(tp: Any) -> Any:
 
 
 # Envelope adapters, built once. `data: false` (VPSie's "not found" for some gets) parses as `False`.
+# The typed list adapters are the fast path; when one item does not fit, the raw ones find which.
+_RAW_LIST: TypeAdapter[m.Envelope[list[Any]]] = _adapter(list[Any])
+_RAW_DETAIL: TypeAdapter[m.Envelope[dict[str, Any] | bool]] = _adapter(dict[str, Any] | bool)
 _CLUSTERS: TypeAdapter[m.Envelope[list[m.K8sCluster]]] = _adapter(list[m.K8sCluster])
 _CLUSTER_DETAIL: TypeAdapter[m.Envelope[m.K8sClusterDetail | bool]] = _adapter(m.K8sClusterDetail | bool)
 _GROUPS: TypeAdapter[m.Envelope[list[m.K8sNodeGroup]]] = _adapter(list[m.K8sNodeGroup])

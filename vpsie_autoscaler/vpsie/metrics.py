@@ -47,6 +47,13 @@ class ClientMetrics:
             registry=registry,
         )
 
+        self.malformed_items = Counter(
+            "vpsie_autoscaler_vpsie_api_malformed_items_total",
+            "Items of VPSie list answers skipped because they did not fit the model, by operation.",
+            ["operation"],
+            registry=registry,
+        )
+
     def observe(self, operation: str, code: str, seconds: float | None) -> None:
         self.requests.labels(operation=operation, code=code).inc()
         if seconds is not None:

@@ -9,20 +9,41 @@ Field names follow the API exactly (snake_case, camelCase and the odd capital, a
   int, float and numeric strings, and an empty string as "absent";
 - where VPSie's own clients disagree on a shape (cluster nodes, token response, project id key), the
   model holds the union and the accessors pick whichever is present.
+
+**Malformed items.** A list item that does not fit its model is skipped by the client and reported
+(``vpsie.malformed_item`` and ``vpsie_autoscaler_vpsie_api_malformed_items_total{operation}``); the rest of
+the list is used. What is fatal to an item and what is lenient is decided per field:
+
+- fatal: a missing/null/blank ``identifier`` (VMs, clusters) or ``hostname`` (VMs, cluster nodes, pending
+  VMs), a hostname with whitespace or control characters, a node group's non-numeric ``id``, a null
+  state flag (``is_active``, ``power``, ``is_deleted``, ``is_terminated``) or ``nodes_count``, any number
+  field holding a non-numeric value, and a timestamp in no known form: such an item cannot be matched
+  or its state cannot be known;
+- lenient: ``null`` in an optional field; numbers given as numeric strings and text given as numbers;
+  the MySQL zero date (``0000-00-00 00:00:00``) and an empty timestamp (→ ``None``); a timestamp without
+  an offset is taken as **UTC** (VPSie's examples all end in ``Z``, MySQL ``DATETIME`` carries no zone);
+  a null ``group_name``/``cluster_name`` (→ ``""``, names are cosmetic, ids are used).
+
+Every ``datetime`` a model produces is timezone-aware, so comparing it with the clock never raises.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 T = TypeVar("T")
 
 # Timestamp formats VPSie is known or suspected to send (§3.1): ISO-8601 with milliseconds and a Z
-# (a JS Date in JSON), or MySQL's "YYYY-MM-DD HH:MM:SS".
+# (a JS Date in JSON), or MySQL's "YYYY-MM-DD HH:MM:SS" (and MySQL's zero date for "never").
 _SQL_TIMESTAMP = "%Y-%m-%d %H:%M:%S"
+_ZERO_DATE = "0000-00-00"
+# A hostname as VPSie may send it: anything printable without whitespace (Unicode line separators are
+# whitespace too). A blank one, or one with a newline, cannot name a node.
+_HOSTNAME = re.compile(r"[^\s\x00-\x1f\x7f-\x9f]{1,253}")
 
 
 def _to_number(value: Any) -> Any:
@@ -50,12 +71,19 @@ def _to_int(value: Any) -> Any:
 def _to_timestamp(value: Any) -> Any:
     if isinstance(value, str):
         text = value.strip()
-        if not text:
-            return None
+        if not text or text.startswith(_ZERO_DATE):
+            return None  # MySQL's zero date means "never"
         try:
             return datetime.strptime(text, _SQL_TIMESTAMP).replace(tzinfo=UTC)
         except ValueError:
             return text  # ISO-8601 (with Z) is parsed by pydantic itself
+    return value
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    """A timestamp without an offset is UTC (VPSie's examples all use Z): never a naive datetime."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
     return value
 
 
@@ -64,7 +92,7 @@ LenientFloat = Annotated[float, BeforeValidator(_to_number)]
 # Optional variants carry the validator on the union, so "" can become None before the type check.
 OptInt = Annotated[int | None, BeforeValidator(_to_int)]
 OptFloat = Annotated[float | None, BeforeValidator(_to_number)]
-OptTimestamp = Annotated[datetime | None, BeforeValidator(_to_timestamp)]
+OptTimestamp = Annotated[datetime | None, BeforeValidator(_to_timestamp), AfterValidator(_aware)]
 
 
 def _to_str(value: Any) -> Any:
@@ -73,7 +101,29 @@ def _to_str(value: Any) -> Any:
     return value
 
 
+def _null_is_empty(value: Any) -> Any:
+    return "" if value is None else _to_str(value)
+
+
+def _hostname(value: str) -> str:
+    if not _HOSTNAME.fullmatch(value):
+        raise ValueError("hostname is blank, too long or contains whitespace or control characters")
+    return value
+
+
+def _identifier(value: str) -> str:
+    if not value.strip():
+        raise ValueError("identifier is blank")
+    return value
+
+
 OptStr = Annotated[str | None, BeforeValidator(_to_str)]
+Name = Annotated[str, BeforeValidator(_null_is_empty)]
+"""Cosmetic text: ``null`` reads as ``""``."""
+Hostname = Annotated[str, AfterValidator(_hostname)]
+"""Required, non-blank, no whitespace or control characters: the handle every listing is matched by."""
+Identifier = Annotated[str, BeforeValidator(_to_str), AfterValidator(_identifier)]
+"""Required and non-blank: the handle of a targeted call."""
 
 
 class Wire(BaseModel):
@@ -144,13 +194,13 @@ class TokenResponse(Wire):
 class K8sCluster(Wire):
     """An item of ``GET /apps/v2/k8s/cluster/all``."""
 
-    identifier: str
-    cluster_name: str = ""
+    identifier: Identifier
+    cluster_name: Name = ""
     count: OptInt = None
     manager_count: OptInt = Field(default=None, alias="managerCount")
     slave_count: OptInt = Field(default=None, alias="slaveCount")
-    kube_version: str | None = None
-    nickname: str | None = None
+    kube_version: OptStr = None
+    nickname: OptStr = None
     cpu: OptInt = None
     ram: OptInt = None
     traffic: OptInt = None
@@ -166,14 +216,14 @@ class K8sNode(Wire):
     """
 
     id: OptInt = None
-    identifier: str | None = None
-    hostname: str
-    default_ip: str | None = None
-    private_ip: str | None = None
-    ip: str | None = None
+    identifier: OptStr = None
+    hostname: Hostname
+    default_ip: OptStr = None
+    private_ip: OptStr = None
+    ip: OptStr = None
     node_type: OptInt = None
-    role: str | None = None
-    status: str | None = None
+    role: OptStr = None
+    status: OptStr = None
     node_id: OptInt = None
     datacenter_id: OptInt = None
     cpu: OptInt = None
@@ -197,17 +247,20 @@ class K8sNode(Wire):
 
 
 class K8sClusterDetail(K8sCluster):
-    """``GET /apps/v2/k8s/cluster/byId/{identifier}``: the summary plus ``nodes``."""
+    """``GET /apps/v2/k8s/cluster/byId/{identifier}``: the summary plus ``nodes``.
 
-    nodes: list[K8sNode] = Field(default_factory=list)
+    ``nodes`` is required: a detail without it (or with ``null``) says nothing about the nodes, and an
+    empty list would read as "the cluster has no nodes" and decide creations."""
+
+    nodes: list[K8sNode]
 
 
 class K8sNodeGroup(Wire):
     """An item of ``GET /apps/v2/k8s/node/groups/byClusterId/{identifier}``."""
 
     id: LenientInt
-    identifier: str | None = None
-    group_name: str
+    identifier: OptStr = None
+    group_name: Name = ""
     boxsize_id: OptInt = None
     cpu: OptInt = None
     ram: OptInt = None
@@ -244,8 +297,8 @@ class VM(Wire):
     """An item of ``GET {VM}`` and ``data.vmData`` of ``GET {VM}/{identifier}`` (§4.5)."""
 
     id: OptInt = None
-    identifier: str
-    hostname: str
+    identifier: Identifier
+    hostname: Hostname
     boxsize_id: OptInt = None
     boximage_id: OptInt = None
     datacenter_id: OptInt = None
@@ -255,15 +308,15 @@ class VM(Wire):
     cpu: OptInt = None
     ram: OptInt = None
     ssd: OptInt = None
-    default_ip: str | None = None
-    private_ip: str | None = None
-    public_ip: str | None = Field(default=None, alias="publicIp")
+    default_ip: OptStr = None
+    private_ip: OptStr = None
+    public_ip: OptStr = Field(default=None, alias="publicIp")
     is_active: LenientInt = 0
     power: LenientInt = 0
-    state: str | None = None
+    state: OptStr = None
     is_terminated: LenientInt = 0
     is_deleted: LenientInt = 0
-    category: str | None = None
+    category: OptStr = None
     created_on: OptTimestamp = None
 
     @property
@@ -295,7 +348,7 @@ class VMDetail(Wire):
 class PendingVMData(Wire):
     """The create request as VPSie stored it in the pending queue (types differ from the request)."""
 
-    hostname: str = ""
+    hostname: Hostname
     resource_identifier: str | None = Field(default=None, alias="resourceIdentifier")
     dc_identifier: str | None = Field(default=None, alias="dcIdentifier")
     process_id: str | None = Field(default=None, alias="processId")
@@ -305,7 +358,7 @@ class PendingVM(Wire):
     """An item of ``GET /apps/v2/vm/pending``."""
 
     id: OptStr = None
-    data: PendingVMData = Field(default_factory=PendingVMData)
+    data: PendingVMData
     running: OptInt = None
     type: str | None = None
 
@@ -314,7 +367,7 @@ class PendingVM(Wire):
 
 
 class Datacenter(Wire):
-    identifier: str
+    identifier: Identifier
     dc_name: str = ""
     state: str | None = None
     country: str | None = None
@@ -322,7 +375,7 @@ class Datacenter(Wire):
 
 
 class PlanCategory(Wire):
-    identifier: str
+    identifier: Identifier
     name: str = ""
 
 
@@ -330,7 +383,7 @@ class Plan(Wire):
     """An item of ``POST /apps/v2/resources``: ``ram`` in MB, ``ssd`` in GB, ``price`` monthly."""
 
     id: OptInt = None
-    identifier: str
+    identifier: Identifier
     nickname: str = ""
     cpu: LenientInt
     ram: LenientInt
@@ -342,7 +395,7 @@ class Plan(Wire):
 
 class Project(Wire):
     id: OptInt = None
-    identifier: str
+    identifier: Identifier
     name: str = ""
     is_default: LenientInt = 0
 
@@ -356,11 +409,11 @@ class ProjectPage(Wire):
 
 class SSHKey(Wire):
     id: OptInt = None
-    identifier: str
+    identifier: Identifier
     name: str = ""
 
 
 class Script(Wire):
-    identifier: str
+    identifier: Identifier
     script_name: str = ""
     type: str | None = None

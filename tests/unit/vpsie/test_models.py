@@ -75,3 +75,78 @@ def test_envelope_total_may_be_anything() -> None:
         b'{"error": false, "data": [], "total": [{"count": 3}]}'
     )
     assert env.data == []
+
+
+@pytest.mark.parametrize("text", ["0000-00-00 00:00:00", "0000-00-00", "0000-00-00T00:00:00.000Z", "", "  "])
+def test_zero_and_empty_dates_mean_never(text: str) -> None:
+    assert m.VM.model_validate({"identifier": "v", "hostname": "h", "created_on": text}).created_on is None
+
+
+@pytest.mark.parametrize(
+    "text", ["2026-02-03T08:41:02", "2026-02-03T08:41:02.000", "2026-02-03 08:41:02.000"]
+)
+def test_a_timestamp_without_offset_is_utc(text: str) -> None:
+    stamp = m.K8sNode.model_validate({"hostname": "h", "created_on": text}).created_on
+    assert stamp == datetime(2026, 2, 3, 8, 41, 2, tzinfo=UTC)
+    assert stamp is not None
+    assert stamp.tzinfo is not None
+
+
+def test_an_offset_is_kept() -> None:
+    stamp = m.K8sCluster.model_validate(
+        {"identifier": "c", "created_on": "2026-02-03T10:41:02+02:00"}
+    ).created_on
+    assert stamp == datetime(2026, 2, 3, 8, 41, 2, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("created_on", ["yesterday", "2026-13-01T00:00:00Z", [2026], {"t": 1}])
+def test_a_timestamp_in_no_known_form_is_an_error(created_on: object) -> None:
+    with pytest.raises(ValidationError, match="created_on"):
+        m.VM.model_validate({"identifier": "v", "hostname": "h", "created_on": created_on})
+
+
+@pytest.mark.parametrize(
+    "hostname", [None, "", "  ", "a b", "a\nb", "a\u2028b", "a\x00b", "a\x9bb", "x" * 254, 5]
+)
+def test_a_hostname_that_cannot_name_a_node_is_an_error(hostname: object) -> None:
+    with pytest.raises(ValidationError, match="hostname"):
+        m.VM.model_validate({"identifier": "v", "hostname": hostname})
+    with pytest.raises(ValidationError, match="hostname"):
+        m.K8sNode.model_validate({"hostname": hostname})
+    with pytest.raises(ValidationError, match="hostname"):
+        m.PendingVM.model_validate({"data": {"hostname": hostname}})
+
+
+@pytest.mark.parametrize("identifier", [None, "", " "])
+def test_a_blank_identifier_is_an_error(identifier: object) -> None:
+    with pytest.raises(ValidationError, match="identifier"):
+        m.VM.model_validate({"identifier": identifier, "hostname": "h"})
+    with pytest.raises(ValidationError, match="identifier"):
+        m.K8sCluster.model_validate({"identifier": identifier})
+
+
+@pytest.mark.parametrize("field", ["is_active", "power", "is_deleted", "is_terminated"])
+def test_a_null_state_flag_is_an_error(field: str) -> None:
+    with pytest.raises(ValidationError, match=field):
+        m.VM.model_validate({"identifier": "v", "hostname": "h", field: None})
+
+
+def test_a_missing_state_flag_keeps_its_default() -> None:
+    vm = m.VM.model_validate({"identifier": "v", "hostname": "h"})
+    assert (vm.is_active, vm.power, vm.is_deleted, vm.is_terminated) == (0, 0, 0, 0)
+
+
+def test_node_group_id_and_count_are_required_numbers_and_the_name_is_cosmetic() -> None:
+    for bad in ({"id": "abc"}, {"id": None}, {"id": 1, "nodes_count": None}, {"id": 1, "nodes_count": "x"}):
+        with pytest.raises(ValidationError):
+            m.K8sNodeGroup.model_validate(bad)
+    group = m.K8sNodeGroup.model_validate({"id": "7", "group_name": None, "nodes_count": "2"})
+    assert (group.id, group.group_name, group.nodes_count) == (7, "", 2)
+
+
+def test_cluster_detail_requires_nodes() -> None:
+    with pytest.raises(ValidationError, match="nodes"):
+        m.K8sClusterDetail.model_validate({"identifier": "c"})
+    with pytest.raises(ValidationError, match="nodes"):
+        m.K8sClusterDetail.model_validate({"identifier": "c", "nodes": None})
+    assert m.K8sClusterDetail.model_validate({"identifier": "c", "nodes": []}).nodes == []
