@@ -16,6 +16,7 @@ stack the tests prove is the stack the demo shows.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import signal
@@ -23,8 +24,9 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,7 +40,13 @@ from hack.devcluster.cluster import free_port
 from hack.devcluster.processes import signal_group
 from vpsie_autoscaler.api.labels import NODEGROUP_LABEL, VPSIENODE_LABEL
 from vpsie_autoscaler.vpsie.sim.bridge import MANAGED_BY_LABEL as SIM_NODE_LABEL
-from vpsie_autoscaler.vpsie.sim.config import DEFAULT_CLUSTER
+from vpsie_autoscaler.vpsie.sim.config import (
+    DEFAULT_CLUSTER,
+    DEFAULT_DATACENTER,
+    DEFAULT_OS,
+    DEFAULT_PROJECT,
+    SimConfig,
+)
 
 T = TypeVar("T")
 JsonObj = dict[str, Any]
@@ -889,3 +897,102 @@ def timed(record: dict[str, float], key: str) -> Iterator[None]:
         yield
     finally:
         record[key] = time.monotonic() - start
+
+
+# --- kill matrix support (tests/e2e/test_kill_matrix.py) ---------------------------------------------
+# VM NodeGroups (plain VPSie VMs, the simulator's default catalogue), the create/delete calls per source
+# in the simulator's request log, fault hit counters, and a Kubernetes watch to act the moment an
+# object appears.
+VM_CREATE_PATHS: Final = frozenset({"/apps/v2/vm", "/api/v2/vm"})
+MANAGED_DELETE_SUFFIX: Final = "/delete/slave"
+
+
+def plan_identifier(group: VPSieGroup) -> str:
+    """The VPSie plan identifier (a VM's ``resourceIdentifier``) of the size of ``group``."""
+    [plan] = [p for p in SimConfig().plans if p.id == group.size_id]
+    return plan.identifier
+
+
+def vm_nodegroup(name: str, size: VPSieGroup, **options: Any) -> JsonObj:
+    """A NodeGroup of plain VPSie VMs of the size of ``size`` (options as for :func:`nodegroup`)."""
+    body = nodegroup(name, size, **options)
+    del body["spec"]["managed"]
+    body["spec"]["vm"] = {
+        "resourceIdentifier": plan_identifier(size),
+        "osIdentifier": DEFAULT_OS,
+        "dcIdentifier": DEFAULT_DATACENTER,
+        "projectId": DEFAULT_PROJECT,
+    }
+    return body
+
+
+def sim_vms(sim: CloudSim, prefix: str = "", *, include_deleting: bool = False) -> list[JsonObj]:
+    """VMs in the cloud whose hostname starts with ``prefix`` (``pending`` ones too: they are billed)."""
+    return [
+        v
+        for v in sim.state()["vms"]
+        if v["hostname"].startswith(prefix) and (include_deleting or v["phase"] != "deleting")
+    ]
+
+
+def vm_create_requests(sim: CloudSim) -> list[JsonObj]:
+    """VM create calls the simulator served (any status)."""
+    return [r for r in sim.requests() if r["method"] == "POST" and r["path"] in VM_CREATE_PATHS]
+
+
+def delete_requests(sim: CloudSim, *, vm: bool = False) -> list[JsonObj]:
+    """Targeted deletes the simulator served (any status): managed node deletes, or VM deletes."""
+    return [
+        r
+        for r in sim.requests()
+        if r["method"] == "DELETE"
+        and (r["path"] in VM_CREATE_PATHS if vm else r["path"].endswith(MANAGED_DELETE_SUFFIX))
+    ]
+
+
+def sim_faults(sim: CloudSim) -> list[JsonObj]:
+    """The simulator's faults with their ``hits``: a hit is counted when a request *arrives*, whereas
+    ``/_sim/requests`` lists a request only once it has been answered (after any latency)."""
+    faults: list[JsonObj] = http_json("GET", f"{sim.base_url}/_sim/faults")
+    return faults
+
+
+def fault_hits(sim: CloudSim, fault_id: int) -> int:
+    return next((int(f["hits"]) for f in sim_faults(sim) if f["id"] == fault_id), 0)
+
+
+def watch(
+    client: KubeClient,
+    path: str,
+    *,
+    label_selector: str | None = None,
+    resource_version: str | None = None,
+    timeout: float = 60.0,
+) -> Generator[tuple[str, JsonObj], None, None]:
+    """``(type, object)`` of each watch event on the collection ``path`` (from ``resource_version``),
+    for at most ``timeout`` seconds; the caller stops early by closing the generator."""
+    query = {"watch": "1", "timeoutSeconds": str(max(1, int(timeout)))}
+    if label_selector:
+        query["labelSelector"] = label_selector
+    if resource_version:
+        query["resourceVersion"] = resource_version
+    headers = {"Accept": "application/json"}
+    if client._token is not None:
+        headers["Authorization"] = f"Bearer {client._token}"
+    conn = http.client.HTTPSConnection(client._host, client._port, context=client._ssl, timeout=timeout + 5)
+    try:
+        conn.request("GET", f"{path}?{urllib.parse.urlencode(query)}", headers=headers)
+        resp = conn.getresponse()
+        if resp.status >= 400:
+            raise ApiError("GET", path, resp.status, resp.read().decode(errors="replace"))
+        for line in resp:
+            if line.strip():
+                event = json.loads(line)
+                yield str(event["type"]), event["object"]
+    finally:
+        conn.close()
+
+
+def collection_version(client: KubeClient, path: str) -> str:
+    """The resourceVersion of a list of ``path``: a watch from it sees every later change."""
+    return str(client.get(path)["metadata"]["resourceVersion"])
