@@ -30,6 +30,7 @@ PROVISION_BUCKETS = (1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 180.0, 300.0, 600.0, 900
 
 GROUP_LABEL = "nodegroup"
 REASON_LABEL = "reason"
+KIND_LABEL = "kind"
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class AutoscalerMetrics:
     orphan_instances: Gauge
     launches_total: Counter
     adopted_instances_total: Counter
+    invalid_objects: Gauge
     dry_run: Gauge
 
     def per_group_gauges(self) -> tuple[Gauge, ...]:
@@ -158,6 +160,12 @@ def autoscaler_metrics(registry: CollectorRegistry) -> AutoscalerMetrics:
             PREFIX + "adopted_instances_total",
             "Instances found in a referenced VPSie group without a VPSieNode, given one (adopted).",
             [GROUP_LABEL],
+            registry=registry,
+        ),
+        invalid_objects=Gauge(
+            PREFIX + "invalid_objects",
+            "Stored objects that cannot be parsed (reported and skipped, never acted on), by kind.",
+            [KIND_LABEL],
             registry=registry,
         ),
         dry_run=Gauge(

@@ -46,8 +46,9 @@ from vpsie_autoscaler.api.labels import (
     VPSIENODE_LABEL,
 )
 from vpsie_autoscaler.api.nodegroup import NodeGroup
-from vpsie_autoscaler.api.vpsienode import IN_FLIGHT_PHASES, LEAVING_PHASES
+from vpsie_autoscaler.api.vpsienode import IN_FLIGHT_PHASES, LEAVING_PHASES, VPSieNode
 from vpsie_autoscaler.controllers.catalogue import PlanCatalogue
+from vpsie_autoscaler.controllers.metrics import AutoscalerMetrics
 from vpsie_autoscaler.scaling import (
     ClusterUsage,
     GroupTemplate,
@@ -56,6 +57,7 @@ from vpsie_autoscaler.scaling import (
     PodInfo,
     TemplateError,
 )
+from vpsie_autoscaler.scaling.groups import template_problem
 from vpsie_autoscaler.scaling.snapshot import nodes_from_k8s
 
 log = structlog.get_logger("vpsie_autoscaler.controllers.snapshot")
@@ -84,6 +86,94 @@ such pods out with its scheduler simulation). After the window the scheduler's v
 still cannot place a pod there, our simulation is missing a constraint and must not hold the pod."""
 
 Obj = Mapping[str, Any]
+
+INVALID_MESSAGE_LENGTH: Final = 512
+"""Why an object is invalid, at most this long (a hostile value must not make Events or logs huge)."""
+
+
+class InvalidObject(ValueError):
+    """A stored object the model refuses, or whose values are beyond the bounds the autoscaler accepts
+    (stored before a schema rule existed, or written around validation). Never fatal: the object is
+    reported and skipped; see docs/lifecycle.md, "Invalid objects"."""
+
+
+def _why(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        details = exc.errors()
+        loc = ".".join(str(p) for p in details[0]["loc"]) if details else ""
+        msg = details[0]["msg"] if details else str(exc)
+        text = f"{loc}: {msg}" if loc else msg
+    else:
+        text = str(exc) or type(exc).__name__
+    return text[:INVALID_MESSAGE_LENGTH]
+
+
+def parse_nodegroup(obj: Obj) -> NodeGroup:
+    """``NodeGroup.from_k8s`` plus the bounded checks of the template's quantities; raises
+    :class:`InvalidObject` (and nothing else) for whatever the stored object holds."""
+    try:
+        ng = NodeGroup.from_k8s(dict(obj))
+    except (ValidationError, ValueError, ArithmeticError, TypeError, RecursionError) as exc:
+        raise InvalidObject(_why(exc)) from exc
+    problem = template_problem(ng)
+    if problem is not None:
+        raise InvalidObject(problem[:INVALID_MESSAGE_LENGTH])
+    return ng
+
+
+def parse_vpsienode(obj: Obj) -> VPSieNode:
+    """``VPSieNode.from_k8s``; raises :class:`InvalidObject` (and nothing else) when it cannot."""
+    try:
+        return VPSieNode.from_k8s(dict(obj))
+    except (ValidationError, ValueError, ArithmeticError, TypeError, RecursionError) as exc:
+        raise InvalidObject(_why(exc)) from exc
+
+
+class InvalidObjects:
+    """The stored objects of one kind that cannot be parsed: the ``vpsie_autoscaler_invalid_objects``
+    gauge, and which ones were already reported (one Event per object and generation, not per pass)."""
+
+    def __init__(self, kind: str, metrics: AutoscalerMetrics) -> None:
+        self.kind = kind
+        self.metrics = metrics
+        self._seen: dict[str, tuple[str, int, bool, str]] = {}  # name → (uid, generation, deleting, why)
+        self._gauge()
+
+    def _gauge(self) -> None:
+        self.metrics.invalid_objects.labels(self.kind).set(len(self._seen))
+
+    def note(self, obj: Obj, why: str) -> bool:
+        """Remember ``obj`` as invalid; True when this generation of it (or its deletion) is new."""
+        meta = obj.get("metadata") or {}
+        generation = meta.get("generation")
+        key = (
+            _text(meta.get("uid")),
+            generation if isinstance(generation, int) else 0,
+            bool(meta.get("deletionTimestamp")),
+            why,
+        )
+        name = _text(meta.get("name"))
+        new = self._seen.get(name, ("", -1, False, ""))[:3] != key[:3]
+        self._seen[name] = key
+        self._gauge()
+        return new
+
+    def forget(self, name: str) -> bool:
+        """The object parses again, or is gone; True when it was invalid."""
+        was = self._seen.pop(name, None) is not None
+        if was:
+            self._gauge()
+        return was
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._seen
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
 
 
 class ReadStore(Protocol):
@@ -154,12 +244,13 @@ class VPSieNodeView:
         spec = obj.get("spec") or {}
         status = obj.get("status") or {}
         labels = meta.get("labels") or {}
+        name = _text(meta.get("name"))
         return cls(
-            name=meta.get("name", ""),
-            group=spec.get("nodeGroup") or labels.get(NODEGROUP_LABEL, ""),
-            hostname=(spec.get("hostname") or meta.get("name", "")).lower(),
-            node_name=(status.get("nodeName") or "").lower(),
-            phase=status.get("phase") or DEFAULT_PHASE,
+            name=name,
+            group=_text(spec.get("nodeGroup")) or _text(labels.get(NODEGROUP_LABEL)),
+            hostname=(_text(spec.get("hostname")) or name).lower(),
+            node_name=_text(status.get("nodeName")).lower(),
+            phase=_text(status.get("phase")) or DEFAULT_PHASE,
             deleting=bool(meta.get("deletionTimestamp")),
             drain_requested=DRAIN_REQUESTED_ANNOTATION in (meta.get("annotations") or {}),
             created=_parse_time(meta.get("creationTimestamp")),
@@ -313,14 +404,17 @@ class SnapshotBuilder:
                 arriving.add(name)
         seen_pods: dict[str, tuple[str, PodInfo]] = {}
         for p in pod_objs:
-            if is_unschedulable(p):
-                info = self._pod_info(p, seen_pods)
-                pending.append(info)
-                pending_objects[info.key] = p
-            else:
-                on = (p.get("spec") or {}).get("nodeName")
-                if on and (with_pods or on in arriving):
-                    bound.append(self._pod_info(p, seen_pods))
+            try:
+                if is_unschedulable(p):
+                    info = self._pod_info(p, seen_pods)
+                    pending.append(info)
+                    pending_objects[info.key] = p
+                else:
+                    on = (p.get("spec") or {}).get("nodeName")
+                    if on and (with_pods or on in arriving):
+                        bound.append(self._pod_info(p, seen_pods))
+            except (ValueError, ArithmeticError) as exc:  # e.g. a request beyond int64 milli-units
+                log.warning("pod not usable for scaling", pod=_pod_key(p), reason=_why(exc))
         if with_pods:  # every pod was looked at: what was not is gone
             self._pods = seen_pods
         else:
@@ -356,9 +450,9 @@ class SnapshotBuilder:
                 errors[name] = "NodeGroup is being deleted"
                 continue
             try:
-                ng = NodeGroup.from_k8s(dict(obj))
-            except ValidationError as exc:
-                errors[name] = f"invalid NodeGroup: {exc.errors()[0].get('msg', exc)}"
+                ng = parse_nodegroup(obj)
+            except InvalidObject as exc:
+                errors[name] = f"invalid NodeGroup: {exc}"
                 continue
             models[name] = ng
             members = index.of_group(name)
@@ -379,7 +473,10 @@ class SnapshotBuilder:
                         daemonset_pods=ds_pods,
                     )
                 )
-            except TemplateError as exc:
+            except (ValueError, ArithmeticError) as exc:  # one bad group never stops the others
+                if not isinstance(exc, TemplateError):
+                    errors[name] = f"invalid NodeGroup: {_why(exc)}"
+                    continue
                 detail = str(exc)
                 why = self.catalogue.error(ng)
                 if why:
@@ -434,6 +531,11 @@ class SnapshotBuilder:
             pending_objects=pending_objects,
             pdbs=pdbs,
         )
+
+
+def _pod_key(pod: Obj) -> str:
+    meta = pod.get("metadata") or {}
+    return f"{meta.get('namespace', '')}/{meta.get('name', '')}"
 
 
 def _as_arriving(node: NodeInfo) -> NodeInfo:

@@ -26,7 +26,7 @@ from vpsie_autoscaler.api.nodegroup import (
     NodeGroup,
 )
 from vpsie_autoscaler.scaling.predicates import STATIC_PREDICATES, check
-from vpsie_autoscaler.scaling.resources import EMPTY, PODS, Resources
+from vpsie_autoscaler.scaling.resources import EMPTY, PODS, QuantityError, Resources, to_units
 from vpsie_autoscaler.scaling.selectors import Taint
 from vpsie_autoscaler.scaling.snapshot import NodeInfo, PodInfo
 
@@ -134,12 +134,14 @@ class GroupTemplate:
         """
         spec = ng.spec
         template = spec.template
-        capacity = Resources(
-            {
-                **Resources.parse(dict(plan_capacity or {})).as_dict(),
-                **Resources.parse(dict(template.resources)).as_dict(),
-            }
-        )
+        problem = template_problem(ng)
+        if problem is not None:
+            raise TemplateError(f"NodeGroup {ng.metadata.name}: {problem}")
+        try:
+            plan = Resources.parse(dict(plan_capacity or {}))
+        except QuantityError as exc:
+            raise TemplateError(f"NodeGroup {ng.metadata.name}: plan capacity: {exc}") from exc
+        capacity = Resources({**plan.as_dict(), **Resources.parse(dict(template.resources)).as_dict()})
         if PODS not in capacity:
             capacity = capacity + {PODS: DEFAULT_MAX_PODS}
         missing = [r for r in ("cpu", "memory") if r not in capacity]
@@ -187,6 +189,24 @@ class GroupTemplate:
                 "allocatable": (base.allocatable - overhead).clamp_zero(),
             }
         )
+
+
+def template_problem(ng: NodeGroup) -> str | None:
+    """Why the quantities of ``spec.template`` (``resources``, ``reserved``) cannot be used, or None.
+
+    Bounded work whatever the object holds (:func:`~vpsie_autoscaler.scaling.resources.parse_quantity`):
+    a group stored before a schema rule existed must be reported, never crash a pass.
+    """
+    for field_name, raw in (
+        ("resources", ng.spec.template.resources),
+        ("reserved", ng.spec.template.reserved),
+    ):
+        for name, value in raw.items():
+            try:
+                to_units(name, value)
+            except QuantityError as exc:
+                return f"spec.template.{field_name}.{name}: {exc}"
+    return None
 
 
 def daemonset_overhead(daemonset_pods: Sequence[PodInfo], group: GroupTemplate) -> Resources:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
-from decimal import ROUND_CEILING, Decimal, InvalidOperation
+from decimal import ROUND_CEILING, Context, Decimal, DivisionByZero, InvalidOperation, Overflow
 from functools import lru_cache
 from typing import Final
 
@@ -48,20 +48,70 @@ _SUFFIX: Final[dict[str, Decimal]] = {
 }
 _FULL: Final = re.compile(QUANTITY_PATTERN)
 _SPLIT: Final = re.compile(r"^([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(.*)$")
+_EXPONENT: Final = re.compile(r"[eE][+-]?[0-9]+")
 _QUANTITY_CACHE_SIZE: Final = 4096  # distinct quantity strings in a cluster are few; parsing is hot
+
+MAX_QUANTITY_LENGTH: Final = 64
+"""Longest quantity string accepted. Kubernetes keeps at most 18 significant digits plus a suffix or
+exponent; 64 characters leave room for leading zeros and a long fraction, and keep the regular
+expression and ``Decimal`` work on hostile input (``"1" * 10000``) negligible."""
+MAX_UNITS: Final = 2**63 - 1
+"""Largest magnitude in a resource's canonical unit (milli-units for cpu): Kubernetes keeps quantities
+as int64 (``Quantity.MilliValue`` for cpu, ``Value`` otherwise). Checked on the Decimal's exponent
+*before* any integer conversion, which is quadratic in the number of digits (``"1e400000"`` would
+cost seconds of CPU on the event loop)."""
+_MAX_ADJUSTED: Final = len(str(MAX_UNITS)) - 1  # Decimal.adjusted() of MAX_UNITS (18)
+_MIN_ADJUSTED: Final = -30  # smaller magnitudes (below a nano-unit) are rounded up, not computed
+_CONTEXT: Final = Context(prec=60, rounding=ROUND_CEILING, traps=[InvalidOperation, Overflow, DivisionByZero])
+"""Exact for every accepted quantity (≤ 64 characters, magnitude ≤ 2**63 milli-units)."""
 
 
 class QuantityError(ValueError):
-    """A string that is not a Kubernetes quantity."""
+    """A string that is not a Kubernetes quantity, or one out of the bounds the autoscaler accepts."""
+
+
+def _bounded(value: object, quantity: Decimal, *, scale: int = 0) -> Decimal:
+    """``quantity`` unchanged if ``quantity * 10**scale`` is within :data:`MAX_UNITS`; cheap: only the
+    exponent is looked at before the one exact comparison."""
+    if not quantity.is_finite():
+        raise QuantityError(f"invalid quantity {value!r}: not a finite number")
+    if quantity.is_zero():
+        return quantity
+    adjusted = quantity.adjusted() + scale
+    if adjusted > _MAX_ADJUSTED or (
+        adjusted == _MAX_ADJUSTED and abs(quantity).scaleb(scale, _CONTEXT) > MAX_UNITS
+    ):
+        raise QuantityError(
+            f"quantity {value!r} is too large: at most {MAX_UNITS} "
+            + ("milli-units" if scale else "units")
+            + " (Kubernetes keeps quantities as int64)"
+        )
+    return quantity
 
 
 @lru_cache(maxsize=_QUANTITY_CACHE_SIZE)
 def parse_quantity(value: str | int | float) -> Decimal:
-    """Parse ``"100m"``, ``"1Gi"``, ``"1e3"``, ``"2"`` or a number into an exact Decimal."""
+    """Parse ``"100m"``, ``"1Gi"``, ``"1e3"``, ``"2"`` or a number into an exact Decimal.
+
+    Bounded work whatever the input: strings longer than :data:`MAX_QUANTITY_LENGTH` and magnitudes
+    beyond :data:`MAX_UNITS` raise :class:`QuantityError` before any arithmetic on them. Magnitudes
+    below a nano-unit keep their sign and become ``1e-30`` (they round up to one unit anyway).
+    """
     if isinstance(value, bool):
         raise QuantityError(f"invalid quantity {value!r}")
-    if isinstance(value, int | float):
-        return Decimal(str(value))
+    if isinstance(value, int):
+        if abs(value) > MAX_UNITS:
+            raise QuantityError(f"quantity {value} is too large: at most {MAX_UNITS}")
+        return Decimal(value)
+    if isinstance(value, float):
+        return _bounded(value, Decimal(repr(value)))
+    if not isinstance(value, str):
+        raise QuantityError(f"invalid quantity {value!r}: not a string or a number")
+    if len(value) > MAX_QUANTITY_LENGTH:
+        raise QuantityError(
+            f"invalid quantity {value[:16]!r}... ({len(value)} characters): "
+            f"at most {MAX_QUANTITY_LENGTH} characters"
+        )
     text = value.strip()
     if not _FULL.match(text):
         raise QuantityError(f"invalid quantity {value!r}: expected e.g. '500m', '2', '4Gi', '1e3'")
@@ -69,22 +119,38 @@ def parse_quantity(value: str | int | float) -> Decimal:
     if match is None:  # pragma: no cover - the full pattern guarantees the split
         raise QuantityError(f"invalid quantity {value!r}")
     number, suffix = match.groups()
-    try:
-        base = Decimal(number)
-        if suffix[:1] in ("e", "E"):
-            return base * (Decimal(10) ** int(suffix[1:]))
-        return base * _SUFFIX[suffix]
-    except (InvalidOperation, KeyError, ValueError) as exc:  # pragma: no cover - pattern-checked
-        raise QuantityError(f"invalid quantity {value!r}") from exc
+    base = Decimal(number)  # at most 64 digits: cheap
+    if suffix in _SUFFIX:  # before the exponent: "E" alone is exa, "Ei" exbi
+        factor_exponent, factor = 0, _SUFFIX[suffix]
+    else:  # "e3", "E-2": the pattern allows a fractional exponent, Kubernetes does not
+        if not _EXPONENT.fullmatch(suffix):
+            raise QuantityError(f"invalid quantity {value!r}: the exponent must be an integer")
+        factor_exponent, factor = int(suffix[1:]), Decimal(1)  # at most 63 digits: cheap
+    if base.is_zero():
+        return Decimal(0)
+    adjusted = base.adjusted() + factor_exponent + factor.adjusted()
+    if adjusted > _MAX_ADJUSTED + 1:
+        raise QuantityError(
+            f"quantity {value!r} is too large: at most {MAX_UNITS} (Kubernetes keeps quantities as int64)"
+        )
+    if adjusted < _MIN_ADJUSTED:
+        return Decimal(1).scaleb(_MIN_ADJUSTED, _CONTEXT).copy_sign(base)
+    return _bounded(value, _CONTEXT.multiply(base.scaleb(factor_exponent, _CONTEXT), factor))
 
 
 @lru_cache(maxsize=_QUANTITY_CACHE_SIZE)
 def to_units(name: str, value: str | int | float) -> int:
-    """The quantity of resource ``name`` in its canonical integer unit (milli for cpu), rounded up."""
+    """The quantity of resource ``name`` in its canonical integer unit (milli for cpu), rounded up.
+
+    Resource lists are never negative (Kubernetes validates requests, limits, capacity and
+    allocatable the same way); the result is at most :data:`MAX_UNITS`.
+    """
     quantity = parse_quantity(value)
-    if name in MILLI_RESOURCES:
-        quantity *= 1000
-    return int(quantity.to_integral_value(rounding=ROUND_CEILING))
+    if quantity < 0:
+        raise QuantityError(f"{name}: quantity {value!r} must not be negative")
+    scale = 3 if name in MILLI_RESOURCES else 0
+    quantity = _bounded(value, quantity, scale=scale)
+    return int(quantity.scaleb(scale, _CONTEXT).to_integral_value(rounding=ROUND_CEILING))
 
 
 def format_units(name: str, units: int) -> str:

@@ -28,18 +28,19 @@ Dry-run: everything is reported, nothing is deleted.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final
 
 import structlog
-from pydantic import ValidationError
 
 from vpsie_autoscaler.api.durations import parse_duration
 from vpsie_autoscaler.api.nodegroup import NodeGroup
 from vpsie_autoscaler.api.vpsienode import HOSTNAME_SUFFIX_LENGTH, VPSieNode
 from vpsie_autoscaler.controllers.metrics import AutoscalerMetrics
 from vpsie_autoscaler.controllers.providers import Providers, cluster_tag, tagged_group, vm_prefix
+from vpsie_autoscaler.controllers.snapshot import InvalidObject, parse_nodegroup, parse_vpsienode
 from vpsie_autoscaler.controllers.vpsienode.binding import bound_key
 from vpsie_autoscaler.kube import KubeClient, errors
 from vpsie_autoscaler.kube.resources import VPSIENODES
@@ -86,6 +87,30 @@ class GCReport:
     errors: list[str] = field(default_factory=list)
 
 
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def raw_identifiers(obj: Mapping[str, Any]) -> set[str]:
+    """Every name a VPSieNode may own its instance by, read from the raw object (lower case): its name,
+    ``spec.hostname``, ``spec.adopt.hostname``, ``status.nodeName`` and the launch record's requested
+    and bound hostnames. Works when the model refuses the object: such a record is never absent."""
+    meta = obj.get("metadata") or {}
+    spec = obj.get("spec") or {}
+    status = obj.get("status") or {}
+    adopt = spec.get("adopt") if isinstance(spec, Mapping) else None
+    launch = status.get("launch") if isinstance(status, Mapping) else None
+    values = [
+        meta.get("name") if isinstance(meta, Mapping) else None,
+        spec.get("hostname") if isinstance(spec, Mapping) else None,
+        adopt.get("hostname") if isinstance(adopt, Mapping) else None,
+        status.get("nodeName") if isinstance(status, Mapping) else None,
+        launch.get("requestedHostname") if isinstance(launch, Mapping) else None,
+        launch.get("boundHostname") if isinstance(launch, Mapping) else None,
+    ]
+    return {_text(v).lower() for v in values if _text(v)}
+
+
 def our_name_pattern(group_name: str) -> re.Pattern[str]:
     return re.compile(re.escape(vm_prefix(group_name)) + f"[a-z0-9]{{{HOSTNAME_SUFFIX_LENGTH}}}")
 
@@ -125,17 +150,17 @@ class GarbageCollector:
         records = []
         for obj in self.vpsienodes.store.list():
             try:
-                records.append(VPSieNode.from_k8s(obj))
-            except ValidationError:
-                continue
+                records.append(parse_vpsienode(obj))
+            except InvalidObject:
+                continue  # still known by its raw identifiers; never expired
         return records
 
     def _groups(self) -> list[tuple[dict[str, Any], NodeGroup]]:
         groups = []
         for obj in self.nodegroups.store.list():
             try:
-                groups.append((obj, NodeGroup.from_k8s(obj)))
-            except ValidationError:
+                groups.append((obj, parse_nodegroup(obj)))
+            except InvalidObject:
                 continue
         return groups
 
@@ -144,6 +169,8 @@ class GarbageCollector:
         report = GCReport()
         records = self._records()
         known: set[str] = set()
+        for obj in self.vpsienodes.store.list():  # raw: a record the model refuses still owns its VM
+            known |= raw_identifiers(obj)
         for vn in records:
             known.add(vn.spec.hostname.lower())
             key = bound_key(vn)
@@ -153,7 +180,10 @@ class GarbageCollector:
                 known.add(vn.status.node_name.lower())
         groups = self._groups()
         by_name = {g.metadata.name: obj for obj, g in groups}
-        if any(g.spec.vm is not None for _, g in groups) or self._tags:
+        raw_groups = self.nodegroups.store.list()
+        for obj in raw_groups:  # an invalid group still exists: its orphans are reported on it
+            by_name.setdefault(_text((obj.get("metadata") or {}).get("name")), obj)
+        if any(isinstance((o.get("spec") or {}).get("vm"), Mapping) for o in raw_groups) or self._tags:
             await self._vm_orphans(by_name, groups, known, report)
         self.metrics.orphan_instances.set(len(report.orphans))
         await self._expire_failed(records, {g.metadata.name: g for _, g in groups}, report)

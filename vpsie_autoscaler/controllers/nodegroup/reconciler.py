@@ -63,6 +63,7 @@ from vpsie_autoscaler.controllers.objects import (
     rfc3339,
 )
 from vpsie_autoscaler.controllers.providers import Providers
+from vpsie_autoscaler.controllers.snapshot import InvalidObject, InvalidObjects, parse_nodegroup
 from vpsie_autoscaler.controllers.vpsienode.binding import BindingBook, instance_key, source_key, unowned
 from vpsie_autoscaler.controllers.vpsienode.nodes import node_ready
 from vpsie_autoscaler.controllers.vpsienode.reconciler import SOURCE_INDEX, source_index
@@ -94,6 +95,8 @@ REASON_CLOUD_ERROR: Final = "CloudError"
 REASON_DELETING: Final = "DeletingNodes"
 REASON_DRY_RUN: Final = "DryRun"
 REASON_INVALID: Final = "InvalidSpec"
+CONDITION_VALIDATION_FAILED: Final = "ValidationFailed"
+"""True while the stored NodeGroup cannot be parsed (written raw: the model cannot hold it)."""
 REASON_ADOPTING: Final = "AdoptedInstance"
 DRAIN_REASON_ABOVE_MAX: Final = "AboveMaxSize"
 SCALE_UP_REASON_MIN: Final = "MinNodes"
@@ -150,6 +153,7 @@ class NodeGroupReconciler:
         # group → VPSieNode → (deadline, "the cache shows our write"); in memory on purpose: a restart
         # starts from freshly listed caches, which already contain every write.
         self._expectations: dict[str, dict[str, tuple[float, Callable[[Mapping[str, Any]], bool]]]] = {}
+        self.invalid = InvalidObjects("NodeGroup", metrics)
         ensure_index(vpsienodes, GROUP_INDEX, group_index)
         ensure_index(vpsienodes, SOURCE_INDEX, source_index)
 
@@ -189,18 +193,23 @@ class NodeGroupReconciler:
         obj = self.nodegroups.store.get(request.name)
         if obj is None:
             self.metrics.forget_group(request.name)
+            self.invalid.forget(request.name)
             return Result()
         try:
-            group = NodeGroup.from_k8s(obj)
-        except ValidationError as exc:
-            log.error("nodegroup.invalid", nodegroup=request.name, error=str(exc))
-            self.recorder.event(
-                obj, "Warning", REASON_INVALID, f"cannot parse: {exc.errors()[0]['msg']}", "Validate"
-            )
-            return Result()
-        try:
+            try:
+                group = parse_nodegroup(obj)
+            except InvalidObject as exc:
+                # Reported and never scaled; its deletion still completes (from the raw object).
+                await self._report_invalid(obj, str(exc))
+                if (obj.get("metadata") or {}).get("deletionTimestamp"):
+                    return await self._finalize(obj)
+                return Result()  # the fix is an update: its watch event brings the group back
+            self.invalid.forget(request.name)
+            if _validation_failed(obj):  # fixed: say so, then carry on from the status just written
+                await self._put_validation_condition(obj, "False", "Valid", "the spec parses")
+                return Result(requeue=True)
             if group.metadata.deletion_timestamp is not None:
-                return await self._finalize(obj, group)
+                return await self._finalize(obj)
             if NODEGROUP_FINALIZER not in group.metadata.finalizers and not self.options.dry_run:
                 await add_finalizer(self.client, NODEGROUPS, obj, NODEGROUP_FINALIZER)
                 return Result()
@@ -322,7 +331,7 @@ class NodeGroupReconciler:
             try:
                 records.append(VPSieNode.from_k8s(o))
             except ValidationError:
-                continue
+                return  # a record we cannot read may own any of these nodes: never adopt past it
         if any(vn.status.launch is None and vn.spec.adopt is None for vn in records):
             return
         async with self.book.lock(source):
@@ -491,12 +500,61 @@ class NodeGroupReconciler:
         price = group.spec.template.effective_hourly_price()
         m.nodegroup_hourly_cost.labels(name).set((price or 0.0) * st.current_nodes)
 
+    # -- invalid objects --------------------------------------------------------------------------
+
+    async def _report_invalid(self, obj: dict[str, Any], why: str) -> None:
+        """Event ``InvalidSpec`` once per generation, condition ``ValidationFailed`` written with a raw
+        merge patch (the model cannot parse the object), the ``invalid_objects`` gauge."""
+        meta = obj.get("metadata") or {}
+        name = meta.get("name", "")
+        if self.invalid.note(obj, why) and not _validation_failed(obj, why):
+            log.error("nodegroup.invalid", nodegroup=name, error=why)
+            self.recorder.event(obj, "Warning", REASON_INVALID, f"cannot parse: {why}", "Validate")
+        if meta.get("deletionTimestamp") or _validation_failed(obj, why):
+            return
+        await self._put_validation_condition(obj, "True", REASON_INVALID, f"cannot parse: {why}")
+
+    async def _put_validation_condition(
+        self, obj: dict[str, Any], status: str, reason: str, message: str
+    ) -> None:
+        meta = obj.get("metadata") or {}
+        now = rfc3339(self.clock.now())
+        found = _conditions(obj)
+        previous = next((c for c in found if c.get("type") == CONDITION_VALIDATION_FAILED), None)
+        condition = {
+            "type": CONDITION_VALIDATION_FAILED,
+            "status": status,
+            "reason": reason,
+            "message": message[:MESSAGE_MAX_LENGTH],
+            "lastTransitionTime": (
+                previous.get("lastTransitionTime") or now
+                if previous is not None and previous.get("status") == status
+                else now
+            ),
+            "observedGeneration": meta.get("generation") or 0,
+        }
+        others = [c for c in found if c.get("type") != CONDITION_VALIDATION_FAILED]
+        patch = {
+            "metadata": {"resourceVersion": meta.get("resourceVersion")},
+            "status": {"conditions": [*others, condition]},
+        }
+        try:
+            await self.client.merge_patch(NODEGROUPS, meta.get("name", ""), patch, subresource="status")
+        except (errors.Conflict, errors.NotFound):
+            raise
+        except errors.KubeError as exc:  # e.g. the stored status itself is what the schema refuses
+            log.warning("nodegroup.validation_condition_failed", nodegroup=meta.get("name"), error=str(exc))
+
     # -- deletion ---------------------------------------------------------------------------------
 
-    async def _finalize(self, obj: dict[str, Any], group: NodeGroup) -> Result:
-        if NODEGROUP_FINALIZER not in group.metadata.finalizers:
+    async def _finalize(self, obj: dict[str, Any]) -> Result:
+        """From the raw object (an invalid group is deleted the same way): delete the group's
+        VPSieNodes (label index, parsable or not), then drop the finalizer once none is left."""
+        meta = obj.get("metadata") or {}
+        name = meta.get("name", "")
+        if NODEGROUP_FINALIZER not in (meta.get("finalizers") or []):
             return Result()
-        members = self._members(group.metadata.name)
+        members = list(self.vpsienodes.store.by_index(GROUP_INDEX, name))
         if self.options.dry_run:
             self.recorder.event(
                 obj,
@@ -507,10 +565,10 @@ class NodeGroupReconciler:
             )
             return Result(requeue_after=self.options.resync_interval)
         if members:
-            pending = [vn for vn in members if vn.metadata.deletion_timestamp is None]
-            for vn in pending:
+            pending = [o for o in members if not (o.get("metadata") or {}).get("deletionTimestamp")]
+            for o in pending:
                 try:
-                    await self.client.delete(VPSIENODES, vn.metadata.name)
+                    await self.client.delete(VPSIENODES, o["metadata"]["name"])
                 except errors.NotFound:
                     continue
             if pending:
@@ -523,5 +581,24 @@ class NodeGroupReconciler:
                 )
             return Result(requeue_after=DELETE_POLL_SECONDS)
         await remove_finalizer(self.client, NODEGROUPS, obj, NODEGROUP_FINALIZER)
-        self.metrics.forget_group(group.metadata.name)
+        self.metrics.forget_group(name)
         return Result()
+
+
+def _conditions(obj: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    found = (obj.get("status") or {}).get("conditions")
+    return [c for c in found if isinstance(c, Mapping)] if isinstance(found, list) else []
+
+
+def _validation_failed(obj: Mapping[str, Any], why: str | None = None) -> bool:
+    """The stored status already says ``ValidationFailed=True`` for this generation (and reason)."""
+    generation = (obj.get("metadata") or {}).get("generation") or 0
+    for c in _conditions(obj):
+        if c.get("type") == CONDITION_VALIDATION_FAILED and c.get("status") == "True":
+            if why is None:
+                return True
+            return (
+                c.get("observedGeneration") == generation
+                and c.get("message") == f"cannot parse: {why}"[:MESSAGE_MAX_LENGTH]
+            )
+    return False

@@ -83,6 +83,7 @@ from vpsie_autoscaler.controllers.objects import (
     remove_finalizer,
 )
 from vpsie_autoscaler.controllers.providers import Providers, ownership_tags
+from vpsie_autoscaler.controllers.snapshot import InvalidObject, InvalidObjects, parse_vpsienode
 from vpsie_autoscaler.controllers.vpsienode import keys
 from vpsie_autoscaler.controllers.vpsienode.binding import (
     BindingBook,
@@ -214,6 +215,7 @@ class VPSieNodeReconciler:
             str, LaunchOutcome
         ] = {}  # record → launch outcome, until written with the binding
         self._delete_sent: dict[str, float] = {}  # record uid → monotonic time of the last delete sent
+        self.invalid = InvalidObjects("VPSieNode", metrics)
         ensure_index(vpsienodes, NODE_NAME_INDEX, node_name_index)
         ensure_index(vpsienodes, SOURCE_INDEX, source_index)
 
@@ -299,15 +301,21 @@ class VPSieNodeReconciler:
     async def reconcile(self, request: Request) -> Result:
         obj = self.vpsienodes.store.get(request.name)
         if obj is None:
+            self.invalid.forget(request.name)
             return Result()
         try:
-            vn = VPSieNode.from_k8s(obj)
-        except ValidationError as exc:
-            log.error("vpsienode.invalid", vpsienode=request.name, error=str(exc))
-            self._event(
-                obj, "Warning", keys.REASON_INVALID, f"cannot parse: {exc.errors()[0]['msg']}", "Validate"
-            )
+            vn = parse_vpsienode(obj)
+        except InvalidObject as exc:
+            # Reported (once per generation and per deletion), never acted on: nothing is created,
+            # drained or deleted for a record we cannot reason about. Being deleted, it keeps its
+            # finalizer, so its instance is never released unseen (docs/lifecycle.md, "Invalid objects").
+            deleting = bool((obj.get("metadata") or {}).get("deletionTimestamp"))
+            if self.invalid.note(obj, str(exc)):
+                log.error("vpsienode.invalid", vpsienode=request.name, error=str(exc), deleting=deleting)
+                kept = "; being deleted: finalizer kept until the object is fixed" if deleting else ""
+                self._event(obj, "Warning", keys.REASON_INVALID, f"cannot parse: {exc}{kept}", "Validate")
             return Result()
+        self.invalid.forget(request.name)
         try:
             if vn.metadata.deletion_timestamp is not None:
                 return await self._finalize(obj, vn)
