@@ -155,11 +155,14 @@ async def test_a_lost_add_node_answer_is_unknown_and_the_node_exists(
 async def short_timeout_client(
     config: SimConfig, sim_clock: FakeClock
 ) -> AsyncIterator[tuple[Simulator, VPSieClient, FakeClock]]:
-    """A simulator and a client that gives up after 0.2 s (a late answer parks on the sim's clock)."""
+    """A simulator and a client that gives up after 1 s (a late answer parks on the sim's clock).
+
+    Setup calls go through ``drive``: under load one of them may time out too, and its retry back-off
+    sleeps on the client's fake clock, which only ``drive`` moves."""
     client_clock = FakeClock()
     async with running_simulator(config, clock=sim_clock) as (sim, url):
         try:
-            async with make_client(url, client_clock, request_timeout=0.2) as client:
+            async with make_client(url, client_clock, request_timeout=1.0) as client:
                 yield sim, client, client_clock
         finally:
             await sim_clock.advance(3600)  # release the late answers so the server can stop
@@ -168,9 +171,9 @@ async def short_timeout_client(
 async def test_a_late_add_node_answer_is_unknown_and_the_node_exists(
     sim_config: SimConfig, sim_clock: FakeClock
 ) -> None:
-    async with short_timeout_client(sim_config, sim_clock) as (sim, client, _):
+    async with short_timeout_client(sim_config, sim_clock) as (sim, client, client_clock):
         provider = ManagedKubernetesProvider(client)
-        source = await managed_source(client)
+        source = await drive(client_clock, managed_source(client))
         sim.faults.add(lost(FaultKind.LATE_REPLY, "POST", ADD_NODE, seconds=60))
         log = Log(sim)
         result = await provider.launch(CreateRequest(hostname="web-abc12", source=source))
@@ -508,8 +511,9 @@ async def test_a_lost_vm_create_answer_is_unknown_and_the_vm_exists(
 async def test_a_late_vm_create_answer_is_unknown_and_the_vm_exists(
     sim_config: SimConfig, sim_clock: FakeClock
 ) -> None:
-    async with short_timeout_client(sim_config, sim_clock) as (sim, client, _):
+    async with short_timeout_client(sim_config, sim_clock) as (sim, client, client_clock):
         provider = VMProvider(client)
+        await drive(client_clock, provider.list(WEB))  # logs in before the fault
         sim.faults.add(FaultSpec(kind=FaultKind.LATE_REPLY, method="POST", path=VM_PATH, seconds=60))
         result = await provider.launch(CreateRequest(hostname="web-late1", source=WEB))
         assert result.outcome is Outcome.UNKNOWN
@@ -542,7 +546,7 @@ async def test_a_late_vm_delete_answer_is_unknown_and_the_vm_goes(
 ) -> None:
     async with short_timeout_client(sim_config, sim_clock) as (sim, client, client_clock):
         provider = VMProvider(client)
-        vm = await running_vm(provider, sim_clock, "web-gone2")
+        vm = await drive(client_clock, running_vm(provider, sim_clock, "web-gone2"))
         sim.faults.add(FaultSpec(kind=FaultKind.LATE_REPLY, method="DELETE", path=VM_PATH, seconds=60))
         result = await drive(client_clock, provider.delete(vm))
         assert result.outcome is Outcome.UNKNOWN
