@@ -38,10 +38,10 @@ from vpsie_autoscaler.vpsie.sim.kube_nodes import connect_bridge
 pytestmark = pytest.mark.cluster
 
 WAIT_S = 90.0
-INVALID_CPU = "-1"
-"""Refused by the model (and today's CRD), cheap for the API server. A stored ``"1e999999999"`` is not
-used here: the API server itself spends its whole request timeout on every write to such an object
-(the CRD's CEL ``quantity()`` rules evaluate it), which is outside what the autoscaler can fix."""
+INVALID_CPU = "1e999999999"
+"""The value of the report: refused by the model and today's CRD. Stored before the rule existed, it
+must cost nothing: the CRD's rules refuse a three-digit exponent before ``quantity()`` parses it, so
+writes to the object (its status, its finalizer) stay fast."""
 STANDARD_PLAN = "7d0c1b02-9b2a-11ee-8c90-0050569c68dc"  # 2 CPU / 4 GiB in the default catalogue
 
 

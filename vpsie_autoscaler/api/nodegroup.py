@@ -35,6 +35,7 @@ from vpsie_autoscaler.api.types import (
     cel_rules,
     is_qualified_name,
     quantity_value,
+    small_exponent,
 )
 
 VERSION: Final = "v1alpha1"
@@ -193,13 +194,15 @@ RESOURCE_NAME: Final = KeyRule(
 )
 CPU_MAX: Final = "1000000"
 """One million cores: no machine comes close, and a misplaced unit ("4000000" for 4000m) is caught."""
+_CPU_EXP_OK: Final = small_exponent("string(self['cpu'])")
 RULE_CPU_MAX: Final = (
-    "!('cpu' in self) || !isQuantity(string(self['cpu'])) || "
+    f"!('cpu' in self) || !{_CPU_EXP_OK} || !isQuantity(string(self['cpu'])) || "
     f"quantity(string(self['cpu'])).compareTo(quantity('{CPU_MAX}')) <= 0"
 )
 MSG_CPU_MAX: Final = f"cpu must be at most {CPU_MAX} (one million cores)"
 RULE_RESERVED_LE_RESOURCES: Final = (
     "!has(self.reserved) || !has(self.resources) || self.reserved.all(k, !(k in self.resources) || "
+    f"!{small_exponent('string(self.reserved[k])')} || !{small_exponent('string(self.resources[k])')} || "
     "!isQuantity(string(self.reserved[k])) || !isQuantity(string(self.resources[k])) || "
     "quantity(string(self.reserved[k])).compareTo(quantity(string(self.resources[k]))) <= 0)"
 )

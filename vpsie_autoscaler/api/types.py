@@ -243,10 +243,23 @@ QUANTITY_MAX: Final = "1Pi"
 """Upper bound of every template quantity: 2^50. Summed over MAX_NODES_LIMIT (1000) nodes it stays
 below 2^63, so totals fit the int64 a Kubernetes quantity (and any Go consumer) holds."""
 _QTY: Final = "quantity(string(self))"
-RULE_QUANTITY_SYNTAX: Final = "isQuantity(string(self))"
+
+
+def small_exponent(expr: str) -> str:
+    """CEL: the quantity string ``expr`` has no decimal exponent of three digits or more.
+
+    Checked *before* ``isQuantity``/``quantity()`` (``&&`` stops at false): the apiserver parses
+    ``1e999999999`` into a number with a billion digits, and a stored value like that would make every
+    write to the object spend its whole timeout in validation. Two digits reach 1e99, far beyond any
+    bound below."""
+    return f"!{expr}.matches('[eE][+-]?[0-9]{{3,}}$')"
+
+
+_EXP_OK: Final = small_exponent("string(self)")
+RULE_QUANTITY_SYNTAX: Final = f"{_EXP_OK} && isQuantity(string(self))"
 MSG_QUANTITY_SYNTAX: Final = "must be a quantity such as 2, 500m, 1.5Gi or 4Gi"
 RULE_QUANTITY_RANGE: Final = (
-    f"!isQuantity(string(self)) || ({_QTY}.compareTo(quantity('0')) >= 0 && "
+    f"!({_EXP_OK} && isQuantity(string(self))) || ({_QTY}.compareTo(quantity('0')) >= 0 && "
     f"{_QTY}.compareTo(quantity('{QUANTITY_MAX}')) <= 0)"
 )
 MSG_QUANTITY_RANGE: Final = f"must be a quantity between 0 and {QUANTITY_MAX}"
@@ -287,6 +300,8 @@ def quantity_value(value: int | str) -> Decimal | None:
             return Decimal(number) * _QTY_SUFFIX[suffix]
         exponent = _QTY_EXPONENT.fullmatch(suffix)
         if exponent is None:
+            return None
+        if len(exponent.group(1).lstrip("+-")) >= 3:
             return None
         power = int(exponent.group(1))
         if abs(power) > _QTY_MAX_EXPONENT:

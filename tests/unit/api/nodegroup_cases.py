@@ -173,7 +173,21 @@ REFUSED: Final = [
     Case("quantity-negative", template(resources={"memory": "-1Gi"}), MSG_QUANTITY_RANGE),
     Case("quantity-negative-int", template(reserved={"cpu": -1}), MSG_QUANTITY_RANGE),
     Case("quantity-above-1pi", template(resources={"memory": "2Pi"}), MSG_QUANTITY_RANGE),
-    Case("quantity-huge-exponent", template(resources={"ephemeral-storage": "1e100"}), MSG_QUANTITY_RANGE),
+    Case("quantity-exponent-99", template(resources={"ephemeral-storage": "1e99"}), MSG_QUANTITY_RANGE),
+    # A three-digit exponent is refused before the apiserver parses it (a billion-digit number would
+    # spend every later write's timeout in validation).
+    Case(
+        "quantity-huge-exponent",
+        template(resources={"ephemeral-storage": "1e100"}),
+        MSG_QUANTITY_SYNTAX,
+        MSG_QUANTITY_SYNTAX,
+    ),
+    Case("cpu-billion-digit-exponent", template(resources={"cpu": "1e999999999"}), MSG_QUANTITY_SYNTAX),
+    Case(
+        "reserved-billion-digit-exponent",
+        template(resources={"cpu": "4"}, reserved={"cpu": "1e999999999"}),
+        MSG_QUANTITY_SYNTAX,
+    ),
     Case("quantity-too-long", template(resources={"memory": "1" * 33}), TOO_LONG, "longer than 32"),
     Case("cpu-above-max", template(resources={"cpu": "1000001"}), MSG_CPU_MAX),
     Case("reserved-cpu-above-max", template(reserved={"cpu": "2M"}), MSG_CPU_MAX),

@@ -49,6 +49,7 @@ from vpsie_autoscaler.api.types import (
     MSG_TAINT_KEY,
     MSG_TAINT_VALUE,
     QUANTITY_MAX_LENGTH,
+    RULE_QUANTITY_SYNTAX,
     is_label_value,
     is_qualified_name,
     quantity_value,
@@ -127,7 +128,7 @@ def test_every_rule_is_in_the_generated_schema() -> None:
         assert f"quantity('{CPU_MAX}')" in rules(f"template.{field}")[MSG_CPU_MAX]
         value = at(f"template.{field}.{{}}")
         assert value["maxLength"] == QUANTITY_MAX_LENGTH
-        assert rules(f"template.{field}.{{}}")[MSG_QUANTITY_SYNTAX] == "isQuantity(string(self))"
+        assert rules(f"template.{field}.{{}}")[MSG_QUANTITY_SYNTAX] == RULE_QUANTITY_SYNTAX
         assert "quantity('1Pi')" in rules(f"template.{field}.{{}}")[MSG_QUANTITY_RANGE]
     assert set(rules("template")) == {MSG_RESERVED_LE_RESOURCES, MSG_ONE_PRICE}
     assert rules("template")[MSG_ONE_PRICE] == "!(has(self.hourlyPrice) && has(self.monthlyPrice))"
