@@ -22,6 +22,7 @@ from vpsie_autoscaler.controllers.vpsienode.binding import (
     assign,
     bound_key,
     instance_key,
+    raw_owned_key,
     source_key,
     source_key_of_object,
     unowned,
@@ -321,3 +322,19 @@ def test_records_of_one_vpsie_source_share_a_key(
     spec: dict[str, Any] = {"nodeGroup": group, **({"managed": managed} if managed else {"vm": VM})}
     assert source_key_of_object({"spec": spec}) == [key]
     assert source_key_of_object({"spec": None}) == []
+
+
+@pytest.mark.parametrize(
+    ("obj", "owned"),
+    [
+        ({"status": {"launch": {"boundHostname": "HEL-slave-1a2b"}, "nodeName": "x"}}, "hel-slave-1a2b"),
+        ({"spec": {"adopt": {"hostname": "HEL-slave-9f9f"}}}, "hel-slave-9f9f"),
+        ({"status": {"nodeName": "web-abc12", "phase": 7}}, "web-abc12"),
+        ({"status": "garbage", "spec": ["not", "a", "map"]}, None),
+        ({}, None),
+    ],
+)
+def test_a_record_that_cannot_be_parsed_still_owns_the_instance_its_raw_fields_name(
+    obj: dict[str, object], owned: str | None
+) -> None:
+    assert raw_owned_key(obj) == owned

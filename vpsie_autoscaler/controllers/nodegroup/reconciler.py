@@ -22,6 +22,7 @@ does (docs/architecture.md, "who owns what").
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -180,14 +181,17 @@ class NodeGroupReconciler:
         node = self.nodes.store.get(name)
         return node is not None and node_ready(node)
 
-    def _members(self, name: str) -> list[VPSieNode]:
-        members = []
+    def _members(self, name: str) -> tuple[list[VPSieNode], int]:
+        """The group's VPSieNodes, and how many more exist that cannot be parsed (they are counted
+        as current: a record we cannot read still stands for a node, so minNodes never adds one)."""
+        members, unparsable = [], 0
         for obj in self.vpsienodes.store.by_index(GROUP_INDEX, name):
             try:
                 members.append(VPSieNode.from_k8s(obj))
             except ValidationError as exc:
+                unparsable += 1
                 log.error("vpsienode.invalid", vpsienode=obj["metadata"]["name"], error=str(exc))
-        return members
+        return members, unparsable
 
     async def reconcile(self, request: Request) -> Result:
         obj = self.nodegroups.store.get(request.name)
@@ -228,8 +232,10 @@ class NodeGroupReconciler:
             # Our last writes are not in the cache yet: counting now would count them as missing and
             # create (or drain) again. Their watch events bring us back; the requeue is the safety net.
             return Result(requeue_after=EXPECTATION_POLL_SECONDS)
-        members = self._members(name)
+        members, unparsable = self._members(name)
         counts = s.count(members, self._node_ready)
+        if unparsable:
+            counts = dataclasses.replace(counts, current=counts.current + unparsable)
         back = s.backoff(members, spec.provisioning.backoff)
         in_backoff = back.active(now)
         cloud_error = await self._cloud_check(obj, group, members)

@@ -21,6 +21,7 @@ import asyncio
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from vpsie_autoscaler.api.vpsienode import VPSieNode, VPSieNodeSpec
 from vpsie_autoscaler.vpsie.provider import Instance, NodeSource, VMSource
@@ -73,6 +74,22 @@ def bound_key(vn: VPSieNode) -> str | None:
         return vn.spec.adopt.hostname.lower()
     if vn.status.node_name:
         return vn.status.node_name.lower()
+    return None
+
+
+def raw_owned_key(obj: Mapping[str, Any]) -> str | None:
+    """The instance an object that cannot be parsed owns, read field by field (never treated as
+    owning nothing: its instance must not be handed to another record)."""
+
+    def field(parent: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+        value = parent.get(name)
+        return value if isinstance(value, Mapping) else {}
+
+    status, spec = field(obj, "status"), field(obj, "spec")
+    launch, adopt = field(status, "launch"), field(spec, "adopt")
+    for value in (launch.get("boundHostname"), adopt.get("hostname"), status.get("nodeName")):
+        if isinstance(value, str) and value:
+            return value.lower()
     return None
 
 

@@ -91,6 +91,7 @@ from vpsie_autoscaler.controllers.vpsienode.binding import (
     assign,
     bound_key,
     instance_key,
+    raw_owned_key,
     source_key_of_object,
     source_key_of_spec,
 )
@@ -286,15 +287,18 @@ class VPSieNodeReconciler:
             return obj
         return await patch_status(self.client, VPSIENODES, obj, st.to_k8s())
 
-    def _records_of(self, vn: VPSieNode) -> list[VPSieNode]:
-        """Every record sharing this record's source (the candidates for the same instances)."""
-        records = []
+    def _records_of(self, vn: VPSieNode) -> tuple[list[VPSieNode], set[str]]:
+        """Every record sharing this record's source (the candidates for the same instances), and the
+        instances owned by records of the source that cannot be parsed (never handed to another)."""
+        records, unparsable = [], set()
         for o in self.vpsienodes.store.by_index(SOURCE_INDEX, source_key_of_spec(vn.spec)):
             try:
                 records.append(VPSieNode.from_k8s(o))
             except ValidationError:
-                continue
-        return records
+                key = raw_owned_key(o)
+                if key is not None:
+                    unparsable.add(key)
+        return records, unparsable
 
     # -- reconcile --------------------------------------------------------------------------------
 
@@ -483,7 +487,9 @@ class VPSieNodeReconciler:
                 f"VPSieNode {vn.metadata.name}: the cache is behind our binding", status=409
             )
         async with self.book.lock(source):
-            waiting, owned = self.book.view(self._records_of(vn))
+            records, unparsable = self._records_of(vn)
+            waiting, owned = self.book.view(records)
+            owned |= unparsable
             if all(w.name != vn.metadata.name for w in waiting):
                 waiting.append(
                     Waiting(
