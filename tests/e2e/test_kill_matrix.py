@@ -423,8 +423,8 @@ def test_sigkill_during_launch_leaves_one_record_per_instance(e2e: E2E, kind: Ki
 
 # --- termination -------------------------------------------------------------------------------------
 TERMINATION_STEPS = ("e-draining", "f-delete-in-flight", "f2-delete-answer-held", "g-delete-sent")
-# f holds the delete request with ``latency`` (the simulator then loses it with its dead client: the
-# delete never reaches VPSie, see the xfail below); f2 holds the answer of a delete VPSie carried out.
+# f holds the delete request with ``latency`` (the simulator carries it out even though its client
+# died meanwhile); f2 holds the answer of a delete VPSie carried out.
 HELD_DELETE = {"f-delete-in-flight": "latency", "f2-delete-answer-held": "late_reply"}
 
 
@@ -532,15 +532,6 @@ def test_sigkill_during_termination_leaves_one_record_per_instance(e2e: E2E, ste
 
 
 # --- the simulator's latency fault ---------------------------------------------------------------------
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "simulator: a latency fault sleeps before the handler reads the request body "
-        "(vpsie/sim/app.py _serve, then json_body's request.read()), so when the client dies during "
-        "the wait the body read raises ConnectionResetError and a VM create (or a managed delete, "
-        "whose identifier is in the body) is never carried out; faults.py promises it is"
-    ),
-)
 def test_simulator_carries_out_a_held_vm_create_whose_client_died(e2e: E2E) -> None:
     sim = e2e.sim
     login = http_json(

@@ -35,6 +35,7 @@ from tests.integration.lifecycle_env import (
 from tests.support.vpsie import API_TOKEN
 from tests.support.wait import eventually
 from vpsie_autoscaler.controllers.providers import CredentialsWatcher
+from vpsie_autoscaler.controllers.vpsienode.keys import ERROR_CLASS_ANNOTATION, FAILED_REASON_ANNOTATION
 from vpsie_autoscaler.controllers.vpsienode.reconciler import VPSieNodeReconciler
 from vpsie_autoscaler.kube.resources import NODEGROUPS, PDBS, PODS, VPSIENODES
 from vpsie_autoscaler.runtime.controller import Request
@@ -176,6 +177,34 @@ async def test_a_launch_record_left_by_a_dead_leader_is_bound_to_the_node_that_a
         assert launch_of(env, vn.metadata.name)["boundHostname"].lower() == node.hostname.lower()
         assert group_nodes(env, sim_group) == [node.hostname]
         assert adopted(env, group) == []
+
+
+async def test_a_launch_nobody_saw_answered_times_out_without_backing_the_group_off(
+    k8s_cluster: ClusterHandle, k8s_namespace: str
+) -> None:
+    """A leader killed between the launch record and its add-node: nothing was asked of VPSie, so no
+    node comes. The record fails after maxProvisionTime (a late node would be adopted), but the
+    process's own crash is no evidence against VPSie: the group does not back off."""
+    async with lifecycle_env(k8s_cluster, k8s_namespace, start=False) as env:
+        provisioning = {"maxProvisionTime": "1m", "backoff": {"initial": "1m", "max": "15m"}}
+        group, _ = await create_managed_group(env, "unseen", provisioning=provisioning)
+        vn = await create_record(env, group)
+        await write_launch(env, vn.metadata.name, vn.spec.hostname, baseline=[])
+        env.start()
+        await eventually(
+            lambda: phase(env, vn.metadata.name) == "Provisioning", within=WAIT_S, what="record cached"
+        )
+        await env.advance(61, group)
+        await eventually(lambda: phase(env, vn.metadata.name) == "Failed", within=WAIT_S, what="timed out")
+        annotations = (env.vpsienodes.store.get(vn.metadata.name) or {})["metadata"].get("annotations") or {}
+        assert annotations.get(FAILED_REASON_ANNOTATION) == "ProvisionTimeout"
+        assert ERROR_CLASS_ANNOTATION not in annotations
+        assert env.requests("POST", ADD_NODE) == []
+        env.kick(group)
+        await eventually(
+            lambda: env.group_status(group).get("consecutiveFailures") == 0, within=WAIT_S, what="status"
+        )
+        assert not env.group_status(group).get("backoffUntil")
 
 
 # --- 3. deletion by identifier, never reduce --------------------------------------------------------

@@ -525,12 +525,29 @@ class VPSieNodeReconciler:
         timeout = self._provision_timeout(vn)
         now = self.clock.now()
         silent = self.outages.silent_between(str(source), started, now)
-        if now - started - silent > timeout:
+        if now - started - silent <= timeout:
+            return
+        launch = st.launch
+        if (
+            launch is not None
+            and launch.bound_hostname is None
+            and launch.outcome is None
+            and (vn.metadata.name not in self._outcomes)
+        ):
+            # Nobody saw the create's answer: a leader died between the record and the call (or during
+            # it). Whether VPSie was asked at all is unknown, so it is no evidence against VPSie: the
+            # record fails (a late node is adopted) without backing the group off.
             raise _Failed(
                 keys.REASON_PROVISION_TIMEOUT,
-                ErrorClass.TRANSIENT,
-                f"not Ready within maxProvisionTime {timeout}",
+                None,
+                f"no instance answered within maxProvisionTime {timeout}; the launch's answer was never "
+                "recorded (a restart during the launch), so the group does not back off",
             )
+        raise _Failed(
+            keys.REASON_PROVISION_TIMEOUT,
+            ErrorClass.TRANSIENT,
+            f"not Ready within maxProvisionTime {timeout}",
+        )
 
     async def _provisioning(
         self, obj: dict[str, Any], vn: VPSieNode, st: VPSieNodeStatus, source: NodeSource

@@ -278,6 +278,10 @@ class Simulator:
         if not admin:
             for fault in self.faults.trigger(request.method, path):
                 if fault.kind is FaultKind.LATENCY:
+                    if request.can_read_body:
+                        # Read the body first: a request held here is still carried out when its client
+                        # gives up or dies meanwhile (aiohttp keeps the bytes for the handler).
+                        await request.read()
                     await self.clock.sleep(fault.seconds)
                 elif fault.kind is FaultKind.NEVER_BOOT:
                     never_boot = True
