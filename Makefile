@@ -99,6 +99,23 @@ test-unit: setup ## unit tests only (no cluster)
 test: setup lint devcluster-build ## everything CI runs: lint, types, unit, integration and end-to-end tests
 	REQUIRE_DEVCLUSTER=1 $(call run_pytest,tests)
 
+# The full chaos run: leader kills, graceful stops and VPSie faults under a changing workload; the
+# figures come last and a figure off its goal fails. The short version runs in `make test`
+# (tests/chaos/test_chaos_short.py). docs/reliability.md has the scenarios, checks and results.
+CHAOS_KILLS ?= 100
+CHAOS_FAULT_MINUTES ?= 10
+CHAOS_SEED ?=
+
+.PHONY: chaos
+chaos: setup devcluster-build ## chaos run: CHAOS_KILLS leader SIGKILLs, CHAOS_FAULT_MINUTES of VPSie faults, CHAOS_SEED replays
+	report="$$(mktemp)"; rc=0; \
+	REQUIRE_DEVCLUSTER=1 CHAOS_FULL=1 CHAOS_REPORT="$$report" CHAOS_KILLS=$(CHAOS_KILLS) \
+	CHAOS_FAULT_MINUTES=$(CHAOS_FAULT_MINUTES) CHAOS_SEED=$(CHAOS_SEED) \
+	$(PY) -m pytest tests/chaos/test_chaos_full.py -s -p no:cacheprovider $(PYTEST_ARGS) || rc=$$?; \
+	echo; echo "== chaos figures"; if [ -s "$$report" ]; then cat "$$report"; else echo "(no figures: the run failed before any)"; fi; \
+	rm -f "$$report"; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
+
 BENCHMARKS := benchmarks.informer_bench benchmarks.planner_bench benchmarks.autoscaling_bench benchmarks.decision_latency benchmarks.launch_bench
 
 .PHONY: bench
