@@ -213,8 +213,8 @@ def start_controller(
     metrics_port, health_port = _free_port(), _free_port()
     process_env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
     for item in container["env"]:
-        if "value" in item:
-            process_env[item["name"]] = item["value"]
+        if "value" in item or "valueFrom" not in item:
+            process_env[item["name"]] = item.get("value", "")  # an empty value is dropped by the API
         elif item.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.namespace":
             process_env[item["name"]] = ns
         else:

@@ -254,6 +254,8 @@ def test_can_i_list_shows_nothing_beyond_the_chart_rules(
             for p in ("nodegroups", "vpsienodes")
         ),
         *(("autoscaler.vpsie.com", f"{p}/finalizers", ("update",), ()) for p in ("nodegroups", "vpsienodes")),
+        # The cluster identity in VM ownership tags: the kube-system namespace, read only.
+        ("", "namespaces", ("get",), ("kube-system",)),
     }
     assert _rules(sa, ns) == BASIC_USER_RULES | cluster_wide | {
         ("coordination.k8s.io", "leases", ("get", "update", "watch"), ("vpsie-autoscaler",)),
