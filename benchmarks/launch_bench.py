@@ -75,6 +75,9 @@ from hack.devcluster.cluster import ClusterHandle, DevCluster, find_binaries
 from tests.integration.crds import install_crds
 from vpsie_autoscaler.api.labels import NODEGROUP_LABEL
 from vpsie_autoscaler.api.nodegroup import NodeGroup
+from vpsie_autoscaler.cloudsim.app import Simulator
+from vpsie_autoscaler.cloudsim.config import Delays, SimCluster, SimConfig, SimGroup
+from vpsie_autoscaler.cloudsim.kube_nodes import connect_bridge
 from vpsie_autoscaler.config import Settings
 from vpsie_autoscaler.controllers.lifecycle import setup_lifecycle
 from vpsie_autoscaler.controllers.providers import ClusterIdentity, Providers, client_config
@@ -87,9 +90,6 @@ from vpsie_autoscaler.runtime.manager import Manager, ManagerOptions
 from vpsie_autoscaler.runtime.metrics import new_registry
 from vpsie_autoscaler.vpsie.client import VPSieClient
 from vpsie_autoscaler.vpsie.provider import CreateRequest, MutationResult
-from vpsie_autoscaler.vpsie.sim.app import Simulator
-from vpsie_autoscaler.vpsie.sim.config import Delays, SimCluster, SimConfig, SimGroup
-from vpsie_autoscaler.vpsie.sim.kube_nodes import connect_bridge
 
 TOKEN: Final = "bench-launch-token"
 CLUSTER_ID: Final = "c0ffee00-1a2b-11ef-9c1a-0050569c68dc"

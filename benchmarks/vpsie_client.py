@@ -16,16 +16,16 @@ import time
 import orjson
 from aiohttp.test_utils import TestServer
 
-from vpsie_autoscaler.runtime.clock import FakeClock
-from vpsie_autoscaler.vpsie.client import _VMS, VPSieClient, VPSieClientConfig
-from vpsie_autoscaler.vpsie.sim.app import Simulator
-from vpsie_autoscaler.vpsie.sim.config import (
+from vpsie_autoscaler.cloudsim.app import Simulator
+from vpsie_autoscaler.cloudsim.config import (
     DEFAULT_CLUSTER,
     DEFAULT_DATACENTER,
     DEFAULT_OS,
     DEFAULT_PROJECT,
     SimConfig,
 )
+from vpsie_autoscaler.runtime.clock import FakeClock
+from vpsie_autoscaler.vpsie.client import _VMS, VPSieClient, VPSieClientConfig
 
 VMS = 200
 PARSE_ROUNDS = 50

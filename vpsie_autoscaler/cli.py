@@ -28,7 +28,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _cloudsim(args: argparse.Namespace) -> int:
-    from vpsie_autoscaler.vpsie.sim.cli import run  # noqa: PLC0415 - keep other commands instant
+    from vpsie_autoscaler.cloudsim.cli import run  # noqa: PLC0415 - keep other commands instant
 
     return run(args)
 
@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_arguments(run)
     run.set_defaults(handler=_run)
 
-    from vpsie_autoscaler.vpsie.sim.options import add_arguments  # noqa: PLC0415 - argparse only
+    from vpsie_autoscaler.cloudsim.options import add_arguments  # noqa: PLC0415 - argparse only
 
     cloudsim = sub.add_parser(
         "cloudsim",

@@ -39,8 +39,8 @@ from hack.devcluster.client import ApiError, KubeClient
 from hack.devcluster.cluster import free_port
 from hack.devcluster.processes import signal_group
 from vpsie_autoscaler.api.labels import NODEGROUP_LABEL, VPSIENODE_LABEL
-from vpsie_autoscaler.vpsie.sim.bridge import MANAGED_BY_LABEL as SIM_NODE_LABEL
-from vpsie_autoscaler.vpsie.sim.config import (
+from vpsie_autoscaler.cloudsim.bridge import MANAGED_BY_LABEL as SIM_NODE_LABEL
+from vpsie_autoscaler.cloudsim.config import (
     DEFAULT_CLUSTER,
     DEFAULT_DATACENTER,
     DEFAULT_OS,

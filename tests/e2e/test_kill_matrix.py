@@ -73,8 +73,8 @@ from tests.e2e.harness import (
     watch,
 )
 from vpsie_autoscaler.api.labels import DRAIN_REQUESTED_ANNOTATION, INSTANCE_FINALIZER, NODEGROUP_LABEL
+from vpsie_autoscaler.cloudsim.config import DEFAULT_DATACENTER, DEFAULT_OS, DEFAULT_PROJECT
 from vpsie_autoscaler.controllers.providers import vm_prefix
-from vpsie_autoscaler.vpsie.sim.config import DEFAULT_DATACENTER, DEFAULT_OS, DEFAULT_PROJECT
 
 pytestmark = [pytest.mark.cluster, pytest.mark.e2e]
 

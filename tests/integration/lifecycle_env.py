@@ -27,6 +27,10 @@ from tests.support.wait import eventually
 from vpsie_autoscaler.api.labels import INSTANCE_FINALIZER, NODEGROUP_LABEL
 from vpsie_autoscaler.api.nodegroup import NodeGroup
 from vpsie_autoscaler.api.vpsienode import VPSieNode
+from vpsie_autoscaler.cloudsim.app import Simulator
+from vpsie_autoscaler.cloudsim.config import DEFAULT_DATACENTER, DEFAULT_OS, DEFAULT_PROJECT, Delays
+from vpsie_autoscaler.cloudsim.faults import FaultSpec
+from vpsie_autoscaler.cloudsim.kube_nodes import connect_bridge
 from vpsie_autoscaler.controllers.garbagecollection.collector import GarbageCollector, GCOptions
 from vpsie_autoscaler.controllers.metrics import AutoscalerMetrics, autoscaler_metrics
 from vpsie_autoscaler.controllers.nodegroup.reconciler import NodeGroupOptions, NodeGroupReconciler
@@ -43,10 +47,6 @@ from vpsie_autoscaler.runtime.events import EventRecorder
 from vpsie_autoscaler.runtime.informer import InformerFactory, SharedInformer
 from vpsie_autoscaler.vpsie.client import VPSieClient, VPSieClientConfig
 from vpsie_autoscaler.vpsie.credentials import Credentials
-from vpsie_autoscaler.vpsie.sim.app import Simulator
-from vpsie_autoscaler.vpsie.sim.config import DEFAULT_DATACENTER, DEFAULT_OS, DEFAULT_PROJECT, Delays
-from vpsie_autoscaler.vpsie.sim.faults import FaultSpec
-from vpsie_autoscaler.vpsie.sim.kube_nodes import connect_bridge
 
 STANDARD_PLAN = "7d0c1b02-9b2a-11ee-8c90-0050569c68dc"  # 2 CPU / 4 GiB in the default catalogue
 WAIT_S = 30.0

@@ -22,14 +22,14 @@ from tests.integration.lifecycle_env import vm_group
 from tests.support.vpsie import API_TOKEN, running_simulator, sim_config
 from tests.support.wait import eventually
 from vpsie_autoscaler.api.labels import NODEGROUP_LABEL
+from vpsie_autoscaler.cloudsim.config import Delays
+from vpsie_autoscaler.cloudsim.kube_nodes import connect_bridge
 from vpsie_autoscaler.config import Settings
 from vpsie_autoscaler.controllers.setup import setup
 from vpsie_autoscaler.kube import KubeClient, errors
 from vpsie_autoscaler.kube.resources import DEPLOYMENTS, NODEGROUPS, NODES, PODS, VPSIENODES
 from vpsie_autoscaler.runtime.manager import Manager, ManagerOptions
 from vpsie_autoscaler.runtime.metrics import new_registry
-from vpsie_autoscaler.vpsie.sim.config import Delays
-from vpsie_autoscaler.vpsie.sim.kube_nodes import connect_bridge
 
 pytestmark = pytest.mark.cluster
 

@@ -13,12 +13,12 @@ import pytest
 from hack.devcluster.cluster import ClusterHandle
 from hack.devcluster.nodes import OWNER_LABEL
 from tests.unit.vpsie.test_contract import vm_request
+from vpsie_autoscaler.cloudsim.app import Simulator
+from vpsie_autoscaler.cloudsim.config import DEFAULT_CLUSTER, SimConfig
+from vpsie_autoscaler.cloudsim.kube_nodes import connect_bridge
 from vpsie_autoscaler.runtime.clock import FakeClock
 from vpsie_autoscaler.vpsie.bootstrap import render_user_data
 from vpsie_autoscaler.vpsie.provider import Taint
-from vpsie_autoscaler.vpsie.sim.app import Simulator
-from vpsie_autoscaler.vpsie.sim.config import DEFAULT_CLUSTER, SimConfig
-from vpsie_autoscaler.vpsie.sim.kube_nodes import connect_bridge
 
 pytestmark = pytest.mark.cluster
 

@@ -25,6 +25,8 @@ from tests.support.vpsie import API_TOKEN, running_simulator, sim_config
 from tests.support.wait import eventually
 from vpsie_autoscaler.api.crdgen import nodegroup_crd
 from vpsie_autoscaler.api.labels import NODEGROUP_FINALIZER, NODEGROUP_LABEL
+from vpsie_autoscaler.cloudsim.config import DEFAULT_DATACENTER, DEFAULT_OS, DEFAULT_PROJECT, Delays
+from vpsie_autoscaler.cloudsim.kube_nodes import connect_bridge
 from vpsie_autoscaler.config import Settings
 from vpsie_autoscaler.controllers.nodegroup.reconciler import CONDITION_VALIDATION_FAILED, REASON_INVALID
 from vpsie_autoscaler.controllers.setup import setup
@@ -32,8 +34,6 @@ from vpsie_autoscaler.kube import KubeClient, errors
 from vpsie_autoscaler.kube.resources import DEPLOYMENTS, EVENTS, NODEGROUPS, VPSIENODES
 from vpsie_autoscaler.runtime.manager import Manager, ManagerOptions
 from vpsie_autoscaler.runtime.metrics import new_registry
-from vpsie_autoscaler.vpsie.sim.config import DEFAULT_DATACENTER, DEFAULT_OS, DEFAULT_PROJECT, Delays
-from vpsie_autoscaler.vpsie.sim.kube_nodes import connect_bridge
 
 pytestmark = pytest.mark.cluster
 

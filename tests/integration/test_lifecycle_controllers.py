@@ -34,6 +34,8 @@ from vpsie_autoscaler.api.labels import (
     VPSIENODE_LABEL,
 )
 from vpsie_autoscaler.api.nodegroup import NodeGroup
+from vpsie_autoscaler.cloudsim.config import Delays
+from vpsie_autoscaler.cloudsim.faults import FaultKind, FaultSpec
 from vpsie_autoscaler.controllers.metrics import autoscaler_metrics
 from vpsie_autoscaler.controllers.nodegroup.reconciler import NodeGroupOptions, NodeGroupReconciler
 from vpsie_autoscaler.controllers.objects import rfc3339
@@ -42,8 +44,6 @@ from vpsie_autoscaler.controllers.vpsienode.keys import ERROR_CLASS_ANNOTATION
 from vpsie_autoscaler.controllers.vpsienodes import creation_body, new_vpsienode
 from vpsie_autoscaler.kube.resources import NODEGROUPS, NODES, PDBS, PODS, VPSIENODES
 from vpsie_autoscaler.runtime.controller import Request
-from vpsie_autoscaler.vpsie.sim.config import Delays
-from vpsie_autoscaler.vpsie.sim.faults import FaultKind, FaultSpec
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(180)]
 

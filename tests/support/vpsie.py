@@ -18,10 +18,10 @@ from typing import Any, TypeVar
 from aiohttp.test_utils import TestServer
 from prometheus_client import CollectorRegistry
 
+from vpsie_autoscaler.cloudsim.app import Simulator
+from vpsie_autoscaler.cloudsim.config import SimConfig
 from vpsie_autoscaler.runtime.clock import Clock, FakeClock
 from vpsie_autoscaler.vpsie.client import VPSieClient, VPSieClientConfig
-from vpsie_autoscaler.vpsie.sim.app import Simulator
-from vpsie_autoscaler.vpsie.sim.config import SimConfig
 
 CLIENT_ID = "4f1c9a7e-2d3b-4c55-9e0a-6b7f1d2e3c4a"
 CLIENT_SECRET = "s3cr3t-9X2kL0pQ-never-log-me"

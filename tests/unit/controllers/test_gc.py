@@ -17,6 +17,8 @@ from prometheus_client import CollectorRegistry
 from tests.support.vpsie import API_TOKEN, running_simulator, sim_config
 from tests.unit.controllers.fakes import Store, World
 from tests.unit.vpsie.test_contract import ADVANCED_PLAN
+from vpsie_autoscaler.cloudsim.app import Simulator
+from vpsie_autoscaler.cloudsim.config import DEFAULT_DATACENTER, DEFAULT_OS, DEFAULT_PROJECT
 from vpsie_autoscaler.controllers.garbagecollection.collector import (
     REASON_NAMED_LIKE_OURS,
     REASON_ORPHAN,
@@ -29,8 +31,6 @@ from vpsie_autoscaler.runtime.clock import RealClock
 from vpsie_autoscaler.runtime.fence import FenceReason, NotLeader
 from vpsie_autoscaler.runtime.informer import SharedInformer
 from vpsie_autoscaler.vpsie.client import VMCreate, VPSieClient, VPSieClientConfig
-from vpsie_autoscaler.vpsie.sim.app import Simulator
-from vpsie_autoscaler.vpsie.sim.config import DEFAULT_DATACENTER, DEFAULT_OS, DEFAULT_PROJECT
 
 CLUSTER = "uid-1"
 GRACE = 600.0

@@ -161,7 +161,7 @@ class Lifecycle:
         return obj
 
     def get(self, plural: str, name: str) -> Obj | None:
-        return cast(Obj | None, self.informers[plural].store.get(name))
+        return self.informers[plural].store.get(name)
 
     def kw(self) -> dict[str, Any]:
         return {

@@ -11,6 +11,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from tests.support.vpsie import API_TOKEN, running_simulator, sim_config
+from vpsie_autoscaler.cloudsim.config import DEFAULT_DATACENTER, DEFAULT_OS, DEFAULT_PROJECT
 from vpsie_autoscaler.config import Settings
 from vpsie_autoscaler.controllers.providers import (
     ClusterIdentity,
@@ -42,7 +43,6 @@ from vpsie_autoscaler.vpsie.provider import (
     Outcome,
     VMSource,
 )
-from vpsie_autoscaler.vpsie.sim.config import DEFAULT_DATACENTER, DEFAULT_OS, DEFAULT_PROJECT
 from vpsie_autoscaler.vpsie.vms import VMProvider
 
 SOURCE = VMSource(

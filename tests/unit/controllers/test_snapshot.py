@@ -11,12 +11,12 @@ from tests.support.vpsie import make_client, running_simulator, sim_config
 from tests.unit.controllers.fakes import TAINT, World
 from vpsie_autoscaler.api.labels import DRAIN_REQUESTED_ANNOTATION
 from vpsie_autoscaler.api.nodegroup import NodeGroup
+from vpsie_autoscaler.cloudsim.config import DEFAULT_CLUSTER, DEFAULT_DATACENTER, DEFAULT_OS
 from vpsie_autoscaler.controllers.catalogue import CatalogueClient, PlanCatalogue, capacity_of
 from vpsie_autoscaler.controllers.snapshot import is_unschedulable
 from vpsie_autoscaler.runtime.clock import FakeClock
 from vpsie_autoscaler.vpsie import models as m
 from vpsie_autoscaler.vpsie.errors import ServerError
-from vpsie_autoscaler.vpsie.sim.config import DEFAULT_CLUSTER, DEFAULT_DATACENTER, DEFAULT_OS
 
 ADVANCED = "7d0c1f3e-9b2a-11ee-8c90-0050569c68dc"  # simulator plan: 4 cpu, 8192 MB, 160 GB, $40/month
 

@@ -15,10 +15,10 @@ from aiohttp.test_utils import TestServer
 
 from tests.support import vpsie as support
 from tests.support.vpsie import API_TOKEN, CLIENT_ID, CLIENT_SECRET, drive, server_url
+from vpsie_autoscaler.cloudsim.app import Simulator
+from vpsie_autoscaler.cloudsim.config import SimConfig
 from vpsie_autoscaler.runtime.clock import FakeClock
 from vpsie_autoscaler.vpsie.client import VPSieClient
-from vpsie_autoscaler.vpsie.sim.app import Simulator
-from vpsie_autoscaler.vpsie.sim.config import SimConfig
 
 
 @pytest.fixture(params=["lenient", "strict"])

@@ -8,11 +8,11 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from tests.unit.vpsie.conftest import API_TOKEN, CLIENT_ID, make_client
+from vpsie_autoscaler.cloudsim.app import Simulator
 from vpsie_autoscaler.runtime.clock import FakeClock
 from vpsie_autoscaler.vpsie import errors
 from vpsie_autoscaler.vpsie.auth import ExchangedToken
 from vpsie_autoscaler.vpsie.client import VPSieClient
-from vpsie_autoscaler.vpsie.sim.app import Simulator
 
 TTL = 3600.0
 MARGIN = 300.0

@@ -7,11 +7,11 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from tests.unit.vpsie.conftest import API_TOKEN, base_url, drive, make_client
+from vpsie_autoscaler.cloudsim.app import Simulator
+from vpsie_autoscaler.cloudsim.config import DEFAULT_CLUSTER, DEFAULT_DATACENTER, DEFAULT_OS, DEFAULT_PROJECT
 from vpsie_autoscaler.runtime.clock import FakeClock
 from vpsie_autoscaler.vpsie import errors
 from vpsie_autoscaler.vpsie.client import VMCreate, VPSieClient
-from vpsie_autoscaler.vpsie.sim.app import Simulator
-from vpsie_autoscaler.vpsie.sim.config import DEFAULT_CLUSTER, DEFAULT_DATACENTER, DEFAULT_OS, DEFAULT_PROJECT
 
 ADVANCED_PLAN = "7d0c1f3e-9b2a-11ee-8c90-0050569c68dc"
 BOOT = 5.0

@@ -16,15 +16,15 @@ from aiohttp.test_utils import TestServer
 from tests.support import vpsie as support
 from tests.unit.vpsie.conftest import API_TOKEN, base_url, drive, make_client
 from tests.unit.vpsie.test_contract import vm_request
+from vpsie_autoscaler.cloudsim.app import Simulator
+from vpsie_autoscaler.cloudsim.config import DEFAULT_CLUSTER, Delays, SimConfig
+from vpsie_autoscaler.cloudsim.faults import FaultKind, FaultSpec
+from vpsie_autoscaler.cloudsim.state import Node
 from vpsie_autoscaler.runtime.clock import FakeClock, RealClock
 from vpsie_autoscaler.vpsie import errors
 from vpsie_autoscaler.vpsie.breaker import BreakerState
 from vpsie_autoscaler.vpsie.client import VPSieClient
 from vpsie_autoscaler.vpsie.retry import RetryPolicy
-from vpsie_autoscaler.vpsie.sim.app import Simulator
-from vpsie_autoscaler.vpsie.sim.config import DEFAULT_CLUSTER, Delays, SimConfig
-from vpsie_autoscaler.vpsie.sim.faults import FaultKind, FaultSpec
-from vpsie_autoscaler.vpsie.sim.state import Node
 
 DC_PATH = "/apps/v2/datacenter"
 NO_RETRY = RetryPolicy(max_retries=0)

@@ -10,10 +10,10 @@ import structlog
 from aiohttp.test_utils import TestServer
 
 from tests.unit.vpsie.conftest import API_TOKEN, CLIENT_SECRET, drive, make_client
+from vpsie_autoscaler.cloudsim.app import Simulator
+from vpsie_autoscaler.cloudsim.faults import FaultKind, FaultSpec
 from vpsie_autoscaler.runtime.clock import FakeClock
 from vpsie_autoscaler.vpsie import errors
-from vpsie_autoscaler.vpsie.sim.app import Simulator
-from vpsie_autoscaler.vpsie.sim.faults import FaultKind, FaultSpec
 
 
 async def test_no_secret_or_token_in_any_output(

@@ -17,6 +17,15 @@ import pytest
 
 from tests.support.vpsie import drive, make_client, running_simulator
 from tests.unit.vpsie.test_contract import ADVANCED_PLAN
+from vpsie_autoscaler.cloudsim.app import LOGIN_PATH, Simulator
+from vpsie_autoscaler.cloudsim.config import (
+    DEFAULT_CLUSTER,
+    DEFAULT_DATACENTER,
+    DEFAULT_OS,
+    DEFAULT_PROJECT,
+    SimConfig,
+)
+from vpsie_autoscaler.cloudsim.faults import FaultKind, FaultSpec
 from vpsie_autoscaler.runtime.clock import FakeClock
 from vpsie_autoscaler.vpsie import errors
 from vpsie_autoscaler.vpsie.bootstrap import decode_user_data, parse_kubelet_flags
@@ -34,15 +43,6 @@ from vpsie_autoscaler.vpsie.provider import (
     Taint,
     VMSource,
 )
-from vpsie_autoscaler.vpsie.sim.app import LOGIN_PATH, Simulator
-from vpsie_autoscaler.vpsie.sim.config import (
-    DEFAULT_CLUSTER,
-    DEFAULT_DATACENTER,
-    DEFAULT_OS,
-    DEFAULT_PROJECT,
-    SimConfig,
-)
-from vpsie_autoscaler.vpsie.sim.faults import FaultKind, FaultSpec
 from vpsie_autoscaler.vpsie.vms import VMProvider
 
 BOOT = 5.0

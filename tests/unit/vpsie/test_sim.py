@@ -14,14 +14,10 @@ from aiohttp.test_utils import TestServer
 from tests.unit.vpsie.conftest import API_TOKEN, CLIENT_ID, CLIENT_SECRET, base_url, make_client
 from tests.unit.vpsie.test_contract import vm_request
 from vpsie_autoscaler.cli import build_parser
-from vpsie_autoscaler.runtime.clock import FakeClock
-from vpsie_autoscaler.vpsie.bootstrap import render_user_data
-from vpsie_autoscaler.vpsie.client import VPSieClient
-from vpsie_autoscaler.vpsie.provider import Taint
-from vpsie_autoscaler.vpsie.sim.app import Simulator
-from vpsie_autoscaler.vpsie.sim.bridge import MANAGED_BY_LABEL, Bridge, desired_nodes
-from vpsie_autoscaler.vpsie.sim.cli import build_config
-from vpsie_autoscaler.vpsie.sim.config import (
+from vpsie_autoscaler.cloudsim.app import Simulator
+from vpsie_autoscaler.cloudsim.bridge import MANAGED_BY_LABEL, Bridge, desired_nodes
+from vpsie_autoscaler.cloudsim.cli import build_config
+from vpsie_autoscaler.cloudsim.config import (
     DEFAULT_CLUSTER,
     ConfigError,
     SimConfig,
@@ -29,7 +25,11 @@ from vpsie_autoscaler.vpsie.sim.config import (
     SimProject,
     load_config,
 )
-from vpsie_autoscaler.vpsie.sim.faults import FaultKind
+from vpsie_autoscaler.cloudsim.faults import FaultKind
+from vpsie_autoscaler.runtime.clock import FakeClock
+from vpsie_autoscaler.vpsie.bootstrap import render_user_data
+from vpsie_autoscaler.vpsie.client import VPSieClient
+from vpsie_autoscaler.vpsie.provider import Taint
 
 BOOT = 5.0
 

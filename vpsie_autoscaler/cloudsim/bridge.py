@@ -27,12 +27,12 @@ from typing import Any, Final, Protocol
 
 import structlog
 
+from vpsie_autoscaler.cloudsim.config import SimPlan
+from vpsie_autoscaler.cloudsim.state import SimState
 from vpsie_autoscaler.runtime.clock import Clock
 from vpsie_autoscaler.vpsie.bootstrap import decode_user_data, parse_kubelet_flags
-from vpsie_autoscaler.vpsie.sim.config import SimPlan
-from vpsie_autoscaler.vpsie.sim.state import SimState
 
-log = structlog.get_logger("vpsie_autoscaler.vpsie.sim.bridge")
+log = structlog.get_logger("vpsie_autoscaler.cloudsim.bridge")
 
 MANAGED_BY_LABEL: Final = "cloudsim.vpsie.com/managed"
 PLAN_LABEL: Final = "cloudsim.vpsie.com/plan-id"

@@ -34,7 +34,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from vpsie_autoscaler.vpsie.sim.faults import FaultSpec
+from vpsie_autoscaler.cloudsim.faults import FaultSpec
 
 DEFAULT_TOKEN_TTL_SECONDS = 3600.0  # AS docs: "~1 hour"
 DEFAULT_PENDING_SECONDS = 1.0  # a VM sits in /vm/pending before it shows in the list

@@ -6,15 +6,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
+from vpsie_autoscaler.cloudsim.bridge import Bridge
+from vpsie_autoscaler.cloudsim.state import SimState
 from vpsie_autoscaler.kube import KubeClient, errors
 from vpsie_autoscaler.kube.resources import NODES
 from vpsie_autoscaler.runtime.clock import Clock
-from vpsie_autoscaler.vpsie.sim.bridge import Bridge
-from vpsie_autoscaler.vpsie.sim.state import SimState
 
 
 class KubeNodes:
-    """Implements :class:`~vpsie_autoscaler.vpsie.sim.bridge.NodeAPI`; create and delete are idempotent."""
+    """Implements :class:`~vpsie_autoscaler.cloudsim.bridge.NodeAPI`; create and delete are idempotent."""
 
     def __init__(self, client: KubeClient) -> None:
         self._client = client

@@ -30,10 +30,9 @@ import structlog
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from vpsie_autoscaler.runtime.clock import Clock, RealClock
-from vpsie_autoscaler.vpsie.sim.config import SimConfig, SimTaint
-from vpsie_autoscaler.vpsie.sim.faults import AFTER_KINDS, Fault, FaultKind, FaultSet, FaultSpec
-from vpsie_autoscaler.vpsie.sim.state import (
+from vpsie_autoscaler.cloudsim.config import SimConfig, SimTaint
+from vpsie_autoscaler.cloudsim.faults import AFTER_KINDS, Fault, FaultKind, FaultSet, FaultSpec
+from vpsie_autoscaler.cloudsim.state import (
     MASTER_NODE_TYPE,
     USER_ID,
     WORKER_NODE_TYPE,
@@ -44,8 +43,9 @@ from vpsie_autoscaler.vpsie.sim.state import (
     iso,
     tag_identifier,
 )
+from vpsie_autoscaler.runtime.clock import Clock, RealClock
 
-log = structlog.get_logger("vpsie_autoscaler.vpsie.sim")
+log = structlog.get_logger("vpsie_autoscaler.cloudsim")
 
 VM_PREFIXES: Final = ("/apps/v2/vm", "/api/v2/vm")
 ADMIN_PREFIX: Final = "/_sim"

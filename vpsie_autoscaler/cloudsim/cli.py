@@ -19,10 +19,10 @@ import yaml
 from aiohttp import web
 from pydantic import ValidationError
 
+from vpsie_autoscaler.cloudsim.app import ADMIN_PREFIX, Simulator
+from vpsie_autoscaler.cloudsim.config import ConfigError, SimConfig, load_config
+from vpsie_autoscaler.cloudsim.faults import FaultSpec
 from vpsie_autoscaler.runtime.clock import RealClock
-from vpsie_autoscaler.vpsie.sim.app import ADMIN_PREFIX, Simulator
-from vpsie_autoscaler.vpsie.sim.config import ConfigError, SimConfig, load_config
-from vpsie_autoscaler.vpsie.sim.faults import FaultSpec
 
 GENERATED_SECRET_BYTES = 16
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -107,7 +107,7 @@ async def serve(args: argparse.Namespace, config: SimConfig) -> None:
     try:
         async with contextlib.AsyncExitStack() as stack:
             if args.kubeconfig:
-                from vpsie_autoscaler.vpsie.sim.kube_nodes import connect_bridge  # noqa: PLC0415 - optional part
+                from vpsie_autoscaler.cloudsim.kube_nodes import connect_bridge  # noqa: PLC0415 - optional part
 
                 bridge = await stack.enter_async_context(
                     connect_bridge(sim.state, str(args.kubeconfig), clock)

@@ -27,8 +27,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from vpsie_autoscaler.cloudsim.config import SimConfig, SimPlan, SimTaint
 from vpsie_autoscaler.runtime.clock import Clock
-from vpsie_autoscaler.vpsie.sim.config import SimConfig, SimPlan, SimTaint
 
 USER_ID = 1874  # the simulated account
 STATE_FILE_VERSION = 1
