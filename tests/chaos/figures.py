@@ -18,6 +18,7 @@ Compare = Callable[[float, float], bool]
 AT_MOST: Final[Compare] = operator.le
 AT_LEAST: Final[Compare] = operator.ge
 EQUAL: Final[Compare] = operator.eq
+HEADLINES: Final = frozenset({"kills", "VPSie calls"})  # what a scenario did, shown first
 _SYMBOL: Final = {id(AT_MOST): "≤", id(AT_LEAST): "≥", id(EQUAL): "="}
 
 
@@ -94,12 +95,19 @@ class Figures:
         return [f for f in self.items if f.scenario == scenario]
 
     def summary(self) -> str:
-        """One line, the way the issue asks for it: ``kills 100 · duplicates 0 · ...``."""
-        return " · ".join(f.shown() for f in self.items)
+        """One line per scenario, the way the issue asks for it: ``kills 100 · duplicates 0 · ...``."""
+        scenarios = list(dict.fromkeys(f.scenario for f in self.items))
+        lines = []
+        for s in scenarios:
+            mine = sorted(self.of(s), key=lambda f: f.name not in HEADLINES)  # stable: headline first
+            lines.append(f"{s}: " + " · ".join(f.shown() for f in mine))
+        return "\n".join(lines)
 
     def report(self) -> str:
         lines = [f.line() for f in self.items]
-        lines.append(("FIGURES OFF GOAL: " if self.off_goal() else "all figures on goal: ") + self.summary())
+        off = self.off_goal()
+        lines.append(f"FIGURES OFF GOAL ({len(off)}):" if off else "all figures on goal:")
+        lines.append(self.summary())
         if self.seed is not None:
             lines.append(f"seed {self.seed} (replay: CHAOS_SEED={self.seed})")
         return "\n".join(lines)

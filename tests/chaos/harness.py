@@ -121,7 +121,7 @@ class ChaosConfig:
                 fault_minutes=2.0,
                 graceful_stops=3,
                 lease=LEASES["fast"],
-                settle_s=150.0,
+                settle_s=120.0,
             )
         return cls(
             "full",
@@ -487,6 +487,15 @@ class ChaosStack:
             "safe-to-evict=false evictions",
             len(pinned),
             detail="; ".join(f"{d.pod} {d.reason}" for d in pinned),
+        )
+        lost = [d for d in w.disruptions if d.reason == "DeletionByPodGC"]
+        figures.count(
+            s,
+            "pods lost with their node",
+            len(lost),
+            detail="; ".join(
+                f"{d.pod} on {d.node} (not evicted: its Node was removed under it)" for d in lost
+            ),
         )
         rest = [p for p in settled.problems if p not in orphans]
         figures.count(
