@@ -207,6 +207,43 @@ async def test_a_launch_nobody_saw_answered_times_out_without_backing_the_group_
         assert not env.group_status(group).get("backoffUntil")
 
 
+async def test_a_refused_launch_never_takes_the_node_of_a_newer_launch(
+    k8s_cluster: ClusterHandle, k8s_namespace: str
+) -> None:
+    """VPSie refuses the first add-node (429): that record fails and backs the group off. The next
+    record's add-node succeeds; its node is bound to it, never to the refused (older) launch, and
+    nothing is deleted. (Before, the Failed record still waited, took the node by FIFO and deleted it,
+    and every later launch lost its node the same way.)"""
+    async with lifecycle_env(k8s_cluster, k8s_namespace) as env:
+        env.add_fault(kind="rate_limit", method="POST", path=ADD_NODE, times=1, retry_after=0)
+        group, sim_group = await create_managed_group(env, "refused", minNodes=1, provisioning=FAST_BACKOFF)
+
+        def failed() -> list[str]:
+            return [
+                m["metadata"]["name"]
+                for m in env.members(group)
+                if phase(env, m["metadata"]["name"]) == "Failed"
+            ]
+
+        await eventually(lambda: len(failed()) == 1, within=WAIT_S, what="the refused launch failed")
+        (refused,) = failed()
+        assert launch_of(env, refused).get("outcome") == "NotDone"
+        await env.advance(2, group)  # past the back-off
+        members = await ready_members(env, group, 1)
+        (ready,) = [m for m in members if m["metadata"]["name"] != refused]
+        for _ in range(3):  # time passes: the refused record never binds anything
+            await env.advance(61, group)
+            seen = len(env.requests())
+            await eventually(
+                lambda seen=seen: len(env.requests()) > seen + 2, within=WAIT_S, what="more VPSie polls"
+            )
+        assert not launch_of(env, refused).get("boundHostname")
+        assert phase(env, ready["metadata"]["name"]) == "Ready"
+        bound = launch_of(env, ready["metadata"]["name"])["boundHostname"]
+        assert group_nodes(env, sim_group) == [bound]
+        assert env.requests("DELETE", DELETE_NODE) == []
+
+
 # --- 3. deletion by identifier, never reduce --------------------------------------------------------
 
 
@@ -300,12 +337,15 @@ async def test_an_outage_longer_than_max_provision_time_fails_no_node_and_delete
         await env.create_group(group, minNodes=2, provisioning=provisioning)
         joining, ready = (m["metadata"]["name"] for m in await ready_members(env, group, 2))
         fid = env.add_fault(kind="error", status=503, path="*", method="*")
-        # A previous leader wrote Joining right before the Node turned Ready; VPSie is down since.
+        # VPSie is down: once it has refused a few calls, no listing begun before the outage can still
+        # arrive and move the record on (an answer that arrives is evidence, used as usual).
+        await eventually(lambda: env.hits(fid) > 0, within=WAIT_S, what="VPSie refusing")
+        await more_hits(env, fid, 3)
+        # A previous leader wrote Joining right before the Node turned Ready, then died.
         await env.kube.merge_patch(
             VPSIENODES, joining, {"status": {"phase": "Joining"}}, subresource="status"
         )
         await eventually(lambda: phase(env, joining) == "Joining", within=WAIT_S, what="Joining cached")
-        await eventually(lambda: env.hits(fid) > 0, within=WAIT_S, what="VPSie refusing")
         for _ in range(3):  # three times maxProvisionTime of silence
             await env.advance(61, group)
             await more_hits(env, fid, 5)

@@ -124,10 +124,11 @@ class LaunchRecord(KubeModel):
         description="Managed groups: the group's node hostnames (lower case) seen before the call; only a "
         "node outside it can answer this launch.",
     )
-    outcome: Literal["Done", "Unknown"] | None = Field(
+    outcome: Literal["Done", "Unknown", "NotDone"] | None = Field(
         default=None,
-        description="The create call's answer when it was recorded: Done, or Unknown (answer lost, counts "
-        "as sent). Absent: written ahead of a call whose answer nobody recorded (same rule: sent).",
+        description="The create call's answer when it was recorded: Done, Unknown (answer lost, counts as "
+        "sent) or NotDone (refused: nothing will answer this launch). Absent: written ahead of a call whose "
+        "answer nobody recorded (same rule as Unknown: sent).",
     )
     bound_hostname: str | None = Field(
         default=None, max_length=253, description="VPSie hostname of the instance bound to this launch."

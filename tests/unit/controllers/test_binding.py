@@ -226,14 +226,18 @@ def record(
     baseline: tuple[str, ...] = (),
     bound: str | None = None,
     adopt: str | None = None,
+    phase: str = "Provisioning",
+    outcome: str | None = None,
+    deleting: bool = False,
 ) -> VPSieNode:
-    status: dict[str, Any] = {"phase": "Provisioning"}
+    status: dict[str, Any] = {"phase": phase}
     if sent is not None:
         status["launch"] = {
             "requestedHostname": name,
             "sentAt": (T0 + timedelta(minutes=sent)).isoformat(),
             "baseline": list(baseline),
             **({"boundHostname": bound, "boundIdentifier": f"id-{bound}"} if bound else {}),
+            **({"outcome": outcome} if outcome else {}),
         }
     spec: dict[str, Any] = {
         "nodeGroup": "g",
@@ -246,7 +250,11 @@ def record(
         {
             "apiVersion": "autoscaler.vpsie.com/v1alpha1",
             "kind": "VPSieNode",
-            "metadata": {"name": name, "creationTimestamp": "2026-11-27T09:00:00Z"},
+            "metadata": {
+                "name": name,
+                "creationTimestamp": "2026-11-27T09:00:00Z",
+                **({"deletionTimestamp": "2026-11-27T09:30:00Z"} if deleting else {}),
+            },
             "spec": spec,
             "status": status,
         }
@@ -338,3 +346,30 @@ def test_a_record_that_cannot_be_parsed_still_owns_the_instance_its_raw_fields_n
     obj: dict[str, object], owned: str | None
 ) -> None:
     assert raw_owned_key(obj) == owned
+
+
+def test_a_refused_or_failed_launch_never_waits_so_it_cannot_take_a_newer_launchs_node() -> None:
+    refused = record("web-refus", sent=0, phase="Failed", outcome="NotDone")
+    timed_out = record("web-timed", sent=1, phase="Failed")
+    live = record("web-livee", sent=2)
+    assert waiting_of(refused) is None
+    assert waiting_of(timed_out) is None
+    book = BindingBook()
+    waiting_, owned = book.view([refused, timed_out, live])
+    assert [w.name for w in waiting_] == ["web-livee"]
+    new = node("K-Slave-9", 3)
+    assert assign(MANAGED, waiting_, [new], owned) == {"web-livee": new}
+
+
+def test_a_record_being_deleted_is_served_after_every_live_launch() -> None:
+    leaving = waiting_of(record("web-going", sent=0, deleting=True))
+    live = waiting_of(record("web-livee", sent=5))
+    assert leaving is not None
+    assert leaving.leaving
+    assert live is not None
+    first, second = node("K-Slave-1", 6), node("K-Slave-2", 7)
+    assert assign(MANAGED, [leaving, live], [first, second], set()) == {
+        "web-livee": first,
+        "web-going": second,
+    }
+    assert assign(MANAGED, [leaving, live], [first], set()) == {"web-livee": first}

@@ -57,6 +57,7 @@ class Waiting:
     requested_hostname: str
     sent_at: datetime
     baseline: frozenset[str]
+    leaving: bool = False  # being deleted: served after every live launch
 
 
 def instance_key(instance: Instance) -> str:
@@ -94,15 +95,22 @@ def raw_owned_key(obj: Mapping[str, Any]) -> str | None:
 
 
 def waiting_of(vn: VPSieNode) -> Waiting | None:
-    """The record as a waiting launch, or None when it sent nothing or is already bound."""
+    """The record as a waiting launch, or None when nothing can answer it: it sent nothing, it is
+    bound already, VPSie refused its launch (``NotDone``), or it failed (a node arriving for a Failed
+    record has no claim on it: it is adopted, so a record that will never get its node can never take
+    the node of a newer launch). A record being deleted still waits (to delete its node), after every
+    live launch."""
     launch = vn.status.launch
-    if launch is None or bound_key(vn) is not None:
+    if launch is None or bound_key(vn) is not None or launch.outcome == "NotDone":
+        return None
+    if vn.status.phase == "Failed":
         return None
     return Waiting(
         name=vn.metadata.name,
         requested_hostname=launch.requested_hostname.lower(),
         sent_at=launch.sent_at,
         baseline=frozenset(h.lower() for h in launch.baseline),
+        leaving=vn.metadata.deletion_timestamp is not None,
     )
 
 
@@ -117,13 +125,13 @@ def assign(
     """Record name → the instance that answers its launch (see the module docstring).
 
     ``bound`` are the instance keys records already own. VMs: by requested hostname. Managed nodes:
-    oldest waiting launch first, each takes the oldest instance that is neither owned nor in its
-    baseline.
+    live launches before launches of records being deleted, oldest first within each; each takes the
+    oldest instance that is neither owned nor in its baseline.
     """
     owned = set(bound)
     free = sorted((i for i in instances if instance_key(i) not in owned), key=_age)
     result: dict[str, Instance] = {}
-    queue = sorted(waiting, key=lambda w: (w.sent_at, w.name))
+    queue = sorted(waiting, key=lambda w: (w.leaving, w.sent_at, w.name))
     if isinstance(source, VMSource):
         by_name = {instance_key(i): i for i in free}
         for w in queue:

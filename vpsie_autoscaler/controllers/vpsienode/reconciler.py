@@ -451,6 +451,7 @@ class VPSieNodeReconciler:
         self.metrics.launches_total.labels(nodegroup=vn.spec.node_group, outcome=result.outcome.value).inc()
         if not result.sent:
             error = result.error or VPSieError("not sent")
+            st.launch.outcome = "NotDone"  # written with Failed: nothing will ever answer this launch
             failed = _Failed(
                 keys.REASON_CREATE_FAILED, error_class(error), f"VPSie refused the creation: {error}"
             )
@@ -479,8 +480,8 @@ class VPSieNodeReconciler:
         key = bound_key(vn)
         if key is not None:
             return obj, next((i for i in listed if instance_key(i) == key), None)
-        if st.launch is None:
-            return obj, None
+        if st.launch is None or st.launch.outcome == "NotDone" or "Failed" in (st.phase, vn.status.phase):
+            return obj, None  # nothing can answer it (see ``binding.waiting_of``)
         if self.book.expected_for(vn.metadata.name) is not None:
             # Bound by this process already; the cache has not caught up. Never bind twice: re-read.
             raise errors.Conflict(
@@ -497,6 +498,7 @@ class VPSieNodeReconciler:
                         requested_hostname=st.launch.requested_hostname.lower(),
                         sent_at=st.launch.sent_at,
                         baseline=frozenset(st.launch.baseline),
+                        leaving=vn.metadata.deletion_timestamp is not None,
                     )
                 )
             found = assign(source, waiting, listed, owned).get(vn.metadata.name)
@@ -670,11 +672,13 @@ class VPSieNodeReconciler:
         return Result(requeue_after=self.options.poll_interval)
 
     async def _failed(self, obj: dict[str, Any], vn: VPSieNode, st: VPSieNodeStatus) -> Result:
-        """A Failed record keeps its instance deleted; a launch still unanswered may bind a late node."""
+        """A Failed record keeps the instance it was bound to deleted. It never binds a new one: a node
+        arriving late for it is adopted (then scaled down with a drain like any other), so a record that
+        will never get its own node can never take, and delete, the node of a newer launch."""
         if self.options.dry_run:
             return Result(requeue_after=self.options.resync_interval)
-        if st.launch is None:
-            return Result(requeue_after=self.options.resync_interval)  # nothing was sent
+        if bound_key(vn) is None:
+            return Result(requeue_after=self.options.resync_interval)  # nothing of ours to delete
         source = await self.providers.source_of(vn)
         listed = await self._listing(source, max_age=self.options.delete_poll_interval)
         obj, instance = await self._bound_instance(obj, vn, st, source, listed)
@@ -766,7 +770,12 @@ class VPSieNodeReconciler:
         if instance is not None:
             await self._delete_instance(obj, vn, instance)
             return Result(requeue_after=self.options.poll_interval)
-        if bound_key(vn) is None and st.launch is not None:
+        if (
+            bound_key(vn) is None
+            and st.launch is not None
+            and st.launch.outcome != "NotDone"
+            and vn.status.phase != "Failed"
+        ):
             # Sent, never answered: the node may still come. Wait for it (bounded), then let it go:
             # a node arriving later has no record and is adopted, never lost.
             waited = self.clock.now() - st.launch.sent_at
@@ -778,6 +787,10 @@ class VPSieNodeReconciler:
                 note="no instance answered the launch; releasing the record (a late one is adopted)",
             )
             return await self._release(obj, vn, "the launch was never answered")
+        if bound_key(vn) is None:
+            return await self._release(
+                obj, vn, "nothing can answer the launch (refused, or the record failed)"
+            )
         return await self._release(obj, vn, "VPSie no longer lists the instance")
 
     async def _release(self, obj: dict[str, Any], vn: VPSieNode, why: str) -> Result:
