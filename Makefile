@@ -111,7 +111,7 @@ chaos: setup devcluster-build ## chaos run: CHAOS_KILLS leader SIGKILLs, CHAOS_F
 	report="$$(mktemp)"; rc=0; \
 	REQUIRE_DEVCLUSTER=1 CHAOS_FULL=1 CHAOS_REPORT="$$report" CHAOS_KILLS=$(CHAOS_KILLS) \
 	CHAOS_FAULT_MINUTES=$(CHAOS_FAULT_MINUTES) CHAOS_SEED=$(CHAOS_SEED) \
-	$(PY) -m pytest tests/chaos/test_chaos_full.py -s -p no:cacheprovider $(PYTEST_ARGS) || rc=$$?; \
+	$(PY) -m pytest tests/chaos/test_chaos_full.py tests/chaos/test_chaos_more_full.py -s -p no:cacheprovider $(PYTEST_ARGS) || rc=$$?; \
 	echo; echo "== chaos figures"; if [ -s "$$report" ]; then cat "$$report"; else echo "(no figures: the run failed before any)"; fi; \
 	rm -f "$$report"; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc

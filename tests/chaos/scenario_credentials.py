@@ -1,4 +1,4 @@
-"""Scenario 4: VPSie credentials wrong at start, fixed, then rotated under churn (docs/reliability-more.md).
+"""Scenario 4: VPSie credentials wrong at start, fixed, then rotated under churn (docs/reliability.md).
 
 Both replicas run with ``--vpsie-credentials-dir`` (the mounted Secret of the chart; it takes
 precedence over the e2e harness's client id/secret). The simulator is restarted before the stack

@@ -1,4 +1,4 @@
-"""Scenario 3: Kubernetes API faults under a changing workload (docs/reliability-more.md).
+"""Scenario 3: Kubernetes API faults under a changing workload (docs/reliability.md).
 
 Both ``vpsie-autoscaler run`` replicas reach the apiserver only through :class:`FaultProxy` (the
 HTTP proxy of ``tests/support/kube_proxy.py``, extended to cut *every* client connection, not only

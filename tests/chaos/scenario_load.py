@@ -1,5 +1,5 @@
 """Scenario 6: load — 1 000 Nodes and 30 000 pods present, 500 pending pods arriving within 10 s
-(docs/reliability-more.md).
+(docs/reliability.md).
 
 The background is built the way ``benchmarks/informer_bench.py`` builds it, cheaply: 1 000 Node
 objects no kubelet or kwok runs (so nothing heartbeats them; they carry no NodeGroup label, so the

@@ -1,6 +1,6 @@
 """The short versions of chaos scenarios 3 (Kubernetes API faults) and 4 (VPSie credentials), in
 ``make test``: about 4 minutes together on two cores. ``test_chaos_more_full.py`` has the full ones.
-CHAOS_SEED replays a run; docs/reliability-more.md has the scenarios, checks and results."""
+CHAOS_SEED replays a run; docs/reliability.md has the scenarios, checks and results."""
 
 from __future__ import annotations
 

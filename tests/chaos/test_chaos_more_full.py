@@ -5,7 +5,7 @@ scenario 6 (load: 1 000 Nodes, 30 000 pods, 500 pending pods in 10 s). Skipped u
 
 CHAOS_KUBE_ROUNDS (default 3) rounds of scenario 3's faults, each with CHAOS_KUBE_CUT_S (120) s of
 connection cuts; CHAOS_ROTATIONS (default 6) token rotations in scenario 4; CHAOS_LEASE as for
-``make chaos``. docs/reliability-more.md has the scenarios, checks and results."""
+``make chaos``. docs/reliability.md has the scenarios, checks and results."""
 
 from __future__ import annotations
 
