@@ -26,8 +26,8 @@ from vpsie_autoscaler.scaling.groups import GroupTemplate, ScaleDownPolicy
 from vpsie_autoscaler.scaling.resources import Resources
 from vpsie_autoscaler.scaling.scaledown import plan_scale_down
 from vpsie_autoscaler.scaling.scaleup import ClusterLimits, plan_scale_up
+from vpsie_autoscaler.scaling.scheduling_facts import NodeInfo, PodInfo
 from vpsie_autoscaler.scaling.selectors import Taint
-from vpsie_autoscaler.scaling.snapshot import NodeInfo, PodInfo
 
 NOW: Final = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 SEED: Final = 20261127

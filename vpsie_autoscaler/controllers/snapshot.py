@@ -58,7 +58,7 @@ from vpsie_autoscaler.scaling import (
     TemplateError,
 )
 from vpsie_autoscaler.scaling.groups import template_problem
-from vpsie_autoscaler.scaling.snapshot import nodes_from_k8s
+from vpsie_autoscaler.scaling.scheduling_facts import nodes_from_k8s
 
 log = structlog.get_logger("vpsie_autoscaler.controllers.snapshot")
 

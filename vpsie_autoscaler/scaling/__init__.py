@@ -2,8 +2,9 @@
 
 Entry points for the controllers (everything here is pure: no I/O, no clock, no clients):
 
-- snapshots: :class:`PodInfo`, :class:`NodeInfo`, :class:`PDBInfo` (``from_k8s(raw_dict)``),
-  :func:`nodes_from_k8s`, :class:`GroupTemplate` (``from_nodegroup``);
+- scheduling facts (:mod:`vpsie_autoscaler.scaling.scheduling_facts`): :class:`PodInfo`,
+  :class:`NodeInfo`, :class:`PDBInfo` (``from_k8s(raw_dict)``), :func:`nodes_from_k8s`,
+  :class:`GroupTemplate` (``from_nodegroup``);
 - :func:`plan_scale_up` → :class:`ScaleUpPlan`; :func:`plan_scale_down` → :class:`ScaleDownPlan`;
 - :class:`ExpanderChain` (``parse("priority,least-waste")``), :class:`ClusterLimits`,
   :class:`ClusterUsage`, :class:`ScaleDownSettings`;
@@ -23,7 +24,7 @@ from vpsie_autoscaler.scaling.scaleup import (
     ScaleUpPlan,
     plan_scale_up,
 )
-from vpsie_autoscaler.scaling.snapshot import NodeInfo, PDBInfo, PodInfo, nodes_from_k8s
+from vpsie_autoscaler.scaling.scheduling_facts import NodeInfo, PDBInfo, PodInfo, nodes_from_k8s
 
 __all__ = [
     "ClusterLimits",

@@ -27,8 +27,8 @@ from vpsie_autoscaler.api.nodegroup import (
 )
 from vpsie_autoscaler.scaling.predicates import STATIC_PREDICATES, check
 from vpsie_autoscaler.scaling.resources import EMPTY, PODS, QuantityError, Resources, to_units
+from vpsie_autoscaler.scaling.scheduling_facts import NodeInfo, PodInfo
 from vpsie_autoscaler.scaling.selectors import Taint
-from vpsie_autoscaler.scaling.snapshot import NodeInfo, PodInfo
 
 DEFAULT_MAX_PODS: Final = 110
 """The kubelet's default ``maxPods``, used when neither the template nor the plan says otherwise."""

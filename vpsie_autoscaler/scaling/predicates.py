@@ -26,8 +26,8 @@ from vpsie_autoscaler.scaling.reasons import (
     Reason,
 )
 from vpsie_autoscaler.scaling.resources import PODS, Resources, format_units
+from vpsie_autoscaler.scaling.scheduling_facts import HostPort, PodInfo, ports_conflict
 from vpsie_autoscaler.scaling.selectors import NO_SCHEDULE, Taint, node_affinity_matches, untolerated_taint
-from vpsie_autoscaler.scaling.snapshot import HostPort, PodInfo, ports_conflict
 
 UNSCHEDULABLE_TAINT: Final = Taint("node.kubernetes.io/unschedulable", "", NO_SCHEDULE)
 """What a cordoned node looks like to tolerations (the scheduler's NodeUnschedulable plugin)."""

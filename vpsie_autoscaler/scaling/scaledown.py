@@ -84,8 +84,8 @@ from vpsie_autoscaler.scaling.reasons import (
     Reason,
 )
 from vpsie_autoscaler.scaling.resources import CPU, MEMORY
+from vpsie_autoscaler.scaling.scheduling_facts import NodeInfo, PDBInfo, PodInfo
 from vpsie_autoscaler.scaling.simulation import SimNode, place_first_fit
-from vpsie_autoscaler.scaling.snapshot import NodeInfo, PDBInfo, PodInfo
 
 KUBE_SYSTEM: Final = "kube-system"
 TRUE: Final = "true"

@@ -48,8 +48,8 @@ from vpsie_autoscaler.scaling.reasons import (
     Reason,
 )
 from vpsie_autoscaler.scaling.resources import CPU, EMPTY, MEMORY
+from vpsie_autoscaler.scaling.scheduling_facts import NodeInfo, PodInfo
 from vpsie_autoscaler.scaling.simulation import SimNode
-from vpsie_autoscaler.scaling.snapshot import NodeInfo, PodInfo
 
 EXPENDABLE_PRIORITY_CUTOFF: Final = -10
 """Pods with a priority below this never trigger scale-up (cluster-autoscaler's default)."""

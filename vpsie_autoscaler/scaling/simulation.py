@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from vpsie_autoscaler.scaling.predicates import DYNAMIC_PREDICATES, STATIC_PREDICATES, check
 from vpsie_autoscaler.scaling.reasons import Reason
 from vpsie_autoscaler.scaling.resources import Resources
-from vpsie_autoscaler.scaling.snapshot import HostPort, NodeInfo, PodInfo
+from vpsie_autoscaler.scaling.scheduling_facts import HostPort, NodeInfo, PodInfo
 
 
 class SimNode:

@@ -8,7 +8,7 @@ import pytest
 
 from tests.unit.scaling.builders import pod_dict, self_anti_affinity
 from vpsie_autoscaler.controllers.podcache import trim_pod
-from vpsie_autoscaler.scaling.snapshot import PodInfo
+from vpsie_autoscaler.scaling.scheduling_facts import PodInfo
 
 
 def heavy(pod: dict[str, Any]) -> dict[str, Any]:

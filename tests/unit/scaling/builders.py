@@ -10,8 +10,8 @@ from typing import Any
 from vpsie_autoscaler.api.labels import NODEGROUP_LABEL
 from vpsie_autoscaler.scaling.groups import GroupTemplate, ScaleDownPolicy
 from vpsie_autoscaler.scaling.resources import Resources
+from vpsie_autoscaler.scaling.scheduling_facts import NodeInfo, PDBInfo, PodInfo
 from vpsie_autoscaler.scaling.selectors import Taint
-from vpsie_autoscaler.scaling.snapshot import NodeInfo, PDBInfo, PodInfo
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 LONG_AGO = NOW - timedelta(hours=2)

@@ -7,7 +7,7 @@ import pytest
 from tests.unit.scaling.builders import node, pod, self_anti_affinity
 from vpsie_autoscaler.scaling import predicates as p
 from vpsie_autoscaler.scaling import reasons as r
-from vpsie_autoscaler.scaling.snapshot import NodeInfo, PodInfo
+from vpsie_autoscaler.scaling.scheduling_facts import NodeInfo, PodInfo
 
 NO_SCHEDULE = {"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}
 TOLERATE = [{"key": "dedicated", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}]

@@ -30,8 +30,8 @@ from vpsie_autoscaler.scaling.scaledown import (
     plan_scale_down,
 )
 from vpsie_autoscaler.scaling.scaleup import IN_FLIGHT, TRIGGERED, ClusterLimits, ClusterUsage, plan_scale_up
+from vpsie_autoscaler.scaling.scheduling_facts import NodeInfo, PodInfo
 from vpsie_autoscaler.scaling.selectors import Taint
-from vpsie_autoscaler.scaling.snapshot import NodeInfo, PodInfo
 
 PROPERTY_SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 POOLS = ("a", "b", "c")

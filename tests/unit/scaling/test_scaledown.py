@@ -20,7 +20,7 @@ from vpsie_autoscaler.scaling.scaledown import (
     describe_removals,
     plan_scale_down,
 )
-from vpsie_autoscaler.scaling.snapshot import NodeInfo, PDBInfo, PodInfo
+from vpsie_autoscaler.scaling.scheduling_facts import NodeInfo, PDBInfo, PodInfo
 
 LONG = {UNNEEDED_SINCE_ANNOTATION: LONG_AGO.isoformat()}
 FAST = policy(unneeded_time=timedelta(minutes=10), disruption_budget="100%", max_concurrent_drains=10)

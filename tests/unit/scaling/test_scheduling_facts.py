@@ -7,7 +7,7 @@ from typing import Any
 from tests.unit.scaling.builders import node_dict, pod_dict
 from vpsie_autoscaler.api.labels import TO_BE_DELETED_TAINT
 from vpsie_autoscaler.scaling.resources import Resources
-from vpsie_autoscaler.scaling.snapshot import (
+from vpsie_autoscaler.scaling.scheduling_facts import (
     HostPort,
     NodeInfo,
     PDBInfo,
