@@ -27,10 +27,10 @@ from prometheus_client import CollectorRegistry
 
 from vpsie_autoscaler.api.labels import NODEGROUP_LABEL, VPSIENODE_LABEL
 from vpsie_autoscaler.controllers.catalogue import PlanCatalogue
+from vpsie_autoscaler.controllers.cluster_state import SnapshotBuilder
 from vpsie_autoscaler.controllers.metrics import autoscaler_metrics
 from vpsie_autoscaler.controllers.scaledown import ScaleDownController, ScaleDownOptions
 from vpsie_autoscaler.controllers.scaleup import ScaleUpController
-from vpsie_autoscaler.controllers.snapshot import SnapshotBuilder
 from vpsie_autoscaler.kube import KubeClient
 from vpsie_autoscaler.logging import configure
 from vpsie_autoscaler.runtime.clock import FakeClock

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 
 from vpsie_autoscaler.config import Settings
 from vpsie_autoscaler.controllers.catalogue import CatalogueClient, PlanCatalogue
+from vpsie_autoscaler.controllers.cluster_state import SnapshotBuilder
 from vpsie_autoscaler.controllers.metrics import autoscaler_metrics
 from vpsie_autoscaler.controllers.podcache import trim_pod
 from vpsie_autoscaler.controllers.scaledown import ScaleDownController, ScaleDownOptions
 from vpsie_autoscaler.controllers.scaleup import ScaleUpController, ScaleUpOptions
-from vpsie_autoscaler.controllers.snapshot import SnapshotBuilder
 from vpsie_autoscaler.kube.resources import NODEGROUPS, NODES, PDBS, PODS, VPSIENODES
 from vpsie_autoscaler.runtime.manager import Manager
 from vpsie_autoscaler.scaling import ClusterLimits

@@ -18,8 +18,8 @@ from prometheus_client import CollectorRegistry
 
 from vpsie_autoscaler.api.labels import NODEGROUP_LABEL, TO_BE_DELETED_TAINT, VPSIENODE_LABEL
 from vpsie_autoscaler.controllers.catalogue import PlanCatalogue
+from vpsie_autoscaler.controllers.cluster_state import SnapshotBuilder
 from vpsie_autoscaler.controllers.metrics import AutoscalerMetrics, autoscaler_metrics
-from vpsie_autoscaler.controllers.snapshot import SnapshotBuilder
 from vpsie_autoscaler.kube import KubeClient, Resource, errors
 from vpsie_autoscaler.kube.resources import NODEGROUPS, NODES, PDBS, PODS, VPSIENODES
 from vpsie_autoscaler.runtime.clock import FakeClock

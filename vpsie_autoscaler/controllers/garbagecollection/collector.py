@@ -38,9 +38,9 @@ import structlog
 from vpsie_autoscaler.api.durations import parse_duration
 from vpsie_autoscaler.api.nodegroup import NodeGroup
 from vpsie_autoscaler.api.vpsienode import HOSTNAME_SUFFIX_LENGTH, VPSieNode
+from vpsie_autoscaler.controllers.cluster_state import InvalidObject, parse_nodegroup, parse_vpsienode
 from vpsie_autoscaler.controllers.metrics import AutoscalerMetrics
 from vpsie_autoscaler.controllers.providers import Providers, cluster_tag, tagged_group, vm_prefix
-from vpsie_autoscaler.controllers.snapshot import InvalidObject, parse_nodegroup, parse_vpsienode
 from vpsie_autoscaler.controllers.vpsienode.binding import bound_key
 from vpsie_autoscaler.kube import KubeClient, errors
 from vpsie_autoscaler.kube.resources import VPSIENODES

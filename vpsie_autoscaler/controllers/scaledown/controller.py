@@ -6,7 +6,7 @@ Each pass (cluster-autoscaler's ``RunOnce`` scale-down half; Karpenter's disrupt
 1. Remove our ``to-be-deleted`` taint from every Node whose VPSieNode is not being drained or
    deleted (a crash or an aborted drain must not leave nodes unschedulable: cluster-autoscaler #5657).
 2. :func:`~vpsie_autoscaler.scaling.plan_scale_down` over one
-   :class:`~vpsie_autoscaler.controllers.snapshot.ClusterSnapshot` (nodes with their pods, groups,
+   :class:`~vpsie_autoscaler.controllers.cluster_state.ClusterSnapshot` (nodes with their pods, groups,
    PDBs; nodes whose VPSieNode is leaving are ``deleting``: never candidates, never destinations).
 3. Persist the ``unneededTime`` timers as ``autoscaler.vpsie.com/unneeded-since`` annotations on the
    Nodes (set on ``became_unneeded``, removed on ``no_longer_unneeded``): a restart or a new leader
@@ -53,8 +53,8 @@ from vpsie_autoscaler.api.labels import (
     TO_BE_DELETED_TAINT,
     UNNEEDED_SINCE_ANNOTATION,
 )
+from vpsie_autoscaler.controllers.cluster_state import ClusterSnapshot, SnapshotBuilder, VPSieNodeView
 from vpsie_autoscaler.controllers.metrics import AutoscalerMetrics
-from vpsie_autoscaler.controllers.snapshot import ClusterSnapshot, SnapshotBuilder, VPSieNodeView
 from vpsie_autoscaler.kube import KubeClient, errors
 from vpsie_autoscaler.kube.resources import NODEGROUPS, NODES, VPSIENODES
 from vpsie_autoscaler.runtime.clock import Clock

@@ -6,7 +6,7 @@ Flow (cluster-autoscaler's ``RunOnce`` scale-up half, Karpenter's provisioner ba
    ``Unschedulable`` into a :class:`~.batcher.Batcher` (1 s idle / 10 s max). A resync every
    ``scan_interval`` re-plans while any pod is still unschedulable (a back-off ended, an in-flight
    node failed): the informer alone would not tell us.
-2. When a batch closes, one :class:`~vpsie_autoscaler.controllers.snapshot.ClusterSnapshot` is built
+2. When a batch closes, one :class:`~vpsie_autoscaler.controllers.cluster_state.ClusterSnapshot` is built
    from the caches and :func:`~vpsie_autoscaler.scaling.plan_scale_up` decides. The planner counts
    in-flight capacity, so pods that fit on nodes already being created trigger nothing.
 3. For each ``GroupIncrease``: ``nodes`` VPSieNodes built by ``new_vpsienode`` and POSTed with
@@ -49,14 +49,14 @@ from typing import Any, Final
 import structlog
 
 from vpsie_autoscaler.api.nodegroup import NodeGroup
-from vpsie_autoscaler.controllers.metrics import AutoscalerMetrics
-from vpsie_autoscaler.controllers.scaleup.batcher import Batcher
-from vpsie_autoscaler.controllers.snapshot import (
+from vpsie_autoscaler.controllers.cluster_state import (
     ClusterSnapshot,
     SnapshotBuilder,
     is_unschedulable,
     unschedulable_since,
 )
+from vpsie_autoscaler.controllers.metrics import AutoscalerMetrics
+from vpsie_autoscaler.controllers.scaleup.batcher import Batcher
 from vpsie_autoscaler.controllers.vpsienodes import creation_body, new_vpsienode
 from vpsie_autoscaler.kube import KubeClient, errors
 from vpsie_autoscaler.kube.resources import NODEGROUPS, VPSIENODES

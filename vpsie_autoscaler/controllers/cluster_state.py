@@ -60,7 +60,7 @@ from vpsie_autoscaler.scaling import (
 from vpsie_autoscaler.scaling.groups import template_problem
 from vpsie_autoscaler.scaling.scheduling_facts import nodes_from_k8s
 
-log = structlog.get_logger("vpsie_autoscaler.controllers.snapshot")
+log = structlog.get_logger("vpsie_autoscaler.controllers.cluster_state")
 
 POD_SCHEDULED: Final = "PodScheduled"
 UNSCHEDULABLE_REASON: Final = "Unschedulable"

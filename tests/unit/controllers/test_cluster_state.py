@@ -13,7 +13,7 @@ from vpsie_autoscaler.api.labels import DRAIN_REQUESTED_ANNOTATION
 from vpsie_autoscaler.api.nodegroup import NodeGroup
 from vpsie_autoscaler.cloudsim.config import DEFAULT_CLUSTER, DEFAULT_DATACENTER, DEFAULT_OS
 from vpsie_autoscaler.controllers.catalogue import CatalogueClient, PlanCatalogue, capacity_of
-from vpsie_autoscaler.controllers.snapshot import is_unschedulable
+from vpsie_autoscaler.controllers.cluster_state import is_unschedulable
 from vpsie_autoscaler.runtime.clock import FakeClock
 from vpsie_autoscaler.vpsie import models as m
 from vpsie_autoscaler.vpsie.errors import ServerError
