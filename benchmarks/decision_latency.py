@@ -43,16 +43,11 @@ from typing import Any
 from hack.devcluster.client import ApiError, KubeClient, condition_is
 from hack.devcluster.cluster import ClusterHandle, DevCluster, find_binaries
 from hack.devcluster.nodes import make_kwok_node
-from tests.e2e.harness import (
-    ADVANCED,
-    E2E,
-    VPSIENODES,
-    CloudSim,
-    nodegroup,
-    samples,
-    wait_until,
-)
-from tests.integration.crds import install_crds
+from hack.stack.cloudsim import ADVANCED, CloudSim
+from hack.stack.kube import VPSIENODES, install_crds
+from hack.stack.objects import nodegroup
+from hack.stack.processes import samples, wait_until
+from hack.stack.scenario import E2E
 
 DEFAULT_NODES = 1000
 DEFAULT_BURSTS = 5

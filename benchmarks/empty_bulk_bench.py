@@ -7,8 +7,8 @@ settings.**
 Setup (all on 127.0.0.1): the local control plane (its own, or ``DEVCLUSTER_KUBECONFIG``), the VPSie
 simulator as ``vpsie-autoscaler cloudsim`` with its Kubernetes bridge (a booted instance becomes a kwok
 Node; delays: pending 0.2 s, boot 1 s, delete 0.5 s) and one ``vpsie-autoscaler run`` with the
-product's defaults (``--scan-interval 10``, VPSie rate limit 100/min with a burst of 60; the e2e
-harness's short Lease timings, which do not touch the scale-down path). One managed NodeGroup:
+product's defaults (``--scan-interval 10``, VPSie rate limit 100/min with a burst of 60; the stack's
+(``hack/stack``) short Lease timings, which do not touch the scale-down path). One managed NodeGroup:
 ``minNodes 0``, ``maxNodes 60``, every ``scaleDown`` setting at its default except
 
 * ``unneededTime`` (``--unneeded-time``, default ``1m``; the target is relative to it), and
@@ -67,20 +67,11 @@ from typing import Any, Final
 
 from hack.devcluster.client import ApiError, KubeClient, condition_is
 from hack.devcluster.cluster import ClusterHandle, DevCluster, find_binaries
-from tests.e2e.harness import (
-    ADVANCED,
-    E2E,
-    NODES,
-    SIM_CLUSTER_ID,
-    VPSIENODES,
-    CloudSim,
-    JsonObj,
-    deployment,
-    samples,
-    wait_until,
-    watch,
-)
-from tests.integration.crds import install_crds
+from hack.stack.cloudsim import ADVANCED, SIM_CLUSTER_ID, CloudSim
+from hack.stack.kube import NODES, VPSIENODES, JsonObj, install_crds, watch
+from hack.stack.objects import deployment
+from hack.stack.processes import samples, wait_until
+from hack.stack.scenario import E2E
 from vpsie_autoscaler.api.durations import parse_duration
 from vpsie_autoscaler.api.labels import (
     DRAIN_REASON_ANNOTATION,

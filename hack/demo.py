@@ -37,19 +37,11 @@ import yaml
 
 from hack.devcluster.client import ApiError, KubeClient
 from hack.devcluster.cluster import DevCluster, find_binaries
-from tests.e2e.harness import (
-    ADVANCED,
-    HIGHMEM,
-    NODEGROUPS,
-    VPSIENODES,
-    Autoscaler,
-    CloudSim,
-    VPSieGroup,
-    deployment,
-    nodegroup,
-    wait_until,
-)
-from tests.integration.crds import install_crds
+from hack.stack.autoscaler import Autoscaler
+from hack.stack.cloudsim import ADVANCED, HIGHMEM, CloudSim, VPSieGroup
+from hack.stack.kube import NODEGROUPS, VPSIENODES, install_crds
+from hack.stack.objects import deployment, nodegroup
+from hack.stack.processes import wait_until
 
 NAMESPACE: Final = "vpsie-demo"
 WORKLOAD: Final = "demo-web"

@@ -23,7 +23,7 @@ import urllib.request
 from pathlib import Path
 
 from hack.devcluster.cluster import DevCluster, find_binaries
-from tests.integration.chart import install_chart
+from hack.stack.chart import install_chart
 
 ROOT = Path(__file__).resolve().parents[2]
 # The defaults of hack/image/build.sh (and docker-bake.hcl), overridable the same way.
