@@ -3,7 +3,9 @@
 ``setup()`` (controllers/setup.py) calls :func:`setup_autoscaling`. Both controllers are leader-only
 manager runnables over shared informers (pods, nodes, PodDisruptionBudgets, NodeGroups,
 VPSieNodes): standbys keep their caches warm, so a new leader decides at once, but never plan,
-create or emit. The plan catalogue refresher is leader-only too (it spends the VPSie rate budget).
+create or emit. The plan catalogue refresher runs on standbys too: a few read calls every five
+minutes keep the plans warm, so a standby that takes over decides its first scale-up at once instead
+of reporting "the VPSie plan has not been read yet" (failover's first action, docs/reliability.md).
 
 RBAC used (all within the chart's ClusterRole): pods and nodes list/watch, nodes patch (timers,
 stale taints), poddisruptionbudgets list/watch, nodegroups list/watch and status patch,
@@ -100,7 +102,7 @@ def setup_autoscaling(
         options=ScaleDownOptions(dry_run=settings.dry_run, scan_interval=settings.scan_interval),
     )
     if catalogue.enabled:
-        manager.add_runnable(catalogue.run, needs_leader=True, name="plan-catalogue")
+        manager.add_runnable(catalogue.run, needs_leader=False, name="plan-catalogue")
     manager.add_runnable(scaleup.run, needs_leader=True, name="scaleup")
     manager.add_runnable(scaledown.run, needs_leader=True, name="scaledown")
     return Autoscaling(builder, catalogue, scaleup, scaledown)
