@@ -53,7 +53,7 @@ from tests.e2e.harness import (
     vm_nodegroup,
     wait_until,
 )
-from vpsie_autoscaler.controllers.providers import vm_prefix
+from vpsie_autoscaler.controllers.cloud import vm_prefix
 
 MANAGED_GROUP: Final = "chaos-managed"
 VM_GROUP: Final = "chaos-vm"

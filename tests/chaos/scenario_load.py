@@ -43,7 +43,7 @@ from tests.chaos.harness import ChaosConfig, ChaosStack
 from tests.chaos.scenario_kube_faults import SupervisedStack
 from tests.e2e.harness import ADVANCED, E2E, NODEGROUPS, JsonObj, bare_pod, vm_nodegroup
 from vpsie_autoscaler.api.labels import NODEGROUP_LABEL
-from vpsie_autoscaler.controllers.providers import vm_prefix
+from vpsie_autoscaler.controllers.cloud import vm_prefix
 from vpsie_autoscaler.kube import KubeClient, errors
 from vpsie_autoscaler.kube.resources import NAMESPACES, NODES, PODS, SERVICEACCOUNTS
 

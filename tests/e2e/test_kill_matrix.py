@@ -74,7 +74,7 @@ from tests.e2e.harness import (
 )
 from vpsie_autoscaler.api.labels import DRAIN_REQUESTED_ANNOTATION, INSTANCE_FINALIZER, NODEGROUP_LABEL
 from vpsie_autoscaler.cloudsim.config import DEFAULT_DATACENTER, DEFAULT_OS, DEFAULT_PROJECT
-from vpsie_autoscaler.controllers.providers import vm_prefix
+from vpsie_autoscaler.controllers.cloud import vm_prefix
 
 pytestmark = [pytest.mark.cluster, pytest.mark.e2e]
 

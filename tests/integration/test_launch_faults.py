@@ -34,7 +34,7 @@ from tests.integration.lifecycle_env import (
 )
 from tests.support.vpsie import API_TOKEN
 from tests.support.wait import eventually
-from vpsie_autoscaler.controllers.providers import CredentialsWatcher
+from vpsie_autoscaler.controllers.cloud import CredentialsWatcher
 from vpsie_autoscaler.controllers.vpsienode.keys import ERROR_CLASS_ANNOTATION, FAILED_REASON_ANNOTATION
 from vpsie_autoscaler.controllers.vpsienode.reconciler import VPSieNodeReconciler
 from vpsie_autoscaler.kube.resources import NODEGROUPS, PDBS, PODS, VPSIENODES

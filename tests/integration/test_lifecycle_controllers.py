@@ -36,10 +36,10 @@ from vpsie_autoscaler.api.labels import (
 from vpsie_autoscaler.api.nodegroup import NodeGroup
 from vpsie_autoscaler.cloudsim.config import Delays
 from vpsie_autoscaler.cloudsim.faults import FaultKind, FaultSpec
+from vpsie_autoscaler.controllers.cloud import ownership_tags
 from vpsie_autoscaler.controllers.metrics import autoscaler_metrics
 from vpsie_autoscaler.controllers.nodegroup.reconciler import NodeGroupOptions, NodeGroupReconciler
 from vpsie_autoscaler.controllers.objects import rfc3339
-from vpsie_autoscaler.controllers.providers import ownership_tags
 from vpsie_autoscaler.controllers.vpsienode.keys import ERROR_CLASS_ANNOTATION
 from vpsie_autoscaler.controllers.vpsienodes import creation_body, new_vpsienode
 from vpsie_autoscaler.kube.resources import NODEGROUPS, NODES, PDBS, PODS, VPSIENODES

@@ -22,11 +22,7 @@ import structlog
 
 from vpsie_autoscaler.api.labels import NODEGROUP_LABEL
 from vpsie_autoscaler.config import Settings
-from vpsie_autoscaler.controllers.garbagecollection.collector import GarbageCollector, GCOptions
-from vpsie_autoscaler.controllers.metrics import AutoscalerMetrics, autoscaler_metrics
-from vpsie_autoscaler.controllers.nodegroup.reconciler import NodeGroupOptions, NodeGroupReconciler
-from vpsie_autoscaler.controllers.objects import labels_of
-from vpsie_autoscaler.controllers.providers import (
+from vpsie_autoscaler.controllers.cloud import (
     ClusterIdentity,
     CredentialsWatcher,
     ProviderConfigError,
@@ -34,6 +30,10 @@ from vpsie_autoscaler.controllers.providers import (
     build_client,
     close_on_stop,
 )
+from vpsie_autoscaler.controllers.garbagecollection.collector import GarbageCollector, GCOptions
+from vpsie_autoscaler.controllers.metrics import AutoscalerMetrics, autoscaler_metrics
+from vpsie_autoscaler.controllers.nodegroup.reconciler import NodeGroupOptions, NodeGroupReconciler
+from vpsie_autoscaler.controllers.objects import labels_of
 from vpsie_autoscaler.controllers.vpsienode.binding import BindingBook
 from vpsie_autoscaler.controllers.vpsienode.reconciler import LifecycleOptions, VPSieNodeReconciler
 from vpsie_autoscaler.kube.resources import NODEGROUPS, NODES, VPSIENODES

@@ -19,6 +19,7 @@ from tests.unit.controllers.fakes import Store, World
 from tests.unit.vpsie.test_contract import ADVANCED_PLAN
 from vpsie_autoscaler.cloudsim.app import Simulator
 from vpsie_autoscaler.cloudsim.config import DEFAULT_DATACENTER, DEFAULT_OS, DEFAULT_PROJECT
+from vpsie_autoscaler.controllers.cloud import ClusterIdentity, Providers, ownership_tags
 from vpsie_autoscaler.controllers.garbagecollection.collector import (
     REASON_NAMED_LIKE_OURS,
     REASON_ORPHAN,
@@ -26,7 +27,6 @@ from vpsie_autoscaler.controllers.garbagecollection.collector import (
     GarbageCollector,
     GCOptions,
 )
-from vpsie_autoscaler.controllers.providers import ClusterIdentity, Providers, ownership_tags
 from vpsie_autoscaler.runtime.clock import RealClock
 from vpsie_autoscaler.runtime.fence import FenceReason, NotLeader
 from vpsie_autoscaler.runtime.informer import SharedInformer

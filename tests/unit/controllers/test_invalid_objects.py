@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from tests.unit.controllers.fakes import VM, World
 from vpsie_autoscaler.api.labels import INSTANCE_FINALIZER, NODEGROUP_FINALIZER, NODEGROUP_LABEL
 from vpsie_autoscaler.api.nodegroup import NodeGroup
+from vpsie_autoscaler.controllers.cloud import Providers
 from vpsie_autoscaler.controllers.cluster_state import InvalidObject, parse_nodegroup, parse_vpsienode
 from vpsie_autoscaler.controllers.garbagecollection.collector import raw_identifiers
 from vpsie_autoscaler.controllers.nodegroup.reconciler import (
@@ -25,7 +26,6 @@ from vpsie_autoscaler.controllers.nodegroup.reconciler import (
     REASON_INVALID,
     NodeGroupReconciler,
 )
-from vpsie_autoscaler.controllers.providers import Providers
 from vpsie_autoscaler.controllers.scaledown import ScaleDownController, ScaleDownOptions
 from vpsie_autoscaler.controllers.scaleup import ScaleUpController, ScaleUpOptions
 from vpsie_autoscaler.controllers.vpsienode.reconciler import VPSieNodeReconciler

@@ -16,10 +16,10 @@ from vpsie_autoscaler.api.labels import (
 from vpsie_autoscaler.api.nodegroup import BackoffSpec, NodeGroup
 from vpsie_autoscaler.api.types import Taint
 from vpsie_autoscaler.api.vpsienode import VPSieNode
+from vpsie_autoscaler.controllers.cloud import vm_prefix
 from vpsie_autoscaler.controllers.garbagecollection.collector import OUR_NAMING_SHAPE, our_name_pattern
 from vpsie_autoscaler.controllers.nodegroup import status as s
 from vpsie_autoscaler.controllers.objects import parse_time, rfc3339
-from vpsie_autoscaler.controllers.providers import vm_prefix
 from vpsie_autoscaler.controllers.vpsienode.drain import blocks_drain
 from vpsie_autoscaler.controllers.vpsienode.keys import ERROR_CLASS_ANNOTATION
 from vpsie_autoscaler.controllers.vpsienode.nodes import claimed_by_other, join_patch

@@ -3,7 +3,7 @@
 **Orphans** (SPEC §4 "Always"; cluster-autoscaler's "unregistered nodes", Karpenter's garbage
 collection controller). A VM is an orphan when it is provably *ours* and no VPSieNode owns it. Proof is
 the ownership tag every VM we create carries (``vpsie-autoscaler:cluster=<this cluster>``, see
-:func:`~vpsie_autoscaler.controllers.providers.ownership_tags`), read from VPSie (``vmTags``) only for
+:func:`~vpsie_autoscaler.controllers.cloud.ownership_tags`), read from VPSie (``vmTags``) only for
 VMs that have our naming shape and no record. The whole account is walked, so VMs of NodeGroups that
 were deleted are collected too. A VM that is merely *named* like ours (another cluster's NodeGroup of
 the same name, a person's VM called ``<group>-xxxxx``) is reported (Event ``NamedLikeOurs`` on the
@@ -38,9 +38,9 @@ import structlog
 from vpsie_autoscaler.api.durations import parse_duration
 from vpsie_autoscaler.api.nodegroup import NodeGroup
 from vpsie_autoscaler.api.vpsienode import HOSTNAME_SUFFIX_LENGTH, VPSieNode
+from vpsie_autoscaler.controllers.cloud import Providers, cluster_tag, tagged_group, vm_prefix
 from vpsie_autoscaler.controllers.cluster_state import InvalidObject, parse_nodegroup, parse_vpsienode
 from vpsie_autoscaler.controllers.metrics import AutoscalerMetrics
-from vpsie_autoscaler.controllers.providers import Providers, cluster_tag, tagged_group, vm_prefix
 from vpsie_autoscaler.controllers.vpsienode.binding import bound_key
 from vpsie_autoscaler.kube import KubeClient, errors
 from vpsie_autoscaler.kube.resources import VPSIENODES

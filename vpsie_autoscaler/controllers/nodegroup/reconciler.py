@@ -53,6 +53,7 @@ from vpsie_autoscaler.api.nodegroup import (
 )
 from vpsie_autoscaler.api.types import MESSAGE_MAX_LENGTH, set_condition
 from vpsie_autoscaler.api.vpsienode import AdoptTarget, VPSieNode
+from vpsie_autoscaler.controllers.cloud import Providers
 from vpsie_autoscaler.controllers.cluster_state import InvalidObject, InvalidObjects, parse_nodegroup
 from vpsie_autoscaler.controllers.metrics import AutoscalerMetrics
 from vpsie_autoscaler.controllers.nodegroup import status as s
@@ -64,7 +65,6 @@ from vpsie_autoscaler.controllers.objects import (
     remove_finalizer,
     rfc3339,
 )
-from vpsie_autoscaler.controllers.providers import Providers
 from vpsie_autoscaler.controllers.vpsienode.binding import BindingBook, instance_key, source_key, unowned
 from vpsie_autoscaler.controllers.vpsienode.nodes import node_ready
 from vpsie_autoscaler.controllers.vpsienode.reconciler import SOURCE_INDEX, source_index

@@ -73,6 +73,7 @@ from vpsie_autoscaler.api.vpsienode import (
     VPSieNode,
     VPSieNodeStatus,
 )
+from vpsie_autoscaler.controllers.cloud import Providers, ownership_tags
 from vpsie_autoscaler.controllers.cluster_state import InvalidObject, InvalidObjects, parse_vpsienode
 from vpsie_autoscaler.controllers.metrics import AutoscalerMetrics
 from vpsie_autoscaler.controllers.objects import (
@@ -83,7 +84,6 @@ from vpsie_autoscaler.controllers.objects import (
     patch_status,
     remove_finalizer,
 )
-from vpsie_autoscaler.controllers.providers import Providers, ownership_tags
 from vpsie_autoscaler.controllers.vpsienode import keys
 from vpsie_autoscaler.controllers.vpsienode.binding import (
     BindingBook,

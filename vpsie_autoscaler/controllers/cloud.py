@@ -59,7 +59,7 @@ from vpsie_autoscaler.vpsie.provider import (
 )
 from vpsie_autoscaler.vpsie.vms import VMProvider
 
-log = structlog.get_logger("vpsie_autoscaler.controllers.providers")
+log = structlog.get_logger("vpsie_autoscaler.controllers.cloud")
 
 CREDENTIALS_POLL_SECONDS: Final = 10.0
 """How often the mounted credentials are re-read. The kubelet refreshes mounted Secrets about once a

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from tests.support.vpsie import API_TOKEN, running_simulator, sim_config
 from vpsie_autoscaler.cloudsim.config import DEFAULT_DATACENTER, DEFAULT_OS, DEFAULT_PROJECT
 from vpsie_autoscaler.config import Settings
-from vpsie_autoscaler.controllers.providers import (
+from vpsie_autoscaler.controllers.cloud import (
     ClusterIdentity,
     CredentialsWatcher,
     ProviderConfigError,
