@@ -37,8 +37,8 @@ from vpsie_autoscaler.controllers.metrics import AutoscalerMetrics, autoscaler_m
 from vpsie_autoscaler.controllers.nodegroup.reconciler import NodeGroupOptions, NodeGroupReconciler
 from vpsie_autoscaler.controllers.objects import rfc3339
 from vpsie_autoscaler.controllers.vpsienode.binding import BindingBook
+from vpsie_autoscaler.controllers.vpsienode.new import creation_body, new_vpsienode
 from vpsie_autoscaler.controllers.vpsienode.reconciler import LifecycleOptions, VPSieNodeReconciler
-from vpsie_autoscaler.controllers.vpsienodes import creation_body, new_vpsienode
 from vpsie_autoscaler.kube import KubeClient, errors
 from vpsie_autoscaler.kube.resources import EVENTS, NODEGROUPS, NODES, VPSIENODES
 from vpsie_autoscaler.runtime.clock import FakeClock, RealClock

@@ -22,8 +22,8 @@ from vpsie_autoscaler.controllers.nodegroup import status as s
 from vpsie_autoscaler.controllers.objects import parse_time, rfc3339
 from vpsie_autoscaler.controllers.vpsienode.drain import blocks_drain
 from vpsie_autoscaler.controllers.vpsienode.keys import ERROR_CLASS_ANNOTATION
+from vpsie_autoscaler.controllers.vpsienode.new import new_vpsienode
 from vpsie_autoscaler.controllers.vpsienode.nodes import claimed_by_other, join_patch
-from vpsie_autoscaler.controllers.vpsienodes import new_vpsienode
 
 T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 

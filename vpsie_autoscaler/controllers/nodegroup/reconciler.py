@@ -4,7 +4,7 @@ Every reconcile reads the group's VPSieNodes from the cache and the group's inst
 provider (VPSie cannot be watched), then moves one step:
 
 - below ``minNodes`` (and not in back-off) → create the missing VPSieNodes with
-  :func:`~vpsie_autoscaler.controllers.vpsienodes.new_vpsienode` (Event ``ScaledUp``);
+  :func:`~vpsie_autoscaler.controllers.vpsienode.new.new_vpsienode` (Event ``ScaledUp``);
 - above ``maxNodes`` (the spec was lowered) → drain requests on the surplus, not-ready nodes first
   (Event ``ScaleDownRequested``): the group converges to ``maxNodes`` instead of staying above it
   (seed trap: desired below current never converging). Requested nodes stop counting at once, so
@@ -66,9 +66,9 @@ from vpsie_autoscaler.controllers.objects import (
     rfc3339,
 )
 from vpsie_autoscaler.controllers.vpsienode.binding import BindingBook, instance_key, source_key, unowned
+from vpsie_autoscaler.controllers.vpsienode.new import creation_body, new_vpsienode
 from vpsie_autoscaler.controllers.vpsienode.nodes import node_ready
 from vpsie_autoscaler.controllers.vpsienode.reconciler import SOURCE_INDEX, source_index
-from vpsie_autoscaler.controllers.vpsienodes import creation_body, new_vpsienode
 from vpsie_autoscaler.kube import KubeClient, errors
 from vpsie_autoscaler.kube.resources import NODEGROUPS, VPSIENODES
 from vpsie_autoscaler.runtime.clock import Clock

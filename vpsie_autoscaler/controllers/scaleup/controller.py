@@ -57,7 +57,7 @@ from vpsie_autoscaler.controllers.cluster_state import (
 )
 from vpsie_autoscaler.controllers.metrics import AutoscalerMetrics
 from vpsie_autoscaler.controllers.scaleup.batcher import Batcher
-from vpsie_autoscaler.controllers.vpsienodes import creation_body, new_vpsienode
+from vpsie_autoscaler.controllers.vpsienode.new import creation_body, new_vpsienode
 from vpsie_autoscaler.kube import KubeClient, errors
 from vpsie_autoscaler.kube.resources import NODEGROUPS, VPSIENODES
 from vpsie_autoscaler.runtime.clock import Clock
