@@ -72,7 +72,7 @@ from aiohttp.test_utils import TestServer
 from pydantic import SecretStr
 
 from hack.devcluster.cluster import ClusterHandle, DevCluster, find_binaries
-from tests.integration.crds import install_crds
+from hack.stack.kube import install_crds
 from vpsie_autoscaler.api.labels import NODEGROUP_LABEL
 from vpsie_autoscaler.api.nodegroup import NodeGroup
 from vpsie_autoscaler.cloudsim.app import Simulator
