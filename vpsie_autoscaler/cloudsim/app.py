@@ -47,7 +47,7 @@ from vpsie_autoscaler.runtime.clock import Clock, RealClock
 
 log = structlog.get_logger("vpsie_autoscaler.cloudsim")
 
-VM_PREFIXES: Final = ("/apps/v2/vm", "/api/v2/vm")
+VM_PATHS: Final = ("/apps/v2/vm", "/api/v2/vm")
 ADMIN_PREFIX: Final = "/_sim"
 LOGIN_PATH: Final = "/apps/v2/auth/from/api"
 REQUEST_LOG_SIZE: Final = 2000  # recent requests kept for /_sim/requests
@@ -743,7 +743,7 @@ class Simulator:
         r.add_delete(f"{k8s}/cluster/byId/{{cid}}/delete/slave", self.delete_node)
         r.add_delete(f"{k8s}/cluster/byId/{{cid}}/reduce/slave", self.reduce_group)
         r.add_post(f"{k8s}/offers", self.offers)
-        for prefix in VM_PREFIXES:
+        for prefix in VM_PATHS:
             r.add_get(prefix, self.list_vms)
             r.add_post(prefix, self.create_vm)
             r.add_delete(prefix, self.delete_vm)

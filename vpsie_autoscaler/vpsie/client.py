@@ -71,8 +71,8 @@ from vpsie_autoscaler.vpsie.ratelimit import TokenBucket
 from vpsie_autoscaler.vpsie.retry import RetryPolicy, is_retryable
 
 DEFAULT_BASE_URL: Final = "https://api.vpsie.com"
-VM_PREFIXES: Final = ("/apps/v2/vm", "/api/v2/vm")  # §2.1: both seen; /apps/v2/vm has the most sources
-DEFAULT_VM_PREFIX: Final = VM_PREFIXES[0]
+VM_PATHS: Final = ("/apps/v2/vm", "/api/v2/vm")  # §2.1: both seen; /apps/v2/vm has the most sources
+DEFAULT_VM_PATH: Final = VM_PATHS[0]
 LOGIN_PATH: Final = "/apps/v2/auth/from/api"
 PENDING_VMS_PATH: Final = "/apps/v2/vm/pending"  # §4.5 names this path without the {VM} variants
 VERIFY_PATH: Final = "/apps/v2/datacenter"  # a cheap authenticated read to prove new credentials
@@ -113,7 +113,7 @@ class VPSieClientConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     base_url: str = DEFAULT_BASE_URL
-    vm_prefix: str = DEFAULT_VM_PREFIX
+    vm_path: str = DEFAULT_VM_PATH
     client_id: str | None = None
     client_secret: SecretStr | None = None
     api_token: SecretStr | None = None
@@ -143,8 +143,8 @@ class VPSieClientConfig(BaseModel):
                 f"refusing to send VPSie credentials over plain http to {url.hostname}; "
                 "use https (plain http is allowed only to loopback, e.g. the simulator)"
             )
-        if not self.vm_prefix.startswith("/"):
-            raise ValueError(f"VM path prefix must start with '/', got {self.vm_prefix!r}")
+        if not self.vm_path.startswith("/"):
+            raise ValueError(f"VM path must start with '/', got {self.vm_path!r}")
         if self.request_timeout <= 0 or self.connect_timeout <= 0:
             raise ValueError("timeouts must be positive")
         return self
@@ -268,7 +268,7 @@ class VPSieClient:
         self._clock = clock or RealClock()
         self._rng = rng or random.Random()  # noqa: S311 - jitter and correlation ids, not secrets
         self._base = config.base_url.rstrip("/")
-        self._vm = config.vm_prefix.rstrip("/")
+        self._vm = config.vm_path.rstrip("/")
         self._session = session
         self._owns_session = session is None
         self._limiter = TokenBucket(config.rate_limit_per_minute, config.rate_limit_burst, self._clock)

@@ -16,7 +16,7 @@ from vpsie_autoscaler.vpsie.client import VMCreate, VPSieClientConfig
         ({"api_token": "t", "client_id": "id", "client_secret": "s"}, "not both"),
         ({"api_token": "t", "base_url": "ftp://x"}, "http"),
         ({"api_token": "t", "base_url": "http://api.example.com"}, "plain http"),
-        ({"api_token": "t", "vm_prefix": "apps/v2/vm"}, "prefix"),
+        ({"api_token": "t", "vm_path": "apps/v2/vm"}, "VM path"),
         ({"api_token": "t", "request_timeout": 0}, "positive"),
     ],
 )

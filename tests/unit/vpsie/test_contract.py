@@ -196,7 +196,7 @@ async def test_vm_delete_removes_it_after_the_delay(client: VPSieClient, sim_clo
 async def test_vm_routes_also_work_under_the_api_v2_prefix(
     server: TestServer, sim: Simulator, client_clock: FakeClock, sim_clock: FakeClock
 ) -> None:
-    async with make_client(server, client_clock, vm_prefix="/api/v2/vm") as c:
+    async with make_client(server, client_clock, vm_path="/api/v2/vm") as c:
         await c.create_vm(vm_request("asg-alt-1"))
         assert [p.data.hostname for p in await c.list_pending_vms()] == ["asg-alt-1"]
         await sim_clock.advance(BOOT)
