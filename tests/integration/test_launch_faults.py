@@ -8,6 +8,7 @@ request log: how many instances exist, which calls were sent. Each names the fin
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import replace
@@ -238,7 +239,7 @@ async def test_a_refused_launch_never_takes_the_node_of_a_newer_launch(
         for _ in range(3):  # time passes: the refused record never binds anything
             await env.advance(61, group)
             target = len(env.requests()) + 3
-            await eventually(lambda: polled(env, target), within=WAIT_S, what="more VPSie polls")
+            await eventually(functools.partial(polled, env, target), within=WAIT_S, what="more VPSie polls")
         assert not launch_of(env, refused).get("boundHostname")
         assert phase(env, ready["metadata"]["name"]) == "Ready"
         bound = launch_of(env, ready["metadata"]["name"])["boundHostname"]
