@@ -27,7 +27,7 @@ from pydantic import ValidationError
 
 from vpsie_autoscaler.api.nodegroup import HOURS_PER_MONTH, ManagedSource, NodeGroup, VMSource
 from vpsie_autoscaler.runtime.clock import Clock
-from vpsie_autoscaler.vpsie import models as m
+from vpsie_autoscaler.vpsie import models
 from vpsie_autoscaler.vpsie.errors import VPSieError
 
 REFRESH_SECONDS: Final = 300.0
@@ -45,13 +45,13 @@ SourceKey = tuple[str, ...]
 class CatalogueClient(Protocol):
     """The part of :class:`~vpsie_autoscaler.vpsie.client.VPSieClient` the catalogue reads."""
 
-    async def list_node_groups(self, cluster_identifier: str) -> list[m.K8sNodeGroup]: ...
+    async def list_node_groups(self, cluster_identifier: str) -> list[models.K8sNodeGroup]: ...
 
-    async def list_k8s_offers(self, dc_identifier: str) -> list[m.K8sOffer]: ...
+    async def list_k8s_offers(self, dc_identifier: str) -> list[models.K8sOffer]: ...
 
     async def list_plans(
         self, dc_identifier: str, os_identifier: str, category_identifier: str = ""
-    ) -> list[m.Plan]: ...
+    ) -> list[models.Plan]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,7 +226,7 @@ class PlanCatalogue:
             ),
             None,
         )
-        offer: m.K8sOffer | None = None
+        offer: models.K8sOffer | None = None
         dc = src.datacenter_identifier or (group.dc_identifier if group is not None else None)
         if dc:
             offers = await client.list_k8s_offers(dc)

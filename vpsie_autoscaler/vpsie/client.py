@@ -46,7 +46,7 @@ from pydantic import BaseModel, ConfigDict, SecretStr, TypeAdapter, ValidationEr
 
 from vpsie_autoscaler import __version__
 from vpsie_autoscaler.runtime.clock import Clock, RealClock
-from vpsie_autoscaler.vpsie import models as m
+from vpsie_autoscaler.vpsie import models
 from vpsie_autoscaler.vpsie.auth import ExchangedToken, IssuedToken, StaticToken, TokenSource
 from vpsie_autoscaler.vpsie.breaker import DEFAULT_FAILURE_THRESHOLD, DEFAULT_OPEN_SECONDS, CircuitBreaker
 from vpsie_autoscaler.vpsie.errors import (
@@ -98,7 +98,7 @@ AUTH_MESSAGE: Final = "please authenticate"
 
 log = structlog.get_logger("vpsie_autoscaler.vpsie.client")
 ModelT = TypeVar("ModelT")
-ItemT = TypeVar("ItemT", bound=m.Wire)
+ItemT = TypeVar("ItemT", bound=models.Wire)
 _ITEM_REFS: Final = (
     ("identifier", re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")),
     ("id", re.compile(r"[0-9]{1,20}")),
@@ -542,7 +542,7 @@ class VPSieClient:
                 f"response body over {MAX_BODY_BYTES} bytes", operation=operation, status=status
             )
         try:
-            head = m.ErrorHead.model_validate_json(body)
+            head = models.ErrorHead.model_validate_json(body)
         except ValidationError:
             head = None
         if status == HTTP_TOO_MANY_REQUESTS:
@@ -558,7 +558,9 @@ class VPSieClient:
         if status >= HTTP_CLIENT_ERROR or head.error:
             raise _client_error(operation, status, head.code, head.message or f"HTTP {status}")
 
-    def _parse(self, operation: str, body: bytes, adapter: TypeAdapter[m.Envelope[ModelT]]) -> ModelT | None:
+    def _parse(
+        self, operation: str, body: bytes, adapter: TypeAdapter[models.Envelope[ModelT]]
+    ) -> ModelT | None:
         try:
             envelope = adapter.validate_json(body)
         except ValidationError as exc:
@@ -571,7 +573,7 @@ class VPSieClient:
         self,
         operation: str,
         body: bytes,
-        adapter: TypeAdapter[m.Envelope[list[ItemT]]],
+        adapter: TypeAdapter[models.Envelope[list[ItemT]]],
         item: type[ItemT],
     ) -> list[ItemT]:
         """The items of a list envelope; a malformed item is skipped and reported, the rest is kept.
@@ -633,7 +635,7 @@ class VPSieClient:
                 "VPSie refused the clientId/clientSecret", operation="auth_login", status=exc.status
             ) from None
         try:
-            response = m.TokenResponse.model_validate_json(body)
+            response = models.TokenResponse.model_validate_json(body)
         except ValidationError:
             raise InvalidResponse("token response is not JSON", operation="auth_login") from None
         access = response.access()
@@ -653,11 +655,11 @@ class VPSieClient:
 
     # --- managed Kubernetes --------------------------------------------------------------------------
 
-    async def list_k8s_clusters(self) -> list[m.K8sCluster]:
+    async def list_k8s_clusters(self) -> list[models.K8sCluster]:
         body = await self._call("list_k8s_clusters", "GET", "/apps/v2/k8s/cluster/all", idempotent=True)
-        return self._parse_list("list_k8s_clusters", body, _CLUSTERS, m.K8sCluster)
+        return self._parse_list("list_k8s_clusters", body, _CLUSTERS, models.K8sCluster)
 
-    async def get_k8s_cluster(self, cluster_identifier: str) -> m.K8sClusterDetail:
+    async def get_k8s_cluster(self, cluster_identifier: str) -> models.K8sClusterDetail:
         """The cluster and its nodes. A malformed node is skipped and reported; a detail without
         ``nodes`` (or ``data: null``) is an :class:`InvalidResponse`; ``data: false`` is NotFound."""
         op = "get_k8s_cluster"
@@ -670,13 +672,13 @@ class VPSieClient:
             data = self._cluster_detail(op, self._parse(op, body, _RAW_DETAIL))
         if data is None:
             raise InvalidResponse("`data` is null or missing where a cluster was expected", operation=op)
-        if not isinstance(data, m.K8sClusterDetail):  # `data: false` means "no such cluster" (§3.1)
+        if not isinstance(data, models.K8sClusterDetail):  # `data: false` means "no such cluster" (§3.1)
             raise NotFound(f"cluster {cluster_identifier} not found", operation=op)
         return data
 
     def _cluster_detail(
         self, operation: str, data: dict[str, Any] | bool | None
-    ) -> m.K8sClusterDetail | bool | None:
+    ) -> models.K8sClusterDetail | bool | None:
         """A cluster detail whose nodes did not all parse: the cluster itself must, the nodes may not."""
         if not isinstance(data, dict):
             return data
@@ -684,22 +686,22 @@ class VPSieClient:
         if not isinstance(nodes, list):
             raise InvalidResponse("cluster detail without a `nodes` list", operation=operation)
         try:
-            cluster = m.K8sClusterDetail.model_validate({**data, "nodes": []})
+            cluster = models.K8sClusterDetail.model_validate({**data, "nodes": []})
         except ValidationError as exc:
             raise InvalidResponse(
                 f"unexpected response shape: {_validation_summary(exc)}", operation=operation
             ) from None
-        return cluster.model_copy(update={"nodes": self._items(operation, nodes, m.K8sNode)})
+        return cluster.model_copy(update={"nodes": self._items(operation, nodes, models.K8sNode)})
 
-    async def list_node_groups(self, cluster_identifier: str) -> list[m.K8sNodeGroup]:
+    async def list_node_groups(self, cluster_identifier: str) -> list[models.K8sNodeGroup]:
         op = "list_node_groups"
         path = f"/apps/v2/k8s/node/groups/byClusterId/{_seg(cluster_identifier)}"
         body = await self._call(op, "GET", path, idempotent=True)
-        return self._parse_list(op, body, _GROUPS, m.K8sNodeGroup)
+        return self._parse_list(op, body, _GROUPS, models.K8sNodeGroup)
 
     async def create_node_group(
         self, cluster_identifier: str, group_name: str, kube_size_id: int
-    ) -> m.K8sNodeGroup | None:
+    ) -> models.K8sNodeGroup | None:
         """Create a node group, then find it by name (VPSie returns no usable id).
 
         Raises :class:`DuplicateGroupSize` when the cluster already has a group of this size.
@@ -737,25 +739,25 @@ class VPSieClient:
         path = f"/apps/v2/k8s/cluster/byId/{_seg(cluster_identifier)}/reduce/slave"
         await self._call("reduce_group", "DELETE", path, json={"groupId": int(group_id)}, idempotent=False)
 
-    async def list_k8s_offers(self, dc_identifier: str) -> list[m.K8sOffer]:
+    async def list_k8s_offers(self, dc_identifier: str) -> list[models.K8sOffer]:
         op = "list_k8s_offers"
         body = await self._call(
             op, "POST", "/apps/v2/k8s/offers", json={"dcIdentifier": dc_identifier}, idempotent=True
         )
-        return self._parse_list(op, body, _OFFERS, m.K8sOffer)
+        return self._parse_list(op, body, _OFFERS, models.K8sOffer)
 
     # --- plain VMs -----------------------------------------------------------------------------------
 
-    async def list_vms(self, project_id: int | None = None) -> list[m.VM]:
+    async def list_vms(self, project_id: int | None = None) -> list[models.VM]:
         params = {"projectId": str(project_id)} if project_id is not None else None
         body = await self._call("list_vms", "GET", self._vm, params=params, idempotent=True)
-        return self._parse_list("list_vms", body, _VMS, m.VM)
+        return self._parse_list("list_vms", body, _VMS, models.VM)
 
-    async def get_vm(self, identifier: str) -> m.VM:
+    async def get_vm(self, identifier: str) -> models.VM:
         op = "get_vm"
         body = await self._call(op, "GET", f"{self._vm}/{_seg(identifier)}", idempotent=True)
         data = self._parse(op, body, _VM_DETAIL)
-        if not isinstance(data, m.VMDetail):
+        if not isinstance(data, models.VMDetail):
             raise NotFound(f"VM {identifier} not found", operation=op)
         return data.vm_data
 
@@ -764,13 +766,13 @@ class VPSieClient:
         op = "get_vm"
         body = await self._call(op, "GET", f"{self._vm}/{_seg(identifier)}", idempotent=True)
         data = self._parse(op, body, _VM_DETAIL)
-        if not isinstance(data, m.VMDetail):
+        if not isinstance(data, models.VMDetail):
             raise NotFound(f"VM {identifier} not found", operation=op)
         return data.tag_names
 
-    async def list_pending_vms(self) -> list[m.PendingVM]:
+    async def list_pending_vms(self) -> list[models.PendingVM]:
         body = await self._call("list_pending_vms", "GET", PENDING_VMS_PATH, idempotent=True)
-        return self._parse_list("list_pending_vms", body, _PENDING, m.PendingVM)
+        return self._parse_list("list_pending_vms", body, _PENDING, models.PendingVM)
 
     async def create_vm(self, request: VMCreate) -> str:
         """Ask VPSie for a VM; returns the ``processId`` sent (VPSie returns no id). Never retried."""
@@ -802,17 +804,17 @@ class VPSieClient:
 
     # --- catalogue -----------------------------------------------------------------------------------
 
-    async def list_datacenters(self) -> list[m.Datacenter]:
+    async def list_datacenters(self) -> list[models.Datacenter]:
         body = await self._call("list_datacenters", "GET", "/apps/v2/datacenter", idempotent=True)
-        return self._parse_list("list_datacenters", body, _DATACENTERS, m.Datacenter)
+        return self._parse_list("list_datacenters", body, _DATACENTERS, models.Datacenter)
 
-    async def list_plan_categories(self) -> list[m.PlanCategory]:
+    async def list_plan_categories(self) -> list[models.PlanCategory]:
         body = await self._call("list_plan_categories", "GET", "/api/v2/plans/category", idempotent=True)
-        return self._parse_list("list_plan_categories", body, _CATEGORIES, m.PlanCategory)
+        return self._parse_list("list_plan_categories", body, _CATEGORIES, models.PlanCategory)
 
     async def list_plans(
         self, dc_identifier: str, os_identifier: str, category_identifier: str = ""
-    ) -> list[m.Plan]:
+    ) -> list[models.Plan]:
         """Plans with CPU, RAM (MB), disk (GB) and monthly price. The one form-encoded call (§4.3)."""
         form = {
             "dcIdentifier": dc_identifier,
@@ -823,20 +825,20 @@ class VPSieClient:
             "isCustom": "0",
         }
         body = await self._call("list_plans", "POST", "/apps/v2/resources", form=form, idempotent=True)
-        return self._parse_list("list_plans", body, _PLANS, m.Plan)
+        return self._parse_list("list_plans", body, _PLANS, models.Plan)
 
-    async def list_projects(self) -> list[m.Project]:
+    async def list_projects(self) -> list[models.Project]:
         body = await self._call("list_projects", "GET", "/apps/v2/projects", idempotent=True)
         page = self._parse("list_projects", body, _PROJECTS)
         return page.rows if page else []
 
-    async def list_ssh_keys(self) -> list[m.SSHKey]:
+    async def list_ssh_keys(self) -> list[models.SSHKey]:
         body = await self._call("list_ssh_keys", "GET", "/apps/v2/sshkeys", idempotent=True)
-        return self._parse_list("list_ssh_keys", body, _SSH_KEYS, m.SSHKey)
+        return self._parse_list("list_ssh_keys", body, _SSH_KEYS, models.SSHKey)
 
-    async def list_scripts(self) -> list[m.Script]:
+    async def list_scripts(self) -> list[models.Script]:
         body = await self._call("list_scripts", "GET", "/apps/v2/scripts", idempotent=True)
-        return self._parse_list("list_scripts", body, _SCRIPTS, m.Script)
+        return self._parse_list("list_scripts", body, _SCRIPTS, models.Script)
 
 
 def _client_error(operation: str, status: int, code: int | None, message: str) -> VPSieError:
@@ -857,23 +859,25 @@ def _client_error(operation: str, status: int, code: int | None, message: str) -
 
 
 def _adapter(tp: Any) -> Any:
-    return TypeAdapter(m.Envelope[tp])
+    return TypeAdapter(models.Envelope[tp])
 
 
 # Envelope adapters, built once. `data: false` (VPSie's "not found" for some gets) parses as `False`.
 # The typed list adapters are the fast path; when one item does not fit, the raw ones find which.
-_RAW_LIST: TypeAdapter[m.Envelope[list[Any]]] = _adapter(list[Any])
-_RAW_DETAIL: TypeAdapter[m.Envelope[dict[str, Any] | bool]] = _adapter(dict[str, Any] | bool)
-_CLUSTERS: TypeAdapter[m.Envelope[list[m.K8sCluster]]] = _adapter(list[m.K8sCluster])
-_CLUSTER_DETAIL: TypeAdapter[m.Envelope[m.K8sClusterDetail | bool]] = _adapter(m.K8sClusterDetail | bool)
-_GROUPS: TypeAdapter[m.Envelope[list[m.K8sNodeGroup]]] = _adapter(list[m.K8sNodeGroup])
-_OFFERS: TypeAdapter[m.Envelope[list[m.K8sOffer]]] = _adapter(list[m.K8sOffer])
-_VMS: TypeAdapter[m.Envelope[list[m.VM]]] = _adapter(list[m.VM])
-_VM_DETAIL: TypeAdapter[m.Envelope[m.VMDetail | bool]] = _adapter(m.VMDetail | bool)
-_PENDING: TypeAdapter[m.Envelope[list[m.PendingVM]]] = _adapter(list[m.PendingVM])
-_DATACENTERS: TypeAdapter[m.Envelope[list[m.Datacenter]]] = _adapter(list[m.Datacenter])
-_CATEGORIES: TypeAdapter[m.Envelope[list[m.PlanCategory]]] = _adapter(list[m.PlanCategory])
-_PLANS: TypeAdapter[m.Envelope[list[m.Plan]]] = _adapter(list[m.Plan])
-_PROJECTS: TypeAdapter[m.Envelope[m.ProjectPage]] = _adapter(m.ProjectPage)
-_SSH_KEYS: TypeAdapter[m.Envelope[list[m.SSHKey]]] = _adapter(list[m.SSHKey])
-_SCRIPTS: TypeAdapter[m.Envelope[list[m.Script]]] = _adapter(list[m.Script])
+_RAW_LIST: TypeAdapter[models.Envelope[list[Any]]] = _adapter(list[Any])
+_RAW_DETAIL: TypeAdapter[models.Envelope[dict[str, Any] | bool]] = _adapter(dict[str, Any] | bool)
+_CLUSTERS: TypeAdapter[models.Envelope[list[models.K8sCluster]]] = _adapter(list[models.K8sCluster])
+_CLUSTER_DETAIL: TypeAdapter[models.Envelope[models.K8sClusterDetail | bool]] = _adapter(
+    models.K8sClusterDetail | bool
+)
+_GROUPS: TypeAdapter[models.Envelope[list[models.K8sNodeGroup]]] = _adapter(list[models.K8sNodeGroup])
+_OFFERS: TypeAdapter[models.Envelope[list[models.K8sOffer]]] = _adapter(list[models.K8sOffer])
+_VMS: TypeAdapter[models.Envelope[list[models.VM]]] = _adapter(list[models.VM])
+_VM_DETAIL: TypeAdapter[models.Envelope[models.VMDetail | bool]] = _adapter(models.VMDetail | bool)
+_PENDING: TypeAdapter[models.Envelope[list[models.PendingVM]]] = _adapter(list[models.PendingVM])
+_DATACENTERS: TypeAdapter[models.Envelope[list[models.Datacenter]]] = _adapter(list[models.Datacenter])
+_CATEGORIES: TypeAdapter[models.Envelope[list[models.PlanCategory]]] = _adapter(list[models.PlanCategory])
+_PLANS: TypeAdapter[models.Envelope[list[models.Plan]]] = _adapter(list[models.Plan])
+_PROJECTS: TypeAdapter[models.Envelope[models.ProjectPage]] = _adapter(models.ProjectPage)
+_SSH_KEYS: TypeAdapter[models.Envelope[list[models.SSHKey]]] = _adapter(list[models.SSHKey])
+_SCRIPTS: TypeAdapter[models.Envelope[list[models.Script]]] = _adapter(list[models.Script])

@@ -26,7 +26,7 @@ from collections.abc import Callable
 
 import structlog
 
-from vpsie_autoscaler.vpsie import models as m
+from vpsie_autoscaler.vpsie import models
 from vpsie_autoscaler.vpsie.client import VPSieClient
 from vpsie_autoscaler.vpsie.errors import NotFound
 from vpsie_autoscaler.vpsie.provider import (
@@ -51,7 +51,7 @@ DEFAULT_GROUP_TTL_SECONDS = 60.0
 """How long a cluster's group list (sizes, for membership) is reused. Groups are created by people."""
 
 
-def _state(node: m.K8sNode) -> InstanceState:
+def _state(node: models.K8sNode) -> InstanceState:
     status = (node.status or "").lower()
     if status in _PENDING_STATUSES:
         return InstanceState.PENDING
@@ -69,8 +69,8 @@ def _source(source: NodeSource) -> ManagedSource:
 
 
 def group_members(
-    group: m.K8sNodeGroup | None, groups: list[m.K8sNodeGroup], nodes: list[m.K8sNode]
-) -> list[m.K8sNode]:
+    group: models.K8sNodeGroup | None, groups: list[models.K8sNodeGroup], nodes: list[models.K8sNode]
+) -> list[models.K8sNode]:
     """The worker nodes of ``group`` among a cluster's nodes (see the module docstring)."""
     workers = [n for n in nodes if n.is_worker]
     if group is None:
@@ -95,12 +95,12 @@ class ManagedKubernetesProvider:
         self._group_ttl = group_ttl
         self._monotonic = monotonic
         # A performance cache only: group sizes for membership (never decides what to create or delete).
-        self._groups: dict[str, tuple[float, list[m.K8sNodeGroup]]] = {}
+        self._groups: dict[str, tuple[float, list[models.K8sNodeGroup]]] = {}
 
     def __repr__(self) -> str:
         return "ManagedKubernetesProvider()"
 
-    async def _cluster_groups(self, cluster: str, *, fresh: bool = False) -> list[m.K8sNodeGroup]:
+    async def _cluster_groups(self, cluster: str, *, fresh: bool = False) -> list[models.K8sNodeGroup]:
         entry = self._groups.get(cluster)
         if entry is not None and not fresh and self._monotonic() - entry[0] <= self._group_ttl:
             return entry[1]
@@ -108,7 +108,7 @@ class ManagedKubernetesProvider:
         self._groups[cluster] = (self._monotonic(), groups)
         return groups
 
-    async def _group_nodes(self, source: ManagedSource) -> list[m.K8sNode]:
+    async def _group_nodes(self, source: ManagedSource) -> list[models.K8sNode]:
         detail = await self._client.get_k8s_cluster(source.cluster_identifier)
         groups = await self._cluster_groups(source.cluster_identifier)
         group = next((g for g in groups if g.id == source.group_id), None)
@@ -122,7 +122,7 @@ class ManagedKubernetesProvider:
             )
         return group_members(group, groups, detail.nodes)
 
-    def _instance(self, source: ManagedSource, node: m.K8sNode) -> Instance:
+    def _instance(self, source: ManagedSource, node: models.K8sNode) -> Instance:
         return Instance(
             hostname=node.hostname,
             source=source,

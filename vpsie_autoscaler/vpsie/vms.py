@@ -22,7 +22,7 @@ import re
 
 import structlog
 
-from vpsie_autoscaler.vpsie import models as m
+from vpsie_autoscaler.vpsie import models
 from vpsie_autoscaler.vpsie.bootstrap import render_user_data
 from vpsie_autoscaler.vpsie.client import VMCreate, VPSieClient
 from vpsie_autoscaler.vpsie.errors import InstanceNotReady, NotFound
@@ -47,7 +47,7 @@ def _source(source: NodeSource) -> VMSource:
     return source
 
 
-def _state(vm: m.VM) -> InstanceState:
+def _state(vm: models.VM) -> InstanceState:
     if vm.is_terminated or vm.is_deleted:
         return InstanceState.FAILED
     if not vm.is_active:
@@ -70,7 +70,7 @@ class VMProvider:
     def __repr__(self) -> str:
         return "VMProvider()"
 
-    def _instance(self, source: VMSource, vm: m.VM) -> Instance:
+    def _instance(self, source: VMSource, vm: models.VM) -> Instance:
         return Instance(
             hostname=vm.hostname,
             source=source,

@@ -15,7 +15,7 @@ from vpsie_autoscaler.cloudsim.config import DEFAULT_CLUSTER, DEFAULT_DATACENTER
 from vpsie_autoscaler.controllers.catalogue import CatalogueClient, PlanCatalogue, capacity_of
 from vpsie_autoscaler.controllers.cluster_state import is_unschedulable
 from vpsie_autoscaler.runtime.clock import FakeClock
-from vpsie_autoscaler.vpsie import models as m
+from vpsie_autoscaler.vpsie import models
 from vpsie_autoscaler.vpsie.errors import ServerError
 
 ADVANCED = "7d0c1f3e-9b2a-11ee-8c90-0050569c68dc"  # simulator plan: 4 cpu, 8192 MB, 160 GB, $40/month
@@ -155,17 +155,17 @@ class Flaky:
         if self.down:
             raise ServerError("VPSie is down", operation="list_plans")
 
-    async def list_node_groups(self, cluster_identifier: str) -> list[m.K8sNodeGroup]:
+    async def list_node_groups(self, cluster_identifier: str) -> list[models.K8sNodeGroup]:
         self._check()
         return await self.inner.list_node_groups(cluster_identifier)
 
-    async def list_k8s_offers(self, dc_identifier: str) -> list[m.K8sOffer]:
+    async def list_k8s_offers(self, dc_identifier: str) -> list[models.K8sOffer]:
         self._check()
         return await self.inner.list_k8s_offers(dc_identifier)
 
     async def list_plans(
         self, dc_identifier: str, os_identifier: str, category_identifier: str = ""
-    ) -> list[m.Plan]:
+    ) -> list[models.Plan]:
         self._check()
         return await self.inner.list_plans(dc_identifier, os_identifier, category_identifier)
 
@@ -193,19 +193,19 @@ class StubCatalogue:
         self.down = False
         self.calls = 0
 
-    async def list_node_groups(self, cluster_identifier: str) -> list[m.K8sNodeGroup]:
+    async def list_node_groups(self, cluster_identifier: str) -> list[models.K8sNodeGroup]:
         return []
 
-    async def list_k8s_offers(self, dc_identifier: str) -> list[m.K8sOffer]:
+    async def list_k8s_offers(self, dc_identifier: str) -> list[models.K8sOffer]:
         return []
 
     async def list_plans(
         self, dc_identifier: str, os_identifier: str, category_identifier: str = ""
-    ) -> list[m.Plan]:
+    ) -> list[models.Plan]:
         self.calls += 1
         if self.down:
             raise ServerError("VPSie is down", operation="list_plans")
-        return [m.Plan(identifier=ADVANCED, cpu=4, ram=8192, ssd=160, price=40.0)]
+        return [models.Plan(identifier=ADVANCED, cpu=4, ram=8192, ssd=160, price=40.0)]
 
 
 async def _settle() -> None:

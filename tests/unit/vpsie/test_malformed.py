@@ -16,8 +16,7 @@ import structlog
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from vpsie_autoscaler.vpsie import errors
-from vpsie_autoscaler.vpsie import models as m
+from vpsie_autoscaler.vpsie import errors, models
 from vpsie_autoscaler.vpsie.client import PENDING_VMS_PATH, VPSieClient, VPSieClientConfig
 from vpsie_autoscaler.vpsie.retry import RetryPolicy
 
@@ -409,11 +408,13 @@ async def test_providers_age_instances_from_naive_vpsie_timestamps(
 
 
 def test_models_never_produce_a_naive_datetime() -> None:
-    stamped: list[tuple[type[m.VM | m.K8sNode | m.K8sNodeGroup | m.K8sCluster], dict[str, object]]] = [
-        (m.VM, {"identifier": "v", "hostname": "h"}),
-        (m.K8sNode, {"hostname": "h"}),
-        (m.K8sNodeGroup, {"id": 1, "group_name": "g"}),
-        (m.K8sCluster, {"identifier": "c"}),
+    stamped: list[
+        tuple[type[models.VM | models.K8sNode | models.K8sNodeGroup | models.K8sCluster], dict[str, object]]
+    ] = [
+        (models.VM, {"identifier": "v", "hostname": "h"}),
+        (models.K8sNode, {"hostname": "h"}),
+        (models.K8sNodeGroup, {"id": 1, "group_name": "g"}),
+        (models.K8sCluster, {"identifier": "c"}),
     ]
     for model, base in stamped:
         for created_on in TIMESTAMPS:

@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from vpsie_autoscaler.vpsie import models as m
+from vpsie_autoscaler.vpsie import models
 
 
 def test_numbers_may_arrive_as_strings() -> None:
-    plan = m.Plan.model_validate_json(
+    plan = models.Plan.model_validate_json(
         b'{"identifier": "p", "cpu": "4", "ram": 8192, "ssd": "160", "price": "40.50", "traffic": ""}'
     )
     assert (plan.cpu, plan.ram, plan.ssd, plan.price, plan.traffic) == (4, 8192, 160, 40.5, None)
@@ -19,11 +19,11 @@ def test_numbers_may_arrive_as_strings() -> None:
 
 def test_a_non_numeric_string_is_a_clear_error() -> None:
     with pytest.raises(ValidationError, match="cpu"):
-        m.Plan.model_validate_json(b'{"identifier": "p", "cpu": "four", "ram": 1, "ssd": 1}')
+        models.Plan.model_validate_json(b'{"identifier": "p", "cpu": "four", "ram": 1, "ssd": 1}')
 
 
 def test_unknown_fields_are_ignored() -> None:
-    dc = m.Datacenter.model_validate_json(
+    dc = models.Datacenter.model_validate_json(
         b'{"identifier": "d", "dc_name": "Helsinki", "brand_new_field": [1]}'
     )
     assert dc.dc_name == "Helsinki"
@@ -39,26 +39,26 @@ def test_unknown_fields_are_ignored() -> None:
     ids=["sdk", "as", "data"],
 )
 def test_every_known_token_shape_yields_the_access_token(body: bytes) -> None:
-    access = m.TokenResponse.model_validate_json(body).access()
+    access = models.TokenResponse.model_validate_json(body).access()
     assert access is not None
     assert (access.token, access.expires) == ("A", "2026-05-04T10:30:00.000Z")
 
 
 def test_token_response_without_token_has_no_access() -> None:
-    assert m.TokenResponse.model_validate_json(b'{"error": false}').access() is None
+    assert models.TokenResponse.model_validate_json(b'{"error": false}').access() is None
 
 
 @pytest.mark.parametrize("text", ["2026-02-03T08:41:02.000Z", "2026-02-03 08:41:02"])
 def test_timestamps_in_iso_and_sql_form(text: str) -> None:
-    vm = m.VM.model_validate({"identifier": "v", "hostname": "h", "created_on": text})
+    vm = models.VM.model_validate({"identifier": "v", "hostname": "h", "created_on": text})
     assert vm.created_on == datetime(2026, 2, 3, 8, 41, 2, tzinfo=UTC)
 
 
 def test_cluster_node_union_shape() -> None:
-    sdk = m.K8sNode.model_validate(
+    sdk = models.K8sNode.model_validate(
         {"id": 1, "hostname": "c-slave-11cc", "node_type": 2, "default_ip": "1.2.3.4"}
     )
-    as_shape = m.K8sNode.model_validate(
+    as_shape = models.K8sNode.model_validate(
         {"identifier": "u", "hostname": "c-master", "role": "master", "ip": "5.6.7.8"}
     )
     assert (sdk.is_worker, sdk.address, sdk.identifier) == (True, "1.2.3.4", None)
@@ -66,12 +66,12 @@ def test_cluster_node_union_shape() -> None:
 
 
 def test_vm_project_id_under_either_key() -> None:
-    assert m.VM.model_validate({"identifier": "v", "hostname": "h", "project_id": 4}).project == 4
-    assert m.VM.model_validate({"identifier": "v", "hostname": "h", "projectId": "5"}).project == 5
+    assert models.VM.model_validate({"identifier": "v", "hostname": "h", "project_id": 4}).project == 4
+    assert models.VM.model_validate({"identifier": "v", "hostname": "h", "projectId": "5"}).project == 5
 
 
 def test_envelope_total_may_be_anything() -> None:
-    env = m.Envelope[list[m.Datacenter]].model_validate_json(
+    env = models.Envelope[list[models.Datacenter]].model_validate_json(
         b'{"error": false, "data": [], "total": [{"count": 3}]}'
     )
     assert env.data == []
@@ -79,21 +79,23 @@ def test_envelope_total_may_be_anything() -> None:
 
 @pytest.mark.parametrize("text", ["0000-00-00 00:00:00", "0000-00-00", "0000-00-00T00:00:00.000Z", "", "  "])
 def test_zero_and_empty_dates_mean_never(text: str) -> None:
-    assert m.VM.model_validate({"identifier": "v", "hostname": "h", "created_on": text}).created_on is None
+    assert (
+        models.VM.model_validate({"identifier": "v", "hostname": "h", "created_on": text}).created_on is None
+    )
 
 
 @pytest.mark.parametrize(
     "text", ["2026-02-03T08:41:02", "2026-02-03T08:41:02.000", "2026-02-03 08:41:02.000"]
 )
 def test_a_timestamp_without_offset_is_utc(text: str) -> None:
-    stamp = m.K8sNode.model_validate({"hostname": "h", "created_on": text}).created_on
+    stamp = models.K8sNode.model_validate({"hostname": "h", "created_on": text}).created_on
     assert stamp == datetime(2026, 2, 3, 8, 41, 2, tzinfo=UTC)
     assert stamp is not None
     assert stamp.tzinfo is not None
 
 
 def test_an_offset_is_kept() -> None:
-    stamp = m.K8sCluster.model_validate(
+    stamp = models.K8sCluster.model_validate(
         {"identifier": "c", "created_on": "2026-02-03T10:41:02+02:00"}
     ).created_on
     assert stamp == datetime(2026, 2, 3, 8, 41, 2, tzinfo=UTC)
@@ -102,7 +104,7 @@ def test_an_offset_is_kept() -> None:
 @pytest.mark.parametrize("created_on", ["yesterday", "2026-13-01T00:00:00Z", [2026], {"t": 1}])
 def test_a_timestamp_in_no_known_form_is_an_error(created_on: object) -> None:
     with pytest.raises(ValidationError, match="created_on"):
-        m.VM.model_validate({"identifier": "v", "hostname": "h", "created_on": created_on})
+        models.VM.model_validate({"identifier": "v", "hostname": "h", "created_on": created_on})
 
 
 @pytest.mark.parametrize(
@@ -110,43 +112,43 @@ def test_a_timestamp_in_no_known_form_is_an_error(created_on: object) -> None:
 )
 def test_a_hostname_that_cannot_name_a_node_is_an_error(hostname: object) -> None:
     with pytest.raises(ValidationError, match="hostname"):
-        m.VM.model_validate({"identifier": "v", "hostname": hostname})
+        models.VM.model_validate({"identifier": "v", "hostname": hostname})
     with pytest.raises(ValidationError, match="hostname"):
-        m.K8sNode.model_validate({"hostname": hostname})
+        models.K8sNode.model_validate({"hostname": hostname})
     with pytest.raises(ValidationError, match="hostname"):
-        m.PendingVM.model_validate({"data": {"hostname": hostname}})
+        models.PendingVM.model_validate({"data": {"hostname": hostname}})
 
 
 @pytest.mark.parametrize("identifier", [None, "", " "])
 def test_a_blank_identifier_is_an_error(identifier: object) -> None:
     with pytest.raises(ValidationError, match="identifier"):
-        m.VM.model_validate({"identifier": identifier, "hostname": "h"})
+        models.VM.model_validate({"identifier": identifier, "hostname": "h"})
     with pytest.raises(ValidationError, match="identifier"):
-        m.K8sCluster.model_validate({"identifier": identifier})
+        models.K8sCluster.model_validate({"identifier": identifier})
 
 
 @pytest.mark.parametrize("field", ["is_active", "power", "is_deleted", "is_terminated"])
 def test_a_null_state_flag_is_an_error(field: str) -> None:
     with pytest.raises(ValidationError, match=field):
-        m.VM.model_validate({"identifier": "v", "hostname": "h", field: None})
+        models.VM.model_validate({"identifier": "v", "hostname": "h", field: None})
 
 
 def test_a_missing_state_flag_keeps_its_default() -> None:
-    vm = m.VM.model_validate({"identifier": "v", "hostname": "h"})
+    vm = models.VM.model_validate({"identifier": "v", "hostname": "h"})
     assert (vm.is_active, vm.power, vm.is_deleted, vm.is_terminated) == (0, 0, 0, 0)
 
 
 def test_node_group_id_and_count_are_required_numbers_and_the_name_is_cosmetic() -> None:
     for bad in ({"id": "abc"}, {"id": None}, {"id": 1, "nodes_count": None}, {"id": 1, "nodes_count": "x"}):
         with pytest.raises(ValidationError):
-            m.K8sNodeGroup.model_validate(bad)
-    group = m.K8sNodeGroup.model_validate({"id": "7", "group_name": None, "nodes_count": "2"})
+            models.K8sNodeGroup.model_validate(bad)
+    group = models.K8sNodeGroup.model_validate({"id": "7", "group_name": None, "nodes_count": "2"})
     assert (group.id, group.group_name, group.nodes_count) == (7, "", 2)
 
 
 def test_cluster_detail_requires_nodes() -> None:
     with pytest.raises(ValidationError, match="nodes"):
-        m.K8sClusterDetail.model_validate({"identifier": "c"})
+        models.K8sClusterDetail.model_validate({"identifier": "c"})
     with pytest.raises(ValidationError, match="nodes"):
-        m.K8sClusterDetail.model_validate({"identifier": "c", "nodes": None})
-    assert m.K8sClusterDetail.model_validate({"identifier": "c", "nodes": []}).nodes == []
+        models.K8sClusterDetail.model_validate({"identifier": "c", "nodes": None})
+    assert models.K8sClusterDetail.model_validate({"identifier": "c", "nodes": []}).nodes == []
