@@ -6,7 +6,7 @@ import pytest
 
 from tests.unit.scaling.builders import node, pod, self_anti_affinity
 from vpsie_autoscaler.scaling import predicates as p
-from vpsie_autoscaler.scaling import reasons as r
+from vpsie_autoscaler.scaling import reasons
 from vpsie_autoscaler.scaling.scheduling_facts import NodeInfo, PodInfo
 
 NO_SCHEDULE = {"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}
@@ -23,47 +23,47 @@ AFFINITY_SSD = {
 
 CASES: list[tuple[str, PodInfo, NodeInfo, str | None]] = [
     ("fits", pod("a", "1", "1Gi"), node("n", "2", "2Gi"), None),
-    ("cpu short", pod("a", "3", "1Gi"), node("n", "2", "8Gi"), r.INSUFFICIENT_RESOURCE),
-    ("memory short", pod("a", "1", "9Gi"), node("n", "2", "8Gi"), r.INSUFFICIENT_RESOURCE),
+    ("cpu short", pod("a", "3", "1Gi"), node("n", "2", "8Gi"), reasons.INSUFFICIENT_RESOURCE),
+    ("memory short", pod("a", "1", "9Gi"), node("n", "2", "8Gi"), reasons.INSUFFICIENT_RESOURCE),
     (
         "extended resource missing",
         pod("a", extra={"nvidia.com/gpu": "1"}),
         node("n"),
-        r.INSUFFICIENT_RESOURCE,
+        reasons.INSUFFICIENT_RESOURCE,
     ),
-    ("pods full", pod("a"), node("n", pods_cap="1", pods=[pod("x", node="n")]), r.TOO_MANY_PODS),
+    ("pods full", pod("a"), node("n", pods_cap="1", pods=[pod("x", node="n")]), reasons.TOO_MANY_PODS),
     ("selector ok", pod("a", node_selector={"disk": "ssd"}), node("n", labels={"disk": "ssd"}), None),
-    ("selector missing", pod("a", node_selector={"disk": "ssd"}), node("n"), r.NODE_SELECTOR_MISMATCH),
+    ("selector missing", pod("a", node_selector={"disk": "ssd"}), node("n"), reasons.NODE_SELECTOR_MISMATCH),
     (
         "selector differs",
         pod("a", node_selector={"disk": "ssd"}),
         node("n", labels={"disk": "hdd"}),
-        r.NODE_SELECTOR_MISMATCH,
+        reasons.NODE_SELECTOR_MISMATCH,
     ),
     ("affinity ok", pod("a", affinity=AFFINITY_SSD), node("n", labels={"disk": "ssd"}), None),
-    ("affinity fails", pod("a", affinity=AFFINITY_SSD), node("n"), r.NODE_AFFINITY_MISMATCH),
-    ("taint untolerated", pod("a"), node("n", taints=[NO_SCHEDULE]), r.TAINT_NOT_TOLERATED),
+    ("affinity fails", pod("a", affinity=AFFINITY_SSD), node("n"), reasons.NODE_AFFINITY_MISMATCH),
+    ("taint untolerated", pod("a"), node("n", taints=[NO_SCHEDULE]), reasons.TAINT_NOT_TOLERATED),
     ("taint tolerated", pod("a", tolerations=TOLERATE), node("n", taints=[NO_SCHEDULE]), None),
     ("prefer-no-schedule", pod("a"), node("n", taints=[{**NO_SCHEDULE, "effect": "PreferNoSchedule"}]), None),
-    ("cordoned", pod("a"), node("n", unschedulable=True), r.NODE_UNSCHEDULABLE),
+    ("cordoned", pod("a"), node("n", unschedulable=True), reasons.NODE_UNSCHEDULABLE),
     ("host port free", pod("a", host_port=80), node("n", pods=[pod("x", host_port=81, node="n")]), None),
     (
         "host port taken",
         pod("a", host_port=80),
         node("n", pods=[pod("x", host_port=80, node="n")]),
-        r.HOST_PORT_CONFLICT,
+        reasons.HOST_PORT_CONFLICT,
     ),
     (
         "anti-affinity: incoming pod's term",
         pod("a", labels={"app": "db"}, affinity=self_anti_affinity("db")),
         node("n", pods=[pod("x", labels={"app": "db"}, node="n")]),
-        r.ANTI_AFFINITY_CONFLICT,
+        reasons.ANTI_AFFINITY_CONFLICT,
     ),
     (
         "anti-affinity: resident pod's term",
         pod("a", labels={"app": "db"}),
         node("n", pods=[pod("x", labels={"app": "other"}, affinity=self_anti_affinity("db"), node="n")]),
-        r.ANTI_AFFINITY_CONFLICT,
+        reasons.ANTI_AFFINITY_CONFLICT,
     ),
     (
         "anti-affinity: other labels",

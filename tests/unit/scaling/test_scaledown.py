@@ -10,7 +10,7 @@ import pytest
 
 from tests.unit.scaling.builders import LONG_AGO, NOW, group, node, pdb, pod, policy
 from vpsie_autoscaler.api.labels import UNNEEDED_SINCE_ANNOTATION
-from vpsie_autoscaler.scaling import reasons as r
+from vpsie_autoscaler.scaling import reasons
 from vpsie_autoscaler.scaling.groups import GroupTemplate
 from vpsie_autoscaler.scaling.scaledown import (
     DEFAULT_MAX_EMPTY_BULK_DELETE,
@@ -51,7 +51,7 @@ def test_empty_unneeded_nodes_go_in_bulk() -> None:
     nodes = [on(f"n{i}") for i in range(4)]
     p = plan(nodes, [web(4)])
     assert removed(p) == ["n0", "n1", "n2", "n3"]
-    assert all(x.reason == r.REMOVE_EMPTY for x in p.removals)
+    assert all(x.reason == reasons.REMOVE_EMPTY for x in p.removals)
 
 
 def test_a_busy_node_stays_and_a_light_one_moves_to_it() -> None:
@@ -59,9 +59,9 @@ def test_a_busy_node_stays_and_a_light_one_moves_to_it() -> None:
     light = on("light", pod("b", "500m", "512Mi"))
     p = plan([busy, light], [web(2)])
     assert removed(p) == ["light"]
-    assert p.removals[0].reason == r.REMOVE_UNDERUTILIZED
+    assert p.removals[0].reason == reasons.REMOVE_UNDERUTILIZED
     assert p.removals[0].destinations == {"default/b": "busy"}
-    assert p.blocked["busy"].code == r.NOT_UNDERUTILIZED
+    assert p.blocked["busy"].code == reasons.NOT_UNDERUTILIZED
 
 
 def test_pods_that_fit_only_on_the_candidate_itself_block_it() -> None:
@@ -71,7 +71,7 @@ def test_pods_that_fit_only_on_the_candidate_itself_block_it() -> None:
     cand = on("cand", pod("b", "1500m", "512Mi"))
     p = plan([full, cand], [web(2)])
     assert removed(p) == []
-    assert p.blocked["cand"].code == r.PODS_CANNOT_MOVE
+    assert p.blocked["cand"].code == reasons.PODS_CANNOT_MOVE
     assert "1 node(s): InsufficientResource" in p.blocked["cand"].message
 
 
@@ -84,7 +84,7 @@ def test_simulation_applies_selectors_and_taints_of_destinations() -> None:
     )
     p = plan([cand, hdd, tainted], [web(3)])
     assert "cand" not in removed(p)
-    assert p.blocked["cand"].code == r.PODS_CANNOT_MOVE
+    assert p.blocked["cand"].code == reasons.PODS_CANNOT_MOVE
 
 
 def test_nodes_being_deleted_or_cordoned_are_not_destinations() -> None:
@@ -92,7 +92,7 @@ def test_nodes_being_deleted_or_cordoned_are_not_destinations() -> None:
     deleting = on("deleting", deleting=True)
     cordoned = on("cordoned", unschedulable=True)
     p = plan([cand, deleting, cordoned], [web(3)])
-    assert p.blocked["cand"].code == r.PODS_CANNOT_MOVE
+    assert p.blocked["cand"].code == reasons.PODS_CANNOT_MOVE
     assert "deleting" not in p.blocked
     assert "deleting" not in removed(p)
 
@@ -113,16 +113,16 @@ def test_node_rules() -> None:
     cordoned = on("cordoned", unschedulable=True)
     p = plan([disabled, ours, karpenter, unready, cordoned], [web(5)])
     assert removed(p) == []
-    assert p.blocked["ann"].code == r.SCALE_DOWN_DISABLED_ANNOTATION
-    assert p.blocked["ours"].code == r.SCALE_DOWN_DISABLED_ANNOTATION
-    assert p.blocked["karp"].code == r.SCALE_DOWN_DISABLED_ANNOTATION
-    assert p.blocked["unready"].code == r.NODE_NOT_READY
-    assert p.blocked["cordoned"].code == r.NODE_CORDONED
+    assert p.blocked["ann"].code == reasons.SCALE_DOWN_DISABLED_ANNOTATION
+    assert p.blocked["ours"].code == reasons.SCALE_DOWN_DISABLED_ANNOTATION
+    assert p.blocked["karp"].code == reasons.SCALE_DOWN_DISABLED_ANNOTATION
+    assert p.blocked["unready"].code == reasons.NODE_NOT_READY
+    assert p.blocked["cordoned"].code == reasons.NODE_CORDONED
 
 
 def test_group_scale_down_disabled() -> None:
     p = plan([on("n")], [web(1, scale_down=policy(enabled=False))])
-    assert p.blocked["n"].code == r.SCALE_DOWN_DISABLED
+    assert p.blocked["n"].code == reasons.SCALE_DOWN_DISABLED
 
 
 def test_nodes_without_a_group_are_never_touched() -> None:
@@ -140,20 +140,20 @@ SYSTEM = "kube-system"
         (
             pod("x", annotations={"cluster-autoscaler.kubernetes.io/safe-to-evict": "false"}),
             [],
-            r.SAFE_TO_EVICT_FALSE,
+            reasons.SAFE_TO_EVICT_FALSE,
         ),
-        (pod("x", annotations={"karpenter.sh/do-not-disrupt": "true"}), [], r.DO_NOT_DISRUPT),
-        (pod("x", owner=None), [], r.NOT_REPLICATED),
-        (pod("x", namespace=SYSTEM), [], r.KUBE_SYSTEM_WITHOUT_PDB),
-        (pod("x", volumes=[{"name": "scratch", "emptyDir": {}}]), [], r.LOCAL_STORAGE),
-        (pod("x", labels={"app": "x"}), [pdb("x", {"app": "x"}, 0)], r.POD_DISRUPTION_BUDGET),
+        (pod("x", annotations={"karpenter.sh/do-not-disrupt": "true"}), [], reasons.DO_NOT_DISRUPT),
+        (pod("x", owner=None), [], reasons.NOT_REPLICATED),
+        (pod("x", namespace=SYSTEM), [], reasons.KUBE_SYSTEM_WITHOUT_PDB),
+        (pod("x", volumes=[{"name": "scratch", "emptyDir": {}}]), [], reasons.LOCAL_STORAGE),
+        (pod("x", labels={"app": "x"}), [pdb("x", {"app": "x"}, 0)], reasons.POD_DISRUPTION_BUDGET),
     ],
     ids=["safe-to-evict-false", "do-not-disrupt", "no-controller", "kube-system", "local-storage", "pdb"],
 )
 def test_pods_that_must_not_move_block_their_node(victim: PodInfo, pdbs: list[PDBInfo], detail: str) -> None:
     p = plan([on("target", annotations={}), on("cand", victim)], [web(2)], pdbs)
     assert "cand" not in removed(p)
-    assert p.blocked["cand"].code == r.POD_BLOCKS_EVICTION
+    assert p.blocked["cand"].code == reasons.POD_BLOCKS_EVICTION
     assert p.blocked["cand"].detail == detail
     assert "default/x" in p.blocked["cand"].message or "kube-system/x" in p.blocked["cand"].message
 
@@ -206,7 +206,7 @@ def test_pdb_budget_is_shared_across_nodes_of_one_plan() -> None:
     p = plan([a, b, target], [web(3)], [guarded])
     assert len([n for n in removed(p) if n in ("a", "b")]) == 1
     other = "b" if "a" in removed(p) else "a"
-    assert p.blocked[other].detail == r.POD_DISRUPTION_BUDGET
+    assert p.blocked[other].detail == reasons.POD_DISRUPTION_BUDGET
 
 
 def test_unneeded_timer_starts_persists_and_stops() -> None:
@@ -215,12 +215,12 @@ def test_unneeded_timer_starts_persists_and_stops() -> None:
     assert removed(p) == []
     assert p.became_unneeded == ("fresh",)
     assert p.unneeded["fresh"] == NOW
-    assert p.blocked["fresh"].code == r.NOT_UNNEEDED_LONG_ENOUGH
+    assert p.blocked["fresh"].code == reasons.NOT_UNNEEDED_LONG_ENOUGH
 
     # Restart: the timer comes back from the annotation and only counts from then.
     recent = {UNNEEDED_SINCE_ANNOTATION: (NOW - timedelta(minutes=5)).isoformat()}
     p = plan([on("n", annotations=recent)], [web(1)])
-    assert p.blocked["n"].code == r.NOT_UNNEEDED_LONG_ENOUGH
+    assert p.blocked["n"].code == reasons.NOT_UNNEEDED_LONG_ENOUGH
     assert p.became_unneeded == ()
     p = plan([on("n", annotations=LONG)], [web(1)])
     assert removed(p) == ["n"]
@@ -234,14 +234,14 @@ def test_no_scale_down_right_after_a_scale_up() -> None:
     g = web(2, last_scale_up_time=NOW - timedelta(minutes=3))
     p = plan([on("a"), on("b")], [g])
     assert removed(p) == []
-    assert p.blocked["a"].code == r.RECENT_SCALE_UP
+    assert p.blocked["a"].code == reasons.RECENT_SCALE_UP
     assert set(p.unneeded) == {"a", "b"}  # the timer still runs
 
 
 def test_never_below_min_nodes() -> None:
     p = plan([on("a"), on("b"), on("c")], [web(3, min_nodes=2)])
     assert len(p.removals) == 1
-    assert {b.code for n, b in p.blocked.items()} == {r.AT_MIN_SIZE}
+    assert {b.code for n, b in p.blocked.items()} == {reasons.AT_MIN_SIZE}
 
 
 def dest() -> NodeInfo:
@@ -259,7 +259,7 @@ def test_a_whole_group_is_never_drained_in_one_pass_with_the_default_budget() ->
     g = web(10, scale_down=policy(max_concurrent_drains=10))  # default budget 10%
     p = plan([dest(), *[light(f"n{i}") for i in range(10)]], [g])
     assert len(p.removals) == 1
-    assert sum(1 for b in p.blocked.values() if b.code == r.DISRUPTION_BUDGET_EXHAUSTED) == 9
+    assert sum(1 for b in p.blocked.values() if b.code == reasons.DISRUPTION_BUDGET_EXHAUSTED) == 9
 
 
 def test_fifty_empty_nodes_with_default_settings_all_go_in_the_first_pass() -> None:
@@ -271,7 +271,7 @@ def test_fifty_empty_nodes_with_default_settings_all_go_in_the_first_pass() -> N
     assert len(fresh.became_unneeded) == 50
     p = plan(nodes, [g])
     assert len(p.removals) == 50
-    assert {x.reason for x in p.removals} == {r.REMOVE_EMPTY}
+    assert {x.reason for x in p.removals} == {reasons.REMOVE_EMPTY}
     assert p.blocked == {}
     assert describe_removals("web", p.removals).startswith(
         "removing 50 empty nodes of NodeGroup web at once: n00, n01,"
@@ -292,18 +292,18 @@ class Limits(NamedTuple):
     [
         # minNodes always holds.
         (Limits(50), 50, None),
-        (Limits(50, min_nodes=20), 30, r.AT_MIN_SIZE),
-        (Limits(5, min_nodes=5, budget="100%"), 0, r.AT_MIN_SIZE),
+        (Limits(50, min_nodes=20), 30, reasons.AT_MIN_SIZE),
+        (Limits(5, min_nodes=5, budget="100%"), 0, reasons.AT_MIN_SIZE),
         # The budget and maxConcurrentDrains pace drains, not empty nodes ...
         (Limits(6, budget=2), 6, None),
         (Limits(6, deleting=3, budget=1, drains=0), 6, None),  # even with the budget used up
         # ... except a budget of 0: the group is frozen.
-        (Limits(6, budget=0), 0, r.DISRUPTION_BUDGET_EXHAUSTED),
-        (Limits(6, budget="0%"), 0, r.DISRUPTION_BUDGET_EXHAUSTED),
+        (Limits(6, budget=0), 0, reasons.DISRUPTION_BUDGET_EXHAUSTED),
+        (Limits(6, budget="0%"), 0, reasons.DISRUPTION_BUDGET_EXHAUSTED),
         # The per-pass bulk cap.
-        (Limits(150), 100, r.MAX_BULK_DELETE),
-        (Limits(5, cap=3), 3, r.MAX_BULK_DELETE),
-        (Limits(5, cap=0), 0, r.MAX_BULK_DELETE),
+        (Limits(150), 100, reasons.MAX_BULK_DELETE),
+        (Limits(5, cap=3), 3, reasons.MAX_BULK_DELETE),
+        (Limits(5, cap=0), 0, reasons.MAX_BULK_DELETE),
     ],
 )
 def test_limits_of_empty_nodes(limits: Limits, removed_empty: int, blocker: str | None) -> None:
@@ -318,7 +318,7 @@ def test_limits_of_empty_nodes(limits: Limits, removed_empty: int, blocker: str 
     nodes += [on(f"gone{i}", pod(f"x{i}", "100m"), deleting=True) for i in range(limits.deleting)]
     p = plan(nodes, [g], settings=ScaleDownSettings(max_empty_bulk_delete=limits.cap))
     assert len(p.removals) == removed_empty
-    assert all(x.reason == r.REMOVE_EMPTY for x in p.removals)
+    assert all(x.reason == reasons.REMOVE_EMPTY for x in p.removals)
     assert {b.code for b in p.blocked.values()} == ({blocker} if blocker else set())
 
 
@@ -336,9 +336,9 @@ def test_daemonset_mirror_and_finished_pods_leave_a_node_empty_anything_else_doe
     p = plan(nodes, [web(3, scale_down=policy(max_concurrent_drains=10, disruption_budget="100%"))])
     kinds = {x.node: x.reason for x in p.removals}
     assert kinds == {
-        "empty": r.REMOVE_EMPTY,
-        "busy": r.REMOVE_UNDERUTILIZED,
-        "busy-ds": r.REMOVE_UNDERUTILIZED,
+        "empty": reasons.REMOVE_EMPTY,
+        "busy": reasons.REMOVE_UNDERUTILIZED,
+        "busy-ds": reasons.REMOVE_UNDERUTILIZED,
     }
 
 
@@ -348,10 +348,14 @@ def test_empty_nodes_use_the_budget_of_drains_in_the_same_pass() -> None:
     g = web(6, scale_down=policy(disruption_budget=2, max_concurrent_drains=5))
     p = plan([dest(), on("e1"), on("e2"), light("d1"), light("d2")], [g])
     assert sorted(removed(p)) == ["e1", "e2"]
-    assert p.blocked["d1"].code == r.DISRUPTION_BUDGET_EXHAUSTED
+    assert p.blocked["d1"].code == reasons.DISRUPTION_BUDGET_EXHAUSTED
     g2 = web(6, scale_down=policy(disruption_budget=3, max_concurrent_drains=5))
     p2 = plan([dest(), on("e1"), on("e2"), light("d1"), light("d2")], [g2])
-    assert [x.reason for x in p2.removals] == [r.REMOVE_EMPTY, r.REMOVE_EMPTY, r.REMOVE_UNDERUTILIZED]
+    assert [x.reason for x in p2.removals] == [
+        reasons.REMOVE_EMPTY,
+        reasons.REMOVE_EMPTY,
+        reasons.REMOVE_UNDERUTILIZED,
+    ]
 
 
 def test_nodes_being_deleted_use_the_budget_and_do_not_count_as_size() -> None:
@@ -361,11 +365,11 @@ def test_nodes_being_deleted_use_the_budget_and_do_not_count_as_size() -> None:
     nodes = [on("a"), on("b"), on("c"), *leaving]
     p = plan(nodes, [g])
     assert removed(p) == []
-    assert p.blocked["a"].code == r.AT_MIN_SIZE
+    assert p.blocked["a"].code == reasons.AT_MIN_SIZE
     g2 = web(3, deleting=2, scale_down=policy(disruption_budget=2, max_concurrent_drains=5))
     p2 = plan([dest(), light("a"), light("b"), light("c"), *leaving], [g2])
     assert removed(p2) == []
-    assert p2.blocked["a"].code == r.DISRUPTION_BUDGET_EXHAUSTED
+    assert p2.blocked["a"].code == reasons.DISRUPTION_BUDGET_EXHAUSTED
     p3 = plan(nodes, [g2])  # empty nodes are not paced by the budget
     assert sorted(removed(p3)) == ["a", "b", "c"]
 
@@ -385,10 +389,10 @@ def test_empty_nodes_first_then_drains_limited_by_max_concurrent_drains() -> Non
     empty2 = on("empty2")
     p = plan([busy1, busy2, empty1, target, empty2], [g])
     kinds = [(x.node, x.reason) for x in p.removals]
-    assert kinds[:2] == [("empty1", r.REMOVE_EMPTY), ("empty2", r.REMOVE_EMPTY)]
+    assert kinds[:2] == [("empty1", reasons.REMOVE_EMPTY), ("empty2", reasons.REMOVE_EMPTY)]
     drains = [x for x in p.removals if not x.empty]
     assert len(drains) == 1
-    assert any(b.code == r.MAX_CONCURRENT_DRAINS for b in p.blocked.values())
+    assert any(b.code == reasons.MAX_CONCURRENT_DRAINS for b in p.blocked.values())
 
 
 def test_drains_in_progress_count_against_max_concurrent_drains() -> None:
@@ -398,7 +402,7 @@ def test_drains_in_progress_count_against_max_concurrent_drains() -> None:
     target = on("target", pod("t", "2"), annotations={})
     p = plan([draining, cand, target], [g])
     assert "cand" not in removed(p)
-    assert p.blocked["cand"].code == r.MAX_CONCURRENT_DRAINS
+    assert p.blocked["cand"].code == reasons.MAX_CONCURRENT_DRAINS
 
 
 def test_max_concurrent_drains_zero_removes_only_empty_nodes() -> None:
@@ -412,7 +416,7 @@ def test_empty_bulk_delete_cap_across_groups() -> None:
     groups = [web(3), group("b", size=3, scale_down=FAST)]
     p = plan(nodes, groups, settings=ScaleDownSettings(max_empty_bulk_delete=4))
     assert len(p.removals) == 4
-    assert sum(1 for b in p.blocked.values() if b.code == r.MAX_BULK_DELETE) == 2
+    assert sum(1 for b in p.blocked.values() if b.code == reasons.MAX_BULK_DELETE) == 2
     assert "at most 4 per pass" in next(iter(p.blocked.values())).message
 
 
@@ -433,7 +437,7 @@ def test_group_above_max_converges_without_waiting() -> None:
     p = plan(busy, [g])
     assert p.cancel_in_flight == {"web": 1}
     assert len(p.removals) == 1
-    assert p.removals[0].reason == r.REMOVE_ABOVE_MAX
+    assert p.removals[0].reason == reasons.REMOVE_ABOVE_MAX
     assert "above maxNodes" in p.removals[0].message
 
 
@@ -443,8 +447,8 @@ def test_group_above_max_still_honours_explicit_protection() -> None:
     guarded = on("g", pod("x", annotations={"cluster-autoscaler.kubernetes.io/safe-to-evict": "false"}))
     p = plan([protected, guarded], [g])
     assert removed(p) == []
-    assert p.blocked["p"].code == r.SCALE_DOWN_DISABLED_ANNOTATION
-    assert p.blocked["g"].code == r.POD_BLOCKS_EVICTION
+    assert p.blocked["p"].code == reasons.SCALE_DOWN_DISABLED_ANNOTATION
+    assert p.blocked["g"].code == reasons.POD_BLOCKS_EVICTION
 
 
 @pytest.mark.parametrize(
@@ -469,9 +473,9 @@ def test_group_above_max_still_honours_explicit_protection() -> None:
     ],
 )
 def test_decision_text_of_a_pass(empty: int, drain: bool, text: str) -> None:
-    removals = [NodeRemoval(f"e{i:02}", "web", r.REMOVE_EMPTY) for i in range(empty)]
+    removals = [NodeRemoval(f"e{i:02}", "web", reasons.REMOVE_EMPTY) for i in range(empty)]
     if drain:
-        removals.append(NodeRemoval("c", "web", r.REMOVE_UNDERUTILIZED, (pod("a"),), {}, 0.025))
+        removals.append(NodeRemoval("c", "web", reasons.REMOVE_UNDERUTILIZED, (pod("a"),), {}, 0.025))
     assert describe_removals("web", removals) == text
 
 
@@ -490,7 +494,7 @@ def test_a_node_receiving_moved_pods_is_not_removed_in_the_same_pass() -> None:
     p = plan([low, mid], [web(2)])
     assert removed(p) == ["low"]
     assert p.removals[0].destinations == {"default/a": "mid"}
-    assert p.blocked["mid"].code == r.RECEIVES_MOVED_PODS
+    assert p.blocked["mid"].code == reasons.RECEIVES_MOVED_PODS
 
 
 def test_unmodelled_constraints_of_moved_pods_are_reported() -> None:

@@ -6,7 +6,7 @@ import random
 from datetime import timedelta
 
 from tests.unit.scaling.builders import NOW, group, pod, pods, self_anti_affinity
-from vpsie_autoscaler.scaling import reasons as r
+from vpsie_autoscaler.scaling import reasons
 from vpsie_autoscaler.scaling.expanders import ExpanderChain
 from vpsie_autoscaler.scaling.resources import Resources
 from vpsie_autoscaler.scaling.scaleup import (
@@ -43,7 +43,7 @@ def test_pods_fitting_several_groups_grow_only_one() -> None:
     plan = plan_scale_up(pods("web", 4, "1", "1Gi"), [group("a"), group("b"), group("c")], now=NOW)
     assert len(plan.increases) == 1
     others = plan.outcome("default/web-0").reasons
-    assert {reason.code for reason in others.values()} == {r.NOT_CHOSEN}
+    assert {reason.code for reason in others.values()} == {reasons.NOT_CHOSEN}
 
 
 def test_pods_needing_different_groups_grow_each_group_once() -> None:
@@ -95,7 +95,7 @@ def test_too_big_pod_gets_a_reason_per_group() -> None:
     plan = plan_scale_up([pod("huge", "16", "1Gi")], [group("a", "4"), group("b", "8")], now=NOW)
     outcome = plan.outcome("default/huge")
     assert outcome.status == NOT_TRIGGERED
-    assert outcome.reasons["a"].code == r.INSUFFICIENT_RESOURCE
+    assert outcome.reasons["a"].code == reasons.INSUFFICIENT_RESOURCE
     assert "requests 16, free 4" in outcome.reasons["a"].message
     assert "a: InsufficientResource" in outcome.message
 
@@ -110,8 +110,8 @@ def test_selectors_and_taints_of_the_template_apply() -> None:
         tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists"}],
     )
     plan = plan_scale_up([plain, wants_gpu, tolerant], [gpu], now=NOW)
-    assert plan.outcome("default/plain").reasons["gpu"].code == r.TAINT_NOT_TOLERATED
-    assert plan.outcome("default/wants").reasons["gpu"].code == r.TAINT_NOT_TOLERATED
+    assert plan.outcome("default/plain").reasons["gpu"].code == reasons.TAINT_NOT_TOLERATED
+    assert plan.outcome("default/wants").reasons["gpu"].code == reasons.TAINT_NOT_TOLERATED
     assert plan.outcome("default/tolerant").status == TRIGGERED
 
 
@@ -120,10 +120,10 @@ def test_group_max_size_caps_and_is_reported() -> None:
     (inc,) = plan.increases
     assert inc.nodes == 2
     assert inc.limited_by is not None
-    assert inc.limited_by.code == r.GROUP_AT_MAX_SIZE
+    assert inc.limited_by.code == reasons.GROUP_AT_MAX_SIZE
     left = plan.by_status(NOT_TRIGGERED)
     assert len(left) == 12
-    assert left[0].reasons["web"].code == r.GROUP_AT_MAX_SIZE
+    assert left[0].reasons["web"].code == reasons.GROUP_AT_MAX_SIZE
 
 
 def test_group_at_max_is_skipped_for_another() -> None:
@@ -138,7 +138,7 @@ def test_cluster_limits_cap_nodes_cores_and_memory() -> None:
     )
     assert by_nodes.increases[0].nodes == 2
     assert by_nodes.increases[0].limited_by is not None
-    assert by_nodes.increases[0].limited_by.code == r.CLUSTER_MAX_NODES
+    assert by_nodes.increases[0].limited_by.code == reasons.CLUSTER_MAX_NODES
     by_cores = plan_scale_up(pending, [group()], limits=ClusterLimits(max_cores=12), now=NOW)
     assert by_cores.increases[0].nodes == 3
     by_mem = plan_scale_up(pending, [group()], limits=ClusterLimits(max_memory_gib=16), now=NOW)
@@ -147,7 +147,7 @@ def test_cluster_limits_cap_nodes_cores_and_memory() -> None:
         pending, [group()], limits=ClusterLimits(max_nodes=3), usage=ClusterUsage(nodes=3), now=NOW
     )
     assert none_left.increases == ()
-    assert none_left.pods[0].reasons["web"].code == r.CLUSTER_MAX_NODES
+    assert none_left.pods[0].reasons["web"].code == reasons.CLUSTER_MAX_NODES
 
 
 def test_cluster_limit_is_shared_across_groups_in_one_plan() -> None:
@@ -165,10 +165,10 @@ def test_disabled_and_backed_off_groups_are_skipped_with_reasons() -> None:
     expired = group("expired", backoff_until=NOW - timedelta(seconds=1))
     plan = plan_scale_up([pod("p")], [off, cooling, expired], now=NOW)
     assert plan.increases[0].group == "expired"
-    reasons = plan.outcome("default/p").reasons
-    assert reasons["off"].code == r.SCALE_UP_DISABLED
-    assert reasons["cooling"].code == r.GROUP_IN_BACKOFF
-    assert "quota exceeded" in reasons["cooling"].message
+    group_reasons = plan.outcome("default/p").reasons
+    assert group_reasons["off"].code == reasons.SCALE_UP_DISABLED
+    assert group_reasons["cooling"].code == reasons.GROUP_IN_BACKOFF
+    assert "quota exceeded" in group_reasons["cooling"].message
 
 
 def test_expendable_and_daemonset_pods_never_trigger() -> None:
@@ -224,7 +224,7 @@ def test_expander_chain_and_rng_decide_between_equal_groups() -> None:
 
 def test_no_groups_at_all_is_explained() -> None:
     plan = plan_scale_up([pod("p")], [], now=NOW)
-    assert plan.pods[0].reasons[""].code == r.NO_GROUPS
+    assert plan.pods[0].reasons[""].code == reasons.NO_GROUPS
 
 
 def test_pods_of_one_deployment_form_one_equivalence_group() -> None:

@@ -59,8 +59,7 @@ from vpsie_autoscaler.kube import KubeClient, errors
 from vpsie_autoscaler.kube.resources import NODEGROUPS, NODES, VPSIENODES
 from vpsie_autoscaler.runtime.clock import Clock
 from vpsie_autoscaler.runtime.events import NORMAL, WARNING, EventRecorder
-from vpsie_autoscaler.scaling import ScaleDownSettings, plan_scale_down
-from vpsie_autoscaler.scaling import reasons as r
+from vpsie_autoscaler.scaling import ScaleDownSettings, plan_scale_down, reasons
 from vpsie_autoscaler.scaling.scaledown import NodeRemoval, ScaleDownPlan, describe_removals
 
 log = structlog.get_logger("vpsie_autoscaler.controllers.scaledown")
@@ -82,14 +81,14 @@ DRAINING_PHASES: Final = frozenset({"Draining", "Deleting"})
 """VPSieNode phases in which our to-be-deleted taint belongs on the Node."""
 QUIET_BLOCKERS: Final = frozenset(
     {
-        r.NOT_UNDERUTILIZED,
-        r.NOT_UNNEEDED_LONG_ENOUGH,
-        r.NODE_NOT_READY,
-        r.RECEIVES_MOVED_PODS,
-        r.SCALE_DOWN_DISABLED,
-        r.SCALE_DOWN_DISABLED_ANNOTATION,
-        r.NODE_CORDONED,
-        r.MAX_BULK_DELETE,
+        reasons.NOT_UNDERUTILIZED,
+        reasons.NOT_UNNEEDED_LONG_ENOUGH,
+        reasons.NODE_NOT_READY,
+        reasons.RECEIVES_MOVED_PODS,
+        reasons.SCALE_DOWN_DISABLED,
+        reasons.SCALE_DOWN_DISABLED_ANNOTATION,
+        reasons.NODE_CORDONED,
+        reasons.MAX_BULK_DELETE,
     }
 )
 """Blockers that describe a busy or transient node, or one the user excluded on purpose (scale-down
@@ -230,7 +229,7 @@ class ScaleDownController:
                 continue
             if vn.drain_requested:
                 continue
-            if removal.reason == r.REMOVE_ABOVE_MAX:
+            if removal.reason == reasons.REMOVE_ABOVE_MAX:
                 log.info("above maxNodes: left to the NodeGroup controller", node=removal.node,
                          nodegroup=removal.group)  # fmt: skip
                 continue
@@ -284,14 +283,14 @@ class ScaleDownController:
         group_obj = snap.nodegroup_objects.get(group)
         if group_obj is None:
             return
-        empty = [x for x in removals if x.reason == r.REMOVE_EMPTY]
+        empty = [x for x in removals if x.reason == reasons.REMOVE_EMPTY]
         if empty:
             # related = the first Node of the bulk: Events of different passes stay separate (the
             # note is not part of an Event's identity, the related object is).
             self._emit(group_obj, NORMAL, REASON_SCALED_DOWN, describe_removals(group, empty),
                        related=self._related(snap, empty[0]))  # fmt: skip
         for removal in removals:
-            if removal.reason == r.REMOVE_EMPTY:
+            if removal.reason == reasons.REMOVE_EMPTY:
                 continue
             note = removal.message
             if removal.destinations:
