@@ -18,7 +18,7 @@ from vpsie_autoscaler.api.types import Taint
 from vpsie_autoscaler.api.vpsienode import VPSieNode
 from vpsie_autoscaler.controllers.cloud import vm_prefix
 from vpsie_autoscaler.controllers.garbagecollection.collector import OUR_NAMING_SHAPE, our_name_pattern
-from vpsie_autoscaler.controllers.nodegroup import status as s
+from vpsie_autoscaler.controllers.nodegroup import status as nodegroup_status
 from vpsie_autoscaler.controllers.objects import parse_time, rfc3339
 from vpsie_autoscaler.controllers.vpsienode.drain import blocks_drain
 from vpsie_autoscaler.controllers.vpsienode.keys import ERROR_CLASS_ANNOTATION
@@ -90,13 +90,13 @@ def test_leaving_nodes_are_never_counted_as_current() -> None:
         record("Pending"),
         record("Failed", failed_at=T0),
     ]
-    counts = s.count(vns, all_ready)
-    assert counts == s.Counts(current=2, ready=1, provisioning=1, deleting=3, failed=1)
+    counts = nodegroup_status.count(vns, all_ready)
+    assert counts == nodegroup_status.Counts(current=2, ready=1, provisioning=1, deleting=3, failed=1)
 
 
 def test_ready_counts_only_nodes_whose_node_is_ready() -> None:
     vns = [record("Ready", node="a"), record("Ready", node="b"), record("Ready", node=None)]
-    counts = s.count(vns, lambda name: name == "a")
+    counts = nodegroup_status.count(vns, lambda name: name == "a")
     assert (counts.current, counts.ready) == (3, 1)
 
 
@@ -104,22 +104,25 @@ def test_ready_counts_only_nodes_whose_node_is_ready() -> None:
 
 
 def test_no_failures_no_backoff() -> None:
-    assert s.backoff([record("Ready", node="a", ready_at=T0)], BackoffSpec()) == s.Backoff()
+    assert (
+        nodegroup_status.backoff([record("Ready", node="a", ready_at=T0)], BackoffSpec())
+        == nodegroup_status.Backoff()
+    )
 
 
 def test_transient_failures_back_off_exponentially_from_the_latest_failure() -> None:
     spec = BackoffSpec(initial="1m", max="15m")
     one = [record("Failed", failed_at=T0, error_class="transient")]
-    assert s.backoff(one, spec).until == T0 + timedelta(minutes=1)
+    assert nodegroup_status.backoff(one, spec).until == T0 + timedelta(minutes=1)
     three = [record("Failed", failed_at=T0 + timedelta(minutes=i), error_class="transient") for i in range(3)]
-    got = s.backoff(three, spec)
+    got = nodegroup_status.backoff(three, spec)
     assert (got.failures, got.until) == (3, T0 + timedelta(minutes=2) + timedelta(minutes=4))
     many = [record("Failed", failed_at=T0 + timedelta(minutes=i), error_class="transient") for i in range(10)]
-    assert s.backoff(many, spec).until == T0 + timedelta(minutes=9) + timedelta(minutes=15)
+    assert nodegroup_status.backoff(many, spec).until == T0 + timedelta(minutes=9) + timedelta(minutes=15)
 
 
 def test_quota_failure_backs_off_for_the_maximum_at_once() -> None:
-    got = s.backoff(
+    got = nodegroup_status.backoff(
         [record("Failed", failed_at=T0, error_class="quota")], BackoffSpec(initial="1m", max="15m")
     )
     assert got.until == T0 + timedelta(minutes=15)
@@ -131,15 +134,15 @@ def test_a_success_after_failures_resets_the_backoff() -> None:
         record("Failed", failed_at=T0, error_class="quota"),
         record("Ready", node="a", ready_at=T0 + timedelta(seconds=1)),
     ]
-    assert s.backoff(vns, BackoffSpec()).until is None
+    assert nodegroup_status.backoff(vns, BackoffSpec()).until is None
 
 
 def test_a_lost_node_without_error_class_does_not_back_the_group_off() -> None:
-    assert s.backoff([record("Failed", failed_at=T0)], BackoffSpec()).until is None
+    assert nodegroup_status.backoff([record("Failed", failed_at=T0)], BackoffSpec()).until is None
 
 
 def test_backoff_is_active_only_before_its_end() -> None:
-    b = s.Backoff(until=T0)
+    b = nodegroup_status.Backoff(until=T0)
     assert b.active(T0 - timedelta(seconds=1))
     assert not b.active(T0)
 
@@ -153,9 +156,9 @@ def test_surplus_takes_not_ready_nodes_first_then_newest() -> None:
     sick = record("Ready", name="sick", node="sick", created=T0)
     booting = record("Provisioning", name="booting", created=T0)
     leaving = record("Ready", name="leaving", node="leaving", drain=True)
-    chosen = s.surplus([old, new, sick, booting, leaving], 3, lambda n: n != "sick")
+    chosen = nodegroup_status.surplus([old, new, sick, booting, leaving], 3, lambda n: n != "sick")
     assert [vn.metadata.name for vn in chosen] == ["booting", "sick", "new"]
-    assert s.surplus([old], 0, all_ready) == []
+    assert nodegroup_status.surplus([old], 0, all_ready) == []
 
 
 @pytest.mark.parametrize(
@@ -163,17 +166,21 @@ def test_surplus_takes_not_ready_nodes_first_then_newest() -> None:
     [
         ({"cloud_error": True, "in_backoff": True}, (False, "Error")),
         ({"in_backoff": True}, (True, "Backoff")),
-        ({"counts": s.Counts(current=1, provisioning=1)}, (True, "ScalingUp")),
-        ({"counts": s.Counts(current=0)}, (True, "ScalingUp")),
-        ({"counts": s.Counts(current=2, deleting=1)}, (True, "ScalingDown")),
-        ({"counts": s.Counts(current=3)}, (True, "AtMax")),
-        ({"counts": s.Counts(current=2)}, (True, "Active")),
+        ({"counts": nodegroup_status.Counts(current=1, provisioning=1)}, (True, "ScalingUp")),
+        ({"counts": nodegroup_status.Counts(current=0)}, (True, "ScalingUp")),
+        ({"counts": nodegroup_status.Counts(current=2, deleting=1)}, (True, "ScalingDown")),
+        ({"counts": nodegroup_status.Counts(current=3)}, (True, "AtMax")),
+        ({"counts": nodegroup_status.Counts(current=2)}, (True, "Active")),
     ],
 )
 def test_ready_reason_is_the_one_word_state(kwargs: dict[str, Any], expected: tuple[bool, str]) -> None:
-    args: dict[str, Any] = {"cloud_error": False, "in_backoff": False, "counts": s.Counts(current=2)}
+    args: dict[str, Any] = {
+        "cloud_error": False,
+        "in_backoff": False,
+        "counts": nodegroup_status.Counts(current=2),
+    }
     args.update(kwargs)
-    assert s.ready_state(min_nodes=1, max_nodes=3, **args) == expected
+    assert nodegroup_status.ready_state(min_nodes=1, max_nodes=3, **args) == expected
 
 
 # --- naming -----------------------------------------------------------------------------

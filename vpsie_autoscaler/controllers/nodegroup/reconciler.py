@@ -56,7 +56,7 @@ from vpsie_autoscaler.api.vpsienode import AdoptTarget, VPSieNode
 from vpsie_autoscaler.controllers.cloud import Providers
 from vpsie_autoscaler.controllers.cluster_state import InvalidObject, InvalidObjects, parse_nodegroup
 from vpsie_autoscaler.controllers.metrics import AutoscalerMetrics
-from vpsie_autoscaler.controllers.nodegroup import status as s
+from vpsie_autoscaler.controllers.nodegroup import status as nodegroup_status
 from vpsie_autoscaler.controllers.objects import (
     add_finalizer,
     ensure_index,
@@ -233,10 +233,10 @@ class NodeGroupReconciler:
             # create (or drain) again. Their watch events bring us back; the requeue is the safety net.
             return Result(requeue_after=EXPECTATION_POLL_SECONDS)
         members, unparsable = self._members(name)
-        counts = s.count(members, self._node_ready)
+        counts = nodegroup_status.count(members, self._node_ready)
         if unparsable:
             counts = dataclasses.replace(counts, current=counts.current + unparsable)
-        back = s.backoff(members, spec.provisioning.backoff)
+        back = nodegroup_status.backoff(members, spec.provisioning.backoff)
         in_backoff = back.active(now)
         cloud_error = await self._cloud_check(obj, group, members)
         decision: str | None = None
@@ -258,7 +258,7 @@ class NodeGroupReconciler:
                 self.metrics.scale_up_total.labels(name, SCALE_UP_REASON_MIN).inc(created)
                 self.recorder.event(obj, "Normal", REASON_SCALED_UP, decision, ACTION_SCALE)
                 st.last_scale_up_time = now
-                counts = s.Counts(
+                counts = nodegroup_status.Counts(
                     counts.current + created,
                     counts.ready,
                     counts.provisioning + created,
@@ -266,7 +266,7 @@ class NodeGroupReconciler:
                     counts.failed,
                 )
         elif counts.current > spec.max_nodes:
-            chosen = s.surplus(members, counts.current - spec.max_nodes, self._node_ready)
+            chosen = nodegroup_status.surplus(members, counts.current - spec.max_nodes, self._node_ready)
             names = ", ".join(vn.metadata.name for vn in chosen)
             if self.options.dry_run:
                 decision = (
@@ -281,7 +281,7 @@ class NodeGroupReconciler:
                 )
                 self.recorder.event(obj, "Normal", REASON_SCALE_DOWN_REQUESTED, decision, ACTION_SCALE)
                 st.last_scale_down_time = now
-                counts = s.Counts(
+                counts = nodegroup_status.Counts(
                     counts.current - len(chosen),
                     counts.ready,
                     counts.provisioning,
@@ -416,8 +416,8 @@ class NodeGroupReconciler:
         obj: dict[str, Any],
         group: NodeGroup,
         st: NodeGroupStatus,
-        counts: s.Counts,
-        back: s.Backoff,
+        counts: nodegroup_status.Counts,
+        back: nodegroup_status.Backoff,
         in_backoff: bool,
         cloud_error: str | None,
         now: datetime,
@@ -437,7 +437,7 @@ class NodeGroupReconciler:
 
         was_backoff = (c := group.status.condition(CONDITION_BACKOFF)) is not None and c.status == "True"
         was_error = (c := group.status.condition(CONDITION_CLOUD_ERROR)) is not None and c.status == "True"
-        ready_ok, state = s.ready_state(
+        ready_ok, state = nodegroup_status.ready_state(
             cloud_error=cloud_error is not None,
             in_backoff=in_backoff,
             counts=counts,
