@@ -13,7 +13,7 @@ from vpsie_autoscaler.controllers.vpsienode.outages import (
     Outages,
     retry_delay,
 )
-from vpsie_autoscaler.vpsie import errors as e
+from vpsie_autoscaler.vpsie import errors as vpsie_errors
 
 T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 SRC = "managed/c-1/7"
@@ -72,21 +72,29 @@ def test_only_recent_outages_are_kept() -> None:
 @pytest.mark.parametrize(
     ("exc", "poll", "delay"),
     [
-        (e.RateLimited("slow down", retry_after=45, status=429), 10.0, 45.0),  # Retry-After honoured
-        (e.RateLimited("slow down", retry_after=2, status=429), 10.0, 10.0),  # never sooner than a poll
-        (e.RateLimited("slow down", status=429), 10.0, 20.0),  # no Retry-After: transient
-        (e.CircuitOpen("open", retry_after=25), 10.0, 25.0),
-        (e.CircuitOpen("open", retry_after=1), 10.0, 10.0),
-        (e.ServerError("HTTP 502", status=502), 10.0, 20.0),
-        (e.VPSieTimeout("no answer"), 15.0, 30.0),
-        (e.ConnectionFailed("refused"), 5.0, 10.0),
-        (e.Unauthorized("please authenticate", status=401), 10.0, AUTH_RETRY_SECONDS),
-        (e.BusinessRuleError("Invalid group", status=422), 10.0, REFUSED_RETRY_SECONDS),
-        (e.NotFound("not found", status=404), 10.0, REFUSED_RETRY_SECONDS),
+        (
+            vpsie_errors.RateLimited("slow down", retry_after=45, status=429),
+            10.0,
+            45.0,
+        ),  # Retry-After honoured
+        (
+            vpsie_errors.RateLimited("slow down", retry_after=2, status=429),
+            10.0,
+            10.0,
+        ),  # never sooner than a poll
+        (vpsie_errors.RateLimited("slow down", status=429), 10.0, 20.0),  # no Retry-After: transient
+        (vpsie_errors.CircuitOpen("open", retry_after=25), 10.0, 25.0),
+        (vpsie_errors.CircuitOpen("open", retry_after=1), 10.0, 10.0),
+        (vpsie_errors.ServerError("HTTP 502", status=502), 10.0, 20.0),
+        (vpsie_errors.VPSieTimeout("no answer"), 15.0, 30.0),
+        (vpsie_errors.ConnectionFailed("refused"), 5.0, 10.0),
+        (vpsie_errors.Unauthorized("please authenticate", status=401), 10.0, AUTH_RETRY_SECONDS),
+        (vpsie_errors.BusinessRuleError("Invalid group", status=422), 10.0, REFUSED_RETRY_SECONDS),
+        (vpsie_errors.NotFound("not found", status=404), 10.0, REFUSED_RETRY_SECONDS),
     ],
     ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else str(v),
 )
-def test_retry_delay_per_error_class(exc: e.VPSieError, poll: float, delay: float) -> None:
+def test_retry_delay_per_error_class(exc: vpsie_errors.VPSieError, poll: float, delay: float) -> None:
     assert retry_delay(exc, poll) == delay
 
 

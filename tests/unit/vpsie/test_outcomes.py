@@ -25,7 +25,7 @@ from prometheus_client import CollectorRegistry
 
 from tests.support.vpsie import drive
 from vpsie_autoscaler.runtime.clock import FakeClock
-from vpsie_autoscaler.vpsie import errors as e
+from vpsie_autoscaler.vpsie import errors as vpsie_errors
 from vpsie_autoscaler.vpsie.client import VMCreate, VPSieClient, VPSieClientConfig
 from vpsie_autoscaler.vpsie.errors import request_may_have_reached_vpsie
 from vpsie_autoscaler.vpsie.retry import RetryPolicy
@@ -39,7 +39,7 @@ OK = b'{"error": false, "data": []}'
 def cancelled(sent: bool | None) -> asyncio.CancelledError:
     exc = asyncio.CancelledError()
     if sent is not None:
-        e.mark_request_sent(exc, sent)
+        vpsie_errors.mark_request_sent(exc, sent)
     return exc
 
 
@@ -49,7 +49,7 @@ def timeout_from(cause: BaseException) -> TimeoutError:
     return exc
 
 
-def retried(exc: e.VPSieError) -> e.VPSieError:
+def retried(exc: vpsie_errors.VPSieError) -> vpsie_errors.VPSieError:
     """A refusal that ended a retried call an earlier attempt of which may have reached VPSie."""
     exc.sent = True
     return exc
@@ -62,32 +62,35 @@ def retried(exc: e.VPSieError) -> e.VPSieError:
     ("exc", "verdict"),
     [
         # provably not acted on
-        (e.CircuitOpen("open", retry_after=3), False),
+        (vpsie_errors.CircuitOpen("open", retry_after=3), False),
         (cancelled(sent=False), False),  # cancelled while waiting for the rate limiter
         (timeout_from(cancelled(sent=False)), False),  # asyncio.timeout() around that wait
-        (e.ConnectionFailed("cannot connect: ClientConnectorError"), False),
-        (e.Unauthorized("please authenticate", status=401), False),
-        (e.Unauthorized("forbidden", status=403), False),
-        (e.RateLimited("slow down", retry_after=5, status=429), False),
-        (e.NotFound("not found", status=404), False),
-        (e.BusinessRuleError("Resource is locked", status=200), False),  # HTTP 200 with error: true
-        (e.BusinessRuleError("Worker nodes count exceeds the allowed limit", status=422), False),
-        (e.DuplicateGroupSize("Group G has same selected Size", status=200), False),
-        (e.InstanceNotReady("still pending"), False),
+        (vpsie_errors.ConnectionFailed("cannot connect: ClientConnectorError"), False),
+        (vpsie_errors.Unauthorized("please authenticate", status=401), False),
+        (vpsie_errors.Unauthorized("forbidden", status=403), False),
+        (vpsie_errors.RateLimited("slow down", retry_after=5, status=429), False),
+        (vpsie_errors.NotFound("not found", status=404), False),
+        (
+            vpsie_errors.BusinessRuleError("Resource is locked", status=200),
+            False,
+        ),  # HTTP 200 with error: true
+        (vpsie_errors.BusinessRuleError("Worker nodes count exceeds the allowed limit", status=422), False),
+        (vpsie_errors.DuplicateGroupSize("Group G has same selected Size", status=200), False),
+        (vpsie_errors.InstanceNotReady("still pending"), False),
         # unknown: counts as sent
-        (e.InvalidResponse("response is not the JSON envelope", status=200), True),
-        (e.VPSieTimeout("no answer within 30s"), True),
-        (e.ServerError("HTTP 502 with a non-JSON body", status=502), True),
-        (e.ServerError("HTTP 504 with a non-JSON body", status=504), True),
-        (e.ServerError("transport error: ServerDisconnectedError"), True),
-        (e.VPSieError("something"), True),
+        (vpsie_errors.InvalidResponse("response is not the JSON envelope", status=200), True),
+        (vpsie_errors.VPSieTimeout("no answer within 30s"), True),
+        (vpsie_errors.ServerError("HTTP 502 with a non-JSON body", status=502), True),
+        (vpsie_errors.ServerError("HTTP 504 with a non-JSON body", status=504), True),
+        (vpsie_errors.ServerError("transport error: ServerDisconnectedError"), True),
+        (vpsie_errors.VPSieError("something"), True),
         (cancelled(sent=None), True),  # cancelled, nobody knows where
         (cancelled(sent=True), True),  # cancelled while the request was in flight
         (timeout_from(cancelled(sent=None)), True),
         (TimeoutError(), True),
         (RuntimeError("a bug"), True),
-        (retried(e.RateLimited("slow down", status=429)), True),
-        (retried(e.CircuitOpen("open", retry_after=1)), True),
+        (retried(vpsie_errors.RateLimited("slow down", status=429)), True),
+        (retried(vpsie_errors.CircuitOpen("open", retry_after=1)), True),
     ],
     ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else str(v),
 )
@@ -96,9 +99,9 @@ def test_verdict_table(exc: BaseException, verdict: bool) -> None:
 
 
 def test_connection_failed_is_a_transient_server_error() -> None:
-    exc = e.ConnectionFailed("x")
-    assert e.is_server_error(exc)
-    assert e.is_transient(exc)
+    exc = vpsie_errors.ConnectionFailed("x")
+    assert vpsie_errors.is_server_error(exc)
+    assert vpsie_errors.is_transient(exc)
     assert exc.sent is False
 
 
@@ -201,33 +204,44 @@ def unused_port() -> int:
 @pytest.mark.parametrize(
     ("behaviour", "raised", "verdict"),
     [
-        pytest.param(close_after_reading, e.ServerError, True, id="closed-after-reading"),
-        pytest.param(reset_after_reading, e.ServerError, True, id="reset-after-reading"),
-        pytest.param(html_answer(502), e.ServerError, True, id="html-502"),
-        pytest.param(html_answer(504), e.ServerError, True, id="html-504"),
-        pytest.param(json_answer(504, b'{"error": true, "message": "Gateway Timeout"}'), e.ServerError, True),
-        pytest.param(json_answer(500, b'{"error": true, "message": "boom"}'), e.ServerError, True, id="500"),
+        pytest.param(close_after_reading, vpsie_errors.ServerError, True, id="closed-after-reading"),
+        pytest.param(reset_after_reading, vpsie_errors.ServerError, True, id="reset-after-reading"),
+        pytest.param(html_answer(502), vpsie_errors.ServerError, True, id="html-502"),
+        pytest.param(html_answer(504), vpsie_errors.ServerError, True, id="html-504"),
+        pytest.param(
+            json_answer(504, b'{"error": true, "message": "Gateway Timeout"}'), vpsie_errors.ServerError, True
+        ),
+        pytest.param(
+            json_answer(500, b'{"error": true, "message": "boom"}'), vpsie_errors.ServerError, True, id="500"
+        ),
         pytest.param(
             json_answer(200, b'{"error": true, "message": "Resource is locked"}'),
-            e.BusinessRuleError,
+            vpsie_errors.BusinessRuleError,
             False,
             id="200-error-true",
         ),
         pytest.param(
             json_answer(429, b'{"error": true, "message": "Too many"}', {"Retry-After": "2"}),
-            e.RateLimited,
+            vpsie_errors.RateLimited,
             False,
             id="429",
         ),
         pytest.param(
-            json_answer(401, b'{"error": true, "message": "nope"}'), e.Unauthorized, False, id="401"
+            json_answer(401, b'{"error": true, "message": "nope"}'),
+            vpsie_errors.Unauthorized,
+            False,
+            id="401",
         ),
-        pytest.param(json_answer(404, b'{"error": true, "message": "no"}'), e.NotFound, False, id="404"),
-        pytest.param(json_answer(200, b"<html>ok</html>"), e.InvalidResponse, True, id="200-not-json"),
+        pytest.param(
+            json_answer(404, b'{"error": true, "message": "no"}'), vpsie_errors.NotFound, False, id="404"
+        ),
+        pytest.param(
+            json_answer(200, b"<html>ok</html>"), vpsie_errors.InvalidResponse, True, id="200-not-json"
+        ),
     ],
 )
 async def test_add_node_failure_type_and_verdict(
-    vpsie: tuple[FakeVPSie, str], behaviour: Handler, raised: type[e.VPSieError], verdict: bool
+    vpsie: tuple[FakeVPSie, str], behaviour: Handler, raised: type[vpsie_errors.VPSieError], verdict: bool
 ) -> None:
     fake, url = vpsie
     fake.behaviours = [behaviour]
@@ -241,7 +255,7 @@ async def test_add_node_failure_type_and_verdict(
 
 async def test_connection_refused_is_connection_failed_and_not_sent() -> None:
     async with make_client(f"http://127.0.0.1:{unused_port()}") as client:
-        with pytest.raises(e.ConnectionFailed) as exc:
+        with pytest.raises(vpsie_errors.ConnectionFailed) as exc:
             await client.add_node(CLUSTER, GROUP_ID)
     assert request_may_have_reached_vpsie(exc.value) is False
     assert client.metrics.requests.labels(operation="add_node", code="transport")._value.get() == 1
@@ -251,7 +265,7 @@ async def test_no_answer_within_the_timeout_may_have_reached_vpsie(vpsie: tuple[
     fake, url = vpsie
     fake.behaviours = [never_answer]
     async with make_client(url, request_timeout=0.05) as client:
-        with pytest.raises(e.VPSieTimeout) as exc:
+        with pytest.raises(vpsie_errors.VPSieTimeout) as exc:
             await client.add_node(CLUSTER, GROUP_ID)
     assert request_may_have_reached_vpsie(exc.value) is True
 
@@ -260,7 +274,7 @@ async def test_an_open_circuit_refuses_without_calling(vpsie: tuple[FakeVPSie, s
     fake, url = vpsie
     async with make_client(url, breaker_failure_threshold=1) as client:
         client.breaker.record_failure()
-        with pytest.raises(e.CircuitOpen) as exc:
+        with pytest.raises(vpsie_errors.CircuitOpen) as exc:
             await client.add_node(CLUSTER, GROUP_ID)
     assert request_may_have_reached_vpsie(exc.value) is False
     assert fake.requests == []
@@ -293,25 +307,25 @@ _KEY: Any = SimpleNamespace(host="api.vpsie.com", port=443, ssl=True)
     [
         (
             aiohttp.ClientConnectorError(_KEY, ConnectionRefusedError(111, "refused")),
-            e.ConnectionFailed,
+            vpsie_errors.ConnectionFailed,
             False,
         ),
         (
             aiohttp.ClientConnectorDNSError(_KEY, OSError(-2, "Name or service not known")),
-            e.ConnectionFailed,
+            vpsie_errors.ConnectionFailed,
             False,
         ),
-        (aiohttp.ConnectionTimeoutError("connect"), e.ConnectionFailed, False),
-        (aiohttp.ServerDisconnectedError(), e.ServerError, True),
-        (aiohttp.ClientOSError(104, "Connection reset by peer"), e.ServerError, True),
-        (aiohttp.ClientPayloadError("Response payload is not completed"), e.ServerError, True),
-        (aiohttp.SocketTimeoutError("read"), e.VPSieTimeout, True),
-        (TimeoutError(), e.VPSieTimeout, True),
+        (aiohttp.ConnectionTimeoutError("connect"), vpsie_errors.ConnectionFailed, False),
+        (aiohttp.ServerDisconnectedError(), vpsie_errors.ServerError, True),
+        (aiohttp.ClientOSError(104, "Connection reset by peer"), vpsie_errors.ServerError, True),
+        (aiohttp.ClientPayloadError("Response payload is not completed"), vpsie_errors.ServerError, True),
+        (aiohttp.SocketTimeoutError("read"), vpsie_errors.VPSieTimeout, True),
+        (TimeoutError(), vpsie_errors.VPSieTimeout, True),
     ],
     ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else getattr(v, "__name__", str(v)),
 )
 async def test_aiohttp_failures_map_to_typed_errors(
-    aiohttp_error: BaseException, raised: type[e.VPSieError], verdict: bool
+    aiohttp_error: BaseException, raised: type[vpsie_errors.VPSieError], verdict: bool
 ) -> None:
     config = VPSieClientConfig(api_token="t0ken")
     client = VPSieClient(
@@ -393,7 +407,7 @@ async def test_a_retried_read_that_ends_refused_keeps_the_earlier_attempts_verdi
     fake.behaviours = [html_answer(502), json_answer(429, b'{"error": true, "message": "x"}', too_long)]
     clock = FakeClock()
     async with make_client(url, clock) as client:
-        with pytest.raises(e.RateLimited) as exc:
+        with pytest.raises(vpsie_errors.RateLimited) as exc:
             await drive(clock, client.list_datacenters())
     assert request_may_have_reached_vpsie(exc.value) is True
     assert len(fake.requests) == 2
@@ -443,6 +457,6 @@ async def test_non_idempotent_calls_are_sent_once(
     fake.behaviours = [failure, json_answer(200)]
     clock = FakeClock()
     async with make_client(url, clock, retry=RetryPolicy(max_retries=5)) as client:
-        with pytest.raises(e.VPSieError):
+        with pytest.raises(vpsie_errors.VPSieError):
             await drive(clock, call(client))
     assert fake.requests == [expected]
