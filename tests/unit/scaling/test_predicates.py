@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.unit.scaling.builders import node, pod, self_anti_affinity
-from vpsie_autoscaler.scaling import predicates as p
-from vpsie_autoscaler.scaling import reasons
+from vpsie_autoscaler.scaling import predicates, reasons
 from vpsie_autoscaler.scaling.scheduling_facts import NodeInfo, PodInfo
 
 NO_SCHEDULE = {"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}
@@ -76,12 +75,12 @@ CASES: list[tuple[str, PodInfo, NodeInfo, str | None]] = [
 
 @pytest.mark.parametrize(("pod_", "node_", "code"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_predicate_chain(pod_: PodInfo, node_: NodeInfo, code: str | None) -> None:
-    reason = p.check(pod_, node_)
+    reason = predicates.check(pod_, node_)
     assert (reason.code if reason else None) == code
 
 
 def test_resource_message_has_the_numbers() -> None:
-    reason = p.check(pod("a", "3", "1Gi"), node("n", "2", "8Gi"))
+    reason = predicates.check(pod("a", "3", "1Gi"), node("n", "2", "8Gi"))
     assert reason is not None
     assert reason.detail == "cpu"
     assert reason.message == "insufficient cpu: requests 3, free 2"
@@ -89,14 +88,14 @@ def test_resource_message_has_the_numbers() -> None:
 
 def test_cordon_is_tolerable() -> None:
     tolerant = pod("a", tolerations=[{"key": "node.kubernetes.io/unschedulable", "operator": "Exists"}])
-    assert p.check(tolerant, node("n", unschedulable=True)) is None
+    assert predicates.check(tolerant, node("n", unschedulable=True)) is None
 
 
 def test_pods_conflict_is_symmetric() -> None:
     a = pod("a", labels={"app": "db"}, affinity=self_anti_affinity("db"))
     b = pod("b", labels={"app": "db"})
-    assert p.pods_conflict(a, b)
-    assert p.pods_conflict(b, a)
-    assert p.pods_conflict(a, a)
-    assert not p.pods_conflict(b, b)
-    assert p.pods_conflict(pod("x", host_port=53), pod("y", host_port=53))
+    assert predicates.pods_conflict(a, b)
+    assert predicates.pods_conflict(b, a)
+    assert predicates.pods_conflict(a, a)
+    assert not predicates.pods_conflict(b, b)
+    assert predicates.pods_conflict(pod("x", host_port=53), pod("y", host_port=53))
