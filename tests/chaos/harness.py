@@ -53,7 +53,7 @@ from tests.e2e.harness import (
     vm_nodegroup,
     wait_until,
 )
-from vpsie_autoscaler.controllers.cloud import vm_prefix
+from vpsie_autoscaler.controllers.cloud import vm_hostname_prefix
 
 MANAGED_GROUP: Final = "chaos-managed"
 VM_GROUP: Final = "chaos-vm"
@@ -363,7 +363,7 @@ class ChaosStack:
             return MANAGED_GROUP if inst["group_id"] == self._managed_group_id else None
         host = str(inst.get("hostname", ""))
         for group in (VM_GROUP, EPHEMERAL_GROUP):
-            if host.startswith(vm_prefix(group)):
+            if host.startswith(vm_hostname_prefix(group)):
                 return group
         return None
 

@@ -43,7 +43,7 @@ from tests.chaos.harness import ChaosConfig, ChaosStack
 from tests.chaos.scenario_kube_faults import SupervisedStack
 from tests.e2e.harness import ADVANCED, E2E, NODEGROUPS, JsonObj, bare_pod, vm_nodegroup
 from vpsie_autoscaler.api.labels import NODEGROUP_LABEL
-from vpsie_autoscaler.controllers.cloud import vm_prefix
+from vpsie_autoscaler.controllers.cloud import vm_hostname_prefix
 from vpsie_autoscaler.kube import KubeClient, errors
 from vpsie_autoscaler.kube.resources import NAMESPACES, NODES, PODS, SERVICEACCOUNTS
 
@@ -277,7 +277,9 @@ class LoadStack(SupervisedStack):
     """The chaos stack plus the burst NodeGroup's VMs classified as its own."""
 
     def classify(self, inst: JsonObj) -> str | None:
-        if inst.get("group_id") is None and str(inst.get("hostname", "")).startswith(vm_prefix(BURST_GROUP)):
+        if inst.get("group_id") is None and str(inst.get("hostname", "")).startswith(
+            vm_hostname_prefix(BURST_GROUP)
+        ):
             return BURST_GROUP
         return super().classify(inst)
 

@@ -74,7 +74,7 @@ from tests.e2e.harness import (
 )
 from vpsie_autoscaler.api.labels import DRAIN_REQUESTED_ANNOTATION, INSTANCE_FINALIZER, NODEGROUP_LABEL
 from vpsie_autoscaler.cloudsim.config import DEFAULT_DATACENTER, DEFAULT_OS, DEFAULT_PROJECT
-from vpsie_autoscaler.controllers.cloud import vm_prefix
+from vpsie_autoscaler.controllers.cloud import vm_hostname_prefix
 
 pytestmark = [pytest.mark.cluster, pytest.mark.e2e]
 
@@ -100,7 +100,7 @@ class Kind:
     def instances(self, e2e: E2E, group: str, *, include_deleting: bool = False) -> list[JsonObj]:
         """The group's instances in the cloud, billed ones (a VM still pending included)."""
         if self.vm:
-            return sim_vms(e2e.sim, vm_prefix(group), include_deleting=include_deleting)
+            return sim_vms(e2e.sim, vm_hostname_prefix(group), include_deleting=include_deleting)
         return e2e.sim.workers(ADVANCED, include_deleting=include_deleting)
 
     def create_calls(self, e2e: E2E) -> int:

@@ -237,7 +237,7 @@ class UnconfiguredProvider:
         self._fail("owner_tags")
 
 
-def vm_prefix(group_name: str) -> str:
+def vm_hostname_prefix(group_name: str) -> str:
     """The hostname prefix of every VM of a NodeGroup (``hostname_for`` minus the random suffix)."""
     return hostname_for(group_name, "0" * HOSTNAME_SUFFIX_LENGTH)[:-HOSTNAME_SUFFIX_LENGTH]
 
@@ -302,7 +302,7 @@ class Providers:
         """
         if vm is not None:
             return VMSource(
-                hostname_prefix=vm_prefix(group_name),
+                hostname_prefix=vm_hostname_prefix(group_name),
                 suffix_length=HOSTNAME_SUFFIX_LENGTH,
                 resource_identifier=vm.resource_identifier,
                 os_identifier=vm.os_identifier,

@@ -16,7 +16,7 @@ from vpsie_autoscaler.api.labels import (
 from vpsie_autoscaler.api.nodegroup import BackoffSpec, NodeGroup
 from vpsie_autoscaler.api.types import Taint
 from vpsie_autoscaler.api.vpsienode import VPSieNode
-from vpsie_autoscaler.controllers.cloud import vm_prefix
+from vpsie_autoscaler.controllers.cloud import vm_hostname_prefix
 from vpsie_autoscaler.controllers.garbagecollection.collector import OUR_NAMING_SHAPE, our_name_pattern
 from vpsie_autoscaler.controllers.nodegroup import status as nodegroup_status
 from vpsie_autoscaler.controllers.objects import parse_time, rfc3339
@@ -188,8 +188,8 @@ def test_ready_reason_is_the_one_word_state(kwargs: dict[str, Any], expected: tu
 
 def test_vm_prefix_is_the_new_vpsienode_hostname_minus_its_suffix() -> None:
     vn = new_vpsienode(group("Web_Pool"))
-    assert vn.spec.hostname.startswith(vm_prefix("Web_Pool"))
-    assert len(vn.spec.hostname) - len(vm_prefix("Web_Pool")) == 5
+    assert vn.spec.hostname.startswith(vm_hostname_prefix("Web_Pool"))
+    assert len(vn.spec.hostname) - len(vm_hostname_prefix("Web_Pool")) == 5
 
 
 @pytest.mark.parametrize(

@@ -38,7 +38,7 @@ import structlog
 from vpsie_autoscaler.api.durations import parse_duration
 from vpsie_autoscaler.api.nodegroup import NodeGroup
 from vpsie_autoscaler.api.vpsienode import HOSTNAME_SUFFIX_LENGTH, VPSieNode
-from vpsie_autoscaler.controllers.cloud import Providers, cluster_tag, tagged_group, vm_prefix
+from vpsie_autoscaler.controllers.cloud import Providers, cluster_tag, tagged_group, vm_hostname_prefix
 from vpsie_autoscaler.controllers.cluster_state import InvalidObject, parse_nodegroup, parse_vpsienode
 from vpsie_autoscaler.controllers.metrics import AutoscalerMetrics
 from vpsie_autoscaler.controllers.vpsienode.binding import bound_key
@@ -112,7 +112,7 @@ def raw_identifiers(obj: Mapping[str, Any]) -> set[str]:
 
 
 def our_name_pattern(group_name: str) -> re.Pattern[str]:
-    return re.compile(re.escape(vm_prefix(group_name)) + f"[a-z0-9]{{{HOSTNAME_SUFFIX_LENGTH}}}")
+    return re.compile(re.escape(vm_hostname_prefix(group_name)) + f"[a-z0-9]{{{HOSTNAME_SUFFIX_LENGTH}}}")
 
 
 class GarbageCollector:
