@@ -40,7 +40,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from hack.devcluster.client import ApiError, KubeClient, condition_is
+from hack.devcluster.client import ApiError, DevKubeClient, condition_is
 from hack.devcluster.cluster import ClusterHandle, DevCluster, find_binaries
 from hack.devcluster.nodes import make_kwok_node
 from hack.stack.cloudsim import ADVANCED, CloudSim
@@ -76,7 +76,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[rank - 1]
 
 
-def create_unmanaged_nodes(client: KubeClient, count: int) -> None:
+def create_unmanaged_nodes(client: DevKubeClient, count: int) -> None:
     def one(i: int) -> None:
         client.create_node(
             make_kwok_node(
@@ -123,7 +123,7 @@ def burst_pod(name: str) -> dict[str, Any]:
 class Watcher:
     """Polls VPSieNodes and the simulator's add-node calls; remembers when each was first seen."""
 
-    def __init__(self, client: KubeClient, sim: CloudSim) -> None:
+    def __init__(self, client: DevKubeClient, sim: CloudSim) -> None:
         self.client = client
         self.sim = sim
         self.vpsienodes: dict[str, float] = {}

@@ -65,7 +65,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from hack.devcluster.client import ApiError, KubeClient, condition_is
+from hack.devcluster.client import ApiError, DevKubeClient, condition_is
 from hack.devcluster.cluster import ClusterHandle, DevCluster, find_binaries
 from hack.stack.cloudsim import ADVANCED, SIM_CLUSTER_ID, CloudSim
 from hack.stack.kube import NODES, VPSIENODES, JsonObj, install_crds, watch
@@ -122,7 +122,7 @@ def op_of(entry: JsonObj) -> str:
 class Recorder:
     """Watches (pods, VPSieNodes, Nodes) and simulator polls; every first sighting stamped (time.time())."""
 
-    def __init__(self, client: KubeClient, sim: CloudSim) -> None:
+    def __init__(self, client: DevKubeClient, sim: CloudSim) -> None:
         self.client = client
         self.sim = sim
         self.lock = threading.Lock()

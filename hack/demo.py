@@ -35,7 +35,7 @@ from typing import Any, Final, TextIO
 
 import yaml
 
-from hack.devcluster.client import ApiError, KubeClient
+from hack.devcluster.client import ApiError, DevKubeClient
 from hack.devcluster.cluster import DevCluster, find_binaries
 from hack.stack.autoscaler import Autoscaler
 from hack.stack.cloudsim import ADVANCED, HIGHMEM, CloudSim, VPSieGroup
@@ -129,7 +129,7 @@ class Demo:
         self.kubeconfig = kubeconfig
         self.workdir = workdir
         self.out = out
-        self.client = KubeClient.from_kubeconfig(kubeconfig)
+        self.client = DevKubeClient.from_kubeconfig(kubeconfig)
         self.kubectl = _kubectl()
         self.sim = CloudSim(workdir, kubeconfig, groups=sim_groups)
         self.scaler: Autoscaler | None = None

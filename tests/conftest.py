@@ -5,7 +5,7 @@ devcluster-build`` produced (etcd, kube-apiserver, kube-scheduler, kube-controll
 helm). It yields a ``ClusterHandle`` (``hack/devcluster/cluster.py``):
 
 * ``kubeconfig`` admin kubeconfig path; ``api_url``; ``bin_dir`` (``tool("helm")``, ``tool("kwok")``);
-* ``client``: a synchronous ``KubeClient`` (admin) with ``wait_for``/``wait_gone`` that fail fast,
+* ``client``: a synchronous ``DevKubeClient`` (admin) with ``wait_for``/``wait_gone`` that fail fast,
   with the component's log tail, if a control-plane process dies;
 * ``sa_kubeconfig(namespace, sa_name)``: kubeconfig carrying a TokenRequest token for that
   ServiceAccount, so code under test runs with exactly the RBAC it is granted.

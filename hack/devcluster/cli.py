@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hack.devcluster.client import ApiError, KubeClient
+from hack.devcluster.client import ApiError, DevKubeClient
 from hack.devcluster.cluster import BINARIES, DevCluster, find_binaries
 from hack.devcluster.processes import ProcessRecord
 
@@ -44,7 +44,7 @@ def _records(state: dict[str, Any]) -> list[ProcessRecord]:
 
 def _apiserver_ready(kubeconfig: Path) -> bool:
     try:
-        KubeClient.from_kubeconfig(kubeconfig).get("/readyz")
+        DevKubeClient.from_kubeconfig(kubeconfig).get("/readyz")
     except (OSError, ValueError, ApiError):
         return False
     return True

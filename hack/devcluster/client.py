@@ -99,7 +99,7 @@ def _pem(user_or_cluster: Mapping[str, Any], key: str, base: Path) -> bytes | No
     return None
 
 
-class KubeClient:
+class DevKubeClient:
     """Synchronous JSON access to one API server. Thread-compatible: each call opens its own connection."""
 
     def __init__(
@@ -116,7 +116,7 @@ class KubeClient:
         if url.scheme != "https" or not url.hostname:
             raise ValueError(f"API server URL must be https://host:port, got {server!r}")
         if token is None and (cert_pem is None or key_pem is None):
-            raise ValueError("KubeClient needs a bearer token or a client certificate and key")
+            raise ValueError("DevKubeClient needs a bearer token or a client certificate and key")
         self.server = server
         self.ca_pem = ca_pem
         self._host = url.hostname
@@ -126,7 +126,7 @@ class KubeClient:
         self._liveness = liveness
 
     @classmethod
-    def from_kubeconfig(cls, path: Path, liveness: Callable[[], None] | None = None) -> KubeClient:
+    def from_kubeconfig(cls, path: Path, liveness: Callable[[], None] | None = None) -> DevKubeClient:
         """Load the current context of a kubeconfig (inline ``*-data`` or file references, or a token)."""
         doc = yaml.safe_load(path.read_text())
         if not isinstance(doc, dict):
@@ -150,9 +150,9 @@ class KubeClient:
             liveness=liveness,
         )
 
-    def with_token(self, token: str) -> KubeClient:
+    def with_token(self, token: str) -> DevKubeClient:
         """The same server and CA, authenticated as the holder of ``token`` (RBAC applies)."""
-        return KubeClient(self.server, self.ca_pem, token=token, liveness=self._liveness)
+        return DevKubeClient(self.server, self.ca_pem, token=token, liveness=self._liveness)
 
     # --- raw requests -------------------------------------------------------------------------
 

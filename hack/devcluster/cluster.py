@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hack.devcluster import pki as pkimod
-from hack.devcluster.client import DEFAULT_TOKEN_SECONDS, ApiError, KubeClient
+from hack.devcluster.client import DEFAULT_TOKEN_SECONDS, ApiError, DevKubeClient
 from hack.devcluster.nodes import KWOK_ANNOTATION, KWOK_ANNOTATION_VALUE, make_kwok_node
 from hack.devcluster.processes import STOP_GRACE_S, ProcessRecord, stop_popen
 
@@ -234,14 +234,14 @@ class ClusterHandle:
     * ``kubeconfig``: admin kubeconfig (``system:masters``, certificates embedded);
     * ``api_url``: ``https://127.0.0.1:<port>``;
     * ``bin_dir``: the built tools (``helm``, ``kwok``, ``etcd``, the Kubernetes components);
-    * ``client``: a ``KubeClient`` authenticated as admin;
+    * ``client``: a ``DevKubeClient`` authenticated as admin;
     * ``sa_kubeconfig(namespace, name)``: a kubeconfig with a fresh ServiceAccount token (RBAC applies).
     """
 
     kubeconfig: Path
     api_url: str
     bin_dir: Path
-    client: KubeClient
+    client: DevKubeClient
     workdir: Path
     check_alive: Callable[[], None] = field(default=lambda: None)
 
@@ -269,7 +269,7 @@ class ClusterHandle:
     @classmethod
     def attach(cls, kubeconfig: Path, bin_dir: Path, workdir: Path) -> ClusterHandle:
         """Use a cluster that is already running (e.g. from ``make devcluster``) through its kubeconfig."""
-        client = KubeClient.from_kubeconfig(kubeconfig)
+        client = DevKubeClient.from_kubeconfig(kubeconfig)
         return cls(
             kubeconfig=kubeconfig, api_url=client.server, bin_dir=bin_dir, client=client, workdir=workdir
         )
@@ -373,7 +373,7 @@ class DevCluster:
         self._launch(make_apiserver, APISERVER_READY_S)
         api_url = f"https://127.0.0.1:{apiserver_port}"
         pkimod.write_admin_kubeconfig(self.kubeconfig, api_url, certs)
-        client = KubeClient.from_kubeconfig(self.kubeconfig, liveness=self.check_alive)
+        client = DevKubeClient.from_kubeconfig(self.kubeconfig, liveness=self.check_alive)
         self.handle = ClusterHandle(
             kubeconfig=self.kubeconfig,
             api_url=api_url,
@@ -468,7 +468,7 @@ class DevCluster:
             f"--v={self.verbosity}",
         ]
         ca = certs.ca_cert.read_bytes()
-        probe_client = KubeClient(
+        probe_client = DevKubeClient(
             f"https://127.0.0.1:{port}",
             ca,
             cert_pem=certs.admin_cert.read_bytes(),

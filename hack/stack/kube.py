@@ -1,6 +1,6 @@
 """The Kubernetes side of the stack: API paths of the autoscaler's objects, CRD install, watches.
 
-Talks to the local control plane with the synchronous :class:`~hack.devcluster.client.KubeClient`.
+Talks to the local control plane with the synchronous :class:`~hack.devcluster.client.DevKubeClient`.
 The CRDs installed are exactly what ``vpsie-autoscaler crds`` prints; installing is idempotent
 (create, or replace an older copy), and they stay installed for the life of the cluster.
 """
@@ -13,7 +13,7 @@ import urllib.parse
 from collections.abc import Generator
 from typing import Any, Final
 
-from hack.devcluster.client import ApiError, KubeClient, condition_is
+from hack.devcluster.client import ApiError, DevKubeClient, condition_is
 from vpsie_autoscaler.api.crdgen import all_crds
 
 JsonObj = dict[str, Any]
@@ -30,7 +30,7 @@ STATUS_CONFLICT: Final = 409
 
 
 def watch(
-    client: KubeClient,
+    client: DevKubeClient,
     path: str,
     *,
     label_selector: str | None = None,
@@ -61,12 +61,12 @@ def watch(
         conn.close()
 
 
-def collection_version(client: KubeClient, path: str) -> str:
+def collection_version(client: DevKubeClient, path: str) -> str:
     """The resourceVersion of a list of ``path``: a watch from it sees every later change."""
     return str(client.get(path)["metadata"]["resourceVersion"])
 
 
-def install_crds(client: KubeClient) -> None:
+def install_crds(client: DevKubeClient) -> None:
     """Apply every generated CRD and wait until the API server serves it."""
     for crd in all_crds():
         name = crd["metadata"]["name"]

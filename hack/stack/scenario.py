@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
-from hack.devcluster.client import ApiError, KubeClient
+from hack.devcluster.client import ApiError, DevKubeClient
 from hack.stack.autoscaler import Autoscaler
 from hack.stack.cloudsim import CloudSim
 from hack.stack.kube import CLUSTER_SCOPED_EVENTS_NS, EVENTS_NS, NODEGROUPS, NODES, VPSIENODES, JsonObj
@@ -32,7 +32,7 @@ class E2E:
     """What a scenario needs: the cluster, the simulator, autoscaler processes and waits over them."""
 
     def __init__(
-        self, client: KubeClient, kubeconfig: Path, namespace: str, workdir: Path, sim: CloudSim
+        self, client: DevKubeClient, kubeconfig: Path, namespace: str, workdir: Path, sim: CloudSim
     ) -> None:
         self.client = client
         self.kubeconfig = kubeconfig

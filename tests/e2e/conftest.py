@@ -15,7 +15,7 @@ from functools import partial
 
 import pytest
 
-from hack.devcluster.client import ApiError, KubeClient
+from hack.devcluster.client import ApiError, DevKubeClient
 from hack.devcluster.cluster import ClusterHandle
 from tests.e2e.harness import E2E, NODEGROUPS, VPSIENODES, CloudSim
 from tests.integration.crds import install_crds
@@ -33,7 +33,7 @@ def e2e_crds(k8s_cluster: ClusterHandle) -> None:
         client.wait_until(partial(_lists, client, path), bool, timeout=CRD_STORAGE_S, what=f"LIST {path}")
 
 
-def _lists(client: KubeClient, path: str) -> bool:
+def _lists(client: DevKubeClient, path: str) -> bool:
     try:
         client.list_objects(path)
     except ApiError as err:

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from hack.devcluster.client import ApiError, JsonObj, KubeClient, condition_is
+from hack.devcluster.client import ApiError, DevKubeClient, JsonObj, condition_is
 from hack.devcluster.cluster import ClusterHandle
 from hack.devcluster.nodes import OWNER_LABEL, make_kwok_node
 from tests.integration.chart import CHART, InstalledChart, install_chart, start_controller, uninstall_chart
@@ -90,7 +90,7 @@ def test_crds_are_established_and_examples_pass_their_validation(
 
 
 def _can(
-    client: KubeClient, verb: str, resource: str, *, group: str = "", namespace: str = "", name: str = ""
+    client: DevKubeClient, verb: str, resource: str, *, group: str = "", namespace: str = "", name: str = ""
 ) -> bool:
     base, _, subresource = resource.partition("/")
     attrs: JsonObj = {"verb": verb, "resource": base, "group": group}
@@ -210,7 +210,7 @@ BASIC_USER_RULES = {
 }
 
 
-def _rules(client: KubeClient, namespace: str) -> set[tuple[str, str, tuple[str, ...], tuple[str, ...]]]:
+def _rules(client: DevKubeClient, namespace: str) -> set[tuple[str, str, tuple[str, ...], tuple[str, ...]]]:
     """What ``kubectl auth can-i --list -n <namespace>`` shows, flattened per group and resource."""
     review = client.create(
         "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews",

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from hack.devcluster.client import ApiError, KubeClient
+from hack.devcluster.client import ApiError, DevKubeClient
 from hack.devcluster.cluster import ClusterHandle
 from tests.integration.crds import install_crds
 from tests.unit.api.nodegroup_cases import (
@@ -38,13 +38,13 @@ MANAGED = {"clusterIdentifier": "c-1", "nodeGroupName": "workers", "sizeId": 3}
 
 
 @pytest.fixture(scope="module")
-def client(k8s_cluster: ClusterHandle) -> KubeClient:
+def client(k8s_cluster: ClusterHandle) -> DevKubeClient:
     install_crds(k8s_cluster.client)
     return k8s_cluster.client
 
 
 @pytest.fixture
-def name(client: KubeClient) -> Iterator[str]:
+def name(client: DevKubeClient) -> Iterator[str]:
     """A unique object name; whatever was created under it is deleted afterwards."""
     value = f"t-{secrets.token_hex(4)}"
     yield value
@@ -61,14 +61,14 @@ def nodegroup(name: str, **spec: Any) -> dict[str, Any]:
     }
 
 
-def refused(client: KubeClient, path: str, body: dict[str, Any]) -> str:
+def refused(client: DevKubeClient, path: str, body: dict[str, Any]) -> str:
     with pytest.raises(ApiError) as exc:
         client.create(path, body)
     assert exc.value.status == STATUS_UNPROCESSABLE, exc.value
     return exc.value.message
 
 
-def test_discovery_serves_short_names_and_status_subresources(client: KubeClient) -> None:
+def test_discovery_serves_short_names_and_status_subresources(client: DevKubeClient) -> None:
     resources = {r["name"]: r for r in client.get(BASE)["resources"]}
     assert resources["nodegroups"]["shortNames"] == ["ng"]
     assert resources["vpsienodes"]["shortNames"] == ["vn"]
@@ -77,7 +77,7 @@ def test_discovery_serves_short_names_and_status_subresources(client: KubeClient
     assert "vpsienodes/status" in resources
 
 
-def test_valid_nodegroup_is_accepted_and_defaulted_by_the_server(client: KubeClient, name: str) -> None:
+def test_valid_nodegroup_is_accepted_and_defaulted_by_the_server(client: DevKubeClient, name: str) -> None:
     created = client.create(NG, nodegroup(name, scaleUp={"enabled": False}))
     spec = created["spec"]
     assert spec["scaleUp"] == {"enabled": False, "priority": 0}  # explicit false kept
@@ -95,7 +95,7 @@ def test_valid_nodegroup_is_accepted_and_defaulted_by_the_server(client: KubeCli
 
 @pytest.mark.parametrize("case", REFUSED, ids=lambda c: c.id)
 def test_invalid_nodegroups_are_refused_with_a_clear_message(
-    client: KubeClient, name: str, case: Case
+    client: DevKubeClient, name: str, case: Case
 ) -> None:
     body = nodegroup(name)
     body["spec"] = patched(case.patch)
@@ -103,7 +103,7 @@ def test_invalid_nodegroups_are_refused_with_a_clear_message(
 
 
 @pytest.mark.parametrize("case", ACCEPTED, ids=lambda c: c.id)
-def test_edge_cases_are_accepted_and_parse(client: KubeClient, name: str, case: Case) -> None:
+def test_edge_cases_are_accepted_and_parse(client: DevKubeClient, name: str, case: Case) -> None:
     body = nodegroup(name)
     body["spec"] = patched(case.patch)
     created = client.create(NG, body)
@@ -112,7 +112,7 @@ def test_edge_cases_are_accepted_and_parse(client: KubeClient, name: str, case: 
 
 @pytest.mark.parametrize("change", IMMUTABLE, ids=lambda t: t.id)
 def test_the_source_of_an_existing_group_cannot_change(
-    client: KubeClient, name: str, change: Transition
+    client: DevKubeClient, name: str, change: Transition
 ) -> None:
     body = nodegroup(name)
     body["spec"] = change.old
@@ -126,7 +126,7 @@ def test_the_source_of_an_existing_group_cannot_change(
 
 
 @pytest.mark.parametrize("change", MUTABLE, ids=lambda t: t.id)
-def test_the_rest_of_the_source_may_change(client: KubeClient, name: str, change: Transition) -> None:
+def test_the_rest_of_the_source_may_change(client: DevKubeClient, name: str, change: Transition) -> None:
     body = nodegroup(name)
     body["spec"] = change.old
     created = client.create(NG, body)
@@ -134,7 +134,7 @@ def test_the_rest_of_the_source_may_change(client: KubeClient, name: str, change
     assert NodeGroup.from_k8s(updated).spec == NodeGroupSpec.model_validate(change.new)
 
 
-def test_nodegroup_name_must_fit_a_label_value(client: KubeClient) -> None:
+def test_nodegroup_name_must_fit_a_label_value(client: DevKubeClient) -> None:
     long_name = "g" * 64
     try:
         assert MSG_NAME_LENGTH in refused(client, NG, nodegroup(long_name))
@@ -142,7 +142,7 @@ def test_nodegroup_name_must_fit_a_label_value(client: KubeClient) -> None:
         client.delete(f"{NG}/{long_name}")
 
 
-def test_status_is_a_subresource(client: KubeClient, name: str) -> None:
+def test_status_is_a_subresource(client: DevKubeClient, name: str) -> None:
     client.create(NG, nodegroup(name))
     # A status sent with the main resource is ignored ...
     client.merge_patch(f"{NG}/{name}", {"status": {"desiredNodes": 7}})
@@ -170,7 +170,7 @@ def vpsienode(name: str) -> dict[str, Any]:
     }
 
 
-def test_vpsienode_spec_is_immutable_and_status_validated(client: KubeClient, name: str) -> None:
+def test_vpsienode_spec_is_immutable_and_status_validated(client: DevKubeClient, name: str) -> None:
     created = client.create(VN, vpsienode(name))
     assert VPSieNode.from_k8s(created).spec.hostname == name
     with pytest.raises(ApiError) as exc:
@@ -191,7 +191,7 @@ def test_vpsienode_spec_is_immutable_and_status_validated(client: KubeClient, na
     assert VPSieNode.from_k8s(ok).in_flight
 
 
-def test_vpsienode_needs_exactly_one_source(client: KubeClient, name: str) -> None:
+def test_vpsienode_needs_exactly_one_source(client: DevKubeClient, name: str) -> None:
     body = vpsienode(name)
     body["spec"]["managed"] = MANAGED
     assert MSG_ONE_SOURCE in refused(client, VN, body)

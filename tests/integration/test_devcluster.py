@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from hack.devcluster.client import ApiError, JsonObj, KubeClient, condition_is, find_condition
+from hack.devcluster.client import ApiError, DevKubeClient, JsonObj, condition_is, find_condition
 from hack.devcluster.cluster import ClusterHandle
 from hack.devcluster.nodes import OWNER_LABEL, make_kwok_node
 
@@ -82,7 +82,7 @@ def pod(name: str, ns: str, cpu: str = "100m", memory: str = "64Mi") -> JsonObj:
     return {"apiVersion": "v1", "kind": "Pod", **body}
 
 
-def running_pods(client: KubeClient, ns: str, app: str, count: int) -> list[JsonObj]:
+def running_pods(client: DevKubeClient, ns: str, app: str, count: int) -> list[JsonObj]:
     """Wait until exactly ``count`` live pods of ``app`` are Running; return them."""
 
     def live() -> list[JsonObj]:
@@ -97,7 +97,7 @@ def running_pods(client: KubeClient, ns: str, app: str, count: int) -> list[Json
     )
 
 
-def evict(client: KubeClient, ns: str, name: str) -> JsonObj:
+def evict(client: DevKubeClient, ns: str, name: str) -> JsonObj:
     body = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": name, "namespace": ns}}
     return client.create(f"/api/v1/namespaces/{ns}/pods/{name}/eviction", body)
 
@@ -357,7 +357,7 @@ def test_service_account_token_authenticates_and_rbac_denies_missing_verbs(
         },
     )
 
-    reader = KubeClient.from_kubeconfig(k8s_cluster.sa_kubeconfig(ns, "reader"))
+    reader = DevKubeClient.from_kubeconfig(k8s_cluster.sa_kubeconfig(ns, "reader"))
     review = reader.create(
         "/apis/authentication.k8s.io/v1/selfsubjectreviews",
         {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"},

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from hack.devcluster.client import KubeClient, find_condition
+from hack.devcluster.client import DevKubeClient, find_condition
 from hack.devcluster.cluster import ClusterHandle
 from hack.devcluster.nodes import OWNER_LABEL, make_kwok_node
 from tests.integration.crds import install_crds
@@ -24,8 +24,8 @@ from vpsie_autoscaler.scaling import (
     nodes_from_k8s,
     plan_scale_down,
     plan_scale_up,
+    reasons,
 )
-from vpsie_autoscaler.scaling import reasons as r
 from vpsie_autoscaler.scaling.predicates import check
 from vpsie_autoscaler.scaling.scaleup import TRIGGERED
 
@@ -54,7 +54,7 @@ def bare_pod(ns: str, name: str, cpu: str) -> dict[str, object]:
     }
 
 
-def scheduled_condition(client: KubeClient, ns: str, name: str) -> dict[str, object]:
+def scheduled_condition(client: DevKubeClient, ns: str, name: str) -> dict[str, object]:
     obj = client.wait_for(
         f"/api/v1/namespaces/{ns}/pods/{name}",
         lambda p: find_condition(p, "PodScheduled") is not None,
@@ -116,7 +116,7 @@ def test_planners_on_real_objects(k8s_cluster: ClusterHandle, k8s_namespace: str
         pending = PodInfo.from_k8s(big)
         verdict = check(pending, node)
         assert verdict is not None
-        assert verdict.code == r.INSUFFICIENT_RESOURCE
+        assert verdict.code == reasons.INSUFFICIENT_RESOURCE
 
         # Scale-up from the stored NodeGroup: one new node for the pending pod.
         group = GroupTemplate.from_nodegroup(NodeGroup.from_k8s(ng_obj), size=1)
@@ -128,7 +128,7 @@ def test_planners_on_real_objects(k8s_cluster: ClusterHandle, k8s_namespace: str
         # Scale-down of the real node: its bare pod has no controller, so it must stay.
         down = plan_scale_down([node], [group], now=datetime.now(UTC))
         assert down.removals == ()
-        assert down.blocked[node_name].code == r.POD_BLOCKS_EVICTION
-        assert down.blocked[node_name].detail == r.NOT_REPLICATED
+        assert down.blocked[node_name].code == reasons.POD_BLOCKS_EVICTION
+        assert down.blocked[node_name].detail == reasons.NOT_REPLICATED
     finally:
         client.delete(f"/apis/autoscaler.vpsie.com/v1alpha1/nodegroups/{group_name}")

@@ -23,7 +23,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from hack.devcluster import cli, pki
-from hack.devcluster.client import ApiError, KubeClient, WaitTimeout
+from hack.devcluster.client import ApiError, DevKubeClient, WaitTimeout
 from hack.devcluster.cluster import Component, ComponentDied, ComponentNotReady, DevCluster, free_port
 from hack.devcluster.nodes import KWOK_ANNOTATION, make_kwok_node
 from hack.devcluster.processes import ProcessRecord
@@ -88,7 +88,7 @@ def test_admin_kubeconfig_authenticates_with_a_system_masters_certificate_over_v
 ) -> None:
     url, seen = api
     kubeconfig = pki.write_admin_kubeconfig(tmp_path / "kubeconfig", url, certs)
-    client = KubeClient.from_kubeconfig(kubeconfig)
+    client = DevKubeClient.from_kubeconfig(kubeconfig)
     assert client.version() == {"gitVersion": "v1.36.3"}
     assert pki.ADMIN_GROUP in seen.peer_subjects[-1]
     assert pki.ADMIN_USER in seen.peer_subjects[-1]
@@ -100,21 +100,21 @@ def test_token_kubeconfig_sends_the_bearer_token(
 ) -> None:
     url, seen = api
     path = pki.write_token_kubeconfig(tmp_path / "sa", url, certs.ca_cert.read_bytes(), "sa", "tok3n")
-    KubeClient.from_kubeconfig(path).version()
+    DevKubeClient.from_kubeconfig(path).version()
     assert seen.auth_headers[-1] == "Bearer tok3n"
 
 
 def test_client_refuses_a_server_signed_by_another_ca(api: tuple[str, Seen], tmp_path: Path) -> None:
     url, _ = api
     other = pki.generate(tmp_path / "other")
-    client = KubeClient(url, other.ca_cert.read_bytes(), token="x")
+    client = DevKubeClient(url, other.ca_cert.read_bytes(), token="x")
     with pytest.raises(ssl.SSLCertVerificationError):
         client.version()
 
 
 def test_api_errors_carry_status_reason_and_message(certs: pki.Pki, api: tuple[str, Seen]) -> None:
     url, _ = api
-    client = KubeClient(url, certs.ca_cert.read_bytes(), token="x")
+    client = DevKubeClient(url, certs.ca_cert.read_bytes(), token="x")
     with pytest.raises(ApiError) as err:
         client.get("/apis/x")
     assert (err.value.status, err.value.reason, err.value.message) == (422, "Invalid", "replicas is invalid")
@@ -156,34 +156,34 @@ def test_bad_kubeconfigs_are_rejected_clearly(kubeconfig: str, error: str, tmp_p
     path = tmp_path / "kubeconfig"
     path.write_text(kubeconfig)
     with pytest.raises(ValueError, match=error):
-        KubeClient.from_kubeconfig(path)
+        DevKubeClient.from_kubeconfig(path)
 
 
 def test_client_needs_https_and_credentials(certs: pki.Pki) -> None:
     ca = certs.ca_cert.read_bytes()
     with pytest.raises(ValueError, match="https"):
-        KubeClient("http://127.0.0.1:6443", ca, token="t")
+        DevKubeClient("http://127.0.0.1:6443", ca, token="t")
     with pytest.raises(ValueError, match="token or a client certificate"):
-        KubeClient("https://127.0.0.1:6443", ca)
+        DevKubeClient("https://127.0.0.1:6443", ca)
 
 
 def test_a_dead_component_ends_a_wait_at_once(certs: pki.Pki) -> None:
     def liveness() -> None:
         raise ComponentDied("kube-apiserver exited with code 1; last lines: panic")
 
-    client = KubeClient("https://127.0.0.1:1", certs.ca_cert.read_bytes(), token="t", liveness=liveness)
+    client = DevKubeClient("https://127.0.0.1:1", certs.ca_cert.read_bytes(), token="t", liveness=liveness)
     with pytest.raises(ComponentDied, match="panic"):
         client.wait_until(lambda: None, lambda _: False, timeout=600, what="never")
 
 
 def test_a_wait_past_its_deadline_names_what_it_waited_for(certs: pki.Pki) -> None:
-    client = KubeClient("https://127.0.0.1:1", certs.ca_cert.read_bytes(), token="t")
+    client = DevKubeClient("https://127.0.0.1:1", certs.ca_cert.read_bytes(), token="t")
     with pytest.raises(WaitTimeout, match=r"waiting for the thing; last seen: \{\"phase\": \"Pending\"\}"):
         client.wait_until(lambda: {"phase": "Pending"}, lambda _: False, timeout=0.3, what="the thing")
 
 
 def test_delete_nodes_refuses_an_empty_selector(certs: pki.Pki) -> None:
-    client = KubeClient("https://127.0.0.1:1", certs.ca_cert.read_bytes(), token="t")
+    client = DevKubeClient("https://127.0.0.1:1", certs.ca_cert.read_bytes(), token="t")
     with pytest.raises(ValueError, match="every node"):
         client.delete_nodes("")
 
