@@ -26,6 +26,7 @@ from tests.unit.api.nodegroup_cases import (
 from vpsie_autoscaler.api import NodeGroup, NodeGroupSpec, VPSieNode
 from vpsie_autoscaler.api.nodegroup import MSG_NAME_LENGTH, MSG_ONE_SOURCE, update_violations
 from vpsie_autoscaler.api.vpsienode import MSG_PHASE_KEYS, MSG_SPEC_IMMUTABLE
+from vpsie_autoscaler.scaling import membership
 
 pytestmark = pytest.mark.cluster
 
@@ -188,7 +189,7 @@ def test_vpsienode_spec_is_immutable_and_status_validated(client: DevKubeClient,
         f"{VN}/{name}/status",
         {"status": {"phase": "Provisioning", "phaseTimestamps": {"Pending": "2026-11-27T09:00:00Z"}}},
     )
-    assert VPSieNode.from_k8s(ok).in_flight
+    assert membership.in_flight(VPSieNode.from_k8s(ok))
 
 
 def test_vpsienode_needs_exactly_one_source(client: DevKubeClient, name: str) -> None:

@@ -226,15 +226,3 @@ class VPSieNode(KubeModel):
     def from_k8s(cls, obj: dict[str, Any]) -> VPSieNode:
         """Parse a VPSieNode as read from the API server (raises ``pydantic.ValidationError``)."""
         return cls.model_validate(obj)
-
-    @property
-    def in_flight(self) -> bool:
-        """Being created or joining, not being deleted: capacity on the way."""
-        return (
-            self.metadata.deletion_timestamp is None and (self.status.phase or "Pending") in IN_FLIGHT_PHASES
-        )
-
-    @property
-    def leaving(self) -> bool:
-        """Being drained, deleted or failed: never capacity."""
-        return self.metadata.deletion_timestamp is not None or (self.status.phase or "") in LEAVING_PHASES

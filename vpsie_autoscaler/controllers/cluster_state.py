@@ -46,7 +46,7 @@ from vpsie_autoscaler.api.labels import (
     VPSIENODE_LABEL,
 )
 from vpsie_autoscaler.api.nodegroup import NodeGroup
-from vpsie_autoscaler.api.vpsienode import IN_FLIGHT_PHASES, LEAVING_PHASES, VPSieNode
+from vpsie_autoscaler.api.vpsienode import VPSieNode
 from vpsie_autoscaler.controllers.catalogue import PlanCatalogue
 from vpsie_autoscaler.controllers.metrics import AutoscalerMetrics
 from vpsie_autoscaler.scaling import (
@@ -58,6 +58,7 @@ from vpsie_autoscaler.scaling import (
     TemplateError,
 )
 from vpsie_autoscaler.scaling.groups import template_problem
+from vpsie_autoscaler.scaling.membership import is_in_flight, is_leaving
 from vpsie_autoscaler.scaling.scheduling_facts import nodes_from_k8s
 
 log = structlog.get_logger("vpsie_autoscaler.controllers.cluster_state")
@@ -231,12 +232,13 @@ class VPSieNodeView:
 
     @property
     def leaving(self) -> bool:
-        return self.deleting or self.drain_requested or self.phase in LEAVING_PHASES
+        """:func:`~vpsie_autoscaler.scaling.membership.is_leaving` (one rule for every count)."""
+        return is_leaving(self.phase, deleting=self.deleting, drain_requested=self.drain_requested)
 
     @property
     def in_flight_phase(self) -> bool:
         """Pending/Provisioning/Joining and not leaving (not Ready yet)."""
-        return not self.leaving and self.phase in IN_FLIGHT_PHASES
+        return is_in_flight(self.phase, deleting=self.deleting, drain_requested=self.drain_requested)
 
     @classmethod
     def from_k8s(cls, obj: Obj) -> VPSieNodeView:

@@ -15,6 +15,7 @@ from vpsie_autoscaler.api.nodegroup import (
     MSG_ONE_SOURCE,
     MSG_ONE_VPSIE_GROUP,
 )
+from vpsie_autoscaler.scaling import membership
 
 VM = {"resourceIdentifier": "plan-1", "osIdentifier": "os-1", "dcIdentifier": "dc-1", "projectId": "p-1"}
 MANAGED = {"clusterIdentifier": "c-1", "nodeGroupName": "workers", "sizeId": 3}
@@ -122,13 +123,13 @@ def test_nodegroup_parses_a_server_object_with_unknown_fields() -> None:
 def test_vpsienode_phase_helpers_and_timestamp_keys() -> None:
     base = {"spec": {"nodeGroup": "web", "hostname": "web-abc12", "vm": VM}}
     vn = VPSieNode.from_k8s({**base, "status": {"phase": "Joining"}})
-    assert vn.in_flight
-    assert not vn.leaving
+    assert membership.in_flight(vn)
+    assert not membership.leaving(vn)
     gone = VPSieNode.from_k8s(
         {**base, "metadata": {"deletionTimestamp": "2026-01-01T00:00:00Z"}, "status": {"phase": "Ready"}}
     )
-    assert gone.leaving
-    assert not gone.in_flight
+    assert membership.leaving(gone)
+    assert not membership.in_flight(gone)
     with pytest.raises(ValidationError, match="phase names"):
         VPSieNode.from_k8s({**base, "status": {"phaseTimestamps": {"Booting": "2026-01-01T00:00:00Z"}}})
     with pytest.raises(ValidationError, match="pattern"):

@@ -23,10 +23,10 @@ from datetime import datetime, timedelta
 from typing import Final
 
 from vpsie_autoscaler.api.durations import parse_duration
-from vpsie_autoscaler.api.labels import DRAIN_REQUESTED_ANNOTATION
 from vpsie_autoscaler.api.nodegroup import BackoffSpec
 from vpsie_autoscaler.api.vpsienode import VPSieNode
 from vpsie_autoscaler.controllers.vpsienode.keys import ERROR_CLASS_ANNOTATION
+from vpsie_autoscaler.scaling import membership
 from vpsie_autoscaler.vpsie.errors import ErrorClass
 
 LONG_BACKOFF_CLASSES: Final = frozenset({ErrorClass.QUOTA, ErrorClass.PLAN_UNAVAILABLE, ErrorClass.INVALID})
@@ -43,7 +43,8 @@ STATE_ACTIVE: Final = "Active"
 
 
 def is_leaving(vn: VPSieNode) -> bool:
-    return vn.leaving or DRAIN_REQUESTED_ANNOTATION in vn.metadata.annotations
+    """:func:`~vpsie_autoscaler.scaling.membership.leaving` (one rule for every count)."""
+    return membership.leaving(vn)
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ def count(vns: Sequence[VPSieNode], node_ready: Callable[[str], bool]) -> Counts
             deleting += 1
             continue
         current += 1
-        if vn.in_flight:
+        if membership.in_flight(vn):
             provisioning += 1
         elif vn.status.phase == "Ready" and vn.status.node_name and node_ready(vn.status.node_name):
             ready += 1
@@ -123,7 +124,7 @@ def surplus(vns: Sequence[VPSieNode], how_many: int, node_ready: Callable[[str],
     def rank(vn: VPSieNode) -> tuple[int, float]:
         created = vn.metadata.creation_timestamp
         age_key = -(created.timestamp() if created is not None else 0.0)
-        if vn.in_flight:
+        if membership.in_flight(vn):
             return (0, age_key)
         if not (vn.status.node_name and node_ready(vn.status.node_name)):
             return (1, age_key)
