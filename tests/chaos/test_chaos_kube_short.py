@@ -43,7 +43,7 @@ def kube_proxy_thread(e2e: E2E) -> Iterator[ProxyThread]:
         proxy.stop()
 
 
-@pytest.mark.timeout(200)
+@pytest.mark.timeout(600)  # a hang guard, not a speed claim: 2 loaded cores run it in 100-220 s
 def test_kube_api_faults(e2e: E2E, k8s_cluster: ClusterHandle, kube_proxy_thread: ProxyThread) -> None:
     """Scenario 3: connections cut every 10 s for 30 s, an apiserver restart during a scale-up, a 410
     on every watch; converged within 30 s of each, no duplicate, no orphan."""
@@ -53,7 +53,7 @@ def test_kube_api_faults(e2e: E2E, k8s_cluster: ClusterHandle, kube_proxy_thread
     assert not off, f"figures off goal (replay: CHAOS_SEED={CONFIG.seed}):\n" + "\n".join(off)
 
 
-@pytest.mark.timeout(160)
+@pytest.mark.timeout(450)  # a hang guard, not a speed claim
 def test_credentials(e2e: E2E) -> None:
     """Scenario 4: a wrong token at start, fixed without a restart, then rotated under churn."""
     restart_sim_with_tokens(e2e, TOKENS)
