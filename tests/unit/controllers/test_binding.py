@@ -373,3 +373,21 @@ def test_a_record_being_deleted_is_served_after_every_live_launch() -> None:
         "web-going": second,
     }
     assert assign(MANAGED, [leaving, live], [first], set()) == {"web-livee": first}
+
+
+def test_a_failed_vm_record_still_waits_for_the_vm_of_its_own_hostname() -> None:
+    """A VM answers only the record of its hostname: a Failed VM record can take nothing else, and
+    must still find (and delete) its own late VM."""
+    vm = {"resourceIdentifier": "r", "osIdentifier": "o", "dcIdentifier": "d", "projectId": "p"}
+    managed = record("web-abc12", sent=0, phase="Failed")
+    failed = VPSieNode.from_k8s(
+        {
+            **managed.model_dump(mode="json", by_alias=True),
+            "spec": {"nodeGroup": "g", "hostname": "web-abc12", "vm": vm},
+        }
+    )
+    w = waiting_of(failed)
+    assert w is not None
+    late = node("web-abc12", 5, source=VMS)
+    other = node("web-zzzzz", 4, source=VMS)
+    assert assign(VMS, [w], [other, late], set()) == {"web-abc12": late}

@@ -95,15 +95,17 @@ def raw_owned_key(obj: Mapping[str, Any]) -> str | None:
 
 
 def waiting_of(vn: VPSieNode) -> Waiting | None:
-    """The record as a waiting launch, or None when nothing can answer it: it sent nothing, it is
-    bound already, VPSie refused its launch (``NotDone``), or it failed (a node arriving for a Failed
-    record has no claim on it: it is adopted, so a record that will never get its node can never take
-    the node of a newer launch). A record being deleted still waits (to delete its node), after every
+    """The record as a waiting launch, or None when nothing can answer it: it sent nothing, or it is
+    bound already. For managed groups (where binding is first come, first served) also when VPSie
+    refused its launch (``NotDone``) or the record failed: a node arriving for it has no claim on it
+    and is adopted, so a record that will never get its node can never take the node of a newer
+    launch. A plain VM answers only the record of its hostname, so a Failed VM record still binds its
+    own late VM (to delete it). A record being deleted still waits (to delete its node), after every
     live launch."""
     launch = vn.status.launch
-    if launch is None or bound_key(vn) is not None or launch.outcome == "NotDone":
+    if launch is None or bound_key(vn) is not None:
         return None
-    if vn.status.phase == "Failed":
+    if vn.spec.managed is not None and (launch.outcome == "NotDone" or vn.status.phase == "Failed"):
         return None
     return Waiting(
         name=vn.metadata.name,

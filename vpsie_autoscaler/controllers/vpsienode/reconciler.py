@@ -480,7 +480,11 @@ class VPSieNodeReconciler:
         key = bound_key(vn)
         if key is not None:
             return obj, next((i for i in listed if instance_key(i) == key), None)
-        if st.launch is None or st.launch.outcome == "NotDone" or "Failed" in (st.phase, vn.status.phase):
+        if st.launch is None:
+            return obj, None
+        if vn.spec.managed is not None and (
+            st.launch.outcome == "NotDone" or "Failed" in (st.phase, vn.status.phase)
+        ):
             return obj, None  # nothing can answer it (see ``binding.waiting_of``)
         if self.book.expected_for(vn.metadata.name) is not None:
             # Bound by this process already; the cache has not caught up. Never bind twice: re-read.
@@ -672,16 +676,17 @@ class VPSieNodeReconciler:
         return Result(requeue_after=self.options.poll_interval)
 
     async def _failed(self, obj: dict[str, Any], vn: VPSieNode, st: VPSieNodeStatus) -> Result:
-        """A Failed record keeps the instance it was bound to deleted. It never binds a new one: a node
-        arriving late for it is adopted (then scaled down with a drain like any other), so a record that
-        will never get its own node can never take, and delete, the node of a newer launch."""
+        """A Failed record keeps the instance it was bound to deleted. A managed one never binds a new
+        one: a node arriving late for it is adopted (then scaled down with a drain like any other), so
+        a record that will never get its own node can never take, and delete, the node of a newer
+        launch. A VM record still binds (and deletes) the late VM of its own hostname."""
         if self.options.dry_run:
             return Result(requeue_after=self.options.resync_interval)
-        if bound_key(vn) is None:
+        if st.launch is None or (bound_key(vn) is None and vn.spec.managed is not None):
             return Result(requeue_after=self.options.resync_interval)  # nothing of ours to delete
         source = await self.providers.source_of(vn)
         listed = await self._listing(source, max_age=self.options.delete_poll_interval)
-        obj, instance = await self._bound_instance(obj, vn, st, source, listed)
+        obj, instance = await self._bound_instance(obj, vn, st, source, listed)  # a late VM of ours
         if instance is None:
             return Result(requeue_after=self.options.resync_interval)
         await self._delete_instance(obj, vn, instance)
