@@ -168,8 +168,13 @@ def test_5_pdb_forbidding_eviction_keeps_the_node_and_the_event_says_why(e2e: E2
     e2e.delete_pod(filler["metadata"]["name"])
 
     def pdb_events() -> list[dict[str, object]]:
+        # Node events live in a shared namespace: only this test's pod and PDB count (an earlier test of
+        # the same cluster may have left a "…guarded-pdb" event of its own).
         evs = e2e.events() + e2e.events(CLUSTER_SCOPED_EVENTS_NS)
-        return [ev for ev in evs if "guarded-pdb" in str(ev.get("note", ""))]
+        mine = f"{e2e.namespace}/guarded-"
+        return [
+            ev for ev in evs if "guarded-pdb" in str(ev.get("note", "")) and mine in str(ev.get("note", ""))
+        ]
 
     [event, *_] = e2e.wait(pdb_events, bool, timeout=SCALE_DOWN_S, what="an Event naming the PDB")
     print(f"blocked by the PDB: {event['reason']}: {event['note']}")
