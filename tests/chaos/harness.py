@@ -543,11 +543,17 @@ def moment(stack: ChaosStack) -> str:
 
 def run_scenario(e2e: E2E, config: ChaosConfig, scenario: Scenario, figures: Figures = REGISTRY) -> list[str]:
     """Run ``scenario`` on a fresh stack; its figures go to ``figures``; returns the off-goal lines."""
+    return run_on(ChaosStack(e2e, config, scenario.name, ephemeral=scenario.ephemeral), scenario, figures)
+
+
+def run_on(stack: ChaosStack, scenario: Scenario, figures: Figures = REGISTRY) -> list[str]:
+    """Run ``scenario`` on a stack built by the caller (scenarios that need extra ``run`` flags or a
+    supervisor); a scenario may have a ``before_checks(stack)`` step between settling and the checks."""
+    config = stack.config
     figures.seed = config.seed
     print(
         f"\n[chaos] {scenario.name}: profile {config.profile}, seed {config.seed}, {config.lease}", flush=True
     )
-    stack = ChaosStack(e2e, config, scenario.name, ephemeral=scenario.ephemeral)
     before = len(figures.items)
     try:
         stack.start()
@@ -564,6 +570,9 @@ def run_scenario(e2e: E2E, config: ChaosConfig, scenario: Scenario, figures: Fig
             f"settled in {settled.seconds:.0f}s",
             flush=True,
         )
+        before_checks = getattr(scenario, "before_checks", None)
+        if before_checks is not None:
+            before_checks(stack)
         stack.end_checks(figures, settled)
         scenario.figures(stack, figures)
     finally:

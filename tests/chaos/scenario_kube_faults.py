@@ -25,8 +25,8 @@ leader that cannot renew its Lease exits by design (``runtime/manager.py``), so 
 reported (not judged) in this scenario, with the exit reasons.
 
 The module also holds what scenarios 4 and 6 share: :class:`SupervisedStack` (a :class:`ChaosStack`
-with extra ``run`` flags, a supervisor and pausable churn), :func:`run_on` (``run_scenario`` on a
-given stack) and :func:`wait_converged`.
+with extra ``run`` flags, a supervisor and pausable churn) and :func:`wait_converged`; such a stack
+runs its scenario with :func:`tests.chaos.harness.run_on`.
 """
 
 from __future__ import annotations
@@ -49,8 +49,8 @@ import yaml
 from aiohttp import web
 
 from hack.devcluster.cluster import APISERVER_READY_S, ClusterHandle, Component, DevCluster
-from tests.chaos.figures import REGISTRY, Figure, Figures
-from tests.chaos.harness import ChaosConfig, ChaosStack, ChurnThread, Scenario
+from tests.chaos.figures import Figure, Figures
+from tests.chaos.harness import ChaosConfig, ChaosStack, ChurnThread
 from tests.chaos.watcher import PdbDip
 from tests.e2e.harness import E2E, JsonObj, phase_of
 from tests.support.kube_proxy import KubeProxy
@@ -348,43 +348,6 @@ def wait_converged(stack: ChaosStack, since: float, timeout: float = CONVERGE_TI
             return time.monotonic() - since, ""
         time.sleep(0.5)
     return math.nan, "; ".join(last)[:1500]
-
-
-# --- the runner ------------------------------------------------------------------------------------
-def run_on(stack: ChaosStack, scenario: Scenario, figures: Figures = REGISTRY) -> list[str]:
-    """:func:`tests.chaos.harness.run_scenario` on a stack built by the caller."""
-    config = stack.config
-    figures.seed = config.seed
-    print(
-        f"\n[chaos] {scenario.name}: profile {config.profile}, seed {config.seed}, {config.lease}", flush=True
-    )
-    before = len(figures.items)
-    try:
-        stack.start()
-        started = time.monotonic()
-        scenario.disturb(stack)
-        stack.churn.stop()
-        stack.workload.finish()
-        scenario.calm(stack)
-        churned = time.monotonic() - started
-        settled = stack.settle()
-        stack.watcher.stop()
-        print(
-            f"[chaos] {scenario.name}: churned {churned:.0f}s ({stack.workload.steps} workload changes), "
-            f"settled in {settled.seconds:.0f}s",
-            flush=True,
-        )
-        before_checks = getattr(scenario, "before_checks", None)
-        if before_checks is not None:
-            before_checks(stack)
-        stack.end_checks(figures, settled)
-        scenario.figures(stack, figures)
-    finally:
-        stack.stop()
-    mine = figures.items[before:]
-    for fig in mine:
-        print(f"[chaos] {fig.line()}", flush=True)
-    return [f.line() for f in mine if not f.ok]
 
 
 def converge_figure(scenario: str, fault: str, seconds: float, detail: str) -> Figure:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from hack.devcluster.cluster import ClusterHandle
-from tests.chaos.harness import ChaosConfig
+from tests.chaos.harness import ChaosConfig, run_on
 from tests.chaos.scenario_credentials import (
     TOKENS,
     WRONG_TOKEN,
@@ -23,7 +23,6 @@ from tests.chaos.scenario_kube_faults import (
     ProxyThread,
     apiserver_of,
     kube_faults_stack,
-    run_on,
 )
 from tests.e2e.harness import E2E
 
