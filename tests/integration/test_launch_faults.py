@@ -35,12 +35,15 @@ from tests.integration.lifecycle_env import (
 )
 from tests.support.vpsie import API_TOKEN
 from tests.support.wait import eventually
-from vpsie_autoscaler.controllers.cloud import CredentialsWatcher
+from vpsie_autoscaler.api.labels import TO_BE_DELETED_TAINT
+from vpsie_autoscaler.controllers.cloud import CredentialsWatcher, ownership_tags
+from vpsie_autoscaler.controllers.objects import rfc3339
 from vpsie_autoscaler.controllers.vpsienode.keys import ERROR_CLASS_ANNOTATION, FAILED_REASON_ANNOTATION
 from vpsie_autoscaler.controllers.vpsienode.reconciler import VPSieNodeReconciler
 from vpsie_autoscaler.kube.resources import NODEGROUPS, PDBS, PODS, VPSIENODES
 from vpsie_autoscaler.runtime.controller import Request
 from vpsie_autoscaler.runtime.fence import FenceReason, NotLeader
+from vpsie_autoscaler.vpsie.provider import CreateRequest
 from vpsie_autoscaler.vpsie.retry import RetryPolicy
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(180)]
@@ -245,6 +248,90 @@ async def test_a_refused_launch_never_takes_the_node_of_a_newer_launch(
         bound = launch_of(env, ready["metadata"]["name"])["boundHostname"]
         assert group_nodes(env, sim_group) == [bound]
         assert env.requests("DELETE", DELETE_NODE) == []
+
+
+async def test_a_failed_vm_record_drains_its_late_node_before_deleting_it(
+    k8s_cluster: ClusterHandle, k8s_namespace: str
+) -> None:
+    """Chaos finding (VPSie faults, seed 694659): a VM record failed by its provisioning timeout; its
+    VM came late, joined, and the scheduler used the Ready Node at once. The Failed record bound the
+    late VM and deleted it with its Node without a drain: two pods lost. Now the Node is tainted and
+    drained (a PDB holds the deletion) before the instance goes, and so when the record is deleted."""
+    ns = k8s_namespace
+    async with lifecycle_env(k8s_cluster, ns, start=False) as env:
+        group = env.name("late")
+        await env.create_group(group, minNodes=0, scaleDown={"maxGracefulTermination": "30s"})
+        await eventually(lambda: env.nodegroups.store.get(group) is not None, within=WAIT_S, what="cached")
+        vn = await create_record(env, group)
+        name, hostname = vn.metadata.name, vn.spec.hostname
+        now = rfc3339(env.clock.now())
+        failed = {
+            "phase": "Failed",
+            "phaseTimestamps": {"Pending": now, "Provisioning": now, "Failed": now},
+            "launch": {"requestedHostname": hostname, "sentAt": now, "baseline": [], "outcome": "Done"},
+        }
+        await env.kube.merge_patch(VPSIENODES, name, {"status": failed}, subresource="status")
+        await eventually(lambda: phase(env, name) == "Failed", within=WAIT_S, what="Failed cached")
+        # The late VM, created as the record's launch asked (its tags included); it boots and joins.
+        source = await env.providers.source_of(vn)
+        tags = ownership_tags(await env.providers.identity.get(), group)
+        result = await env.providers.launch(CreateRequest(hostname=hostname, source=source, tags=tags))
+        assert result.sent
+        node_name = hostname.lower()
+        await eventually(lambda: env.nodes.store.get(node_name) is not None, within=WAIT_S, what="Node")
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "early", "labels": {"app": "early"}},
+            "spec": {
+                "nodeName": node_name,
+                "containers": [{"name": "c", "image": "busybox"}],
+                "tolerations": [{"operator": "Exists"}],
+            },
+        }
+        await env.kube.create(PODS, pod, ns)
+        pdb = {
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": {"name": "keep-early"},
+            "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "early"}}},
+        }
+        await env.kube.create(PDBS, pdb, ns)
+
+        async def pdb_ready() -> bool:
+            got = await env.kube.get(PDBS, "keep-early", ns)
+            return (got.get("status") or {}).get("currentHealthy") == 1
+
+        await eventually(pdb_ready, within=WAIT_S, what="PDB observed the pod")
+        env.start()
+
+        def tainted() -> bool:
+            node = env.nodes.store.get(node_name) or {}
+            taints = (node.get("spec") or {}).get("taints") or []
+            return any(t.get("key") == TO_BE_DELETED_TAINT for t in taints)
+
+        await eventually(tainted, within=WAIT_S, what="the late Node tainted")
+        await reconciled_more(env, "vpsienode", 10)
+        assert env.requests("DELETE") == [], "the instance is not deleted while its pod cannot leave"
+        assert await env.kube.get(PODS, "early", ns)
+        assert launch_of(env, name).get("boundHostname", "").lower() == node_name
+        # Deleting the Failed record (as the NodeGroup does) drains the same way.
+        await env.kube.delete(VPSIENODES, name)
+        await eventually(lambda: phase(env, name) == "Deleting", within=WAIT_S, what="Deleting")
+        await reconciled_more(env, "vpsienode", 10)
+        assert env.requests("DELETE") == [], "nor when the Failed record is deleted"
+
+        await env.kube.delete(PDBS, "keep-early", ns)
+
+        async def pod_gone() -> bool:
+            listed = await env.kube.list(PODS, ns, field_selector="metadata.name=early")
+            return not listed.get("items")
+
+        await eventually(pod_gone, within=WAIT_S, what="the pod evicted")
+        await eventually(lambda: len(env.requests("DELETE")) == 1, within=WAIT_S, what="VM deleted")
+        await eventually(lambda: env.vpsienodes.store.get(name) is None, within=WAIT_S, what="released")
+        env.sim.state.tick()
+        assert env.vms(group) == []
 
 
 # --- 3. deletion by identifier, never reduce --------------------------------------------------------

@@ -679,7 +679,11 @@ class VPSieNodeReconciler:
         """A Failed record keeps the instance it was bound to deleted. A managed one never binds a new
         one: a node arriving late for it is adopted (then scaled down with a drain like any other), so
         a record that will never get its own node can never take, and delete, the node of a newer
-        launch. A VM record still binds (and deletes) the late VM of its own hostname."""
+        launch. A VM record still binds (and deletes) the late VM of its own hostname.
+
+        A node that joined late may already run pods (the scheduler uses a Ready Node at once, before
+        this controller sees it): it is tainted and drained like any other before its instance goes,
+        so a failed launch never takes pods down with it."""
         if self.options.dry_run:
             return Result(requeue_after=self.options.resync_interval)
         if st.launch is None or (bound_key(vn) is None and vn.spec.managed is not None):
@@ -689,6 +693,15 @@ class VPSieNodeReconciler:
         obj, instance = await self._bound_instance(obj, vn, st, source, listed)  # a late VM of ours
         if instance is None:
             return Result(requeue_after=self.options.resync_interval)
+        node = self._own_node(vn, st.node_name or instance.node_name)
+        if node is not None and st.node_name != node["metadata"]["name"]:
+            st.node_name = node["metadata"]["name"]  # so the Node goes with the instance
+            obj = await self._write(obj, vn, st)
+            vn = VPSieNode.from_k8s(obj)
+        if node is not None and node_ready(node):
+            failed_at = self._since(st, "Failed", vn.metadata.creation_timestamp)
+            if not await self._drained_before_delete(obj, vn, st, node, failed_at):
+                return Result(requeue_after=self.options.poll_interval)
         await self._delete_instance(obj, vn, instance)
         await self._delete_node(vn)
         return Result(requeue_after=self.options.delete_poll_interval)
@@ -751,22 +764,15 @@ class VPSieNodeReconciler:
         obj = await self._write(obj, vn, st)
         vn = VPSieNode.from_k8s(obj)
         deleted_at = vn.metadata.deletion_timestamp or self.clock.now()
-        node = self.nodes.store.get(vn.status.node_name) if vn.status.node_name else None
+        node = self._own_node(vn, vn.status.node_name)
+        # A node that never became Ready for us is drained too once the cluster sees it Ready: pods
+        # may already run there. One that is not Ready runs nothing an eviction could move.
         if (
             node is not None
-            and was not in ("Failed", "Pending", "Provisioning")
-            and not claimed_by_other(vn.metadata.name, node)
+            and (was not in ("Failed", "Pending", "Provisioning") or node_ready(node))
+            and not await self._drained_before_delete(obj, vn, st, node, deleted_at)
         ):
-            grace = self._grace(vn)
-            within = self.clock.now() - deleted_at < grace
-            await self.drain.taint(node)
-            progress = await self.drain.step(node["metadata"]["name"])
-            if not progress.done:
-                if within or not self._force_after_grace(vn):
-                    if not within:
-                        await self._termination_blocked(obj, vn, st, node, grace, progress.blocker)
-                    return Result(requeue_after=self.options.poll_interval)
-                log.warning("drain.forced", vpsienode=vn.metadata.name, remaining=len(progress.remaining))
+            return Result(requeue_after=self.options.poll_interval)
         if st.launch is None and vn.spec.adopt is None:
             return await self._release(obj, vn, "no instance was ever requested")
         source = await self.providers.source_of(vn)
@@ -797,6 +803,32 @@ class VPSieNodeReconciler:
                 obj, vn, "nothing can answer the launch (refused, or the record failed)"
             )
         return await self._release(obj, vn, "VPSie no longer lists the instance")
+
+    def _own_node(self, vn: VPSieNode, name: str | None) -> dict[str, Any] | None:
+        """The Node of this record, when it exists and no other VPSieNode claims it."""
+        node = self.nodes.store.get(name) if name else None
+        if node is None or claimed_by_other(vn.metadata.name, node):
+            return None
+        return node
+
+    async def _drained_before_delete(
+        self, obj: dict[str, Any], vn: VPSieNode, st: VPSieNodeStatus, node: dict[str, Any], since: datetime
+    ) -> bool:
+        """Taint the Node and evict its pods; True once nothing that must leave is left on it (or,
+        past ``maxGracefulTermination``, when the group forces termination). A drain that PDBs block
+        past the grace waits and says why, as cluster-autoscaler's drain never breaks a PDB."""
+        grace = self._grace(vn)
+        within = self.clock.now() - since < grace
+        await self.drain.taint(node)
+        progress = await self.drain.step(node["metadata"]["name"])
+        if progress.done:
+            return True
+        if within or not self._force_after_grace(vn):
+            if not within:
+                await self._termination_blocked(obj, vn, st, node, grace, progress.blocker)
+            return False
+        log.warning("drain.forced", vpsienode=vn.metadata.name, remaining=len(progress.remaining))
+        return True
 
     async def _release(self, obj: dict[str, Any], vn: VPSieNode, why: str) -> Result:
         await self._delete_node(vn)
