@@ -31,6 +31,26 @@ from vpsie_autoscaler.api.vpsienode import VPSieNodeSpec, VPSieNodeStatus
 
 _DROP_KEYS: Final = frozenset({"title", "$defs"})
 
+API_VERSION_DESCRIPTION: Final = (
+    "APIVersion defines the versioned schema of this representation of an object. Servers should convert "
+    "recognized schemas to the latest internal value, and may reject unrecognized values. More info: "
+    "https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources"
+)
+KIND_DESCRIPTION: Final = (
+    "Kind is a string value representing the REST resource this object represents. Servers may infer this "
+    "from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: "
+    "https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds"
+)
+"""The two descriptions every Kubernetes type carries (k8s.io/apimachinery ``metav1.TypeMeta``), as
+controller-gen writes them. ``metadata`` gets none: a structural schema may say nothing about it but
+``type: object`` (the API server serves ``ObjectMeta``'s own description in its place)."""
+
+PLAN_COLUMN_PATH: Final = ".spec['instanceType','managed.sizeId','vm.resourceIdentifier']"
+"""The plan of a VPSieNode in one printer column: a JSONPath union (k8s.io/client-go ``util/jsonpath``)
+whose members are tried in order; the API server's table convertor prints the first value found, so
+the plan name when the group's template names it, else the VPSie size id (managed) or plan identifier
+(VM)."""
+
 Schema = dict[str, Any]
 
 
@@ -101,8 +121,8 @@ def _root_schema(
         "description": description,
         "required": ["spec"],
         "properties": {
-            "apiVersion": {"type": "string"},
-            "kind": {"type": "string"},
+            "apiVersion": {"type": "string", "description": API_VERSION_DESCRIPTION},
+            "kind": {"type": "string", "description": KIND_DESCRIPTION},
             "metadata": {"type": "object"},
             "spec": structural_schema(spec),
             "status": structural_schema(status),
@@ -204,6 +224,13 @@ def vpsienode_crd() -> dict[str, Any]:
         columns=[
             _col("Group", "string", ".spec.nodeGroup"),
             _col("Phase", "string", ".status.phase"),
+            _col(
+                "Plan",
+                "string",
+                PLAN_COLUMN_PATH,
+                "The plan: spec.instanceType (the plan name) when the group's template sets it, else the "
+                "VPSie size id (managed) or plan identifier (VM).",
+            ),
             _col("Node", "string", ".status.nodeName"),
             _col("IP", "string", ".status.ip"),
             _col("Age", "date", ".metadata.creationTimestamp"),

@@ -377,7 +377,10 @@ class NodeTemplate(KubeModel):
         )
     )
     instance_type: str | None = Field(
-        default=None, max_length=IDENTIFIER_MAX_LENGTH, description="Informational."
+        default=None,
+        max_length=IDENTIFIER_MAX_LENGTH,
+        description="The plan's name, for people: copied to each VPSieNode (the PLAN column of kubectl get "
+        "vn); it changes nothing else.",
     )
     hourly_price: float | None = Field(
         default=None,
@@ -495,8 +498,16 @@ class BackoffSpec(KubeModel):
         }
     )
 
-    initial: Annotated[str, DurationBounds("1s", "24h")] = Field(default=DEFAULT_BACKOFF_INITIAL)
-    max: Annotated[str, DurationBounds("1s", "24h")] = Field(default=DEFAULT_BACKOFF_MAX)
+    initial: Annotated[str, DurationBounds("1s", "24h")] = Field(
+        default=DEFAULT_BACKOFF_INITIAL,
+        description="Back-off after the first failed provisioning (a Go duration such as 1m), doubled for "
+        "each further failure since the last node that became Ready. Quota, plan-unavailable and "
+        "invalid-request errors back off for max at once.",
+    )
+    max: Annotated[str, DurationBounds("1s", "24h")] = Field(
+        default=DEFAULT_BACKOFF_MAX,
+        description="The longest back-off (a Go duration such as 15m); at least initial.",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> BackoffSpec:
@@ -512,7 +523,12 @@ class ProvisioningSpec(KubeModel):
         default=DEFAULT_MAX_PROVISION_TIME,
         description="A node not Ready this long after creation is deleted and the group backs off.",
     )
-    backoff: BackoffSpec = Field(default_factory=BackoffSpec, json_schema_extra=_default_of(BackoffSpec))
+    backoff: BackoffSpec = Field(
+        default_factory=BackoffSpec,
+        json_schema_extra=_default_of(BackoffSpec),
+        description="Exponential back-off of scale-up after failed provisioning; scale-up falls back to the "
+        "next eligible group meanwhile.",
+    )
 
     @property
     def provision_timeout(self) -> timedelta:
@@ -591,8 +607,13 @@ class NodeGroupStatus(KubeModel):
         json_schema_extra=CONDITIONS_FIELD_EXTRA,
         description="Ready, ScalingUp, ScalingDown, Backoff, AtMinCapacity, AtMaxCapacity, CloudError.",
     )
-    last_scale_up_time: datetime | None = None
-    last_scale_down_time: datetime | None = None
+    last_scale_up_time: datetime | None = Field(
+        default=None,
+        description="When nodes were last added to the group; scale-down waits delayAfterScaleUp after it.",
+    )
+    last_scale_down_time: datetime | None = Field(
+        default=None, description="When the removal of nodes above maxNodes was last requested."
+    )
     backoff_until: datetime | None = Field(
         default=None, description="No scale-up of this group before this time."
     )
@@ -602,7 +623,12 @@ class NodeGroupStatus(KubeModel):
     last_decision: str | None = Field(
         default=None, max_length=DECISION_MAX_LENGTH, description="The last scaling decision, in words."
     )
-    observed_generation: int | None = Field(default=None, ge=0)
+    observed_generation: int | None = Field(
+        default=None,
+        ge=0,
+        description="The metadata.generation of the spec this status was computed from: older than the "
+        "object's generation means the controller has not yet acted on the latest change.",
+    )
 
     def condition(self, type_: str) -> Condition | None:
         """The condition of that type, if present."""

@@ -398,13 +398,21 @@ class Taint(KubeModel):
         min_length=1,
         max_length=LABEL_KEY_MAX_LENGTH,
         json_schema_extra=cel_rules((RULE_QUALIFIED_NAME, MSG_TAINT_KEY)),
+        description="The taint key (a qualified name such as dedicated or example.com/gpu), matched by "
+        "the key of a pod's toleration.",
     )
     value: str | None = Field(
         default=None,
         max_length=LABEL_VALUE_MAX_LENGTH,
         json_schema_extra=cel_rules((RULE_LABEL_VALUE, MSG_TAINT_VALUE)),
+        description="The taint value, matched by a toleration with operator Equal; may be omitted.",
     )
-    effect: TaintEffect
+    effect: TaintEffect = Field(
+        description="What the taint does to pods that do not tolerate it (core/v1 semantics): NoSchedule "
+        "(not scheduled there), PreferNoSchedule (avoided) or NoExecute (not scheduled, and evicted if "
+        "running). Scale-up fits a pod to the group only if it tolerates every NoSchedule and NoExecute "
+        "taint."
+    )
 
     @field_validator("key")
     @classmethod
@@ -427,12 +435,34 @@ ConditionStatus = Literal["True", "False", "Unknown"]
 class Condition(KubeModel):
     """A status condition in the standard metav1.Condition shape (works with kubectl wait --for=condition)."""
 
-    type: str = Field(max_length=QUALIFIED_NAME_MAX_LENGTH, pattern=QUALIFIED_NAME_PATTERN)
-    status: ConditionStatus
-    observed_generation: int | None = Field(default=None, ge=0)
-    last_transition_time: datetime
-    reason: str = Field(min_length=1, max_length=REASON_MAX_LENGTH, pattern=REASON_PATTERN)
-    message: str = Field(default="", max_length=MESSAGE_MAX_LENGTH)
+    type: str = Field(
+        max_length=QUALIFIED_NAME_MAX_LENGTH,
+        pattern=QUALIFIED_NAME_PATTERN,
+        description="Type of the condition in CamelCase (Ready, Backoff, ...): unique within the list.",
+    )
+    status: ConditionStatus = Field(description="Status of the condition: True, False or Unknown.")
+    observed_generation: int | None = Field(
+        default=None,
+        ge=0,
+        description="The metadata.generation the condition was computed from: a condition with an older "
+        "generation than the object's is out of date.",
+    )
+    last_transition_time: datetime = Field(
+        description="When the status last changed (not when the condition was last written): how long it "
+        "has held."
+    )
+    reason: str = Field(
+        min_length=1,
+        max_length=REASON_MAX_LENGTH,
+        pattern=REASON_PATTERN,
+        description="Why, in one CamelCase word a program can match (the same word as the Event reason "
+        "where there is one).",
+    )
+    message: str = Field(
+        default="",
+        max_length=MESSAGE_MAX_LENGTH,
+        description="Why, in words for a human, with the numbers; may be empty.",
+    )
 
 
 def set_condition(

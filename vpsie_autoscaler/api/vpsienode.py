@@ -183,7 +183,13 @@ class VPSieNodeSpec(KubeModel):
 class VPSieNodeStatus(KubeModel):
     """Lifecycle state of the instance, written only by the controller."""
 
-    phase: Phase | None = Field(default=None, description="Lifecycle phase.")
+    phase: Phase | None = Field(
+        default=None,
+        description="Lifecycle phase: Pending (recorded, VPSie not asked yet), Provisioning (create sent), "
+        "Joining (instance running, Node not Ready yet), Ready, Draining (pods being evicted), Deleting "
+        "(instance being deleted); Failed when provisioning failed or timed out (kept for a while: the "
+        "group's back-off is derived from Failed records).",
+    )
     launch: LaunchRecord | None = Field(
         default=None, description="The launch record: written before VPSie is asked, bound to the instance."
     )
@@ -199,11 +205,23 @@ class VPSieNodeStatus(KubeModel):
         },
         description="When each phase was entered.",
     )
-    last_error: str | None = Field(default=None, max_length=MESSAGE_MAX_LENGTH)
-    conditions: list[Condition] = Field(
-        default_factory=list, max_length=16, json_schema_extra=CONDITIONS_FIELD_EXTRA
+    last_error: str | None = Field(
+        default=None,
+        max_length=MESSAGE_MAX_LENGTH,
+        description="The last thing that went wrong, as reason: message (CreateFailed, ProvisionTimeout, "
+        "DrainFailed, an eviction a PDB refused, ...); cleared when the node becomes Ready.",
     )
-    observed_generation: int | None = Field(default=None, ge=0)
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        max_length=16,
+        json_schema_extra=CONDITIONS_FIELD_EXTRA,
+        description="Launched (VPSie accepted the create or the instance was adopted), Registered (the "
+        "Node exists), Ready (the Node is Ready; False with the failure reason when Failed), Drained (False "
+        "while draining, reason DrainFailed when a drain was aborted).",
+    )
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="The metadata.generation this status was computed from."
+    )
 
     @model_validator(mode="after")
     def _phase_keys(self) -> VPSieNodeStatus:

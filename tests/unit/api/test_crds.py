@@ -68,6 +68,28 @@ def test_schema_is_structural(crd: dict[str, Any]) -> None:
             assert rule["message"], f"{path}: CEL rule without a message"
 
 
+def properties(schema: Schema, path: str = "") -> Iterator[tuple[str, Schema]]:
+    """Every named field under ``schema`` (what ``kubectl explain`` lists), with its dotted path."""
+    for name, sub in schema.get("properties", {}).items():
+        yield f"{path}.{name}", sub
+        yield from properties(sub, f"{path}.{name}")
+    for key in ("items", "additionalProperties"):
+        if isinstance(schema.get(key), dict):
+            yield from properties(schema[key], path)
+
+
+@pytest.mark.parametrize("crd", all_crds(), ids=lambda c: c["metadata"]["name"])
+def test_every_field_has_a_description(crd: dict[str, Any]) -> None:
+    # `kubectl explain` is the operator's reference: a field without a description shows a blank. The
+    # root `metadata` is the exception the API server imposes (a structural schema may not describe
+    # it); it serves ObjectMeta's description instead.
+    missing = [
+        path for path, node in properties(root(crd)) if path != ".metadata" and not node.get("description")
+    ]
+    assert not missing, f"fields without a description: {missing}"
+    assert root(crd)["description"]
+
+
 def test_nodegroup_crd_names_columns_and_rules() -> None:
     crd = nodegroup_crd()
     assert crd["spec"]["scope"] == "Cluster"
@@ -94,7 +116,7 @@ def test_vpsienode_crd_names_columns_and_phase_enum() -> None:
     assert crd["spec"]["names"]["shortNames"] == ["vn"]
     version = crd["spec"]["versions"][0]
     columns = [c["name"].upper() for c in version["additionalPrinterColumns"] if not c.get("priority")]
-    assert columns == ["GROUP", "PHASE", "NODE", "IP", "AGE"]
+    assert columns == ["GROUP", "PHASE", "PLAN", "NODE", "IP", "AGE"]
     status = root(crd)["properties"]["status"]["properties"]
     assert status["phase"]["enum"] == [
         "Pending",
