@@ -35,7 +35,11 @@ from tests.integration.lifecycle_env import (
 )
 from tests.support.vpsie import API_TOKEN
 from tests.support.wait import eventually
-from vpsie_autoscaler.api.labels import TO_BE_DELETED_TAINT
+from vpsie_autoscaler.api.labels import (
+    DRAIN_REASON_ANNOTATION,
+    DRAIN_REQUESTED_ANNOTATION,
+    TO_BE_DELETED_TAINT,
+)
 from vpsie_autoscaler.controllers.cloud import CredentialsWatcher, ownership_tags
 from vpsie_autoscaler.controllers.objects import rfc3339
 from vpsie_autoscaler.controllers.vpsienode.keys import ERROR_CLASS_ANNOTATION, FAILED_REASON_ANNOTATION
@@ -78,6 +82,46 @@ async def more_hits(env: Env, fault_id: int, times: int) -> None:
     """Wait until the fault has fired ``times`` more times (VPSie asked again)."""
     target = env.hits(fault_id) + times
     await eventually(lambda: env.hits(fault_id) >= target, within=WAIT_S, what=f"{times} more calls")
+
+
+def pinned_pod(app: str, node_name: str) -> dict[str, Any]:
+    """A pod already bound to ``node_name`` (as the scheduler leaves it), labelled ``app``."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": app, "labels": {"app": app}},
+        "spec": {
+            "nodeName": node_name,
+            "containers": [{"name": "c", "image": "busybox"}],
+            "tolerations": [{"operator": "Exists"}],
+        },
+    }
+
+
+def keep_one(app: str) -> dict[str, Any]:
+    """A PodDisruptionBudget ``keep-<app>`` that allows no eviction of the one ``app`` pod."""
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {"name": f"keep-{app}"},
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": app}}},
+    }
+
+
+async def pdb_healthy(env: Env, app: str) -> bool:
+    got = await env.kube.get(PDBS, f"keep-{app}", env.ns)
+    return (got.get("status") or {}).get("currentHealthy") == 1
+
+
+async def pod_gone(env: Env, name: str) -> bool:
+    listed = await env.kube.list(PODS, env.ns, field_selector=f"metadata.name={name}")
+    return not listed.get("items")
+
+
+def tainted(env: Env, node_name: str) -> bool:
+    node = env.nodes.store.get(node_name) or {}
+    taints = (node.get("spec") or {}).get("taints") or []
+    return any(t.get("key") == TO_BE_DELETED_TAINT for t in taints)
 
 
 def errors_and_panics(env: Env, controller: str) -> tuple[float, float]:
@@ -279,38 +323,11 @@ async def test_a_failed_vm_record_drains_its_late_node_before_deleting_it(
         assert result.sent
         node_name = hostname.lower()
         await eventually(lambda: env.nodes.store.get(node_name) is not None, within=WAIT_S, what="Node")
-        pod = {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": "early", "labels": {"app": "early"}},
-            "spec": {
-                "nodeName": node_name,
-                "containers": [{"name": "c", "image": "busybox"}],
-                "tolerations": [{"operator": "Exists"}],
-            },
-        }
-        await env.kube.create(PODS, pod, ns)
-        pdb = {
-            "apiVersion": "policy/v1",
-            "kind": "PodDisruptionBudget",
-            "metadata": {"name": "keep-early"},
-            "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "early"}}},
-        }
-        await env.kube.create(PDBS, pdb, ns)
-
-        async def pdb_ready() -> bool:
-            got = await env.kube.get(PDBS, "keep-early", ns)
-            return (got.get("status") or {}).get("currentHealthy") == 1
-
-        await eventually(pdb_ready, within=WAIT_S, what="PDB observed the pod")
+        await env.kube.create(PODS, pinned_pod("early", node_name), ns)
+        await env.kube.create(PDBS, keep_one("early"), ns)
+        await eventually(functools.partial(pdb_healthy, env, "early"), within=WAIT_S, what="PDB")
         env.start()
-
-        def tainted() -> bool:
-            node = env.nodes.store.get(node_name) or {}
-            taints = (node.get("spec") or {}).get("taints") or []
-            return any(t.get("key") == TO_BE_DELETED_TAINT for t in taints)
-
-        await eventually(tainted, within=WAIT_S, what="the late Node tainted")
+        await eventually(functools.partial(tainted, env, node_name), within=WAIT_S, what="Node tainted")
         await reconciled_more(env, "vpsienode", 10)
         assert env.requests("DELETE") == [], "the instance is not deleted while its pod cannot leave"
         assert await env.kube.get(PODS, "early", ns)
@@ -322,13 +339,51 @@ async def test_a_failed_vm_record_drains_its_late_node_before_deleting_it(
         assert env.requests("DELETE") == [], "nor when the Failed record is deleted"
 
         await env.kube.delete(PDBS, "keep-early", ns)
-
-        async def pod_gone() -> bool:
-            listed = await env.kube.list(PODS, ns, field_selector="metadata.name=early")
-            return not listed.get("items")
-
-        await eventually(pod_gone, within=WAIT_S, what="the pod evicted")
+        await eventually(functools.partial(pod_gone, env, "early"), within=WAIT_S, what="pod evicted")
         await eventually(lambda: len(env.requests("DELETE")) == 1, within=WAIT_S, what="VM deleted")
+        await eventually(lambda: env.vpsienodes.store.get(name) is None, within=WAIT_S, what="released")
+        env.sim.state.tick()
+        assert env.vms(group) == []
+
+
+async def test_a_drain_requested_before_the_record_saw_its_node_join_evicts_the_pods_there(
+    k8s_cluster: ClusterHandle, k8s_namespace: str
+) -> None:
+    """Chaos finding (VPSie faults, seed 694659): VPSie's listing failed while a VM joined, so its
+    record never named the Node; scale-down found the Node by hostname, asked for a drain, and the
+    drain saw "no Node to drain": the record and its VM were deleted with two pods on the Node. Now
+    the drain finds the Node the way scale-down does, taints it and evicts (a PDB holds it)."""
+    ns = k8s_namespace
+    async with lifecycle_env(k8s_cluster, ns, start=False, client=NO_RETRY) as env:
+        group = env.name("unseen")
+        await env.create_group(group, minNodes=0, scaleDown={"maxGracefulTermination": "30s"})
+        await eventually(lambda: env.nodegroups.store.get(group) is not None, within=WAIT_S, what="cached")
+        vn = await create_record(env, group)
+        name, hostname = vn.metadata.name, vn.spec.hostname
+        await write_launch(env, name, hostname)
+        source = await env.providers.source_of(vn)
+        tags = ownership_tags(await env.providers.identity.get(), group)
+        result = await env.providers.launch(CreateRequest(hostname=hostname, source=source, tags=tags))
+        assert result.sent
+        node_name = hostname.lower()
+        await eventually(lambda: env.nodes.store.get(node_name) is not None, within=WAIT_S, what="Node")
+        await env.kube.create(PODS, pinned_pod("early", node_name), ns)
+        await env.kube.create(PDBS, keep_one("early"), ns)
+        await eventually(functools.partial(pdb_healthy, env, "early"), within=WAIT_S, what="PDB")
+        fid = env.add_fault(kind="error", status=503, path="*", method="GET")  # listing fails
+        env.start()
+        await eventually(lambda: env.hits(fid) > 0, within=WAIT_S, what="VPSie refusing listings")
+        assert not (env.vpsienodes.store.get(name) or {}).get("status", {}).get("nodeName")
+        drain = {DRAIN_REQUESTED_ANNOTATION: rfc3339(env.clock.now()), DRAIN_REASON_ANNOTATION: "Empty"}
+        await env.kube.merge_patch(VPSIENODES, name, {"metadata": {"annotations": drain}})
+        await eventually(functools.partial(tainted, env, node_name), within=WAIT_S, what="Node tainted")
+        await reconciled_more(env, "vpsienode", 10)
+        assert phase(env, name) == "Draining", "the drain waits for its pod to leave"
+        assert (env.vpsienodes.store.get(name) or {})["status"].get("nodeName") == node_name
+        assert await env.kube.get(PODS, "early", ns)
+        await env.kube.delete(PDBS, "keep-early", ns)
+        await eventually(functools.partial(pod_gone, env, "early"), within=WAIT_S, what="pod evicted")
+        env.sim.faults.remove(fid)
         await eventually(lambda: env.vpsienodes.store.get(name) is None, within=WAIT_S, what="released")
         env.sim.state.tick()
         assert env.vms(group) == []

@@ -693,11 +693,9 @@ class VPSieNodeReconciler:
         obj, instance = await self._bound_instance(obj, vn, st, source, listed)  # a late VM of ours
         if instance is None:
             return Result(requeue_after=self.options.resync_interval)
-        node = self._own_node(vn, st.node_name or instance.node_name)
-        if node is not None and st.node_name != node["metadata"]["name"]:
-            st.node_name = node["metadata"]["name"]  # so the Node goes with the instance
-            obj = await self._write(obj, vn, st)
-            vn = VPSieNode.from_k8s(obj)
+        node = self._node_of(vn, st) or self._own_node(vn, instance.node_name)
+        if node is not None:
+            obj, vn = await self._name_node(obj, vn, st, node)
         if node is not None and node_ready(node):
             failed_at = self._since(st, "Failed", vn.metadata.creation_timestamp)
             if not await self._drained_before_delete(obj, vn, st, node, failed_at):
@@ -764,7 +762,9 @@ class VPSieNodeReconciler:
         obj = await self._write(obj, vn, st)
         vn = VPSieNode.from_k8s(obj)
         deleted_at = vn.metadata.deletion_timestamp or self.clock.now()
-        node = self._own_node(vn, vn.status.node_name)
+        node = self._node_of(vn, st)
+        if node is not None:
+            obj, vn = await self._name_node(obj, vn, st, node)
         # A node that never became Ready for us is drained too once the cluster sees it Ready: pods
         # may already run there. One that is not Ready runs nothing an eviction could move.
         if (
@@ -810,6 +810,35 @@ class VPSieNodeReconciler:
         if node is None or claimed_by_other(vn.metadata.name, node):
             return None
         return node
+
+    def _node_of(self, vn: VPSieNode, st: VPSieNodeStatus) -> dict[str, Any] | None:
+        """The Node this record's instance registered, even before this controller saw it join.
+
+        The scheduler uses a Ready Node at once, and scale-down finds a Node's VPSieNode by
+        ``status.nodeName`` and then by hostname (``cluster_state``): a record whose node joined
+        while VPSie's listing was failing has pods on a Node its status does not name yet. So the
+        Node is looked up the same way: ``status.nodeName``, the bound instance's hostname, and for
+        a plain VM the hostname it was created with (VPSie lowercases hostnames into Node names)."""
+        names = [st.node_name]
+        if st.launch is not None and st.launch.bound_hostname:
+            names.append(st.launch.bound_hostname.lower())
+        if vn.spec.managed is None:
+            names.append(vn.spec.hostname.lower())
+        for name in names:
+            node = self._own_node(vn, name)
+            if node is not None:
+                return node
+        return None
+
+    async def _name_node(
+        self, obj: dict[str, Any], vn: VPSieNode, st: VPSieNodeStatus, node: dict[str, Any]
+    ) -> tuple[dict[str, Any], VPSieNode]:
+        """Record the Node found by hostname in status, so it is drained and deleted with the record."""
+        if st.node_name == node["metadata"]["name"]:
+            return obj, vn
+        st.node_name = node["metadata"]["name"]
+        obj = await self._write(obj, vn, st)
+        return obj, VPSieNode.from_k8s(obj)
 
     async def _drained_before_delete(
         self, obj: dict[str, Any], vn: VPSieNode, st: VPSieNodeStatus, node: dict[str, Any], since: datetime
@@ -870,10 +899,11 @@ class VPSieNodeReconciler:
     async def _drain(self, obj: dict[str, Any], vn: VPSieNode, st: VPSieNodeStatus) -> Result:
         annotations = vn.metadata.annotations
         reason = annotations.get(DRAIN_REASON_ANNOTATION, "Requested")
-        node = self.nodes.store.get(st.node_name) if st.node_name else None
-        if node is None or claimed_by_other(vn.metadata.name, node):
+        node = self._node_of(vn, st)
+        if node is None:
             # Nothing runs there (not joined yet, or the Node is gone): remove the capacity right away.
             return await self._drained(obj, vn, reason, "no Node to drain")
+        st.node_name = node["metadata"]["name"]  # written with the Draining phase below
         requested = parse_time(annotations.get(DRAIN_REQUESTED_ANNOTATION)) or self._since(
             st, "Draining", None
         )
