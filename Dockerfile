@@ -1,19 +1,22 @@
 # syntax=docker/dockerfile:1
 #
-# vpsie-autoscaler image: Python 3.13 slim, non-root UID 65532, nothing writable needed at run time.
+# vpsie-autoscaler image: a distroless Python 3.13 runtime (no shell, no package manager, no pip),
+# non-root UID 65532, nothing writable needed at run time, reproducible from SOURCE_DATE_EPOCH.
 #
 #   builder  runs on the *build* platform and resolves wheels for the *target* platform from uv.lock
 #            (uv --python-platform), so an arm64 image needs no emulation; bytecode is compiled here
 #            because the pod's root filesystem is read-only.
-#   runtime  the base image plus one COPY: no RUN, no package manager calls, no shell scripts.
+#   runtime  the distroless base plus one COPY: no RUN (there is no shell to run it with).
 #
 # Build: `docker buildx bake` (docker-bake.hcl) or `make image` (buildah, both platforms).
 
-# The base image, pinned by tag (override with a digest for reproducible releases).
-ARG PYTHON_IMAGE=python:3.13-slim
-# The builder normally is the same image for the build platform; a separate argument lets builds
-# that use single-platform base images (see hack/image/build.sh) name the build platform's one.
-ARG BUILDER_IMAGE=${PYTHON_IMAGE}
+# The runtime base, pinned by digest: Debian 13's python3.13 and the libraries it links, no shell.
+# Bump deliberately: `docker buildx imagetools inspect <tag> --format '{{.Manifest.Digest}}'` gives the
+# multi-platform index digest. hack/image/build.sh assembles the same base from Debian packages when
+# the registry cannot be reached.
+ARG PYTHON_IMAGE=gcr.io/distroless/python3-debian13:nonroot@sha256:614040f7f08b3f0dca943ea54eae94ea555ea2b9ca83d1acda1b7e4238ce91fb
+# The builder needs a shell and the same Python minor (3.13, the same bytecode magic) as the runtime.
+ARG BUILDER_IMAGE=python:3.13-slim@sha256:8d9d0b8bcf6506481eae4907c18f5e3e7902e629f5f6d684f9e7c32e85e3ddf0
 # uv, pinned to the version the Makefile uses.
 ARG UV_IMAGE=ghcr.io/astral-sh/uv:0.13.9
 
@@ -21,6 +24,8 @@ FROM --platform=$BUILDPLATFORM ${UV_IMAGE} AS uv
 
 FROM --platform=$BUILDPLATFORM ${BUILDER_IMAGE} AS builder
 ARG TARGETARCH
+# Reproducible builds: the wheel's timestamps (and the image's, set by the builder tool) come from it.
+ARG SOURCE_DATE_EPOCH
 # Never download an interpreter: the base image's Python is the one the image runs. Trust the system
 # CA store (the base's, or a build machine's proxy CA mounted over it) rather than uv's built-in roots.
 ENV UV_PYTHON_DOWNLOADS=0 \
@@ -52,11 +57,11 @@ RUN set -eu; \
     find "${SITE}" -name '*.pyi' -delete; \
     rm -rf "${SITE:?}/bin"; \
     generated="${SITE}/kubernetes_asyncio/client"; \
-    python3 -m compileall -q -j 0 -b --invalidation-mode unchecked-hash "${generated}"; \
+    python3 -m compileall -q -j 1 -b --invalidation-mode unchecked-hash "${generated}"; \
     find "${generated}" -name '*.py' ! -name __init__.py -delete; \
     find "${generated}" -name __init__.pyc -delete; \
     find "${generated}" -name __pycache__ -prune -exec rm -rf {} +; \
-    python3 -m compileall -q -j 0 --invalidation-mode unchecked-hash "${SITE}"
+    python3 -m compileall -q -j 1 --invalidation-mode unchecked-hash "${SITE}"
 
 # Then the project itself, as a normal (non-editable) wheel, with its bytecode.
 COPY README.md ./
@@ -65,7 +70,7 @@ RUN set -eu; \
     uv build --wheel --out-dir /tmp/dist; \
     uv pip install --no-deps --python-version 3.13 --target "${SITE}" /tmp/dist/*.whl; \
     rm -rf "${SITE:?}/bin"; \
-    python3 -m compileall -q -j 0 --invalidation-mode unchecked-hash "${SITE}/vpsie_autoscaler"
+    python3 -m compileall -q -j 1 --invalidation-mode unchecked-hash "${SITE}/vpsie_autoscaler"
 
 # Explicit target platform: BuildKit's default anyway, but buildah (Debian bookworm's 1.28) otherwise
 # keeps the builder's --platform for the stages after it.
@@ -84,9 +89,9 @@ LABEL org.opencontainers.image.title="vpsie-autoscaler" \
       org.opencontainers.image.created="${CREATED}" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.vendor="VPSie"
-# PYTHONPATH instead of a virtualenv: no interpreter symlink to break when the base image's Python
-# lives elsewhere (/usr/local/bin in python:*-slim, /usr/bin in Debian). HOME points at the pod's
-# emptyDir because UID 65532 has no home directory.
+# PYTHONPATH instead of a virtualenv: no interpreter symlink to break, the builder's Python lives in
+# /usr/local/bin (python:*-slim), the runtime's in /usr/bin (Debian). HOME points at the pod's emptyDir
+# because the root filesystem is read-only.
 ENV PYTHONPATH=/opt/vpsie-autoscaler/site-packages \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

@@ -81,6 +81,10 @@ chart-lint: devcluster-build ## helm lint --strict the chart with its default an
 image: setup ## build the image for linux/amd64 and linux/arm64 with buildah, smoke-test it, record sizes
 	hack/image/build.sh
 
+.PHONY: image-reproducible
+image-reproducible: setup ## build the amd64 image twice from a clean export of HEAD: both digests must match
+	hack/image/build.sh reproduce
+
 .PHONY: image-check
 image-check: setup devcluster-build ## run the built amd64 image's controller as UID 65532 on the local control plane
 	$(PY) -m hack.image.run_check

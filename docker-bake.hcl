@@ -1,6 +1,8 @@
 # docker buildx bake: `docker buildx bake` builds image-local (one platform, loaded into the local
 # engine); `docker buildx bake image` builds linux/amd64 + linux/arm64 and pushes tags set by
 # docker/metadata-action. Without Docker, `make image` builds the same Dockerfile with buildah.
+# Reproducible: buildx passes SOURCE_DATE_EPOCH from the environment as a build argument (set it to
+# the commit time, `git log -1 --format=%ct`, and add `rewrite-timestamp=true` to the output).
 
 variable "REGISTRY" {
   default = "ghcr.io/vpsie"
@@ -23,8 +25,9 @@ variable "CREATED" {
   default = "unknown"
 }
 
+# The runtime base, pinned by digest (the Dockerfile's default; see there how to bump it).
 variable "PYTHON_IMAGE" {
-  default = "python:3.13-slim"
+  default = "gcr.io/distroless/python3-debian13:nonroot@sha256:614040f7f08b3f0dca943ea54eae94ea555ea2b9ca83d1acda1b7e4238ce91fb"
 }
 
 # Overwritten by docker/metadata-action in CI (tags and labels); empty for local builds.

@@ -233,18 +233,35 @@ def test_hadolint_does_fail_a_sloppy_dockerfile(tmp_path: Path) -> None:
     assert "DL3007" in result.stdout  # `latest` tag
 
 
-def test_base_image_is_pinned_by_an_argument() -> None:
+DIGEST = r"@sha256:[0-9a-f]{64}"
+
+
+def test_bases_are_pinned_by_digest() -> None:
     args = {
         name: default
         for name, _, default in (
             i.args.partition("=") for i in _instructions(DOCKERFILE.read_text()) if i.keyword == "ARG"
         )
     }
-    assert args["PYTHON_IMAGE"] == "python:3.13-slim"
+    # The runtime is distroless (no shell, package manager or pip); the builder has the same Python minor.
+    assert re.fullmatch(r"gcr\.io/distroless/python3-debian13:nonroot" + DIGEST, args["PYTHON_IMAGE"])
+    assert re.fullmatch(r"python:3\.13-slim" + DIGEST, args["BUILDER_IMAGE"])
+    # The bake file's default is the same pin.
+    assert load_bake(BAKE_FILE)["variables"]["PYTHON_IMAGE"] == args["PYTHON_IMAGE"]
     # uv is pinned to the same version the Makefile bootstraps.
     makefile_uv = re.search(r"^UV_VERSION := (\S+)$", (ROOT / "Makefile").read_text(), re.MULTILINE)
     assert makefile_uv is not None
     assert args["UV_IMAGE"] == f"ghcr.io/astral-sh/uv:{makefile_uv.group(1)}"
+
+
+def test_builder_takes_source_date_epoch_for_reproducible_builds(
+    stages: dict[str, list[Instruction]],
+) -> None:
+    assert "SOURCE_DATE_EPOCH" in [i.args for i in stages["builder"] if i.keyword == "ARG"]
+    runs = " ".join(i.args for i in stages["builder"] if i.keyword == "RUN")
+    # One compiling process: the bytecode does not depend on how files were spread over workers.
+    assert "-j 0" not in runs
+    assert runs.count("compileall") == runs.count("compileall -q -j 1 ")
 
 
 def test_builder_runs_on_the_build_platform_and_resolves_target_wheels(
@@ -352,12 +369,33 @@ def test_sizes_counts_gzip_of_plain_layers_and_keeps_compressed_ones(tmp_path: P
 
 def test_sizes_report_flags_an_image_over_the_target(tmp_path: Path) -> None:
     small = sizes.ImageSize("linux/amd64", "x:1", 100, (sizes.LayerSize("sha256:aa", 10, 5_000_000),))
-    big = sizes.ImageSize("linux/arm64", "x:1", 100, (sizes.LayerSize("sha256:bb", 10, 61_000_000),))
-    report = sizes.render([small, big], version="1.0.0", revision="0123456789abcdef")
+    big = sizes.ImageSize("linux/arm64", "x:1", 100, (sizes.LayerSize("sha256:bb", 10, 50_000_000),))
+    report = sizes.render([small, big], version="1.0.0", revision="0123456789abcdef", date="2026-12-06")
     rows = [line for line in report.splitlines() if line.startswith("| linux/")]
     assert rows[0].endswith("| yes |")
-    assert rows[1].endswith("| **no** |")
-    assert "`0123456789ab`" in report
+    assert rows[1].endswith("| **no** |")  # 50 MB + the config: over the 50 MB budget
+    assert "Measured on 2026-12-06 for version `1.0.0`, revision `0123456789ab`." in report
+
+
+def test_sizes_report_keeps_the_reproducibility_block(tmp_path: Path) -> None:
+    _oci_layout(tmp_path / "amd64", [_tar_layer({"a": b"a"})])
+    page = tmp_path / "image.md"
+    page.write_text("# old\n")
+    proof = tmp_path / "proof.md"
+    proof.write_text("| linux/amd64 | `sha256:1` | yes |\n")
+    assert sizes.main(["--output", str(page), "--set-block", "reproducible", str(proof)]) == 0
+    args = ["--oci-root", str(tmp_path), "--output", str(page), "--version", "1", "--revision", "abc"]
+    assert sizes.main([*args, "linux/amd64=x:1"]) == 0
+    text = page.read_text()
+    assert "# old" not in text
+    assert "| linux/amd64 | `x:1` |" in text
+    assert (
+        "<!-- reproducible:begin -->\n| linux/amd64 | `sha256:1` | yes |\n<!-- reproducible:end -->\n" in text
+    )
+    proof.write_text("replaced\n")
+    assert sizes.main(["--output", str(page), "--set-block", "reproducible", str(proof)]) == 0
+    assert page.read_text().count("reproducible:begin") == 1
+    assert "<!-- reproducible:begin -->\nreplaced\n<!-- reproducible:end -->" in page.read_text()
 
 
 def test_sizes_refuses_a_layout_with_several_images(tmp_path: Path) -> None:
