@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from vpsie_autoscaler.config import Settings
 from vpsie_autoscaler.controllers.catalogue import CatalogueClient, PlanCatalogue
 from vpsie_autoscaler.controllers.cluster_state import SnapshotBuilder
+from vpsie_autoscaler.controllers.decisions import DecisionLog
 from vpsie_autoscaler.controllers.metrics import autoscaler_metrics
 from vpsie_autoscaler.controllers.podcache import trim_pod
 from vpsie_autoscaler.controllers.scaledown import ScaleDownController, ScaleDownOptions
@@ -36,6 +37,7 @@ class Autoscaling:
 
     builder: SnapshotBuilder
     catalogue: PlanCatalogue
+    decisions: DecisionLog
     scaleup: ScaleUpController
     scaledown: ScaleDownController
 
@@ -50,13 +52,19 @@ def limits_from(settings: Settings) -> ClusterLimits:
 
 
 def setup_autoscaling(
-    manager: Manager, settings: Settings, *, catalogue_client: CatalogueClient | None = None
+    manager: Manager,
+    settings: Settings,
+    *,
+    catalogue_client: CatalogueClient | None = None,
+    decisions: DecisionLog | None = None,
 ) -> Autoscaling:
     """Create the scale-up and scale-down controllers on ``manager``'s informers and register them.
 
     ``catalogue_client``: a VPSie client to read plan capacity from (None: groups must state
-    cpu/memory in ``spec.template.resources``).
+    cpu/memory in ``spec.template.resources``). ``decisions``: where both hand their decisions to
+    the NodeGroup controller (a private log when it is not running, as in some tests).
     """
+    decisions = decisions or DecisionLog()
     informers = manager.informers
     pods = informers.informer_for(PODS, transform=trim_pod)
     nodegroups = informers.informer_for(NODEGROUPS)
@@ -83,6 +91,7 @@ def setup_autoscaling(
             dry_run=settings.dry_run,
             scan_interval=settings.scan_interval,
         ),
+        decisions=decisions,
     )
     pods.add_event_handler(
         on_add=scaleup.on_pod, on_update=scaleup.on_pod_update, on_delete=scaleup.on_pod_delete
@@ -100,9 +109,10 @@ def setup_autoscaling(
         builder=builder,
         clock=manager.clock,
         options=ScaleDownOptions(dry_run=settings.dry_run, scan_interval=settings.scan_interval),
+        decisions=decisions,
     )
     if catalogue.enabled:
         manager.add_runnable(catalogue.run, needs_leader=False, name="plan-catalogue")
     manager.add_runnable(scaleup.run, needs_leader=True, name="scaleup")
     manager.add_runnable(scaledown.run, needs_leader=True, name="scaledown")
-    return Autoscaling(builder, catalogue, scaleup, scaledown)
+    return Autoscaling(builder, catalogue, decisions, scaleup, scaledown)

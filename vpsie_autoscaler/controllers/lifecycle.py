@@ -30,6 +30,7 @@ from vpsie_autoscaler.controllers.cloud import (
     build_client,
     close_on_stop,
 )
+from vpsie_autoscaler.controllers.decisions import DecisionLog
 from vpsie_autoscaler.controllers.garbagecollection.collector import GarbageCollector, GCOptions
 from vpsie_autoscaler.controllers.metrics import AutoscalerMetrics, autoscaler_metrics
 from vpsie_autoscaler.controllers.nodegroup.reconciler import NodeGroupOptions, NodeGroupReconciler
@@ -95,6 +96,7 @@ def setup_lifecycle(
     lifecycle_options: LifecycleOptions | None = None,
     nodegroup_options: NodeGroupOptions | None = None,
     gc_options: GCOptions | None = None,
+    decisions: DecisionLog | None = None,
 ) -> Lifecycle:
     metrics = autoscaler_metrics(manager.registry)
     metrics.dry_run.set(1 if settings.dry_run else 0)
@@ -134,6 +136,7 @@ def setup_lifecycle(
         options=nodegroup_options
         or NodeGroupOptions(dry_run=settings.dry_run, resync_interval=settings.scan_interval),
         book=book,
+        decisions=decisions,
     )
     ng_controller = manager.new_controller(
         "nodegroup", ng, workers=NODEGROUP_WORKERS, reconcile_timeout=RECONCILE_TIMEOUT_SECONDS
@@ -141,6 +144,8 @@ def setup_lifecycle(
     ng_controller.watch(nodegroups)
     ng_controller.watch(vpsienodes, ng.requests_for_vpsienode)
     ng_controller.watch(nodes, _group_of_node)
+    # A decision of scale-up or scale-down reaches status.lastDecision through this reconcile.
+    ng.decisions.on_record(lambda group: ng_controller.enqueue(Request(group)))
 
     gc = GarbageCollector(
         **common,

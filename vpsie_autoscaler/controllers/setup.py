@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from vpsie_autoscaler.config import Settings
 from vpsie_autoscaler.controllers.autoscaling import setup_autoscaling
+from vpsie_autoscaler.controllers.decisions import DecisionLog
 from vpsie_autoscaler.controllers.lifecycle import setup_lifecycle
 from vpsie_autoscaler.runtime.manager import Manager
 
@@ -20,6 +21,9 @@ def setup(manager: Manager, settings: Settings) -> None:
 
     The lifecycle family builds the one VPSie client; scale-up reads plan capacity through it (None
     when no credentials are configured: groups must then state their capacity in the template).
+    Scale-up and scale-down hand their decisions to the NodeGroup controller through one
+    :class:`~vpsie_autoscaler.controllers.decisions.DecisionLog` (it alone writes NodeGroup status).
     """
-    lifecycle = setup_lifecycle(manager, settings)
-    setup_autoscaling(manager, settings, catalogue_client=lifecycle.providers.client)
+    decisions = DecisionLog()
+    lifecycle = setup_lifecycle(manager, settings, decisions=decisions)
+    setup_autoscaling(manager, settings, catalogue_client=lifecycle.providers.client, decisions=decisions)

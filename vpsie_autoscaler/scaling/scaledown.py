@@ -36,9 +36,10 @@ limit                         non-empty node (drain)                 empty node
 Empty nodes go first: 50 empty nodes of a group with default settings and ``minNodes`` 0 are all
 requested in the first pass after their ``unneededTime``; the drains of that group then wait until
 they are gone (they use its disruption budget). Non-empty candidates are truncated once, here, so
-no caller can drain a whole group in one pass (seed bug 9242447). A group above ``maxNodes`` (the
-user lowered it) converges: first in-flight nodes are cancelled, then nodes are removed without
-waiting for utilization or timers, still within the same limits and the pod rules (seed trap 13).
+no caller can drain a whole group in one pass. A group above ``maxNodes`` (the user lowered it) is
+not planned here: the NodeGroup controller alone converges it
+(:func:`vpsie_autoscaler.scaling.nodegroup_rules.surplus`), so two planners never request drains for
+the same surplus from different cache states. Its nodes are candidates like any other.
 """
 
 from __future__ import annotations
@@ -75,7 +76,6 @@ from vpsie_autoscaler.scaling.reasons import (
     PODS_CANNOT_MOVE,
     RECEIVES_MOVED_PODS,
     RECENT_SCALE_UP,
-    REMOVE_ABOVE_MAX,
     REMOVE_EMPTY,
     REMOVE_UNDERUTILIZED,
     SAFE_TO_EVICT_FALSE,
@@ -117,7 +117,7 @@ class NodeRemoval:
     node: str
     group: str
     reason: str
-    """:data:`REMOVE_EMPTY`, :data:`REMOVE_UNDERUTILIZED` or :data:`REMOVE_ABOVE_MAX`."""
+    """:data:`REMOVE_EMPTY` or :data:`REMOVE_UNDERUTILIZED`."""
     pods_to_evict: tuple[PodInfo, ...] = ()
     destinations: Mapping[str, str] = field(default_factory=dict)
     """Simulated new home per pod key (informational: the scheduler decides)."""
@@ -137,8 +137,6 @@ class NodeRemoval:
         """Event note for the Node / NodeGroup."""
         if self.reason == REMOVE_EMPTY:
             return f"removing empty node {self.node} of NodeGroup {self.group}"
-        if self.reason == REMOVE_ABOVE_MAX:
-            return f"removing node {self.node}: NodeGroup {self.group} is above maxNodes"
         text = (
             f"removing underutilized node {self.node} of NodeGroup {self.group} "
             f"(utilization {self.utilization:.0%}); {len(self.pods_to_evict)} pod(s) fit elsewhere"
@@ -162,8 +160,6 @@ class ScaleDownPlan:
     """Remove the ``unneeded-since`` annotation from these Nodes."""
     blocked: Mapping[str, Reason]
     """Per node of a NodeGroup that stays: the first blocker."""
-    cancel_in_flight: Mapping[str, int]
-    """Per group above maxNodes: how many not-yet-Ready VPSieNodes to cancel first."""
     utilization: Mapping[str, float]
 
     def removals_for(self, group: str) -> tuple[NodeRemoval, ...]:
@@ -378,8 +374,6 @@ NODE_RULES: Final[tuple[NodeRule, ...]] = (
     not_underutilized,
     pods_must_stay,
 )
-ABOVE_MAX_RULES: Final[tuple[NodeRule, ...]] = (node_scale_down_disabled, pods_must_stay)
-"""Rules that still apply when a group is above maxNodes: explicit protections only."""
 
 
 # --- gates (stateful, per group) -------------------------------------------------------------------
@@ -537,7 +531,6 @@ class _Pass:
         }
         self.removals: list[NodeRemoval] = []
         self.blocked: dict[str, Reason] = {}
-        self.cancel: dict[str, int] = {}
         self.unneeded: dict[str, datetime] = {}
         self.empty_removed = 0
         by_name = {g.name: g for g in groups}
@@ -567,8 +560,6 @@ class _Pass:
         )
 
     def run(self) -> ScaleDownPlan:
-        for group in self.groups:
-            self.converge_above_max(group)
         for c in self.candidates:
             if c.node.name not in self.gone:
                 self.consider(c)
@@ -581,30 +572,8 @@ class _Pass:
                 sorted(had_timer - set(self.unneeded) - {r.node for r in self.removals})
             ),
             blocked=self.blocked,
-            cancel_in_flight=self.cancel,
             utilization={c.node.name: c.utilization for c in self.candidates},
         )
-
-    def converge_above_max(self, group: GroupTemplate) -> None:
-        """A group above maxNodes: cancel in-flight nodes, then remove nodes without waiting."""
-        excess = group.size - group.max_nodes
-        if excess <= 0:
-            return
-        cancelled = min(excess, group.in_flight)
-        if cancelled:
-            self.cancel[group.name] = cancelled
-            self.rooms[group.name].above_min -= cancelled
-        excess -= cancelled
-        for c in self.candidates:
-            if excess <= 0:
-                return
-            if c.group is not group:
-                continue
-            reason = _first(ABOVE_MAX_RULES, c) or self.accept(c, REMOVE_ABOVE_MAX, {})
-            if reason is None:
-                excess -= 1
-            else:
-                self.blocked[c.node.name] = reason
 
     def consider(self, c: Candidate) -> None:
         """Node rules, then the move simulation (unneeded from here), then the gates for removal now."""
@@ -663,7 +632,7 @@ class _Pass:
         room.take(empty)
         self.ledger.take(c.movable)
         self.empty_removed += empty
-        kind = REMOVE_EMPTY if empty and reason != REMOVE_ABOVE_MAX else reason
+        kind = REMOVE_EMPTY if empty else reason
         self.removals.append(
             NodeRemoval(c.node.name, c.group.name, kind, c.movable, dict(moved), c.utilization)
         )

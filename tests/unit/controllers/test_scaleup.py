@@ -39,7 +39,8 @@ async def test_pending_pods_get_exactly_the_nodes_they_need() -> None:
     w.group("web")
     for i in range(3):
         w.pending_pod(f"p{i}", cpu="1500m")  # one per 2-cpu node
-    plan = await controller(w).scale_up_once()
+    c = controller(w)
+    plan = await c.scale_up_once()
     assert plan is not None
     assert [o.status for o in plan.pods] == [TRIGGERED] * 3
     bodies = created(w)
@@ -58,11 +59,12 @@ async def test_pending_pods_get_exactly_the_nodes_they_need() -> None:
         w.sample("vpsie_autoscaler_scale_up_total", {"nodegroup": "web", "reason": "UnschedulablePods"}) == 3
     )
     assert w.sample("vpsie_autoscaler_unschedulable_pods") == 3
-    (status,) = w.kube.writes("patch", "nodegroups")
-    assert status.subresource == "status"
-    assert status.body["status"]["desiredNodes"] == 3
-    assert status.body["status"]["lastDecision"].startswith("scale-up web: 0 -> 3")
-    assert "lastScaleUpTime" in status.body["status"]
+    # The NodeGroup's status has one writer, the NodeGroup controller: scale-up hands it the decision.
+    assert w.kube.writes("patch", "nodegroups") == []
+    decision = c.decisions.latest("web")
+    assert decision is not None
+    assert decision.text == scaled.note
+    assert decision.text.startswith("scale-up web: 0 -> 3")
 
 
 async def test_capacity_already_on_the_way_is_not_ordered_twice_even_before_the_cache_shows_it() -> None:
@@ -232,8 +234,10 @@ async def test_dry_run_reports_the_plan_and_creates_nothing() -> None:
     assert (
         w.sample("vpsie_autoscaler_scale_up_total", {"nodegroup": "web", "reason": "UnschedulablePods"}) == 1
     )
-    (status,) = w.kube.writes("patch", "nodegroups")
-    assert status.body == {"status": {"lastDecision": scaled.note}}
+    assert w.kube.writes("patch", "nodegroups") == []
+    decision = c.decisions.latest("web")
+    assert decision is not None
+    assert decision.text == scaled.note
 
 
 async def test_run_plans_once_per_batch_and_resyncs_while_pods_stay_pending() -> None:

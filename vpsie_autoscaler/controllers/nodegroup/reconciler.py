@@ -9,10 +9,13 @@ provider (VPSie cannot be watched), then moves one step:
   (Event ``ScaleDownRequested``): the group converges to ``maxNodes`` instead of staying above it
   (seed trap: desired below current never converging). Requested nodes stop counting at once, so
   the next reconcile does not ask again;
-- status: counts (leaving nodes never counted), ``desiredNodes`` = ``current`` clamped to
-  ``[minNodes, maxNodes]``, conditions ``Ready`` (one-word reason for ``kubectl get ng``),
-  ``ScalingUp``, ``ScalingDown``, ``Backoff``, ``AtMinCapacity``, ``AtMaxCapacity``, ``CloudError``,
-  ``backoffUntil``/``consecutiveFailures`` derived from Failed VPSieNodes, ``lastDecision``;
+- status, of which this controller is the single writer: counts (leaving nodes never counted),
+  ``desiredNodes`` = ``current`` clamped to ``[minNodes, maxNodes]``, conditions ``Ready`` (one-word
+  reason for ``kubectl get ng``), ``ScalingUp``, ``ScalingDown``, ``Backoff``, ``AtMinCapacity``,
+  ``AtMaxCapacity``, ``CloudError``, ``backoffUntil``/``consecutiveFailures`` derived from Failed
+  VPSieNodes, ``lastScaleUpTime`` derived from the newest VPSieNode it or scale-up created, and
+  ``lastDecision``: its own, or the latest one scale-up or scale-down recorded in the
+  :class:`~vpsie_autoscaler.controllers.decisions.DecisionLog`;
 - per-group gauges (min, max, desired, current, ready, backoff, hourly cost).
 
 Deleting a NodeGroup deletes its VPSieNodes (their finalizers delete the instances and Nodes) and only
@@ -27,7 +30,7 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import structlog
@@ -55,6 +58,7 @@ from vpsie_autoscaler.api.types import MESSAGE_MAX_LENGTH, set_condition
 from vpsie_autoscaler.api.vpsienode import AdoptTarget, VPSieNode
 from vpsie_autoscaler.controllers.cloud import Providers
 from vpsie_autoscaler.controllers.cluster_state import InvalidObject, InvalidObjects, parse_nodegroup
+from vpsie_autoscaler.controllers.decisions import DecisionLog
 from vpsie_autoscaler.controllers.metrics import AutoscalerMetrics
 from vpsie_autoscaler.controllers.nodegroup import status as nodegroup_status
 from vpsie_autoscaler.controllers.objects import (
@@ -110,6 +114,9 @@ class NodeGroupOptions:
     resync_interval: float = DEFAULT_RESYNC_SECONDS
 
 
+_NEVER: Final = datetime.min.replace(tzinfo=UTC)
+
+
 def _drain_requested(obj: Mapping[str, Any]) -> bool:
     return DRAIN_REQUESTED_ANNOTATION in ((obj.get("metadata") or {}).get("annotations") or {})
 
@@ -139,8 +146,11 @@ class NodeGroupReconciler:
         options: NodeGroupOptions | None = None,
         rng: random.Random | None = None,
         book: BindingBook | None = None,
+        decisions: DecisionLog | None = None,
     ) -> None:
         self.client = client
+        self.decisions = decisions or DecisionLog()
+        self._decided_at: dict[str, datetime] = {}  # when status.lastDecision was last written, per group
         self.book = book or BindingBook()
         self.recorder = recorder
         self.clock = clock
@@ -198,6 +208,8 @@ class NodeGroupReconciler:
         if obj is None:
             self.metrics.forget_group(request.name)
             self.invalid.forget(request.name)
+            self.decisions.forget(request.name)
+            self._decided_at.pop(request.name, None)
             return Result()
         try:
             try:
@@ -257,7 +269,6 @@ class NodeGroupReconciler:
                 decision = f"created {created} node(s) to reach minNodes={spec.min_nodes}"
                 self.metrics.scale_up_total.labels(name, SCALE_UP_REASON_MIN).inc(created)
                 self.recorder.event(obj, "Normal", REASON_SCALED_UP, decision, ACTION_SCALE)
-                st.last_scale_up_time = now
                 counts = nodegroup_status.Counts(
                     counts.current + created,
                     counts.ready,
@@ -296,11 +307,20 @@ class NodeGroupReconciler:
         st.backoff_until = back.until if in_backoff else None
         st.consecutive_failures = back.failures
         st.observed_generation = group.metadata.generation
+        st.last_scale_up_time = nodegroup_status.last_scale_up(st.last_scale_up_time, members)
+        decided_at = now
+        if decision is not None:
+            log.info("nodegroup.decision", nodegroup=name, decision=decision)
+        else:
+            recorded = self.decisions.latest(name)
+            if recorded is not None and recorded.at > self._decided_at.get(name, _NEVER):
+                decision, decided_at = recorded.text, recorded.at
         if decision is not None:
             st.last_decision = decision[:DECISION_MAX_LENGTH]
-            log.info("nodegroup.decision", nodegroup=name, decision=decision)
         if st != group.status:
             await patch_status(self.client, NODEGROUPS, obj, st.to_k8s())
+        if decision is not None:
+            self._decided_at[name] = decided_at
         self._gauges(group, st, in_backoff)
         requeue = self.options.resync_interval
         if in_backoff and back.until is not None:

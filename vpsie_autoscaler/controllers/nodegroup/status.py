@@ -133,6 +133,18 @@ def surplus(vns: Sequence[VPSieNode], how_many: int, node_ready: Callable[[str],
     return sorted(candidates, key=rank)[: max(how_many, 0)]
 
 
+def last_scale_up(previous: datetime | None, vns: Sequence[VPSieNode]) -> datetime | None:
+    """When nodes were last added to the group: the newest creation of a VPSieNode made to add
+    capacity (by scale-up or for ``minNodes``; adopted records are not a scale-up), never earlier
+    than ``previous`` (the records of a scale-up may be gone already). Derived, not stamped by each
+    creator, so the NodeGroup controller is its single writer and a restart derives the same."""
+    created = [t for vn in vns if vn.spec.adopt is None and (t := vn.metadata.creation_timestamp) is not None]
+    newest = max(created, default=None)
+    if previous is None or (newest is not None and newest > previous):
+        return newest
+    return previous
+
+
 def ready_state(
     *, cloud_error: bool, in_backoff: bool, counts: Counts, min_nodes: int, max_nodes: int
 ) -> tuple[bool, str]:

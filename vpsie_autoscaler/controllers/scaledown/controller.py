@@ -16,15 +16,16 @@ Each pass (cluster-autoscaler's ``RunOnce`` scale-down half; Karpenter's disrupt
    lifecycle controller taints, evicts and deletes; this controller never evicts or deletes. A Node of
    a group without a VPSieNode (multi-key lookup) cannot be removed: logged as an error, counted in
    ``unremovable_nodes{reason="NoVPSieNode"}`` and reported as a Warning Event.
-5. A group above ``maxNodes`` (the user lowered it) is converged by the NodeGroup controller, its
-   single owner (docs/architecture.md: it requests drains on the surplus, not-ready nodes first).
-   The planner's ``cancel_in_flight`` and ``AboveMaxSize`` removals are logged, not executed: two
-   controllers requesting drains for the same surplus from slightly different cache states would
-   remove it twice and take the group below ``maxNodes`` (or ``minNodes``).
+5. A group above ``maxNodes`` (the user lowered it) is not planned here: the NodeGroup controller
+   alone converges it (docs/architecture.md: it requests drains on the surplus, not-ready nodes
+   first). Its nodes are candidates like any other, so an idle one still goes after its
+   ``unneededTime``; a node already asked to drain is never asked twice.
 6. Report: ``unremovable_nodes{reason}`` (first blocker per node), Events ``ScaleDown`` on each
    removed Node and ``ScaledDown`` on the NodeGroup (one for all the empty nodes of the pass,
-   ``removing 50 empty nodes of NodeGroup web at once: …``, one per drain), one ``lastDecision``
-   per group and pass (:func:`~vpsie_autoscaler.scaling.scaledown.describe_removals`), and
+   ``removing 50 empty nodes of NodeGroup web at once: …``, one per drain), one decision per group
+   and pass (:func:`~vpsie_autoscaler.scaling.scaledown.describe_removals`) handed to the NodeGroup
+   controller, the single writer of ``status.lastDecision``
+   (:class:`~vpsie_autoscaler.controllers.decisions.DecisionLog`), and
    ``ScaleDownBlocked`` on Nodes that stay for a reason worth telling (a PDB, min size, the budget…),
    deduplicated: an Event only when a node's blocker changes or every
    :data:`BLOCKED_EVENT_REPEAT_SECONDS`.
@@ -32,8 +33,8 @@ Each pass (cluster-autoscaler's ``RunOnce`` scale-down half; Karpenter's disrupt
 ``scale_down_total{nodegroup,reason}`` is counted by the requester, once per drain request (the
 NodeGroup controller counts its ``AboveMaxSize`` requests); in dry-run, the requests it would make.
 
-``--dry-run``: the same plan, logs, metrics and Events (notes prefixed ``dry-run:``) and
-``lastDecision``; no annotation, taint or drain request is written. A dry-run removal is counted
+``--dry-run``: the same plan, logs, metrics, Events and decisions (notes prefixed ``dry-run:``); no
+annotation, taint or drain request is written. A dry-run removal is counted
 once per node and reason (the node stays, so it would be planned again every loop).
 """
 
@@ -54,9 +55,10 @@ from vpsie_autoscaler.api.labels import (
     UNNEEDED_SINCE_ANNOTATION,
 )
 from vpsie_autoscaler.controllers.cluster_state import ClusterSnapshot, SnapshotBuilder, VPSieNodeView
+from vpsie_autoscaler.controllers.decisions import DecisionLog
 from vpsie_autoscaler.controllers.metrics import AutoscalerMetrics
 from vpsie_autoscaler.kube import KubeClient, errors
-from vpsie_autoscaler.kube.resources import NODEGROUPS, NODES, VPSIENODES
+from vpsie_autoscaler.kube.resources import NODES, VPSIENODES
 from vpsie_autoscaler.runtime.clock import Clock
 from vpsie_autoscaler.runtime.events import NORMAL, WARNING, EventRecorder
 from vpsie_autoscaler.scaling import ScaleDownSettings, plan_scale_down, reasons
@@ -124,8 +126,10 @@ class ScaleDownController:
         builder: SnapshotBuilder,
         clock: Clock,
         options: ScaleDownOptions = ScaleDownOptions(),
+        decisions: DecisionLog | None = None,
     ) -> None:
         self.client = client
+        self.decisions = decisions or DecisionLog()
         self.recorder = recorder
         self.metrics = metrics
         self.builder = builder
@@ -158,7 +162,6 @@ class ScaleDownController:
             "scale-down decision",
             dry_run=self.options.dry_run,
             removals=[{"node": x.node, "nodegroup": x.group, "reason": x.reason} for x in plan.removals],
-            above_max_left_to_nodegroup_controller=dict(plan.cancel_in_flight) or None,
             unneeded=len(plan.unneeded),
             blocked=len(plan.blocked),
             no_vpsienode=missing or None,
@@ -229,14 +232,10 @@ class ScaleDownController:
                 continue
             if vn.drain_requested:
                 continue
-            if removal.reason == reasons.REMOVE_ABOVE_MAX:
-                log.info("above maxNodes: left to the NodeGroup controller", node=removal.node,
-                         nodegroup=removal.group)  # fmt: skip
-                continue
             if await self._drain(snap, vn, removal, now):
                 requested.setdefault(removal.group, []).append(removal)
         for group, removals in requested.items():
-            await self._report_group(snap, group, removals)
+            self._report_group(snap, group, removals)
         return missing
 
     async def _drain(
@@ -277,9 +276,9 @@ class ScaleDownController:
             self._emit(node, NORMAL, REASON_SCALE_DOWN, removal.message)
         return True
 
-    async def _report_group(self, snap: ClusterSnapshot, group: str, removals: list[NodeRemoval]) -> None:
+    def _report_group(self, snap: ClusterSnapshot, group: str, removals: list[NodeRemoval]) -> None:
         """Per group and pass: one ``ScaledDown`` Event for all its empty nodes (a bulk is one
-        decision), one per drain (with its planned destinations), and one ``lastDecision``."""
+        decision), one per drain (with its planned destinations), and one recorded decision."""
         group_obj = snap.nodegroup_objects.get(group)
         if group_obj is None:
             return
@@ -298,7 +297,8 @@ class ScaleDownController:
                     f"{pod} -> {dest}" for pod, dest in sorted(removal.destinations.items())
                 )
             self._emit(group_obj, NORMAL, REASON_SCALED_DOWN, note, related=self._related(snap, removal))
-        await self._patch_decision(group, describe_removals(group, removals))
+        text = self._note(describe_removals(group, removals))
+        self.decisions.record(group, text, by="scaledown", at=self.clock.now())
 
     @staticmethod
     def _related(snap: ClusterSnapshot, removal: NodeRemoval) -> Mapping[str, Any] | None:
@@ -307,17 +307,6 @@ class ScaleDownController:
             return node
         vn = snap.node_vpsienode.get(removal.node)
         return vn.raw if vn is not None else None
-
-    async def _patch_decision(self, group: str, decision: str) -> None:
-        try:
-            await self.client.merge_patch(
-                NODEGROUPS,
-                group,
-                {"status": {"lastDecision": self._note(decision)[:1024]}},
-                subresource="status",
-            )
-        except errors.KubeError as exc:
-            log.warning("could not record the decision on the NodeGroup", nodegroup=group, error=str(exc))
 
     # -- 6. reporting -------------------------------------------------------------------------------
 

@@ -13,8 +13,10 @@ Flow (cluster-autoscaler's ``RunOnce`` scale-up half, Karpenter's provisioner ba
    ``creation_body`` (409 AlreadyExists → a new suffix). The lifecycle controller turns each into the
    VPSie add-node call; this controller never calls VPSie.
 4. Report: ``TriggeredScaleUp`` / ``NotTriggerScaleUp`` Events on pods (each group's reason), a
-   ``ScaledUp`` Event and ``status.lastDecision`` / ``lastScaleUpTime`` on the NodeGroup, metrics,
-   one structured log line per decision.
+   ``ScaledUp`` Event on the NodeGroup and the decision handed to the NodeGroup controller
+   (:class:`~vpsie_autoscaler.controllers.decisions.DecisionLog`), which alone writes the group's
+   status (``lastDecision``; ``lastScaleUpTime`` and ``desiredNodes`` it derives from the new
+   VPSieNodes), metrics, one structured log line per decision.
 
 Created objects the VPSieNode cache has not shown yet are fed back into the next snapshot
 (controller-runtime's "expectations"), so a second batch a second later cannot grow again for the
@@ -23,8 +25,8 @@ same pods (seed trap: in-flight capacity ignored → too many nodes).
 Runs only on the leader (a manager runnable with ``needs_leader=True``): standbys keep their caches
 warm but never plan, create or emit (seed trap: scale-up running on every replica).
 
-``--dry-run``: the same plan, logs, metrics and Events (notes prefixed ``dry-run:``) and
-``lastDecision``; no VPSieNode is created. A dry-run decision identical to the previous one for the
+``--dry-run``: the same plan, logs, metrics, Events and decisions (notes prefixed ``dry-run:``); no
+VPSieNode is created. A dry-run decision identical to the previous one for the
 same group is not counted again (the pods stay pending, so it would repeat every loop).
 
 Decision latency (``vpsie_autoscaler_scale_up_decision_latency_seconds``): for each pod, once, the
@@ -55,11 +57,12 @@ from vpsie_autoscaler.controllers.cluster_state import (
     is_unschedulable,
     unschedulable_since,
 )
+from vpsie_autoscaler.controllers.decisions import DecisionLog
 from vpsie_autoscaler.controllers.metrics import AutoscalerMetrics
 from vpsie_autoscaler.controllers.scaleup.batcher import Batcher
 from vpsie_autoscaler.controllers.vpsienode.new import creation_body, new_vpsienode
 from vpsie_autoscaler.kube import KubeClient, errors
-from vpsie_autoscaler.kube.resources import NODEGROUPS, VPSIENODES
+from vpsie_autoscaler.kube.resources import VPSIENODES
 from vpsie_autoscaler.runtime.clock import Clock
 from vpsie_autoscaler.runtime.events import NORMAL, WARNING, EventRecorder
 from vpsie_autoscaler.scaling import ClusterLimits, ExpanderChain, plan_scale_up
@@ -118,8 +121,10 @@ class ScaleUpController:
         options: ScaleUpOptions = ScaleUpOptions(),
         batcher: Batcher | None = None,
         rng: random.Random | None = None,
+        decisions: DecisionLog | None = None,
     ) -> None:
         self.client = client
+        self.decisions = decisions or DecisionLog()
         self.recorder = recorder
         self.metrics = metrics
         self.builder = builder
@@ -292,7 +297,7 @@ class ScaleUpController:
             # related = the first new VPSieNode: each decision is its own Event, not a series of the
             # group's first one (events.k8s.io merges Events that differ only in their note).
             self._emit(raw, NORMAL, REASON_SCALED_UP, note, related=first)
-            await self._patch_status(ng, note, inc.from_size + created)
+            self.decisions.record(inc.group, self._note(note), by="scaleup", at=self.clock.now())
         if error is not None:
             self._emit(raw, WARNING, REASON_SCALE_UP_FAILED, f"scale-up {inc.group} failed: {error}")
         if accepted_at is not None:
@@ -346,19 +351,6 @@ class ScaleUpController:
                 last = exc
         assert last is not None
         raise last
-
-    async def _patch_status(self, ng: NodeGroup, decision: str, to_size: int) -> None:
-        status: dict[str, Any] = {"lastDecision": self._note(decision)[:1024]}
-        if not self.options.dry_run:
-            status["lastScaleUpTime"] = self.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")
-            status["desiredNodes"] = max(ng.status.desired_nodes, to_size)
-        try:
-            await self.client.merge_patch(
-                NODEGROUPS, ng.metadata.name, {"status": status}, subresource="status"
-            )
-        except errors.KubeError as exc:
-            log.warning("could not record the decision on the NodeGroup", nodegroup=ng.metadata.name,
-                        error=str(exc))  # fmt: skip
 
     def _pod_events_for(self, plan: ScaleUpPlan, snap: ClusterSnapshot) -> None:
         unusable = "; ".join(f"{g}: {why}" for g, why in sorted(snap.group_errors.items()))
