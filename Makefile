@@ -126,6 +126,16 @@ BENCHMARKS := benchmarks.informer_bench benchmarks.planner_bench benchmarks.auto
 bench: setup ## benchmark scripts (numbers go to docs/benchmarks.md)
 	@for b in $(BENCHMARKS); do echo "== $$b"; $(PY) -m $$b; done
 
+# Side by side with Karpenter's kwok provider (built from hack/karpenter, cached by pin hash) on one
+# local control plane: bursts, packing, RSS/CPU at 1 000 nodes / 30 000 pods, scale-down. Not in `make
+# test` (it takes about half an hour); COMPARE_ARGS passes options (`--help`). docs/benchmarks.md.
+COMPARE_ARGS ?=
+
+.PHONY: bench-compare
+bench-compare: setup devcluster-build ## vpsie-autoscaler and Karpenter (kwok) on the same workloads, one run
+	python3 hack/karpenter/build.py
+	$(PY) -m benchmarks.compare $(COMPARE_ARGS)
+
 .PHONY: clean
 clean: ## remove local build output (keeps the tool cache outside the repo)
 	rm -rf .venv .tools .devcluster .pytest_cache .mypy_cache .ruff_cache .hypothesis
