@@ -1,14 +1,15 @@
 """The NodeGroup controller: level-triggered status, ``minNodes``/``maxNodes``, back-off, finalizer.
 
 Every reconcile reads the group's VPSieNodes from the cache and the group's instances from the
-provider (VPSie cannot be watched), then moves one step:
+provider (VPSie cannot be watched), asks the pure rules of :mod:`.rules` for the next step, and
+performs it:
 
 - below ``minNodes`` (and not in back-off) → create the missing VPSieNodes with
   :func:`~vpsie_autoscaler.controllers.vpsienode.new.new_vpsienode` (Event ``ScaledUp``);
 - above ``maxNodes`` (the spec was lowered) → drain requests on the surplus, not-ready nodes first
-  (Event ``ScaleDownRequested``): the group converges to ``maxNodes`` instead of staying above it
-  (seed trap: desired below current never converging). Requested nodes stop counting at once, so
-  the next reconcile does not ask again;
+  (Event ``ScaleDownRequested``): the group converges to ``maxNodes`` instead of staying above it.
+  This controller is the only one that converges it. Requested nodes stop counting at once, so the
+  next reconcile does not ask again;
 - status, of which this controller is the single writer: counts (leaving nodes never counted),
   ``desiredNodes`` = ``current`` clamped to ``[minNodes, maxNodes]``, conditions ``Ready`` (one-word
   reason for ``kubectl get ng``), ``ScalingUp``, ``ScalingDown``, ``Backoff``, ``AtMinCapacity``,
@@ -60,6 +61,7 @@ from vpsie_autoscaler.controllers.cloud import Providers
 from vpsie_autoscaler.controllers.cluster_state import InvalidObject, InvalidObjects, parse_nodegroup
 from vpsie_autoscaler.controllers.decisions import DecisionLog
 from vpsie_autoscaler.controllers.metrics import AutoscalerMetrics
+from vpsie_autoscaler.controllers.nodegroup import rules
 from vpsie_autoscaler.controllers.nodegroup import status as nodegroup_status
 from vpsie_autoscaler.controllers.objects import (
     add_finalizer,
@@ -103,8 +105,6 @@ REASON_INVALID: Final = "InvalidSpec"
 CONDITION_VALIDATION_FAILED: Final = "ValidationFailed"
 """True while the stored NodeGroup cannot be parsed (written raw: the model cannot hold it)."""
 REASON_ADOPTING: Final = "AdoptedInstance"
-DRAIN_REASON_ABOVE_MAX: Final = "AboveMaxSize"
-SCALE_UP_REASON_MIN: Final = "MinNodes"
 ACTION_SCALE: Final = "Scale"
 
 
@@ -251,57 +251,24 @@ class NodeGroupReconciler:
         back = nodegroup_status.backoff(members, spec.provisioning.backoff)
         in_backoff = back.active(now)
         cloud_error = await self._cloud_check(obj, group, members)
-        decision: str | None = None
         st = group.status.model_copy(deep=True)
-
-        if counts.current < spec.min_nodes:
-            need = spec.min_nodes - counts.current
-            if in_backoff:
-                decision = (
-                    f"{need} node(s) below minNodes={spec.min_nodes}; waiting for the back-off to end at "
-                    f"{rfc3339(back.until or now)}"
-                )
-            elif self.options.dry_run:
-                decision = f"dry-run: would create {need} node(s) to reach minNodes={spec.min_nodes}"
-                self.recorder.event(obj, "Normal", REASON_DRY_RUN, decision, ACTION_SCALE)
-            else:
-                created = await self._create(group, need)
-                decision = f"created {created} node(s) to reach minNodes={spec.min_nodes}"
-                self.metrics.scale_up_total.labels(name, SCALE_UP_REASON_MIN).inc(created)
-                self.recorder.event(obj, "Normal", REASON_SCALED_UP, decision, ACTION_SCALE)
-                counts = nodegroup_status.Counts(
-                    counts.current + created,
-                    counts.ready,
-                    counts.provisioning + created,
-                    counts.deleting,
-                    counts.failed,
-                )
-        elif counts.current > spec.max_nodes:
-            chosen = nodegroup_status.surplus(members, counts.current - spec.max_nodes, self._node_ready)
-            names = ", ".join(vn.metadata.name for vn in chosen)
-            if self.options.dry_run:
-                decision = (
-                    f"dry-run: would remove {len(chosen)} node(s) above maxNodes={spec.max_nodes}: {names}"
-                )
-                self.recorder.event(obj, "Normal", REASON_DRY_RUN, decision, ACTION_SCALE)
-            else:
-                requested = await self._request_drains(chosen, now)
-                self.metrics.scale_down_total.labels(name, DRAIN_REASON_ABOVE_MAX).inc(requested)
-                decision = (
-                    f"requested removal of {len(chosen)} node(s) above maxNodes={spec.max_nodes}: {names}"
-                )
-                self.recorder.event(obj, "Normal", REASON_SCALE_DOWN_REQUESTED, decision, ACTION_SCALE)
-                st.last_scale_down_time = now
-                counts = nodegroup_status.Counts(
-                    counts.current - len(chosen),
-                    counts.ready,
-                    counts.provisioning,
-                    counts.deleting + len(chosen),
-                    counts.failed,
-                )
+        view = rules.GroupView(
+            min_nodes=spec.min_nodes,
+            max_nodes=spec.max_nodes,
+            counts=counts,
+            backoff=back,
+            now=now,
+            members=members,
+            node_ready=self._node_ready,
+        )
+        step = rules.next_step(view)
+        decision: str | None = None
+        if step is not None:
+            decision, done = await self._perform(obj, group, step, st, now)
+            counts = rules.settle(counts, step, done)
 
         self._conditions(obj, group, st, counts, back, in_backoff, cloud_error, now)
-        st.desired_nodes = min(max(counts.current, spec.min_nodes), spec.max_nodes)
+        st.desired_nodes = rules.desired_nodes(counts, spec.min_nodes, spec.max_nodes)
         st.current_nodes, st.ready_nodes = counts.current, counts.ready
         st.provisioning_nodes, st.deleting_nodes = counts.provisioning, counts.deleting
         st.backoff_until = back.until if in_backoff else None
@@ -326,6 +293,31 @@ class NodeGroupReconciler:
         if in_backoff and back.until is not None:
             requeue = min(requeue, max((back.until - now).total_seconds(), 0.0) + 0.1)
         return Result(requeue_after=requeue)
+
+    async def _perform(
+        self, obj: dict[str, Any], group: NodeGroup, step: rules.Step, st: NodeGroupStatus, now: datetime
+    ) -> tuple[str, int]:
+        """Do the step's writes (in dry-run: announce them); returns the decision and how many
+        nodes the writes created or asked to leave."""
+        name = group.metadata.name
+        if step.reason == rules.STEP_WAIT_BACKOFF:
+            return step.decision(dry_run=self.options.dry_run), 0
+        if self.options.dry_run:
+            decision = step.decision(dry_run=True)
+            self.recorder.event(obj, "Normal", REASON_DRY_RUN, decision, ACTION_SCALE)
+            return decision, 0
+        if step.reason == rules.STEP_CREATE_MIN:
+            created = await self._create(group, step.create)
+            decision = step.decision(dry_run=False, done=created)
+            self.metrics.scale_up_total.labels(name, rules.STEP_CREATE_MIN).inc(created)
+            self.recorder.event(obj, "Normal", REASON_SCALED_UP, decision, ACTION_SCALE)
+            return decision, created
+        requested = await self._request_drains(list(step.drain), now)
+        self.metrics.scale_down_total.labels(name, rules.STEP_DRAIN_ABOVE_MAX).inc(requested)
+        decision = step.decision(dry_run=False)
+        self.recorder.event(obj, "Normal", REASON_SCALE_DOWN_REQUESTED, decision, ACTION_SCALE)
+        st.last_scale_down_time = now
+        return decision, len(step.drain)
 
     async def _cloud_check(
         self, obj: dict[str, Any], group: NodeGroup, members: list[VPSieNode]
@@ -419,7 +411,7 @@ class NodeGroupReconciler:
                 "metadata": {
                     "annotations": {
                         DRAIN_REQUESTED_ANNOTATION: rfc3339(now),
-                        DRAIN_REASON_ANNOTATION: DRAIN_REASON_ABOVE_MAX,
+                        DRAIN_REASON_ANNOTATION: rules.STEP_DRAIN_ABOVE_MAX,
                     }
                 }
             }
