@@ -451,8 +451,10 @@ NOTES
 # Two builds of one commit from nothing (a clean export of the commit, the runtime root assembled anew
 # from the package root, no layer cache) must give the same image ID and manifest digest.
 reproduce() {
-    local commit="${REPRODUCE_COMMIT:-HEAD}" uv platform arch run ctx result="$CACHE/reproducible.md"
-    REVISION="$(git rev-parse "$commit")"
+    local commit uv platform arch run ctx result="$CACHE/reproducible.md"
+    # Resolved once: others may commit while the two builds run.
+    commit="$(git rev-parse "${REPRODUCE_COMMIT:-HEAD}^{commit}")"
+    REVISION="$commit"
     SOURCE_DATE_EPOCH="$(git log -1 --format=%ct "$commit")"
     CREATED="$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y-%m-%dT%H:%M:%SZ)"
     uv="$(resolve_uv)"
