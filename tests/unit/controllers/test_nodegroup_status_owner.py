@@ -59,3 +59,19 @@ async def test_last_scale_up_time_is_the_newest_creation_of_a_non_adopted_vpsien
     env.informers["vpsienodes"].store.delete(new)
     await reconciler(env, decisions).reconcile(Request("web"))
     assert status(env, "web")["lastScaleUpTime"] == "2026-01-02T00:00:00Z"
+
+
+async def test_a_creation_the_cache_never_shows_is_given_up_after_a_minute_of_the_injected_clock() -> None:
+    env, decisions = Lifecycle(), DecisionLog()
+    env.put(nodegroup("web", min_nodes=1, finalizer=True))
+    ng = reconciler(env, decisions)
+    await ng.reconcile(Request("web"))
+    (first,) = env.api.writes("vpsienodes", "create")
+    # The watch never delivers it: the group waits instead of creating again...
+    env.informers["vpsienodes"].store.delete(env.get("vpsienodes", first[2]))
+    await ng.reconcile(Request("web"))
+    assert len(env.api.writes("vpsienodes", "create")) == 1
+    # ...for a minute of the controller's clock, then counts from the cache again.
+    await env.world.clock.advance(61.0)
+    await ng.reconcile(Request("web"))
+    assert len(env.api.writes("vpsienodes", "create")) == 2

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import dataclasses
 import random
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -80,6 +79,7 @@ from vpsie_autoscaler.kube.resources import NODEGROUPS, VPSIENODES
 from vpsie_autoscaler.runtime.clock import Clock
 from vpsie_autoscaler.runtime.controller import Request, Result
 from vpsie_autoscaler.runtime.events import EventRecorder
+from vpsie_autoscaler.runtime.expectations import Expectations
 from vpsie_autoscaler.runtime.informer import SharedInformer
 from vpsie_autoscaler.vpsie.errors import VPSieError
 from vpsie_autoscaler.vpsie.provider import Instance, ManagedSource
@@ -161,9 +161,10 @@ class NodeGroupReconciler:
         self.metrics = metrics
         self.options = options or NodeGroupOptions()
         self.rng = rng
-        # group → VPSieNode → (deadline, "the cache shows our write"); in memory on purpose: a restart
-        # starts from freshly listed caches, which already contain every write.
-        self._expectations: dict[str, dict[str, tuple[float, Callable[[Mapping[str, Any]], bool]]]] = {}
+        # (group, VPSieNode) → "the cache shows our write".
+        self._expectations: Expectations[tuple[str, str], Callable[[Mapping[str, Any]], bool]] = Expectations(
+            clock, EXPECTATION_TIMEOUT_SECONDS
+        )
         self.invalid = InvalidObjects("NodeGroup", metrics)
         ensure_index(vpsienodes, GROUP_INDEX, group_index)
         ensure_index(vpsienodes, SOURCE_INDEX, source_index)
@@ -171,18 +172,14 @@ class NodeGroupReconciler:
     # -- expectations (the ReplicaSet controller's ``ControllerExpectations``) ----------------------
 
     def _expect(self, group: str, vpsienode: str, seen: Callable[[Mapping[str, Any]], bool]) -> None:
-        pending = self._expectations.setdefault(group, {})
-        pending[vpsienode] = (time.monotonic() + EXPECTATION_TIMEOUT_SECONDS, seen)
+        self._expectations.expect((group, vpsienode), seen)
 
     def _expectations_met(self, group: str) -> bool:
-        pending = self._expectations.get(group)
-        if not pending:
-            return True
-        for name, (deadline, seen) in list(pending.items()):
-            obj = self.vpsienodes.store.get(name)
-            if (obj is not None and seen(obj)) or time.monotonic() > deadline:
-                del pending[name]
-        return not pending
+        def observed(key: tuple[str, str], seen: Callable[[Mapping[str, Any]], bool]) -> bool:
+            obj = self.vpsienodes.store.get(key[1])
+            return obj is not None and seen(obj)
+
+        return not any(g == group for g, _ in self._expectations.pending(observed))
 
     def requests_for_vpsienode(self, obj: dict[str, Any]) -> list[Request]:
         return [Request(g) for g in group_index(obj)]

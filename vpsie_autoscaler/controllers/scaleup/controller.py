@@ -65,6 +65,7 @@ from vpsie_autoscaler.kube import KubeClient, errors
 from vpsie_autoscaler.kube.resources import VPSIENODES
 from vpsie_autoscaler.runtime.clock import Clock
 from vpsie_autoscaler.runtime.events import NORMAL, WARNING, EventRecorder
+from vpsie_autoscaler.runtime.expectations import Expectations
 from vpsie_autoscaler.scaling import ClusterLimits, ExpanderChain, plan_scale_up
 from vpsie_autoscaler.scaling.scaleup import NOT_TRIGGERED, TRIGGERED, GroupIncrease, ScaleUpPlan
 
@@ -133,7 +134,7 @@ class ScaleUpController:
         self.expanders = ExpanderChain.parse(options.expander)
         self.batcher = batcher or Batcher(clock)
         self.rng = rng or random.Random()  # noqa: S311 - names and tie-breaks, not secrets
-        self._created: dict[str, tuple[dict[str, Any], float]] = {}
+        self._created: Expectations[str, dict[str, Any]] = Expectations(clock, EXPECTATION_SECONDS)
         self._latency_seen: set[str] = set()
         self._pod_events: dict[str, tuple[str, str, float]] = {}
         self._dry_run_reported: dict[str, tuple[int, frozenset[str]]] = {}
@@ -212,13 +213,8 @@ class ScaleUpController:
 
     def _expected(self) -> list[dict[str, Any]]:
         """Created VPSieNodes the cache has not shown yet (and not too old to wait for)."""
-        now = self.clock.monotonic()
         cached = {(o.get("metadata") or {}).get("name") for o in self.builder.vpsienodes.list()}
-        for name in list(self._created):
-            _, at = self._created[name]
-            if name in cached or now - at > EXPECTATION_SECONDS:
-                del self._created[name]
-        return [obj for obj, _ in self._created.values()]
+        return list(self._created.pending(lambda name, _obj: name in cached).values())
 
     async def scale_up_once(self) -> ScaleUpPlan | None:
         """One decision over the current caches. Returns the plan (None when nothing is pending)."""
@@ -337,7 +333,7 @@ class ScaleUpController:
                     first_at = self.clock.now()
                     self._last_created = res
                 name = (res.get("metadata") or {}).get("name", "")
-                self._created[name] = (res, self.clock.monotonic())
+                self._created.expect(name, res)
                 created += 1
                 log.info("VPSieNode created", nodegroup=ng.metadata.name, vpsienode=name)
         return created, error, first_at
