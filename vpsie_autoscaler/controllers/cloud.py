@@ -37,6 +37,7 @@ from typing import Final, NoReturn, Protocol
 
 import structlog
 from prometheus_client import CollectorRegistry
+from pydantic import ValidationError
 
 from vpsie_autoscaler.api import nodegroup as api
 from vpsie_autoscaler.api.vpsienode import HOSTNAME_SUFFIX_LENGTH, VPSieNode, hostname_for
@@ -90,12 +91,13 @@ def client_config(settings: Settings, credentials: Credentials | None = None) ->
     else:
         raise ProviderConfigError(
             "no VPSie credentials: set VPSIE_AUTOSCALER_VPSIE_API_TOKEN, or VPSIE_AUTOSCALER_VPSIE_CLIENT_ID "
-            "and VPSIE_AUTOSCALER_VPSIE_CLIENT_SECRET, or --vpsie-credentials-dir"
+            "and VPSIE_AUTOSCALER_VPSIE_CLIENT_SECRET, or --vpsie-credentials-dir (a mounted Secret with "
+            "token or apiToken, or clientId and clientSecret)"
         )
     try:
         return VPSieClientConfig.model_validate(
             {
-                "base_url": settings.vpsie_base_url,
+                "base_url": creds.base_url or settings.vpsie_base_url,  # the Secret's url wins
                 "client_id": creds.client_id,
                 "client_secret": creds.client_secret,
                 "api_token": creds.api_token,
@@ -103,8 +105,10 @@ def client_config(settings: Settings, credentials: Credentials | None = None) ->
                 "rate_limit_burst": settings.vpsie_rate_limit_burst,
             }
         )
-    except ValueError as exc:
-        raise ProviderConfigError(f"VPSie client configuration: {exc}") from None
+    except ValidationError as exc:
+        # Only the messages: pydantic's text quotes the input, which holds the credentials.
+        reasons = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+        raise ProviderConfigError(f"VPSie client configuration: {reasons}") from None
 
 
 def build_client(
@@ -273,6 +277,12 @@ class Providers:
         self.managed = ManagedKubernetesProvider(client, monotonic=self._monotonic)
         self.vms = VMProvider(client)
 
+    def report_unconfigured(self, reason: str) -> None:
+        """While there is no client, every call fails with this (newer) reason."""
+        if self.client is None:
+            self._unconfigured_reason = reason
+            self.managed = self.vms = UnconfiguredProvider(reason)
+
     def provider_for(self, source: NodeSource) -> NodeProvider:
         return self.managed if isinstance(source, ManagedSource) else self.vms
 
@@ -371,15 +381,21 @@ class CredentialsWatcher:
             creds = await asyncio.to_thread(read_credentials_dir, self._directory)
         except CredentialsError as exc:
             log.warning("credentials.unreadable", error=str(exc), note="keeping the current credentials")
+            self._providers.report_unconfigured(str(exc))
             return False
         if creds == self._last:
             return False
+        if creds.ignored:
+            log.warning("credentials.ignored", files=list(creds.ignored), note="the Secret's token is used")
         client = self._providers.client
+        if client is not None and creds.base_url and creds.base_url != client.config.base_url.rstrip("/"):
+            log.warning("credentials.url_changed", url=creds.base_url, note="takes effect after a restart")
         if client is None:
             try:
                 client = self._build(creds)
             except (ProviderConfigError, ValueError) as exc:
                 log.error("credentials.rejected", error=str(exc), note="still no VPSie client")
+                self._providers.report_unconfigured(str(exc))
                 return False
             self._providers.configure(client)
             self._last = creds

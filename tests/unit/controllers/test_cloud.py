@@ -388,3 +388,47 @@ async def test_rotated_credentials_are_used_once_proven_and_bad_ones_are_refused
             assert client.config.api_token.get_secret_value() == "rotated-token"
             assert providers.client is client
             assert built == []
+
+
+# --- the stock vpsie-secret ---------------------------------------------------------------------------
+
+
+def test_the_secrets_url_is_the_base_url_when_present(tmp_path: Path) -> None:
+    (tmp_path / "token").write_text("stock-token\n")
+    (tmp_path / "url").write_text("https://api2.vpsie.com/apps/v2\n")
+    cfg = client_config(settings(vpsie_credentials_dir=str(tmp_path)))
+    assert cfg.base_url == "https://api2.vpsie.com"
+    assert cfg.api_token is not None
+    assert cfg.api_token.get_secret_value() == "stock-token"
+    (tmp_path / "url").unlink()
+    cfg = client_config(settings(vpsie_credentials_dir=str(tmp_path), vpsie_base_url="https://x.example"))
+    assert cfg.base_url == "https://x.example"
+
+
+def test_a_refused_configuration_names_the_problem_never_the_token(tmp_path: Path) -> None:
+    (tmp_path / "token").write_text("tok-Kq81-never-shown")
+    (tmp_path / "url").write_text("http://vpsie.example.com/apps/v2")  # plain http off loopback
+    with pytest.raises(ProviderConfigError, match=r"plain http to vpsie\.example\.com") as exc:
+        client_config(settings(vpsie_credentials_dir=str(tmp_path)))
+    assert "tok-Kq81" not in str(exc.value)
+    assert "input_value" not in str(exc.value)
+
+
+async def test_a_secret_still_broken_reports_its_newest_problem(tmp_path: Path) -> None:
+    providers = Providers(None, unconfigured_reason="missing clientId")
+
+    def build(creds: Credentials) -> VPSieClient:
+        return build_client(settings(), clock=RealClock(), registry=CollectorRegistry(), credentials=creds)
+
+    watcher = CredentialsWatcher(providers, str(tmp_path), build=build, clock=FakeClock())
+    (tmp_path / "token").write_text("")
+    assert await watcher.check() is False
+    with pytest.raises(Unauthorized, match="token is empty"):
+        await providers.listing(SOURCE, max_age=0)
+    (tmp_path / "token").write_text("tok-Kq81-never-shown")
+    (tmp_path / "url").write_text("http://vpsie.example.com")
+    assert await watcher.check() is False
+    with pytest.raises(Unauthorized, match="plain http") as exc:
+        await providers.listing(SOURCE, max_age=0)
+    assert "tok-Kq81" not in str(exc.value)
+    assert providers.client is None
