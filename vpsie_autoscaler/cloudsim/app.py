@@ -4,6 +4,8 @@ Two response modes (``docs/vpsie-api.md`` §6.2): ``strict`` answers only with t
 shapes (numbers as numbers, cluster nodes without ``identifier``, the SDK token shape); ``lenient``
 sends the union of known variants (prices and counts as numeric strings, AS node fields, a
 ``group_id`` per node, the token shape named by ``token_shape``). A client must cope with both.
+Logins: strict accepts the JSON body the SDK sends, lenient JSON or form-encoded; ``login_body: form``
+models an API that parses only the form body VPSie's Go autoscaler sends (a JSON login then gets 401).
 
 Quirks reproduced: 401 ``Please authenticate``; unknown routes 404 ``Not found``; ``projectId`` must be
 a string; numeric address flags silently ignored; one node group per size in a cluster; VM delete
@@ -262,6 +264,8 @@ class Simulator:
         response = await self._serve(request, handler)
         if not path.startswith(ADMIN_PREFIX):
             entry: dict[str, Any] = {"method": request.method, "path": path, "status": response.status}
+            if request.body_exists:
+                entry["content_type"] = request.content_type
             lost = request.get(LOST_KEY)
             if lost is not None:
                 entry["lost"] = lost
@@ -378,10 +382,17 @@ class Simulator:
 
     # --- auth ----------------------------------------------------------------------------------------
 
+    def login_bodies(self) -> str:
+        """``json``, ``form`` or ``any``: what :meth:`login` parses (see ``SimConfig.login_body``)."""
+        return self.config.login_body or ("json" if self.strict else "any")
+
     async def login(self, request: web.Request) -> web.Response:
-        if self.strict and request.content_type != "application/json":
+        accepted = self.login_bodies()
+        form = request.content_type == "application/x-www-form-urlencoded"
+        if accepted == "json" and request.content_type != "application/json":
             raise SimError(400, "Request body must be JSON")
-        body = await self.any_body(request)
+        # A form-only server does not parse JSON: the credentials it looks for are simply absent.
+        body = {} if accepted == "form" and not form else await self.any_body(request)
         cid, secret = self.config.client_id, self.config.client_secret
         if not cid or not secret or body.get("clientId") != cid or body.get("clientSecret") != secret:
             raise SimError(401, "Invalid client credentials")
@@ -646,6 +657,7 @@ class Simulator:
         now = state.now()
         body = {
             "mode": self.config.mode,
+            "login_body": self.login_bodies(),
             "logins": state.logins,
             "active_tokens": sum(1 for e in state.tokens.values() if e > now),
             "clusters": [

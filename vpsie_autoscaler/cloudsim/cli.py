@@ -55,6 +55,8 @@ def build_config(args: argparse.Namespace) -> SimConfig:
     updates["delays"] = delays
     if args.mode:
         updates["mode"] = args.mode
+    if getattr(args, "login_body", None):
+        updates["login_body"] = args.login_body
     if args.token_ttl is not None:
         updates["token_ttl_seconds"] = args.token_ttl
     extra_faults = [parse_fault(text) for text in getattr(args, "fault", None) or []]

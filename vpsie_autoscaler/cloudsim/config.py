@@ -10,6 +10,7 @@ Example::
     client_secret: demo-secret
     api_tokens: [static-demo-token]
     mode: lenient            # or strict: only the official SDK's response shapes
+    login_body: any          # json (strict's default) | form (JSON logins refused) | any (lenient's)
     delays: {pending_seconds: 1, boot_seconds: 5, delete_seconds: 2}
     clusters:
       - name: HEL-Kubernetes-49ab
@@ -134,6 +135,10 @@ class SimConfig(_Model):
     token_ttl_seconds: float = Field(default=DEFAULT_TOKEN_TTL_SECONDS, gt=0)
     mode: Literal["lenient", "strict"] = "lenient"
     token_shape: Literal["sdk", "as", "both"] = "both"  # noqa: S105 - a shape name, not a secret
+    login_body: Literal["json", "form", "any"] | None = None
+    """Login bodies accepted: ``json`` (as the official SDK sends it), ``form`` (form-encoded only: a
+    JSON body is not parsed, so its credentials are missing: 401), ``any``. Unset: ``json`` in strict
+    mode, ``any`` in lenient mode."""
     account_password: str | None = None  # VM delete checks it when set
     max_workers_per_cluster: int | None = None  # quota: "Worker nodes count exceeds the allowed limit"
     delays: Delays = Field(default_factory=Delays)

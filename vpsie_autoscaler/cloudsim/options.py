@@ -30,10 +30,10 @@ admin endpoints (no auth, loopback only):
   POST   /_sim/tokens/expire            expire every issued token (next call gets 401)
 
 config file keys: client_id, client_secret, api_tokens, token_ttl_seconds, mode, token_shape
-(sdk|as|both), account_password, max_workers_per_cluster, delays {pending_seconds, boot_seconds,
-delete_seconds}, datacenters, plan_categories, plans, os_images, projects, ssh_keys, scripts,
-clusters [{name, identifier, datacenter, kube_version, masters, groups [{name, size, nodes, labels,
-taints}]}], faults [...]. Flags override the file.
+(sdk|as|both), login_body (json|form|any), account_password, max_workers_per_cluster, delays
+{pending_seconds, boot_seconds, delete_seconds}, datacenters, plan_categories, plans, os_images,
+projects, ssh_keys, scripts, clusters [{name, identifier, datacenter, kube_version, masters, groups
+[{name, size, nodes, labels, taints}]}], faults [...]. Flags override the file.
 """
 
 
@@ -93,6 +93,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["lenient", "strict"],
         help="lenient (default): every known response variant (numbers as strings, union fields); "
         "strict: the official SDK shapes only",
+    )
+    parser.add_argument(
+        "--login-body",
+        choices=["json", "form", "any"],
+        help="login bodies accepted: json (strict mode's default, as the official SDK sends it), form "
+        "(form-encoded only; a JSON login gets 401), any (lenient mode's default)",
     )
     parser.add_argument(
         "--token-ttl",

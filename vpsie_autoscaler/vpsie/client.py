@@ -32,7 +32,7 @@ import random
 import re
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final, Self, TypeVar
@@ -47,7 +47,15 @@ from pydantic import BaseModel, ConfigDict, SecretStr, TypeAdapter, ValidationEr
 from vpsie_autoscaler import __version__
 from vpsie_autoscaler.runtime.clock import Clock, RealClock
 from vpsie_autoscaler.vpsie import models
-from vpsie_autoscaler.vpsie.auth import ExchangedToken, IssuedToken, StaticToken, TokenSource
+from vpsie_autoscaler.vpsie.auth import (
+    ExchangedToken,
+    IssuedToken,
+    LoginEncoding,
+    LoginEncodings,
+    StaticToken,
+    TokenSource,
+    login_with_fallback,
+)
 from vpsie_autoscaler.vpsie.breaker import DEFAULT_FAILURE_THRESHOLD, DEFAULT_OPEN_SECONDS, CircuitBreaker
 from vpsie_autoscaler.vpsie.errors import (
     DUPLICATE_GROUP_SIZE_MARKER,
@@ -282,6 +290,7 @@ class VPSieClient:
         self._timeout = aiohttp.ClientTimeout(
             total=config.request_timeout, sock_connect=config.connect_timeout
         )
+        self._login_encodings = LoginEncodings()
         self.tokens: TokenSource = self._token_source(config)
 
     @property
@@ -625,15 +634,14 @@ class VPSieClient:
         assert config.client_id is not None
         assert config.client_secret is not None
         credentials = {"clientId": config.client_id, "clientSecret": config.client_secret.get_secret_value()}
-        try:
-            body = await self._call(
-                "auth_login", "POST", LOGIN_PATH, json=credentials, idempotent=True, authenticate=False
+
+        def send(encoding: LoginEncoding) -> Awaitable[bytes]:  # JSON, or form when JSON is refused
+            json, form = (credentials, None) if encoding == "json" else (None, credentials)
+            return self._call(
+                "auth_login", "POST", LOGIN_PATH, json=json, form=form, idempotent=True, authenticate=False
             )
-        except (Unauthorized, BusinessRuleError, NotFound) as exc:
-            # The server's text is not echoed: a refused login may quote what it was sent.
-            raise Unauthorized(
-                "VPSie refused the clientId/clientSecret", operation="auth_login", status=exc.status
-            ) from None
+
+        body = await login_with_fallback(send, self._login_encodings)
         try:
             response = models.TokenResponse.model_validate_json(body)
         except ValidationError:

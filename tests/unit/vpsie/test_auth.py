@@ -51,13 +51,17 @@ async def test_wrong_static_token_is_unauthorized_without_retry(server: TestServ
     assert len(sim.requests) == 1
 
 
-async def test_wrong_client_secret_is_unauthorized_after_one_login_attempt(
+async def test_wrong_client_secret_is_unauthorized_after_one_login_attempt_per_encoding(
     server: TestServer, sim: Simulator
 ) -> None:
     async with make_client(server, FakeClock(), client_secret="wrong-secret") as c:
-        with pytest.raises(errors.Unauthorized, match="refused"):
+        with pytest.raises(errors.Unauthorized, match="refused") as exc:
             await c.list_k8s_clusters()
-    assert [r["path"] for r in sim.requests] == ["/apps/v2/auth/from/api"]
+    assert "wrong-secret" not in str(exc.value)
+    assert [(r["path"], r["content_type"]) for r in sim.requests] == [
+        ("/apps/v2/auth/from/api", "application/json"),
+        ("/apps/v2/auth/from/api", "application/x-www-form-urlencoded"),
+    ]
 
 
 async def test_token_is_renewed_before_it_expires(
