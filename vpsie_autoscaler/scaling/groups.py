@@ -25,6 +25,8 @@ from vpsie_autoscaler.api.nodegroup import (
     DEFAULT_UTILIZATION_THRESHOLD,
     NodeGroup,
 )
+from vpsie_autoscaler.scaling.headroom import NO_HEADROOM, Headroom
+from vpsie_autoscaler.scaling.plans import PlanShape
 from vpsie_autoscaler.scaling.predicates import STATIC_PREDICATES, check
 from vpsie_autoscaler.scaling.resources import EMPTY, PODS, QuantityError, Resources, to_units
 from vpsie_autoscaler.scaling.scheduling_facts import NodeInfo, PodInfo
@@ -84,6 +86,12 @@ class GroupTemplate:
     backoff_reason: str = ""
     last_scale_up_time: datetime | None = None
     scale_down: ScaleDownPolicy = ScaleDownPolicy()
+    plans: tuple[PlanShape, ...] = ()
+    """The plans a flexible group may use (:mod:`~vpsie_autoscaler.scaling.plans`); empty: every node
+    is ``allocatable``. When set, ``allocatable`` and ``capacity`` describe the smallest plan."""
+    spare: Headroom = NO_HEADROOM
+    """``spec.headroom``: capacity kept free (:mod:`~vpsie_autoscaler.scaling.headroom`); not to be
+    confused with :attr:`headroom`, the nodes the group may still add."""
 
     @property
     def headroom(self) -> int:

@@ -16,6 +16,12 @@ groups) and metrics. Steps (SPEC §4, cluster-autoscaler's ``ScaleUp`` orchestra
    cluster-wide limits; the expander chain picks **one** group for those pods.
 6. Repeat for the pods the chosen group did not take, over the groups not chosen yet.
 
+Flexible groups (``GroupTemplate.plans``) pack with :func:`~vpsie_autoscaler.scaling.plans.choose_plans`:
+the cheapest allowed plan, or mix of plans, for the pods they take; a pod no allowed plan holds is
+refused with the largest plan's verdict. Headroom (:mod:`~vpsie_autoscaler.scaling.headroom`) comes
+in as virtual pods (``headroom_pods``): planned like pending pods, but never fitted onto in-flight
+nodes (the headroom already counted those) and never given an outcome.
+
 Decision on "one group per plan": a pod's need is never served by two groups and no group grows
 for pods another group already covers (seed trap: every matching group grew). Pods that only
 *other* groups can hold (a GPU pod next to web pods) are served in the same plan rather than one
@@ -33,6 +39,17 @@ from typing import Final
 from vpsie_autoscaler.scaling.binpack import PackItem, PackResult, pack
 from vpsie_autoscaler.scaling.expanders import ExpanderChain, Option
 from vpsie_autoscaler.scaling.groups import GroupTemplate
+from vpsie_autoscaler.scaling.headroom import is_headroom_pod
+from vpsie_autoscaler.scaling.plans import (
+    PlanChoice,
+    PlanShape,
+    Room,
+    allowed_plans,
+    biggest,
+    choose_plans,
+    describe,
+    plan_node,
+)
 from vpsie_autoscaler.scaling.predicates import check, pods_conflict
 from vpsie_autoscaler.scaling.reasons import (
     CLUSTER_MAX_CORES,
@@ -47,7 +64,7 @@ from vpsie_autoscaler.scaling.reasons import (
     SCALE_UP_DISABLED,
     Reason,
 )
-from vpsie_autoscaler.scaling.resources import CPU, EMPTY, MEMORY
+from vpsie_autoscaler.scaling.resources import CPU, EMPTY, MEMORY, Resources, format_units
 from vpsie_autoscaler.scaling.scheduling_facts import NodeInfo, PodInfo
 from vpsie_autoscaler.scaling.simulation import SimNode
 
@@ -101,6 +118,8 @@ class NodeRun:
     count: int
     pods_per_node: tuple[tuple[PodInfo, int], ...]
     """(representative pod of an equivalence class, how many of that class per node)."""
+    plan: PlanShape | None = None
+    """The plan of these nodes in a flexible group (None: the group's only plan)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +134,18 @@ class GroupIncrease:
     expander_trail: tuple[str, ...]
     limited_by: Reason | None = None
     """Set when a limit kept the increase smaller than the pods wanted (some pods left pending)."""
+    headroom_pods: int = 0
+    """Virtual headroom pods the new nodes hold (not in ``pods``)."""
+    plan_choice: str = ""
+    """For a flexible group: the plans chosen (``"2 x 2cpu + 1 x 8cpu"``) and how."""
+
+    def plan_counts(self) -> dict[str, int]:
+        """New nodes per plan name (flexible groups; empty otherwise)."""
+        out: dict[str, int] = {}
+        for run in self.runs:
+            if run.plan is not None:
+                out[run.plan.name] = out.get(run.plan.name, 0) + run.count
+        return out
 
     @property
     def to_size(self) -> int:
@@ -127,6 +158,10 @@ class GroupIncrease:
             f"scale-up {self.group}: {self.from_size} -> {self.to_size} "
             f"(+{self.nodes}) for {len(self.pods)} pending pod(s)"
         )
+        if self.headroom_pods:
+            text += f" and headroom ({self.headroom_pods} virtual pod(s))"
+        if self.plan_choice:
+            text += f"; plans: {self.plan_choice}"
         if self.expander_trail:
             text += f"; chosen by {'; '.join(self.expander_trail)}"
         if self.limited_by is not None:
@@ -234,7 +269,10 @@ def _fit_in_flight(
     out: dict[int, list[tuple[str, int]]] = {}
     if not sims:
         return out
-    order = sorted(classes, key=lambda c: (-c.rep.requests[CPU], -c.rep.requests[MEMORY], c.index))
+    order = sorted(
+        (c for c in classes if not is_headroom_pod(c.rep)),  # headroom counted in-flight nodes already
+        key=lambda c: (-c.rep.requests[CPU], -c.rep.requests[MEMORY], c.index),
+    )
     for cls in order:
         rep = cls.rep
         self_conflict = cls.index in conflicts.get(cls.index, frozenset())
@@ -272,10 +310,10 @@ class _Budget:
     cpu_milli: int | None
     memory_bytes: int | None
 
-    def node_cap(self, group: GroupTemplate) -> tuple[int, Reason]:
+    def node_cap(self, group: GroupTemplate, per_node: Resources | None = None) -> tuple[int, Reason]:
         """How many nodes of ``group`` fit, and which limit binds when it is the cluster's."""
         cap, why = group.headroom, Reason(GROUP_AT_MAX_SIZE, f"at max size {group.max_nodes}")
-        per_node = group.capacity or group.allocatable
+        per_node = per_node or group.capacity or group.allocatable
         checks = (
             (self.nodes, 1, CLUSTER_MAX_NODES, "cluster-wide max nodes reached"),
             (self.cpu_milli, per_node[CPU], CLUSTER_MAX_CORES, "cluster-wide max cores reached"),
@@ -289,14 +327,20 @@ class _Budget:
                 cap, why = n, Reason(code, text)
         return cap, why
 
-    def consume(self, group: GroupTemplate, nodes: int) -> None:
-        per_node = group.capacity or group.allocatable
+    def consume(self, group: GroupTemplate, nodes: int, total: Resources | None = None) -> None:
+        """Take ``nodes`` new nodes of ``group`` (``total``: their summed capacity, flexible groups)."""
+        spent = total if total is not None else (group.capacity or group.allocatable).scaled(nodes)
         if self.nodes is not None:
             self.nodes -= nodes
         if self.cpu_milli is not None:
-            self.cpu_milli -= per_node[CPU] * nodes
+            self.cpu_milli -= spent[CPU]
         if self.memory_bytes is not None:
-            self.memory_bytes -= per_node[MEMORY] * nodes
+            self.memory_bytes -= spent[MEMORY]
+
+    def room(self, group: GroupTemplate) -> Room:
+        """The room of a flexible group: its ``maxNodes`` and the cluster's limits."""
+        nodes = group.headroom if self.nodes is None else min(group.headroom, self.nodes)
+        return Room(nodes, self.cpu_milli, self.memory_bytes)
 
 
 def _budget(limits: ClusterLimits, usage: ClusterUsage) -> _Budget:
@@ -317,15 +361,20 @@ def plan_scale_up(
     rng: random.Random | None = None,
     now: datetime,
     usage: ClusterUsage = ClusterUsage(),
+    headroom_pods: Sequence[PodInfo] = (),
 ) -> ScaleUpPlan:
     """Plan the scale-up for ``pending_pods`` (unschedulable pods, as the scheduler reported them).
 
     ``in_flight_nodes``: nodes on the way (Nodes not Ready yet of our groups, and virtual nodes from
     :meth:`GroupTemplate.virtual_node` for VPSieNodes without a Node). ``usage``: what already counts
     against ``limits``. ``now``: for back-off. ``rng``: tie-breaks (seeded; None = by name).
+    ``headroom_pods``: :func:`~vpsie_autoscaler.scaling.headroom.unmet` of the groups with headroom;
+    they grow their group like pending pods and get no outcome of their own.
     """
     outcomes: dict[int, PodOutcome] = {}
     candidates: list[PodInfo] = []
+    real_pods = len(pending_pods)
+    pending_pods = [*pending_pods, *headroom_pods]
     for i, pod in enumerate(pending_pods):
         if pod.priority < EXPENDABLE_PRIORITY_CUTOFF:
             outcomes[i] = PodOutcome(
@@ -346,6 +395,7 @@ def plan_scale_up(
     group_block: dict[str, Reason] = {}
     class_reason: dict[tuple[str, int], Reason] = {}
     eligible: dict[str, list[_Class]] = {}
+    plan_allowed: dict[tuple[str, int], frozenset[str]] = {}
     for group in groups:
         block = _group_block(group, now)
         if block is not None:
@@ -356,7 +406,12 @@ def plan_scale_up(
         for cls in classes:
             if cls.remaining == 0:
                 continue
-            reason = check(cls.rep, template)
+            if group.plans:
+                names = allowed_plans(cls.rep, group, group.plans)
+                plan_allowed[(group.name, cls.index)] = names
+                reason = None if names else _no_plan_reason(cls.rep, group)
+            else:
+                reason = check(cls.rep, template)
             if reason is None:
                 ok.append(cls)
             else:
@@ -367,6 +422,7 @@ def plan_scale_up(
     by_name = {g.name: g for g in groups}
     chosen: dict[str, tuple[GroupIncrease, PackResult]] = {}
     limited: dict[str, Reason] = {}
+    choices: dict[str, PlanChoice] = {}
     cache: dict[tuple[str, int, tuple[tuple[int, int], ...]], PackResult] = {}
     while True:
         options: list[Option] = []
@@ -379,15 +435,36 @@ def plan_scale_up(
             if not live:
                 continue
             group = by_name[name]
-            cap, why = budget.node_cap(group)
-            if cap <= 0:
-                limited[name] = why
-                continue
-            key = (name, cap, tuple((c.index, c.remaining) for c in live))
-            result = cache.get(key)
-            if result is None:
-                items = [PackItem(c.index, c.rep.requests, c.remaining) for c in live]
-                result = cache[key] = pack(items, group.allocatable, conflicts, cap)
+            choice: PlanChoice | None = None
+            if group.plans:
+                cap, why = budget.node_cap(group, min(group.plans, key=PlanShape.size_key).per_node)
+                if cap <= 0:
+                    limited[name] = why
+                    continue
+                choice = choose_plans(
+                    [PackItem(c.index, c.rep.requests, c.remaining) for c in live],
+                    group.plans,
+                    conflicts,
+                    budget.room(group),
+                    {c.index: plan_allowed[(name, c.index)] for c in live},
+                )
+                if choice is None:
+                    continue
+                result = choice.result
+                choices[name] = choice
+                if choice.limited:
+                    cap, why = min((budget.node_cap(group, p.per_node) for p in choice.run_plans), key=_first)
+            else:
+                cap, why = budget.node_cap(group)
+                if cap <= 0:
+                    limited[name] = why
+                    continue
+                key = (name, cap, tuple((c.index, c.remaining) for c in live))
+                cached = cache.get(key)
+                if cached is None:
+                    items = [PackItem(c.index, c.rep.requests, c.remaining) for c in live]
+                    cached = cache[key] = pack(items, group.allocatable, conflicts, cap)
+                result = cached
             if result.nodes == 0:
                 continue
             requested = EMPTY
@@ -398,17 +475,24 @@ def plan_scale_up(
                     requested = requested + cls.rep.requests.scaled(n)
                     placed_pods += n
             wanted = sum(c.remaining for c in live)
-            caps[name] = why if placed_pods < wanted and result.nodes >= cap else None
+            hit_limit = choice.limited if choice is not None else result.nodes >= cap
+            caps[name] = why if placed_pods < wanted and hit_limit else None
             packs[name] = result
+            node_allocatable, price = group.allocatable, group.hourly_price
+            if choice is not None:  # the expanders compare per-node averages of the mix
+                total = choice.total(lambda p: p.allocatable)
+                node_allocatable = Resources({k: v // result.nodes for k, v in total.items()})
+                total_price = choice.hourly_price
+                price = None if total_price is None else total_price / result.nodes
             options.append(
                 Option(
                     name,
                     result.nodes,
                     placed_pods,
                     requested,
-                    group.allocatable,
+                    node_allocatable,
                     group.priority,
-                    group.hourly_price,
+                    price,
                 )
             )
         if not options:
@@ -423,16 +507,33 @@ def plan_scale_up(
             start = len(cls.pods) - cls.remaining
             pods.extend(cls.pods[start : start + n])
             cls.remaining -= n
+        picked = choices.get(winner.group)
+        run_plans: Sequence[PlanShape | None] = (
+            picked.run_plans if picked is not None else [None] * len(result.runs)
+        )
         runs = tuple(
-            NodeRun(run.count, tuple((class_by_index[i].rep, k) for i, k in run.contents.items()))
-            for run in result.runs
+            NodeRun(run.count, tuple((class_by_index[i].rep, k) for i, k in run.contents.items()), plan)
+            for run, plan in zip(result.runs, run_plans, strict=True)
         )
         cap_reason = caps[winner.group]
         if cap_reason is not None:
             limited[winner.group] = cap_reason
-        increase = GroupIncrease(winner.group, result.nodes, group.size, tuple(pods), runs, trail, cap_reason)
+        real = tuple(p for p in pods if not is_headroom_pod(p))
+        increase = GroupIncrease(
+            winner.group,
+            result.nodes,
+            group.size,
+            real,
+            runs,
+            trail,
+            cap_reason,
+            headroom_pods=len(pods) - len(real),
+            plan_choice=_plan_choice_text(picked) if picked is not None else "",
+        )
         chosen[winner.group] = (increase, result)
-        budget.consume(group, result.nodes)
+        budget.consume(
+            group, result.nodes, picked.total(lambda p: p.per_node) if picked is not None else None
+        )
 
     # Outcomes, pod by pod, in each class's member order: in-flight, then triggered, then not.
     pod_status: dict[int, tuple[str, str | None, str | None]] = {}
@@ -446,6 +547,8 @@ def plan_scale_up(
     for increase, _ in chosen.values():
         for pod in increase.pods:
             pod_status[pod_ids[id(pod)]] = (TRIGGERED, increase.group, None)
+    for i in range(real_pods, len(pending_pods)):
+        outcomes[i] = PodOutcome(pending_pods[i], IGNORED)  # virtual: no outcome is reported
 
     class_of: dict[int, _Class] = {}
     for cls in classes:
@@ -470,7 +573,32 @@ def plan_scale_up(
         outcomes[i] = PodOutcome(pod, status, group_name, node_name, reasons)
 
     increases = tuple(inc for inc, _ in chosen.values())
-    return ScaleUpPlan(increases, tuple(outcomes[i] for i in range(len(pending_pods))))
+    return ScaleUpPlan(increases, tuple(outcomes[i] for i in range(real_pods)))
+
+
+def _first(cap_and_reason: tuple[int, Reason]) -> int:
+    return cap_and_reason[0]
+
+
+def _no_plan_reason(pod: PodInfo, group: GroupTemplate) -> Reason:
+    """The verdict of the group's largest plan, for a pod that no allowed plan holds."""
+    big = biggest(group.plans)
+    verdict = check(pod, plan_node(group, big)) or Reason(NO_GROUPS, "refused by every allowed plan")
+    alloc = ", ".join(f"{k} {format_units(k, big.allocatable[k])}" for k in (CPU, MEMORY))
+    return Reason(
+        verdict.code,
+        f"no allowed plan holds it; largest plan {big.instance_type} "
+        f"(allocatable {alloc}): {verdict.message}",
+        detail=verdict.detail,
+    )
+
+
+def _plan_choice_text(choice: PlanChoice) -> str:
+    text = describe(choice)
+    price = choice.hourly_price
+    if price is not None:
+        text += f" at {price:.4f}/h"
+    return text + (" (cheapest single plan)" if choice.strategy == "single" else " (cheapest mix of plans)")
 
 
 def _reasons_for(
