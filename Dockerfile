@@ -63,13 +63,15 @@ RUN set -eu; \
     find "${generated}" -name __pycache__ -prune -exec rm -rf {} +; \
     python3 -m compileall -q -j 1 --invalidation-mode unchecked-hash "${SITE}"
 
-# Then the project itself, as a normal (non-editable) wheel, with its bytecode.
+# Then the project itself, as a normal (non-editable) wheel, with its bytecode. uv records when it
+# installed a local wheel (uv_cache.json, for its own cache): that time would make every build differ.
 COPY README.md ./
 COPY vpsie_autoscaler ./vpsie_autoscaler
 RUN set -eu; \
     uv build --wheel --out-dir /tmp/dist; \
     uv pip install --no-deps --python-version 3.13 --target "${SITE}" /tmp/dist/*.whl; \
-    rm -rf "${SITE:?}/bin"; \
+    rm -rf "${SITE:?}/bin" "${SITE}"/vpsie_autoscaler-*.dist-info/uv_cache.json; \
+    sed -i '/\/uv_cache\.json,/d' "${SITE}"/vpsie_autoscaler-*.dist-info/RECORD; \
     python3 -m compileall -q -j 1 --invalidation-mode unchecked-hash "${SITE}/vpsie_autoscaler"
 
 # Explicit target platform: BuildKit's default anyway, but buildah (Debian bookworm's 1.28) otherwise

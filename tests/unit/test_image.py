@@ -262,6 +262,8 @@ def test_builder_takes_source_date_epoch_for_reproducible_builds(
     # One compiling process: the bytecode does not depend on how files were spread over workers.
     assert "-j 0" not in runs
     assert runs.count("compileall") == runs.count("compileall -q -j 1 ")
+    # uv's record of when it installed the local wheel is not shipped (nor listed in RECORD).
+    assert "uv_cache.json" in runs
 
 
 def test_builder_runs_on_the_build_platform_and_resolves_target_wheels(
