@@ -22,7 +22,7 @@ from vpsie_autoscaler.config import Settings
 from vpsie_autoscaler.controllers.catalogue import CatalogueClient, PlanCatalogue
 from vpsie_autoscaler.controllers.cluster_state import SnapshotBuilder
 from vpsie_autoscaler.controllers.decisions import DecisionLog
-from vpsie_autoscaler.controllers.metrics import autoscaler_metrics
+from vpsie_autoscaler.controllers.deps import Deps
 from vpsie_autoscaler.controllers.podcache import trim_pod
 from vpsie_autoscaler.controllers.scaledown import ScaleDownController, ScaleDownOptions
 from vpsie_autoscaler.controllers.scaleup import ScaleUpController, ScaleUpOptions
@@ -56,15 +56,15 @@ def setup_autoscaling(
     settings: Settings,
     *,
     catalogue_client: CatalogueClient | None = None,
-    decisions: DecisionLog | None = None,
+    deps: Deps | None = None,
 ) -> Autoscaling:
     """Create the scale-up and scale-down controllers on ``manager``'s informers and register them.
 
     ``catalogue_client``: a VPSie client to read plan capacity from (None: groups must state
-    cpu/memory in ``spec.template.resources``). ``decisions``: where both hand their decisions to
-    the NodeGroup controller (a private log when it is not running, as in some tests).
+    cpu/memory in ``spec.template.resources``). ``deps``: shared with the lifecycle controllers
+    (built here when they are not running, as in some tests).
     """
-    decisions = decisions or DecisionLog()
+    deps = deps or Deps.of(manager, settings)
     informers = manager.informers
     pods = informers.informer_for(PODS, transform=trim_pod)
     nodegroups = informers.informer_for(NODEGROUPS)
@@ -77,21 +77,20 @@ def setup_autoscaling(
         pdbs=informers.informer_for(PDBS).store,
         catalogue=catalogue,
     )
-    metrics = autoscaler_metrics(manager.registry)
-    metrics.dry_run.set(1 if settings.dry_run else 0)
     scaleup = ScaleUpController(
-        client=manager.client,
-        recorder=manager.recorder,
-        metrics=metrics,
+        client=deps.client,
+        recorder=deps.recorder,
+        metrics=deps.metrics,
         builder=builder,
-        clock=manager.clock,
+        clock=deps.clock,
         options=ScaleUpOptions(
             expander=settings.expander,
             limits=limits_from(settings),
             dry_run=settings.dry_run,
             scan_interval=settings.scan_interval,
         ),
-        decisions=decisions,
+        decisions=deps.decisions,
+        writes=deps.writes,
     )
     pods.add_event_handler(
         on_add=scaleup.on_pod, on_update=scaleup.on_pod_update, on_delete=scaleup.on_pod_delete
@@ -103,16 +102,17 @@ def setup_autoscaling(
     )
     catalogue.on_change(scaleup.replan)
     scaledown = ScaleDownController(
-        client=manager.client,
-        recorder=manager.recorder,
-        metrics=metrics,
+        client=deps.client,
+        recorder=deps.recorder,
+        metrics=deps.metrics,
         builder=builder,
-        clock=manager.clock,
+        clock=deps.clock,
         options=ScaleDownOptions(dry_run=settings.dry_run, scan_interval=settings.scan_interval),
-        decisions=decisions,
+        decisions=deps.decisions,
+        writes=deps.writes,
     )
     if catalogue.enabled:
         manager.add_runnable(catalogue.run, needs_leader=False, name="plan-catalogue")
     manager.add_runnable(scaleup.run, needs_leader=True, name="scaleup")
     manager.add_runnable(scaledown.run, needs_leader=True, name="scaledown")
-    return Autoscaling(builder, catalogue, decisions, scaleup, scaledown)
+    return Autoscaling(builder, catalogue, deps.decisions, scaleup, scaledown)

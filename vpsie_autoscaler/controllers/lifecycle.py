@@ -30,9 +30,9 @@ from vpsie_autoscaler.controllers.cloud import (
     build_client,
     close_on_stop,
 )
-from vpsie_autoscaler.controllers.decisions import DecisionLog
+from vpsie_autoscaler.controllers.deps import Deps
 from vpsie_autoscaler.controllers.garbagecollection.collector import GarbageCollector, GCOptions
-from vpsie_autoscaler.controllers.metrics import AutoscalerMetrics, autoscaler_metrics
+from vpsie_autoscaler.controllers.metrics import AutoscalerMetrics
 from vpsie_autoscaler.controllers.nodegroup.reconciler import NodeGroupOptions, NodeGroupReconciler
 from vpsie_autoscaler.controllers.objects import labels_of
 from vpsie_autoscaler.controllers.vpsienode.binding import BindingBook
@@ -96,26 +96,21 @@ def setup_lifecycle(
     lifecycle_options: LifecycleOptions | None = None,
     nodegroup_options: NodeGroupOptions | None = None,
     gc_options: GCOptions | None = None,
-    decisions: DecisionLog | None = None,
+    deps: Deps | None = None,
 ) -> Lifecycle:
-    metrics = autoscaler_metrics(manager.registry)
-    metrics.dry_run.set(1 if settings.dry_run else 0)
+    deps = deps or Deps.of(manager, settings)
     if providers is None:
         providers = build_providers(manager, settings)
     vpsienodes = manager.informers.informer_for(VPSIENODES)
     nodes = manager.informers.informer_for(NODES)
     nodegroups = manager.informers.informer_for(NODEGROUPS)
     book = BindingBook()
-    common: dict[str, Any] = {
-        "client": manager.client,
-        "recorder": manager.recorder,
-        "clock": manager.clock,
-        "providers": providers,
-        "metrics": metrics,
-    }
-
     vn = VPSieNodeReconciler(
-        **common,
+        client=deps.client,
+        recorder=deps.recorder,
+        clock=deps.clock,
+        providers=providers,
+        metrics=deps.metrics,
         vpsienodes=vpsienodes,
         nodes=nodes,
         nodegroups=nodegroups,
@@ -129,14 +124,19 @@ def setup_lifecycle(
     vn_controller.watch(nodes, vn.requests_for_node)
 
     ng = NodeGroupReconciler(
-        **common,
+        client=deps.client,
+        recorder=deps.recorder,
+        clock=deps.clock,
+        providers=providers,
+        metrics=deps.metrics,
         nodegroups=nodegroups,
         vpsienodes=vpsienodes,
         nodes=nodes,
         options=nodegroup_options
         or NodeGroupOptions(dry_run=settings.dry_run, resync_interval=settings.scan_interval),
         book=book,
-        decisions=decisions,
+        decisions=deps.decisions,
+        writes=deps.writes,
     )
     ng_controller = manager.new_controller(
         "nodegroup", ng, workers=NODEGROUP_WORKERS, reconcile_timeout=RECONCILE_TIMEOUT_SECONDS
@@ -148,13 +148,18 @@ def setup_lifecycle(
     ng.decisions.on_record(lambda group: ng_controller.enqueue(Request(group)))
 
     gc = GarbageCollector(
-        **common,
+        client=deps.client,
+        recorder=deps.recorder,
+        clock=deps.clock,
+        providers=providers,
+        metrics=deps.metrics,
         nodegroups=nodegroups,
         vpsienodes=vpsienodes,
         options=gc_options or GCOptions(dry_run=settings.dry_run),
+        writes=deps.writes,
     )
     manager.add_runnable(gc.run, name="garbagecollection")
-    return Lifecycle(providers, metrics, vn, vn_controller, ng, ng_controller, gc)
+    return Lifecycle(providers, deps.metrics, vn, vn_controller, ng, ng_controller, gc)
 
 
 def _group_of_node(node: dict[str, Any]) -> list[Request]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from vpsie_autoscaler.config import Settings
 from vpsie_autoscaler.controllers.autoscaling import setup_autoscaling
-from vpsie_autoscaler.controllers.decisions import DecisionLog
+from vpsie_autoscaler.controllers.deps import Deps
 from vpsie_autoscaler.controllers.lifecycle import setup_lifecycle
 from vpsie_autoscaler.runtime.manager import Manager
 
@@ -21,9 +21,10 @@ def setup(manager: Manager, settings: Settings) -> None:
 
     The lifecycle family builds the one VPSie client; scale-up reads plan capacity through it (None
     when no credentials are configured: groups must then state their capacity in the template).
-    Scale-up and scale-down hand their decisions to the NodeGroup controller through one
-    :class:`~vpsie_autoscaler.controllers.decisions.DecisionLog` (it alone writes NodeGroup status).
+    Both families share one :class:`~vpsie_autoscaler.controllers.deps.Deps`: scale-up and
+    scale-down hand their decisions to the NodeGroup controller through its decision log (it alone
+    writes NodeGroup status), and every write goes through its one dry-run seam.
     """
-    decisions = DecisionLog()
-    lifecycle = setup_lifecycle(manager, settings, decisions=decisions)
-    setup_autoscaling(manager, settings, catalogue_client=lifecycle.providers.client, decisions=decisions)
+    deps = Deps.of(manager, settings)
+    lifecycle = setup_lifecycle(manager, settings, deps=deps)
+    setup_autoscaling(manager, settings, catalogue_client=lifecycle.providers.client, deps=deps)

@@ -68,7 +68,9 @@ async def test_a_creation_the_cache_never_shows_is_given_up_after_a_minute_of_th
     await ng.reconcile(Request("web"))
     (first,) = env.api.writes("vpsienodes", "create")
     # The watch never delivers it: the group waits instead of creating again...
-    env.informers["vpsienodes"].store.delete(env.get("vpsienodes", first[2]))
+    unseen = env.get("vpsienodes", first[2])
+    assert unseen is not None
+    env.informers["vpsienodes"].store.delete(unseen)
     await ng.reconcile(Request("web"))
     assert len(env.api.writes("vpsienodes", "create")) == 1
     # ...for a minute of the controller's clock, then counts from the cache again.

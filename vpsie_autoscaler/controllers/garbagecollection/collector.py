@@ -42,6 +42,7 @@ from vpsie_autoscaler.controllers.cloud import Providers, cluster_tag, tagged_gr
 from vpsie_autoscaler.controllers.cluster_state import InvalidObject, parse_nodegroup, parse_vpsienode
 from vpsie_autoscaler.controllers.metrics import AutoscalerMetrics
 from vpsie_autoscaler.controllers.vpsienode.binding import bound_key
+from vpsie_autoscaler.controllers.writes import Writes
 from vpsie_autoscaler.kube import KubeClient, errors
 from vpsie_autoscaler.kube.resources import VPSIENODES
 from vpsie_autoscaler.runtime.clock import Clock
@@ -127,8 +128,10 @@ class GarbageCollector:
         vpsienodes: SharedInformer,
         metrics: AutoscalerMetrics,
         options: GCOptions | None = None,
+        writes: Writes | None = None,
     ) -> None:
         self.client = client
+        self.writes = writes or Writes(client, dry_run=(options or GCOptions()).dry_run, recorder=recorder)
         self.recorder = recorder
         self.clock = clock
         self.providers = providers
@@ -256,8 +259,7 @@ class GarbageCollector:
             self.recorder.event(group_obj, "Warning", REASON_ORPHAN, note, ACTION_GC)
         if not due:
             return
-        if self.options.dry_run:
-            log.info("dry_run.skipped", action=f"delete orphan instance {inst.hostname}")
+        if self.writes.would(f"delete orphan instance {inst.hostname}"):
             return
         try:
             result = await self.providers.delete(inst)
@@ -296,11 +298,9 @@ class GarbageCollector:
             if now - failed_at <= ttl:
                 continue
             report.expired.append(vn.metadata.name)
-            if self.options.dry_run:
-                log.info("dry_run.skipped", action=f"delete expired Failed VPSieNode {vn.metadata.name}")
-                continue
             try:
-                await self.client.delete(VPSIENODES, vn.metadata.name)
+                if not await self.writes.delete(VPSIENODES, vn.metadata.name):
+                    continue  # dry-run
             except errors.NotFound:
                 continue
             log.info("gc.failed_expired", vpsienode=vn.metadata.name, failed_at=failed_at.isoformat())

@@ -63,17 +63,15 @@ from vpsie_autoscaler.controllers.metrics import AutoscalerMetrics
 from vpsie_autoscaler.controllers.nodegroup import rules
 from vpsie_autoscaler.controllers.nodegroup import status as nodegroup_status
 from vpsie_autoscaler.controllers.objects import (
-    add_finalizer,
     ensure_index,
     labels_of,
-    patch_status,
-    remove_finalizer,
     rfc3339,
 )
 from vpsie_autoscaler.controllers.vpsienode.binding import BindingBook, instance_key, source_key, unowned
 from vpsie_autoscaler.controllers.vpsienode.new import creation_body, new_vpsienode
 from vpsie_autoscaler.controllers.vpsienode.nodes import node_ready
 from vpsie_autoscaler.controllers.vpsienode.reconciler import SOURCE_INDEX, source_index
+from vpsie_autoscaler.controllers.writes import Writes
 from vpsie_autoscaler.kube import KubeClient, errors
 from vpsie_autoscaler.kube.resources import NODEGROUPS, VPSIENODES
 from vpsie_autoscaler.runtime.clock import Clock
@@ -100,7 +98,6 @@ REASON_SCALE_DOWN_REQUESTED: Final = "ScaleDownRequested"
 REASON_BACKOFF: Final = "BackOff"
 REASON_CLOUD_ERROR: Final = "CloudError"
 REASON_DELETING: Final = "DeletingNodes"
-REASON_DRY_RUN: Final = "DryRun"
 REASON_INVALID: Final = "InvalidSpec"
 CONDITION_VALIDATION_FAILED: Final = "ValidationFailed"
 """True while the stored NodeGroup cannot be parsed (written raw: the model cannot hold it)."""
@@ -147,8 +144,12 @@ class NodeGroupReconciler:
         rng: random.Random | None = None,
         book: BindingBook | None = None,
         decisions: DecisionLog | None = None,
+        writes: Writes | None = None,
     ) -> None:
         self.client = client
+        self.writes = writes or Writes(
+            client, dry_run=(options or NodeGroupOptions()).dry_run, recorder=recorder
+        )
         self.decisions = decisions or DecisionLog()
         self._decided_at: dict[str, datetime] = {}  # when status.lastDecision was last written, per group
         self.book = book or BindingBook()
@@ -223,8 +224,7 @@ class NodeGroupReconciler:
                 return Result(requeue=True)
             if group.metadata.deletion_timestamp is not None:
                 return await self._finalize(obj)
-            if NODEGROUP_FINALIZER not in group.metadata.finalizers and not self.options.dry_run:
-                await add_finalizer(self.client, NODEGROUPS, obj, NODEGROUP_FINALIZER)
+            if await self.writes.add_finalizer(NODEGROUPS, obj, NODEGROUP_FINALIZER):
                 return Result()
             return await self._sync(obj, group)
         except errors.Conflict:
@@ -282,7 +282,7 @@ class NodeGroupReconciler:
         if decision is not None:
             st.last_decision = decision[:DECISION_MAX_LENGTH]
         if st != group.status:
-            await patch_status(self.client, NODEGROUPS, obj, st.to_k8s())
+            await self.writes.patch_status(NODEGROUPS, obj, st.to_k8s())
         if decision is not None:
             self._decided_at[name] = decided_at
         self._gauges(group, st, in_backoff)
@@ -298,11 +298,9 @@ class NodeGroupReconciler:
         nodes the writes created or asked to leave."""
         name = group.metadata.name
         if step.reason == rules.STEP_WAIT_BACKOFF:
-            return step.decision(dry_run=self.options.dry_run), 0
-        if self.options.dry_run:
-            decision = step.decision(dry_run=True)
-            self.recorder.event(obj, "Normal", REASON_DRY_RUN, decision, ACTION_SCALE)
-            return decision, 0
+            return step.decision(dry_run=self.writes.dry_run), 0
+        if self.writes.would(step.action(), obj=obj, action=ACTION_SCALE):
+            return step.decision(dry_run=True), 0
         if step.reason == rules.STEP_CREATE_MIN:
             created = await self._create(group, step.create)
             decision = step.decision(dry_run=False, done=created)
@@ -356,10 +354,7 @@ class NodeGroupReconciler:
                 if inst.identifier is None:
                     continue
                 note = f"VPSie node {inst.hostname} is in the group without a record"
-                if self.options.dry_run:
-                    self.recorder.event(
-                        obj, "Normal", REASON_DRY_RUN, f"dry-run: would adopt it ({note})", ACTION_SCALE
-                    )
+                if self.writes.would(f"adopt it ({note})", obj=obj, action=ACTION_SCALE):
                     continue
                 created = await self._create_one(
                     group, adopt=AdoptTarget(identifier=inst.identifier, hostname=inst.hostname)
@@ -390,7 +385,8 @@ class NodeGroupReconciler:
             node = new_vpsienode(group, rng=self.rng)
             node.spec.adopt = adopt
             try:
-                await self.client.create(VPSIENODES, creation_body(node))
+                if await self.writes.create(VPSIENODES, creation_body(node)) is None:
+                    return None  # dry-run
             except errors.AlreadyExists:
                 continue
             self._expect(group.metadata.name, node.metadata.name, lambda o: True)
@@ -413,7 +409,8 @@ class NodeGroupReconciler:
                 }
             }
             try:
-                await self.client.merge_patch(VPSIENODES, vn.metadata.name, patch)
+                if await self.writes.merge_patch(VPSIENODES, vn.metadata.name, patch) is None:
+                    continue  # dry-run
             except errors.NotFound:
                 continue
             self._expect(vn.spec.node_group, vn.metadata.name, _drain_requested)
@@ -570,20 +567,13 @@ class NodeGroupReconciler:
         if NODEGROUP_FINALIZER not in (meta.get("finalizers") or []):
             return Result()
         members = list(self.vpsienodes.store.by_index(GROUP_INDEX, name))
-        if self.options.dry_run:
-            self.recorder.event(
-                obj,
-                "Normal",
-                REASON_DRY_RUN,
-                f"dry-run: would delete {len(members)} VPSieNode(s)",
-                ACTION_SCALE,
-            )
+        if self.writes.would(f"delete {len(members)} VPSieNode(s)", obj=obj, action=ACTION_SCALE):
             return Result(requeue_after=self.options.resync_interval)
         if members:
             pending = [o for o in members if not (o.get("metadata") or {}).get("deletionTimestamp")]
             for o in pending:
                 try:
-                    await self.client.delete(VPSIENODES, o["metadata"]["name"])
+                    await self.writes.delete(VPSIENODES, o["metadata"]["name"])
                 except errors.NotFound:
                     continue
             if pending:
@@ -595,7 +585,7 @@ class NodeGroupReconciler:
                     ACTION_SCALE,
                 )
             return Result(requeue_after=DELETE_POLL_SECONDS)
-        await remove_finalizer(self.client, NODEGROUPS, obj, NODEGROUP_FINALIZER)
+        await self.writes.remove_finalizer(NODEGROUPS, obj, NODEGROUP_FINALIZER)
         self.metrics.forget_group(name)
         return Result()
 

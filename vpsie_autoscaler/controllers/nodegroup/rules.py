@@ -29,6 +29,7 @@ from typing import Final
 from vpsie_autoscaler.api.vpsienode import VPSieNode
 from vpsie_autoscaler.controllers.nodegroup.status import Backoff, Counts, surplus
 from vpsie_autoscaler.controllers.objects import rfc3339
+from vpsie_autoscaler.controllers.writes import DRY_RUN_PREFIX
 from vpsie_autoscaler.scaling.reasons import REMOVE_ABOVE_MAX
 
 STEP_WAIT_BACKOFF: Final = "WaitingForBackoff"
@@ -38,7 +39,6 @@ STEP_CREATE_MIN: Final = "MinNodes"
 STEP_DRAIN_ABOVE_MAX: Final = REMOVE_ABOVE_MAX
 """Request drains of the surplus above ``maxNodes`` (also the ``drain-reason`` annotation and the
 ``scale_down_total`` reason)."""
-DRY_RUN_PREFIX: Final = "dry-run: "
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,13 @@ class Step:
     max_nodes: int = 0
     until: datetime | None = None
 
+    def action(self) -> str:
+        """What the step's writes do, in words (a dry-run reports ``would`` + this)."""
+        if self.reason == STEP_CREATE_MIN:
+            return f"create {self.create} node(s) to reach minNodes={self.min_nodes}"
+        names = ", ".join(vn.metadata.name for vn in self.drain)
+        return f"remove {len(self.drain)} node(s) above maxNodes={self.max_nodes}: {names}"
+
     def decision(self, *, dry_run: bool, done: int | None = None) -> str:
         """The decision in words (``status.lastDecision``, the Event note). ``done``: how many
         nodes the writes created (a create step); ignored for the other steps."""
@@ -73,19 +80,12 @@ class Step:
                 f"{self.create} node(s) below minNodes={self.min_nodes}; waiting for the back-off to "
                 f"end at {rfc3339(self.until) if self.until else 'now'}"
             )
+        if dry_run:
+            return f"{DRY_RUN_PREFIX}would {self.action()}"
         if self.reason == STEP_CREATE_MIN:
-            if dry_run:
-                return (
-                    f"{DRY_RUN_PREFIX}would create {self.create} node(s) to reach minNodes={self.min_nodes}"
-                )
             created = self.create if done is None else done
             return f"created {created} node(s) to reach minNodes={self.min_nodes}"
         names = ", ".join(vn.metadata.name for vn in self.drain)
-        if dry_run:
-            return (
-                f"{DRY_RUN_PREFIX}would remove {len(self.drain)} node(s) above "
-                f"maxNodes={self.max_nodes}: {names}"
-            )
         return f"requested removal of {len(self.drain)} node(s) above maxNodes={self.max_nodes}: {names}"
 
 

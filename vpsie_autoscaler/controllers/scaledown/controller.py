@@ -54,9 +54,11 @@ from vpsie_autoscaler.api.labels import (
     TO_BE_DELETED_TAINT,
     UNNEEDED_SINCE_ANNOTATION,
 )
+from vpsie_autoscaler.api.times import rfc3339
 from vpsie_autoscaler.controllers.cluster_state import ClusterSnapshot, SnapshotBuilder, VPSieNodeView
 from vpsie_autoscaler.controllers.decisions import DecisionLog
 from vpsie_autoscaler.controllers.metrics import AutoscalerMetrics
+from vpsie_autoscaler.controllers.writes import Writes
 from vpsie_autoscaler.kube import KubeClient, errors
 from vpsie_autoscaler.kube.resources import NODES, VPSIENODES
 from vpsie_autoscaler.runtime.clock import Clock
@@ -77,7 +79,6 @@ REASON_NO_VPSIENODE: Final = "NoVPSieNode"
 """Warning on the Node, and the ``unremovable_nodes`` reason: a group's Node without a VPSieNode."""
 REASON_STALE_TAINT: Final = "StaleTaintRemoved"
 ACTION_SCALE_DOWN: Final = "ScaleDown"
-DRY_RUN_PREFIX: Final = "dry-run: "
 
 DRAINING_PHASES: Final = frozenset({"Draining", "Deleting"})
 """VPSieNode phases in which our to-be-deleted taint belongs on the Node."""
@@ -100,11 +101,6 @@ per node every few minutes)."""
 BLOCKED_EVENT_REPEAT_SECONDS: Final = 600.0
 """A node's unchanged blocker is re-announced at most this often (Events are cheap to read, costly
 to write at scale; ten minutes keeps ``kubectl describe node`` current without flooding etcd)."""
-RFC3339: Final = "%Y-%m-%dT%H:%M:%SZ"
-
-
-def rfc3339(t: datetime) -> str:
-    return t.strftime(RFC3339)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,8 +123,10 @@ class ScaleDownController:
         clock: Clock,
         options: ScaleDownOptions = ScaleDownOptions(),
         decisions: DecisionLog | None = None,
+        writes: Writes | None = None,
     ) -> None:
         self.client = client
+        self.writes = writes or Writes(client, dry_run=options.dry_run, recorder=recorder)
         self.decisions = decisions or DecisionLog()
         self.recorder = recorder
         self.metrics = metrics
@@ -160,7 +158,7 @@ class ScaleDownController:
         self._report_blocked(plan, snap, missing)
         log.info(
             "scale-down decision",
-            dry_run=self.options.dry_run,
+            dry_run=self.writes.dry_run,
             removals=[{"node": x.node, "nodegroup": x.group, "reason": x.reason} for x in plan.removals],
             unneeded=len(plan.unneeded),
             blocked=len(plan.blocked),
@@ -184,22 +182,18 @@ class ScaleDownController:
                 continue
             why = "no VPSieNode" if vn is None else f"its VPSieNode {vn.name} is {vn.phase}, not draining"
             note = f"removed the stale {TO_BE_DELETED_TAINT} taint: {why}"
-            log.warning("stale to-be-deleted taint", node=name, reason=why, dry_run=self.options.dry_run)
+            log.warning("stale to-be-deleted taint", node=name, reason=why, dry_run=self.writes.dry_run)
             self._emit(node, NORMAL, REASON_STALE_TAINT, note)
-            if self.options.dry_run:
-                continue
             kept = [t for t in taints if t.get("key") != TO_BE_DELETED_TAINT]
             patch = {"metadata": {"resourceVersion": meta.get("resourceVersion")}, "spec": {"taints": kept}}
             try:
-                await self.client.merge_patch(NODES, name, patch)
+                await self.writes.merge_patch(NODES, name, patch)
             except errors.KubeError as exc:  # Conflict/NotFound: the next pass reads again
                 log.warning("could not remove the stale taint", node=name, error=str(exc))
 
     # -- 3. timers ----------------------------------------------------------------------------------
 
     async def _persist_timers(self, plan: ScaleDownPlan, now: datetime) -> None:
-        if self.options.dry_run:
-            return
         stamp = rfc3339(now)
         for name in plan.became_unneeded:
             await self._annotate_node(name, stamp)
@@ -208,7 +202,7 @@ class ScaleDownController:
 
     async def _annotate_node(self, name: str, value: str | None) -> None:
         try:
-            await self.client.merge_patch(
+            await self.writes.merge_patch(
                 NODES, name, {"metadata": {"annotations": {UNNEEDED_SINCE_ANNOTATION: value}}}
             )
         except errors.KubeError as exc:
@@ -242,25 +236,24 @@ class ScaleDownController:
         self, snap: ClusterSnapshot, vn: VPSieNodeView, removal: NodeRemoval, now: datetime
     ) -> bool:
         """Request one drain (in dry-run: announce it once); True when it was requested or announced."""
-        if self.options.dry_run:
+        if self.writes.dry_run:  # the node stays, so it is planned again: announce it once
             key = (vn.name, removal.reason)
             if key in self._dry_run_reported:
                 return False
             self._dry_run_reported.add(key)
-        else:
-            patch = {
-                "metadata": {
-                    "annotations": {
-                        DRAIN_REQUESTED_ANNOTATION: rfc3339(now),
-                        DRAIN_REASON_ANNOTATION: removal.reason,
-                    }
+        patch = {
+            "metadata": {
+                "annotations": {
+                    DRAIN_REQUESTED_ANNOTATION: rfc3339(now),
+                    DRAIN_REASON_ANNOTATION: removal.reason,
                 }
             }
-            try:
-                await self.client.merge_patch(VPSIENODES, vn.name, patch)
-            except errors.KubeError as exc:
-                log.error("could not request the drain", vpsienode=vn.name, error=str(exc))
-                return False
+        }
+        try:
+            await self.writes.merge_patch(VPSIENODES, vn.name, patch)
+        except errors.KubeError as exc:
+            log.error("could not request the drain", vpsienode=vn.name, error=str(exc))
+            return False
         self.metrics.scale_down_total.labels(removal.group, removal.reason).inc()  # counted by the requester
         log.info(
             "drain requested",
@@ -269,7 +262,7 @@ class ScaleDownController:
             nodegroup=removal.group,
             reason=removal.reason,
             pods_to_evict=[p.key for p in removal.pods_to_evict],
-            dry_run=self.options.dry_run,
+            dry_run=self.writes.dry_run,
         )
         node = snap.node_objects.get(removal.node)
         if node:
@@ -365,7 +358,7 @@ class ScaleDownController:
             self._emit(node, type_, reason, note, action=code)
 
     def _note(self, note: str) -> str:
-        return DRY_RUN_PREFIX + note if self.options.dry_run else note
+        return self.writes.note(note)
 
     def _emit(
         self,

@@ -61,6 +61,7 @@ from vpsie_autoscaler.controllers.decisions import DecisionLog
 from vpsie_autoscaler.controllers.metrics import AutoscalerMetrics
 from vpsie_autoscaler.controllers.scaleup.batcher import Batcher
 from vpsie_autoscaler.controllers.vpsienode.new import creation_body, new_vpsienode
+from vpsie_autoscaler.controllers.writes import Writes
 from vpsie_autoscaler.kube import KubeClient, errors
 from vpsie_autoscaler.kube.resources import VPSIENODES
 from vpsie_autoscaler.runtime.clock import Clock
@@ -77,7 +78,6 @@ REASON_NOT_TRIGGERED: Final = "NotTriggerScaleUp"
 REASON_SCALED_UP: Final = "ScaledUp"
 REASON_SCALE_UP_FAILED: Final = "ScaleUpFailed"
 ACTION_SCALE_UP: Final = "ScaleUp"
-DRY_RUN_PREFIX: Final = "dry-run: "
 
 METRIC_REASON: Final = "UnschedulablePods"
 """``reason`` label of ``scale_up_total`` for nodes requested by this controller (minNodes enforcement
@@ -123,8 +123,10 @@ class ScaleUpController:
         batcher: Batcher | None = None,
         rng: random.Random | None = None,
         decisions: DecisionLog | None = None,
+        writes: Writes | None = None,
     ) -> None:
         self.client = client
+        self.writes = writes or Writes(client, dry_run=options.dry_run, recorder=recorder)
         self.decisions = decisions or DecisionLog()
         self.recorder = recorder
         self.metrics = metrics
@@ -252,7 +254,7 @@ class ScaleUpController:
             counts[o.status] = counts.get(o.status, 0) + 1
         log.info(
             "scale-up decision",
-            dry_run=self.options.dry_run,
+            dry_run=self.writes.dry_run,
             pending=len(plan.pods),
             outcomes=counts,
             increases=[
@@ -274,8 +276,7 @@ class ScaleUpController:
     async def _apply_increase(self, snap: ClusterSnapshot, inc: GroupIncrease) -> None:
         ng = snap.nodegroups[inc.group]
         raw = snap.nodegroup_objects[inc.group]
-        dry = self.options.dry_run
-        if dry:
+        if self.writes.dry_run:  # nothing is created: the increase is reported once as planned
             key = (inc.to_size, frozenset(p.uid or p.key for p in inc.pods))
             if self._dry_run_reported.get(inc.group) == key:
                 return
@@ -329,6 +330,8 @@ class ScaleUpController:
                     continue
                 if isinstance(res, BaseException):
                     raise res
+                if res is None:  # dry-run (never asked to create, but the facade says so)
+                    continue
                 if first_at is None:
                     first_at = self.clock.now()
                     self._last_created = res
@@ -338,11 +341,11 @@ class ScaleUpController:
                 log.info("VPSieNode created", nodegroup=ng.metadata.name, vpsienode=name)
         return created, error, first_at
 
-    async def _create_one(self, ng: NodeGroup) -> dict[str, Any]:
+    async def _create_one(self, ng: NodeGroup) -> dict[str, Any] | None:
         last: errors.KubeError | None = None
         for _ in range(MAX_NAME_ATTEMPTS):
             try:
-                return await self.client.create(VPSIENODES, creation_body(new_vpsienode(ng, rng=self.rng)))
+                return await self.writes.create(VPSIENODES, creation_body(new_vpsienode(ng, rng=self.rng)))
             except errors.AlreadyExists as exc:
                 last = exc
         assert last is not None
@@ -387,7 +390,7 @@ class ScaleUpController:
         self._latency_seen &= live
 
     def _note(self, note: str) -> str:
-        return DRY_RUN_PREFIX + note if self.options.dry_run else note
+        return self.writes.note(note)
 
     def _emit(
         self,
