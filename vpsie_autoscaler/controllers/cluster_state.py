@@ -46,6 +46,7 @@ from vpsie_autoscaler.api.labels import (
     VPSIENODE_LABEL,
 )
 from vpsie_autoscaler.api.nodegroup import NodeGroup
+from vpsie_autoscaler.api.times import parse_time
 from vpsie_autoscaler.api.vpsienode import VPSieNode
 from vpsie_autoscaler.controllers.catalogue import PlanCatalogue
 from vpsie_autoscaler.controllers.metrics import AutoscalerMetrics
@@ -183,15 +184,6 @@ class ReadStore(Protocol):
     def list(self) -> Sequence[Any]: ...
 
 
-def _parse_time(value: Any) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
 def scheduled_condition(pod: Obj) -> Obj | None:
     for cond in (pod.get("status") or {}).get("conditions") or ():
         if cond.get("type") == POD_SCHEDULED:
@@ -213,7 +205,7 @@ def is_unschedulable(pod: Obj) -> bool:
 def unschedulable_since(pod: Obj) -> datetime | None:
     """The ``lastTransitionTime`` of ``PodScheduled=False`` (whole seconds, API server clock)."""
     cond = scheduled_condition(pod)
-    return _parse_time(cond.get("lastTransitionTime")) if cond else None
+    return parse_time(cond.get("lastTransitionTime")) if cond else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,7 +247,7 @@ class VPSieNodeView:
             phase=_text(status.get("phase")) or DEFAULT_PHASE,
             deleting=bool(meta.get("deletionTimestamp")),
             drain_requested=DRAIN_REQUESTED_ANNOTATION in (meta.get("annotations") or {}),
-            created=_parse_time(meta.get("creationTimestamp")),
+            created=parse_time(meta.get("creationTimestamp")),
             raw=obj,
         )
 
@@ -556,5 +548,5 @@ def _ready_since(node: Obj) -> datetime | None:
         if c.get("type") == "Ready":
             if c.get("status") != "True":
                 return None
-            return _parse_time(c.get("lastTransitionTime")) or datetime.min.replace(tzinfo=UTC)
+            return parse_time(c.get("lastTransitionTime")) or datetime.min.replace(tzinfo=UTC)
     return None

@@ -10,9 +10,21 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
+__all__ = [
+    "add_finalizer",
+    "annotations_of",
+    "ensure_index",
+    "labels_of",
+    "meta",
+    "parse_time",
+    "patch_status",
+    "remove_finalizer",
+    "rfc3339",
+]
+
+from vpsie_autoscaler.api.times import parse_time, rfc3339
 from vpsie_autoscaler.kube import KubeClient
 from vpsie_autoscaler.kube.resources import Resource
 from vpsie_autoscaler.runtime.informer import SharedInformer
@@ -35,22 +47,6 @@ def ensure_index(informer: SharedInformer, name: str, fn: IndexFunc) -> None:
     """Add an index to a shared informer unless a controller sharing it added it already."""
     with contextlib.suppress(ValueError):
         informer.add_indexers({name: fn})
-
-
-def rfc3339(t: datetime) -> str:
-    """``2026-11-27T09:00:00Z`` (what Kubernetes writes and ``kubectl`` shows)."""
-    return t.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-
-
-def parse_time(text: str | None) -> datetime | None:
-    """An RFC 3339 time (``Z`` or an offset); None for a missing or unparsable value."""
-    if not text:
-        return None
-    try:
-        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
 
 
 async def add_finalizer(client: KubeClient, res: Resource, obj: Mapping[str, Any], finalizer: str) -> bool:

@@ -25,6 +25,7 @@ from vpsie_autoscaler.api.labels import (
     NODEGROUP_LABEL,
     TO_BE_DELETED_TAINT,
 )
+from vpsie_autoscaler.api.times import parse_time
 from vpsie_autoscaler.scaling.resources import EMPTY, PODS, Resources, to_units
 from vpsie_autoscaler.scaling.selectors import (
     LabelSelector,
@@ -46,15 +47,6 @@ UNMODELLED_POD_AFFINITY: Final = "podAffinity"
 UNMODELLED_ANTI_AFFINITY_TOPOLOGY: Final = "podAntiAffinity"
 UNMODELLED_PVC: Final = "persistentVolumeClaim"
 UNMODELLED_RESOURCE_CLAIMS: Final = "resourceClaims"
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -243,8 +235,8 @@ class PodInfo:
             local_volumes=tuple(local),
             unmodelled=tuple(dict.fromkeys(unmodelled)),
             deleting=bool(meta.get("deletionTimestamp")),
-            created=_parse_time(meta.get("creationTimestamp")),
-            start_time=_parse_time(status.get("startTime")),
+            created=parse_time(meta.get("creationTimestamp")),
+            start_time=parse_time(status.get("startTime")),
         )
 
 
@@ -405,7 +397,7 @@ class NodeInfo:
             unschedulable=bool(spec.get("unschedulable")),
             ready=ready,
             deleting=bool(meta.get("deletionTimestamp")),
-            created=_parse_time(meta.get("creationTimestamp")),
+            created=parse_time(meta.get("creationTimestamp")),
             pods=pods,
         )
 
