@@ -16,7 +16,8 @@ Rules are small named functions in a chain, first blocker wins (cert-manager's p
   candidate itself, never on nodes being deleted, cordoned or chosen for removal in this plan
   (seed trap 11 counted the candidate's own free capacity and ignored selectors and taints);
 - gates (:data:`GATE_RULES`): unneeded long enough, not right after a scale-up, then the limits of
-  :class:`_GroupRoom` and the pass (below).
+  :class:`_GroupRoom` and the pass (below), and the group's headroom (its other nodes must still
+  hold it: :func:`~vpsie_autoscaler.scaling.headroom.blocker`).
 
 Limits. An *empty* node (no pod that must move: only DaemonSet, mirror, finished or already
 terminating pods) disrupts no pod, so, as in cluster-autoscaler, it is not paced like a drain:
@@ -52,6 +53,7 @@ from typing import Final
 from vpsie_autoscaler.api.durations import parse_duration
 from vpsie_autoscaler.api.labels import (
     DO_NOT_DISRUPT_ANNOTATION,
+    NODEGROUP_LABEL,
     SAFE_TO_EVICT_ANNOTATION,
     SAFE_TO_EVICT_LOCAL_VOLUMES_ANNOTATION,
     SCALE_DOWN_DISABLED_ANNOTATIONS,
@@ -59,6 +61,7 @@ from vpsie_autoscaler.api.labels import (
 )
 from vpsie_autoscaler.api.times import parse_time
 from vpsie_autoscaler.scaling.groups import GroupTemplate, budget_nodes
+from vpsie_autoscaler.scaling.headroom import blocker as headroom_blocker
 from vpsie_autoscaler.scaling.reasons import (
     AT_MIN_SIZE,
     DISRUPTION_BUDGET_EXHAUSTED,
@@ -617,7 +620,7 @@ class _Pass:
                 f"already removing {self.empty_removed} empty nodes in this pass "
                 f"(at most {self.settings.max_empty_bulk_delete} per pass; the next pass takes it)",
             )
-        blocker = blocker or self.ledger.blocker(c.movable)
+        blocker = blocker or self.ledger.blocker(c.movable) or self.headroom_blocker(c)
         if blocker is not None:
             return blocker
         room.take(empty)
@@ -629,6 +632,18 @@ class _Pass:
         )
         self.gone.add(c.node.name)
         return None
+
+    def headroom_blocker(self, c: Candidate) -> Reason | None:
+        """The group's headroom must still fit its other nodes, after this pass's moves and removals."""
+        if c.group.spare.empty:
+            return None
+        removed = {r.node for r in self.removals}
+        remaining = [
+            (s.free, not any(_counts(p) for p in s.pods))
+            for name, s in self.sims.items()
+            if s.labels.get(NODEGROUP_LABEL) == c.group.name and name != c.node.name and name not in removed
+        ]
+        return headroom_blocker(c.group, c.group.spare, remaining)
 
 
 def _summarize(reasons: Mapping[str, Reason]) -> str:
