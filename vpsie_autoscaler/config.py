@@ -35,7 +35,7 @@ FALLBACK_NAMESPACE = "kube-system"
 # client-go's leader election JitterFactor: renew deadline must exceed 1.2 retry periods.
 LEADER_JITTER_FACTOR = 1.2
 # Fields that must never be given on the command line.
-SECRET_FIELDS = frozenset({"vpsie_client_secret", "vpsie_api_token"})
+SECRET_FIELDS = frozenset({"vpsie_client_secret", "vpsie_api_token", "sentry_dsn"})
 _EXPANDER_NAME = re.compile(r"^[a-z][a-z0-9-]*$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 # The variables Kubernetes injects for each Service of the namespace ("service links"), and the values
@@ -122,6 +122,12 @@ class Settings(BaseSettings):
     max_memory_total_gib: float = Field(0, ge=0, description="cluster-wide memory limit in GiB (0: none)")
     # Additions to the contract table (runtime knobs):
     graceful_shutdown_timeout: Seconds = Field(30.0, description="seconds allowed for a clean stop")
+    sentry_dsn: SecretStr | None = Field(
+        None, description="report errors and failed reconciles to this Sentry DSN (env only; unset: off)"
+    )
+    sentry_environment: str | None = Field(
+        None, description="Sentry environment of the reports (unset: production)"
+    )
 
     @field_validator("metrics_bind_address", "health_probe_bind_address")
     @classmethod
@@ -158,10 +164,20 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown expander(s) {', '.join(unknown)}: choose from {', '.join(EXPANDERS)}")
         return ",".join(names)
 
-    @field_validator("kubeconfig", "vpsie_credentials_dir", "vpsie_client_id")
+    @field_validator("kubeconfig", "vpsie_credentials_dir", "vpsie_client_id", "sentry_environment")
     @classmethod
     def _empty_is_unset(cls, value: str | None) -> str | None:
         return value or None
+
+    @field_validator("sentry_dsn")
+    @classmethod
+    def _dsn(cls, value: SecretStr | None) -> SecretStr | None:
+        # An empty variable (a chart value left blank) means "off"; anything else must be a DSN URL.
+        if value is None or not value.get_secret_value().strip():
+            return None
+        if not re.match(r"^https?://[^\s/@]+@[^\s/]+/\S+$", value.get_secret_value().strip()):
+            raise ValueError("not a Sentry DSN (https://<key>@<host>/<project>)")
+        return SecretStr(value.get_secret_value().strip())
 
     @model_validator(mode="after")
     def _leader_timing(self) -> Settings:

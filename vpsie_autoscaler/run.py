@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import sys
 import typing
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 from pydantic_core import PydanticUndefined
@@ -24,6 +25,9 @@ from vpsie_autoscaler.config import (
     load_settings,
     unknown_environment,
 )
+
+if TYPE_CHECKING:
+    from vpsie_autoscaler.kube import KubeClient
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -69,6 +73,8 @@ def main(args: argparse.Namespace) -> int:
 
     configure(settings.log_level, settings.log_format)
     warn_unknown_environment()
+    if settings.sentry_dsn is not None:
+        start_error_reporting(settings)
     try:
         return asyncio.run(serve(settings))
     except KeyboardInterrupt:  # pragma: no cover - SIGINT before the handlers were installed
@@ -86,6 +92,48 @@ def warn_unknown_environment() -> None:
             variable=variable.name,
             did_you_mean=env_name(variable.closest) if variable.closest else None,
         )
+
+
+def start_error_reporting(settings: Settings) -> None:
+    """Opt-in Sentry (:mod:`vpsie_autoscaler.observability.sentry`); the configured secrets, and those
+    mounted at start, are scrubbed from every report by value too."""
+    import structlog  # noqa: PLC0415
+
+    from vpsie_autoscaler import __version__  # noqa: PLC0415
+    from vpsie_autoscaler.observability.sentry import init_sentry  # noqa: PLC0415
+    from vpsie_autoscaler.vpsie.credentials import CredentialsError, read_credentials_dir  # noqa: PLC0415
+
+    assert settings.sentry_dsn is not None
+    secrets = [s.get_secret_value() for s in (settings.vpsie_client_secret, settings.vpsie_api_token) if s]
+    if settings.vpsie_credentials_dir:
+        try:
+            mounted = read_credentials_dir(settings.vpsie_credentials_dir)
+        except CredentialsError:
+            pass  # reported where the credentials are used
+        else:
+            secrets += [mounted.client_secret or "", mounted.api_token or ""]
+    init_sentry(
+        settings.sentry_dsn.get_secret_value(),
+        version=__version__,
+        environment=settings.sentry_environment,
+        secrets=secrets,
+    )
+    structlog.get_logger("vpsie_autoscaler.run").info(
+        "sentry.enabled", environment=settings.sentry_environment or "production"
+    )
+
+
+async def _tag_cluster(settings: Settings, client: KubeClient) -> None:
+    """The cluster's identity (as in VM ownership tags) as the Sentry ``cluster`` tag."""
+    from vpsie_autoscaler.controllers.cloud import ClusterIdentity  # noqa: PLC0415
+    from vpsie_autoscaler.kube import errors  # noqa: PLC0415
+    from vpsie_autoscaler.observability.sentry import set_cluster  # noqa: PLC0415
+
+    try:
+        cluster = await ClusterIdentity(client, settings.cluster_id).get()
+    except errors.KubeError:
+        cluster = "unknown"
+    set_cluster(cluster)
 
 
 async def serve(settings: Settings) -> int:
@@ -109,6 +157,8 @@ async def serve(settings: Settings) -> int:
         log.error("cannot configure the Kubernetes client", error=str(exc))
         return EXIT_FAILED
     async with client:
+        if settings.sentry_dsn is not None:
+            await _tag_cluster(settings, client)
         options = ManagerOptions(
             namespace=settings.namespace,
             leader_elect=settings.leader_elect,
