@@ -535,6 +535,142 @@ class ProvisioningSpec(KubeModel):
         return parse_duration(self.max_provision_time)
 
 
+# --- flexible plans -----------------------------------------------------------------------------------
+MAX_PLANS: Final = 32
+MAX_CATEGORIES: Final = 8
+MAX_PLAN_CPU: Final = 1024
+"""Cores of the largest plan a range may name: above any VPSie plan, low enough to catch a millicore typo."""
+RULE_ONE_PLAN_FORM: Final = "has(self.sizes) != has(self.requirements)"
+MSG_ONE_PLAN_FORM: Final = (
+    "plans: set exactly one of sizes (a list) or requirements (ranges resolved in the catalogue)"
+)
+RULE_CPU_RANGE: Final = "!has(self.min) || !has(self.max) || self.min <= self.max"
+MSG_CPU_RANGE: Final = "cpu min must be less than or equal to cpu max"
+RULE_MEMORY_RANGE: Final = (
+    "!has(self.min) || !has(self.max) || "
+    f"!{small_exponent('string(self.min)')} || !{small_exponent('string(self.max)')} || "
+    "!isQuantity(string(self.min)) || !isQuantity(string(self.max)) || "
+    "quantity(string(self.min)).compareTo(quantity(string(self.max))) <= 0"
+)
+MSG_MEMORY_RANGE: Final = "memory min must be less than or equal to memory max"
+RULE_MANAGED_SIZES: Final = (
+    "!has(self.plans) || !has(self.plans.sizes) || !has(self.managed) || "
+    "self.plans.sizes.all(s, s.matches('^[1-9][0-9]{0,9}$'))"
+)
+MSG_MANAGED_SIZES: Final = (
+    "plans.sizes of a managed group are VPSie Kubernetes size ids (numbers such as '3'): VPSie keeps "
+    "one node group per size"
+)
+_SIZE_ID: Final = re.compile(r"^[1-9][0-9]{0,9}$")
+
+# --- headroom -------------------------------------------------------------------------------------------
+RULE_HEADROOM_FORM: Final = "has(self.nodes) != (has(self.cpu) || has(self.memory) || has(self.pods))"
+MSG_HEADROOM_FORM: Final = (
+    "headroom is either resources (cpu, memory, pods) or a number of spare nodes: set one form"
+)
+RULE_HEADROOM_NODES_LE_MAX: Final = (
+    "!has(self.headroom) || !has(self.headroom.nodes) || self.headroom.nodes <= self.maxNodes"
+)
+MSG_HEADROOM_NODES_LE_MAX: Final = (
+    "headroom.nodes must not exceed maxNodes: spare nodes are nodes of the group"
+)
+
+
+class CPURange(KubeModel):
+    """Inclusive range of a plan's cores."""
+
+    model_config = ConfigDict(json_schema_extra=cel_rules((RULE_CPU_RANGE, MSG_CPU_RANGE)))
+
+    min: int | None = Field(default=None, ge=1, le=MAX_PLAN_CPU, description="Fewest cores.")
+    max: int | None = Field(default=None, ge=1, le=MAX_PLAN_CPU, description="Most cores.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> CPURange:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(MSG_CPU_RANGE)
+        return self
+
+
+class MemoryRange(KubeModel):
+    """Inclusive range of a plan's memory."""
+
+    model_config = ConfigDict(json_schema_extra=cel_rules((RULE_MEMORY_RANGE, MSG_MEMORY_RANGE)))
+
+    min: Quantity | None = Field(default=None, description="Least memory (a quantity such as 4Gi).")
+    max: Quantity | None = Field(default=None, description="Most memory (a quantity such as 16Gi).")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> MemoryRange:
+        low, high = self.min, self.max
+        if low is not None and high is not None and quantity_value(low) > quantity_value(high):  # type: ignore[operator]
+            raise ValueError(MSG_MEMORY_RANGE)
+        return self
+
+
+class PlanRequirementsSpec(KubeModel):
+    """Plans of the VPSie catalogue (in the group's datacenter) that a new node may use."""
+
+    cpu: CPURange | None = Field(default=None, description="Cores of the plan, inclusive.")
+    memory: MemoryRange | None = Field(default=None, description="Memory of the plan, inclusive.")
+    categories: list[Annotated[str, Field(min_length=1, max_length=IDENTIFIER_MAX_LENGTH)]] = Field(
+        default_factory=list,
+        max_length=MAX_CATEGORIES,
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+        description="VPSie plan categories (such as 'Shared CPU'); empty: any.",
+    )
+
+
+class PlansSpec(KubeModel):
+    """Several plans instead of one: the planner picks, per pending workload, the cheapest that fits."""
+
+    model_config = ConfigDict(json_schema_extra=cel_rules((RULE_ONE_PLAN_FORM, MSG_ONE_PLAN_FORM)))
+
+    sizes: list[Identifier] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_PLANS,
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+        description="The plans allowed: VM plan identifiers (resourceIdentifier), or for a managed group "
+        "VPSie Kubernetes size ids ('3'); VPSie node groups for the other sizes are created on demand.",
+    )
+    requirements: PlanRequirementsSpec | None = Field(
+        default=None, description="Ranges that select the allowed plans from the VPSie catalogue."
+    )
+
+    @model_validator(mode="after")
+    def _one_form(self) -> PlansSpec:
+        if (self.sizes is None) == (self.requirements is None):
+            raise ValueError(MSG_ONE_PLAN_FORM)
+        if self.sizes is not None and len(set(self.sizes)) != len(self.sizes):
+            raise ValueError("Duplicate value: plans.sizes must be distinct")
+        return self
+
+
+class HeadroomSpec(KubeModel):
+    """Spare capacity the group keeps free at all times (as virtual pods in the planners)."""
+
+    model_config = ConfigDict(json_schema_extra=cel_rules((RULE_HEADROOM_FORM, MSG_HEADROOM_FORM)))
+
+    cpu: Quantity | None = Field(
+        default=None, description="Cores kept free on the group's nodes (a quantity such as 2 or 500m)."
+    )
+    memory: Quantity | None = Field(default=None, description="Memory kept free (a quantity such as 4Gi).")
+    pods: int | None = Field(default=None, ge=1, le=MAX_NODES_LIMIT * 110, description="Pod slots kept free.")
+    nodes: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_NODES_LIMIT,
+        description="Instead of resources: this many nodes that run no pod that would have to move.",
+    )
+
+    @model_validator(mode="after")
+    def _one_form(self) -> HeadroomSpec:
+        resources = self.cpu is not None or self.memory is not None or self.pods is not None
+        if (self.nodes is not None) == resources:
+            raise ValueError(MSG_HEADROOM_FORM)
+        return self
+
+
 class NodeGroupSpec(KubeModel):
     """Desired shape and policy of a NodeGroup."""
 
@@ -544,6 +680,8 @@ class NodeGroupSpec(KubeModel):
                 {"rule": RULE_MIN_LE_MAX, "message": MSG_MIN_LE_MAX},
                 {"rule": RULE_ONE_SOURCE, "message": MSG_ONE_SOURCE},
                 {"rule": RULE_SOURCE_KIND_IMMUTABLE, "message": MSG_SOURCE_KIND_IMMUTABLE},
+                {"rule": RULE_MANAGED_SIZES, "message": MSG_MANAGED_SIZES},
+                {"rule": RULE_HEADROOM_NODES_LE_MAX, "message": MSG_HEADROOM_NODES_LE_MAX},
             ]
         }
     )
@@ -560,6 +698,16 @@ class NodeGroupSpec(KubeModel):
     provisioning: ProvisioningSpec = Field(
         default_factory=ProvisioningSpec, json_schema_extra=_default_of(ProvisioningSpec)
     )
+    plans: PlansSpec | None = Field(
+        default=None,
+        description="Several plans instead of the source's one: new nodes get the cheapest allowed plan "
+        "that fits the pending pods (or the cheaper mix). The source's plan still makes the minNodes nodes.",
+    )
+    headroom: HeadroomSpec | None = Field(
+        default=None,
+        description="Spare capacity kept free at all times: scale-up adds nodes when pods take it, "
+        "scale-down never removes it. Resources (cpu, memory, pods) or a number of spare nodes.",
+    )
 
     @model_validator(mode="after")
     def _rules(self) -> NodeGroupSpec:
@@ -567,6 +715,15 @@ class NodeGroupSpec(KubeModel):
             raise ValueError(MSG_MIN_LE_MAX)
         if (self.managed is None) == (self.vm is None):
             raise ValueError(MSG_ONE_SOURCE)
+        sizes = self.plans.sizes if self.plans is not None else None
+        if self.managed is not None and sizes is not None and not all(_SIZE_ID.match(s) for s in sizes):
+            raise ValueError(MSG_MANAGED_SIZES)
+        if (
+            self.headroom is not None
+            and self.headroom.nodes is not None
+            and self.headroom.nodes > self.max_nodes
+        ):
+            raise ValueError(MSG_HEADROOM_NODES_LE_MAX)
         return self
 
 
@@ -622,6 +779,18 @@ class NodeGroupStatus(KubeModel):
     )
     last_decision: str | None = Field(
         default=None, max_length=DECISION_MAX_LENGTH, description="The last scaling decision, in words."
+    )
+    headroom: str | None = Field(
+        default=None,
+        max_length=DECISION_MAX_LENGTH,
+        description="The headroom kept free and whether the group's nodes hold it now "
+        "(e.g. '2 cpu: held', '1 spare node: 1 node on the way').",
+    )
+    last_plan_choice: str | None = Field(
+        default=None,
+        max_length=DECISION_MAX_LENGTH,
+        description="The plans of the last scale-up of a group with several plans, and why "
+        "(e.g. '1 x 8cpu + 2 x 2cpu at 0.1100/h (cheapest mix of plans)').",
     )
     observed_generation: int | None = Field(
         default=None,

@@ -15,8 +15,14 @@ from vpsie_autoscaler.api.nodegroup import (
     LABEL_KEY_SYNTAX,
     MSG_BACKOFF_ORDER,
     MSG_CPU_MAX,
+    MSG_CPU_RANGE,
+    MSG_HEADROOM_FORM,
+    MSG_HEADROOM_NODES_LE_MAX,
     MSG_MANAGED_IMMUTABLE,
+    MSG_MANAGED_SIZES,
+    MSG_MEMORY_RANGE,
     MSG_MIN_LE_MAX,
+    MSG_ONE_PLAN_FORM,
     MSG_ONE_PRICE,
     MSG_ONE_SOURCE,
     MSG_ONE_VPSIE_GROUP,
@@ -222,6 +228,49 @@ REFUSED: Final = [
         "at most 32 items",
     ),
     Case("tag-too-long", vm(tags=["t" * 254]), TOO_LONG, "at most 253 characters"),
+    # flexible plans
+    Case("plans-both-forms", {"plans": {"sizes": ["p-2"], "requirements": {}}}, MSG_ONE_PLAN_FORM),
+    Case("plans-no-form", {"plans": {}}, MSG_ONE_PLAN_FORM),
+    Case("plans-sizes-empty", {"plans": {"sizes": []}}, "should have at least 1 items", "at least 1 item"),
+    Case("plans-sizes-duplicate", {"plans": {"sizes": ["a", "a"]}}, "Duplicate value", "Duplicate value"),
+    Case(
+        "plans-cpu-range",
+        {"plans": {"requirements": {"cpu": {"min": 8, "max": 2}}}},
+        MSG_CPU_RANGE,
+    ),
+    Case(
+        "plans-cpu-zero",
+        {"plans": {"requirements": {"cpu": {"min": 0}}}},
+        "should be greater than or equal to 1",
+        "greater than or equal to 1",
+    ),
+    Case(
+        "plans-memory-range",
+        {"plans": {"requirements": {"memory": {"min": "16Gi", "max": "4Gi"}}}},
+        MSG_MEMORY_RANGE,
+    ),
+    Case(
+        "plans-memory-syntax",
+        {"plans": {"requirements": {"memory": {"min": "lots"}}}},
+        MSG_QUANTITY_SYNTAX,
+    ),
+    Case(
+        "plans-managed-size-names",
+        {"vm": None, "managed": MANAGED, "plans": {"sizes": ["plan-2cpu"]}},
+        MSG_MANAGED_SIZES,
+    ),
+    # headroom
+    Case("headroom-both-forms", {"headroom": {"cpu": "2", "nodes": 1}}, MSG_HEADROOM_FORM),
+    Case("headroom-empty", {"headroom": {}}, MSG_HEADROOM_FORM),
+    Case("headroom-cpu-syntax", {"headroom": {"cpu": "two"}}, MSG_QUANTITY_SYNTAX),
+    Case("headroom-memory-negative", {"headroom": {"memory": "-1Gi"}}, MSG_QUANTITY_RANGE),
+    Case("headroom-nodes-above-max", {"headroom": {"nodes": 4}}, MSG_HEADROOM_NODES_LE_MAX),
+    Case(
+        "headroom-nodes-zero",
+        {"headroom": {"nodes": 0}},
+        "should be greater than or equal to 1",
+        "greater than or equal to 1",
+    ),
 ]
 
 ACCEPTED: Final = [
@@ -257,6 +306,23 @@ ACCEPTED: Final = [
     Case("taint-max-lengths", taint(f"{PREFIX_253}/{NAME_63}", "v" * 63), ""),
     Case("monthly-price-only", template(monthlyPrice=73.0), ""),
     Case("tags-at-max", vm(tags=[f"t{i}" for i in range(31)] + ["t" * 253]), ""),
+    Case("plans-sizes", {"plans": {"sizes": ["plan-2cpu", "plan-8cpu"]}}, ""),
+    Case(
+        "plans-requirements",
+        {
+            "plans": {
+                "requirements": {
+                    "cpu": {"min": 2, "max": 8},
+                    "memory": {"min": "4Gi", "max": "16Gi"},
+                    "categories": ["Shared CPU"],
+                }
+            }
+        },
+        "",
+    ),
+    Case("plans-managed-size-ids", {"vm": None, "managed": MANAGED, "plans": {"sizes": ["3", "57"]}}, ""),
+    Case("headroom-resources", {"headroom": {"cpu": "2", "memory": "4Gi", "pods": 10}}, ""),
+    Case("headroom-nodes-at-max", {"headroom": {"nodes": 3}}, ""),
 ]
 
 # Updates refused by the transition rules.
