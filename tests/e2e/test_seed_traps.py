@@ -1,9 +1,9 @@
-"""Traps of the original Go autoscaler (seed-system §10) that show at process level, proven absent.
+"""Traps of VPSie's earlier Go autoscaler that show at process level, proven absent.
 
-- instances left billing when their group goes (the seed leaked undiscovered creations and let the
+- instances left billing when their group goes (it leaked undiscovered creations and let the
   NodeGroup finalizer go while VPSieNodes were still terminating);
-- the NodeGroup's labels and taints never applied to its nodes (a TODO in the seed's joiner);
-- scale-up running on every replica (the seed's event-driven scale-up was not leader-gated);
+- the NodeGroup's labels and taints never applied to its nodes (a TODO in its joiner);
+- scale-up running on every replica (its event-driven scale-up was not leader-gated);
 - the scale-down timer kept in memory, so every restart started it again;
 - desired below current never converging (lowering ``maxNodes`` under the current size).
 """

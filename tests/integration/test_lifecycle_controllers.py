@@ -1,7 +1,6 @@
 """The lifecycle controllers against the real control plane, kwok and the VPSie simulator.
 
-Each test names the seed-system trap it proves we do not repeat (``/work/shared/docs/seed-system.md``
-§10, restated in the controllers' brief).
+Each test names the failure mode it proves absent.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Generate the CustomResourceDefinitions from the models: one source of truth (SPEC §3).
+"""Generate the CustomResourceDefinitions from the models: one source of truth.
 
 Pydantic emits JSON Schema 2020-12; the API server wants an OpenAPI v3 *structural* schema
 (``apiextensions.k8s.io/v1``, "Specifying a structural schema"). The differences handled here:

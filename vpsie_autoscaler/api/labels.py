@@ -16,7 +16,7 @@ GROUP: Final = "autoscaler.vpsie.com"
 # --- labels -------------------------------------------------------------------------------------------
 NODEGROUP_LABEL: Final = f"{GROUP}/nodegroup"
 """On Nodes and VPSieNodes: the NodeGroup that owns them. The only way a Node is linked to a group;
-nodes without it are never touched (SPEC §4 "Always")."""
+nodes without it are never touched."""
 
 VPSIENODE_LABEL: Final = f"{GROUP}/vpsienode"
 """On Nodes: the VPSieNode that created the node (lookup from Node to its VPSieNode)."""

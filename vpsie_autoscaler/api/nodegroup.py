@@ -1,8 +1,8 @@
-"""``NodeGroup``: a pool of identical VPSie nodes with its limits and scaling policy (SPEC §3).
+"""``NodeGroup``: a pool of identical VPSie nodes with its limits and scaling policy (docs/scaling.md).
 
 Defaults live in the schema (the API server applies them), never in code that writes the object:
 the original autoscaler re-defaulted ``enabled: false`` back to ``true`` on every full update because
-its Go struct dropped explicit ``false`` values (seed system §1.5). Here the Python defaults mirror the
+its Go struct dropped explicit ``false`` values. Here the Python defaults mirror the
 schema defaults so an object read back parses to the same values, and :meth:`KubeModel.to_k8s` always
 writes explicit booleans.
 
@@ -52,7 +52,7 @@ DECISION_MAX_LENGTH: Final = 1024
 HOURS_PER_MONTH: Final = 730.0
 """VPSie publishes monthly plan prices; 730 h is the usual month (365 * 24 / 12) for hourly cost."""
 
-# Defaults (SPEC §3; cluster-autoscaler's defaults where the SPEC names them).
+# Defaults (cluster-autoscaler's defaults where it has the same setting; docs/scaling.md).
 DEFAULT_UTILIZATION_THRESHOLD: Final = 0.5
 DEFAULT_UNNEEDED_TIME: Final = "10m"
 DEFAULT_DELAY_AFTER_SCALE_UP: Final = "10m"

@@ -5,7 +5,7 @@ what to create and how to delete it (a CEL transition rule refuses changes); eve
 goes to status, written by the VPSieNode controller alone. The *launch record* (``status.launch``) is
 written before VPSie is asked for the instance (a write-ahead log entry): once it exists the request
 counts as sent, whatever became of the answer, so a crash at any moment is resumed by waiting for the
-evidence (the instance showing up) and never by asking twice (SPEC §3, §4 Provisioning).
+evidence (the instance showing up) and never by asking twice (docs/lifecycle.md).
 """
 
 from __future__ import annotations
@@ -52,9 +52,9 @@ PHASES: Final[tuple[Phase, ...]] = (
 running, Node not Ready) → Ready → Draining → Deleting; Failed when provisioning timed out or failed."""
 
 IN_FLIGHT_PHASES: Final[frozenset[str]] = frozenset({"Pending", "Provisioning", "Joining"})
-"""Capacity on the way: counted by scale-up before asking for more (seed trap: in-flight ignored)."""
+"""Capacity on the way: counted by scale-up before asking for more (ignoring it orders too many nodes)."""
 LEAVING_PHASES: Final[frozenset[str]] = frozenset({"Draining", "Deleting", "Failed"})
-"""Never counted as capacity (seed bug dc0700f: deleting nodes double counted)."""
+"""Never counted as capacity (a deleting node counted as current would be counted twice)."""
 
 HOSTNAME_PATTERN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 HOSTNAME_MAX_LENGTH: Final = 63

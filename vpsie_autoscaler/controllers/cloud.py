@@ -220,7 +220,8 @@ class UnconfiguredProvider:
     """Stands in when VPSie cannot be reached as configured (no credentials): every call fails with
     :class:`~vpsie_autoscaler.vpsie.errors.Unauthorized` naming the problem, so NodeGroups report it
     in their ``CloudError`` condition and Events instead of the process refusing to start (a VPSie
-    problem never fails a probe, SPEC §6). Mutations report "not done": nothing was sent."""
+    problem never fails a probe: README, "Metrics, probes, Events"). Mutations report "not done":
+    nothing was sent."""
 
     def __init__(self, reason: str) -> None:
         self.reason = reason

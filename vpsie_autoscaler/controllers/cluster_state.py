@@ -1,9 +1,9 @@
 """Informer caches → planner inputs (docs/scaling.md, "From caches to snapshots").
 
 The scale-up and scale-down controllers both see the cluster through one :class:`ClusterSnapshot`,
-built here from the read-only informer stores, so both count the same way. Counting is where the
-seed system's worst bugs were (seed-system §10: deleting nodes counted twice, in-flight capacity
-ignored → five nodes for one pod), so the rules live in one place:
+built here from the read-only informer stores, so both count the same way. Counting is where an
+autoscaler's worst bugs hide (deleting nodes counted twice, in-flight capacity ignored → five nodes
+for one pod), so the rules live in one place:
 
 - a VPSieNode is **leaving** when it has a deletionTimestamp, is ``Draining``/``Deleting``/``Failed``,
   or carries a drain request (``autoscaler.vpsie.com/drain-requested``) the lifecycle controller has
@@ -500,7 +500,7 @@ class SnapshotBuilder:
         virtual: list[NodeInfo] = []  # VPSieNodes without any Node: they also count against the limits
         for vn in index:
             # Only records still being created are capacity on the way: a Ready record whose Node
-            # vanished (seed trap) is no capacity at all, or pods would wait for it forever.
+            # vanished is no capacity at all, or pods would wait for it forever.
             template = by_name.get(vn.group)
             if vn.leaving or template is None:
                 continue

@@ -1,4 +1,4 @@
-"""The autoscaler's domain metric families (SPEC §6), defined once for every controller.
+"""The autoscaler's domain metric families (docs/metrics.md), defined once for every controller.
 
 All controllers (NodeGroup, VPSieNode lifecycle, scale-up, scale-down, garbage collection) share
 these families and differ only by labels. Families are registered once per

@@ -1,7 +1,7 @@
 """Opt-in error reporting to Sentry with the official ``sentry-sdk``.
 
 Off unless a DSN is configured (``VPSIE_AUTOSCALER_SENTRY_DSN``; VPSie's Go autoscaler read
-``--sentry-dsn``/``SENTRY_DSN``, seed-system §7.6). When on:
+``--sentry-dsn``/``SENTRY_DSN``). When on:
 
 - **What is reported.** Every structlog event at level ``error`` or above, and every failed reconcile
   (:mod:`vpsie_autoscaler.runtime.controller` logs a reconcile that raised an API error at ``warning``

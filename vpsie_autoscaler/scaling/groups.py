@@ -2,7 +2,7 @@
 
 Built by the controllers from the NodeGroup object (:meth:`GroupTemplate.from_nodegroup`) plus what
 only they know: the counts from VPSieNodes, the plan capacity from VPSie, the DaemonSet overhead.
-Counting rules (seed bug dc0700f, trap 13):
+Counting rules (:mod:`~vpsie_autoscaler.scaling.membership`):
 
 - ``size``: nodes the group has or is creating, **excluding** those being drained or deleted;
 - ``in_flight``: the part of ``size`` not yet Ready (VPSieNodes Pending/Provisioning/Joining);

@@ -50,7 +50,7 @@ NO_GROUPS: Final = "NoNodeGroups"
 # --- scale-down (per node) ----------------------------------------------------------------------------
 NODE_NOT_READY: Final = "NodeNotReady"
 NODE_CORDONED: Final = "NodeCordoned"
-"""Cordoned by someone else (a manual drain, a maintenance tool): not ours to remove (seed 8478b7a)."""
+"""Cordoned by someone else (a manual drain, a maintenance tool): not ours to remove."""
 SCALE_DOWN_DISABLED: Final = "ScaleDownDisabled"
 SCALE_DOWN_DISABLED_ANNOTATION: Final = "ScaleDownDisabledAnnotation"
 NOT_UNDERUTILIZED: Final = "NotUnderutilized"

@@ -14,7 +14,8 @@ Rules are small named functions in a chain, first blocker wins (cert-manager's p
   (:data:`POD_RULES`);
 - simulation: every movable pod must fit on the *remaining* nodes with all predicates, never on the
   candidate itself, never on nodes being deleted, cordoned or chosen for removal in this plan
-  (seed trap 11 counted the candidate's own free capacity and ignored selectors and taints);
+  (counting the candidate's own free capacity, or ignoring selectors and taints, removes nodes whose
+  pods then cannot run);
 - gates (:data:`GATE_RULES`): unneeded long enough, not right after a scale-up, then the limits of
   :class:`_GroupRoom` and the pass (below), and the group's headroom (its other nodes must still
   hold it: :func:`~vpsie_autoscaler.scaling.headroom.blocker`).
@@ -27,7 +28,7 @@ limit                         non-empty node (drain)                 empty node
 ============================  =====================================  ==========================
 ``minNodes``                  yes                                    yes
 ``disruptionBudget``          yes (nodes being removed use it:       only a budget of 0 (or
-                              seed bug dc0700f; empty ones too)      ``0%``): the group is frozen
+                              empty ones too)                        ``0%``): the group is frozen
 ``maxConcurrentDrains``       yes                                    no
 ``max_empty_bulk_delete``     no                                     yes: at most this many per
                                                                      pass, all groups together

@@ -3,13 +3,13 @@ every other pod or group was not used.
 
 Pure: inputs are snapshots, output is a :class:`ScaleUpPlan`; the controller turns it into
 ``desired`` changes, Events (``TriggeredScaleUp`` / ``NotTriggerScaleUp`` on pods, ``ScaledUp`` on
-groups) and metrics. Steps (SPEC §4, cluster-autoscaler's ``ScaleUp`` orchestrator):
+groups) and metrics. Steps (cluster-autoscaler's ``ScaleUp`` orchestrator; docs/scaling.md):
 
 1. Drop pods that must not trigger scale-up: expendable (priority below -10, CA's
    ``--expendable-pods-priority-cutoff``), DaemonSet pods (their node is fixed), bound or deleting pods.
 2. Group identical pods into equivalence classes.
 3. Fit classes onto capacity already on the way (in-flight nodes) first: pods that fit there wait
-   for it and trigger nothing (seed bug d56a10a: five nodes created for one pod).
+   for it and trigger nothing (otherwise every batch orders nodes again: five nodes for one pod).
 4. Per group, check each class against the template (static predicates + an empty node's
    resources) and the group's state (scale-up disabled, back-off, at max size).
 5. Per group, bin-pack the eligible classes (FFD, :mod:`binpack`) within its headroom and the
@@ -23,7 +23,7 @@ in as virtual pods (``headroom_pods``): planned like pending pods, but never fit
 nodes (the headroom already counted those) and never given an outcome.
 
 Decision on "one group per plan": a pod's need is never served by two groups and no group grows
-for pods another group already covers (seed trap: every matching group grew). Pods that only
+for pods another group already covers (every matching group growing would over-provision). Pods that only
 *other* groups can hold (a GPU pod next to web pods) are served in the same plan rather than one
 loop later, like cluster-autoscaler's salvo scale-up; at most one increase per group per plan.
 """

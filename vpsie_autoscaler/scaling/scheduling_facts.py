@@ -3,7 +3,7 @@
 The controllers hand the planners the raw dicts of their informer caches; everything the decisions
 need is extracted here, once, into frozen values. What we cannot model (topology spread, pod
 affinity, volume topology, dynamic resources, …) is recorded on the pod as a human-readable string so
-the planners can *report* it instead of silently ignoring it (SPEC §4 scale-up; prior-art §6.7).
+the planners can *report* it instead of silently ignoring it (docs/scaling.md).
 
 Effective pod requests follow the scheduler (``k8s.io/component-helpers/resource``, ``PodRequests``):
 the sum of the app containers plus restartable init containers (sidecars), or the largest regular
@@ -307,7 +307,7 @@ class NodeInfo:
     """A node and the pods bound to it. Also the shape of a virtual node built from a group template.
 
     ``deleting`` marks nodes on their way out (deletionTimestamp or our to-be-deleted taint): they are
-    never counted as capacity, never a destination, never a candidate again (seed bug dc0700f).
+    never counted as capacity, never a destination, never a candidate again.
     """
 
     name: str

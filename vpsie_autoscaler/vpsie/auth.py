@@ -10,7 +10,7 @@ Two sources (``docs/vpsie-api.md`` §2):
 
 The login body is JSON, as the official SDK sends it; when VPSie refuses a JSON login, the same
 credentials are sent form-encoded (``clientId=…&clientSecret=…``), the body VPSie's Go autoscaler
-proved against the real API (seed-system §6.1, fix b0b3a73). :class:`LoginEncodings` remembers the
+proved against the real API (docs/vpsie-api.md §2). :class:`LoginEncodings` remembers the
 encoding that worked, so later logins send it first (:func:`login_with_fallback`).
 
 Refresh is single-flight, like client-go's ``oauth2.ReuseTokenSource`` with a lock: many concurrent

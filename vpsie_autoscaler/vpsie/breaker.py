@@ -7,9 +7,10 @@ States follow the classic pattern (and ``sony/gobreaker``, which VPSie's Go clie
   ``open_seconds``;
 - *half-open*: one probe call is let through; success closes the circuit, failure re-opens it.
 
-Unlike the seed client, whose breaker only wrapped the transport (so HTTP 5xx never opened it), the
-client reports every 5xx, timeout, transport error and non-JSON answer as a failure. 4xx answers and
-business-rule errors are successes from the breaker's point of view: the server is healthy.
+Unlike the client of VPSie's Go autoscaler, whose breaker only wrapped the transport (so HTTP 5xx
+never opened it), the client reports every 5xx, timeout, transport error and non-JSON answer as a
+failure. 4xx answers and business-rule errors are successes from the breaker's point of view: the
+server is healthy.
 """
 
 from __future__ import annotations

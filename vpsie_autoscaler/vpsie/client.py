@@ -20,8 +20,8 @@ established raises :class:`~vpsie_autoscaler.vpsie.errors.ConnectionFailed` (not
 request was written raises ``ServerError``/``VPSieTimeout`` (unknown: counts as sent); a cancel while
 waiting for the rate limiter is marked "not sent" on the ``CancelledError`` itself, which still propagates.
 
-Fixes over the seed client (seed-system §6, §10.2 #17-18): ``error: true`` with HTTP 200 fails every
-call; 5xx opens the breaker; retries exist; ``GET {VM}/{identifier}`` reads ``data.vmData``.
+Unlike the client of VPSie's Go autoscaler (docs/vpsie-api.md §3.2, §6.1): ``error: true`` with HTTP
+200 fails every call; 5xx opens the breaker; retries exist; ``GET {VM}/{identifier}`` reads ``data.vmData``.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Kubernetes mounts each key of a Secret as a file. Two layouts are read:
 
 - ours: ``clientId`` + ``clientSecret`` (token exchange), or ``apiToken`` (a console API token);
-- the stock ``vpsie-secret`` that VPSie's Go autoscaler read (seed-system §6.1, §8.2), which VPSie
+- the stock ``vpsie-secret`` that VPSie's Go autoscaler read, which VPSie
   managed clusters ship: ``token`` (an API token), or ``clientId`` + ``clientSecret``; optional ``url``
   (the API base URL) and the discovery hints ``resourceIdentifier`` (the VPSie cluster), ``datacenterId``
   and ``projectId``. As in the Go system, ``token`` wins over ``clientId``/``clientSecret`` when both

@@ -21,7 +21,7 @@ from enum import StrEnum
 
 # Substrings (lower case) of VPSie messages that mean "the account or cluster hit a limit". The first is
 # the known live text ("Worker nodes count exceeds the allowed limit"); the others are the phrasings
-# VPSie's own autoscaler classifies as terminal (seed-system §6.2).
+# VPSie's own Go autoscaler classifies as terminal (docs/vpsie-api.md §3.3).
 QUOTA_MARKERS = (
     "exceeds the allowed limit",
     "quota exceeded",

@@ -1,6 +1,6 @@
 """Garbage collection: orphan VPSie VMs, and Failed VPSieNodes past their TTL.
 
-**Orphans** (SPEC §4 "Always"; cluster-autoscaler's "unregistered nodes", Karpenter's garbage
+**Orphans** (cluster-autoscaler's "unregistered nodes", Karpenter's garbage
 collection controller). A VM is an orphan when it is provably *ours* and no VPSieNode owns it. Proof is
 the ownership tag every VM we create carries (``vpsie-autoscaler:cluster=<this cluster>``, see
 :func:`~vpsie_autoscaler.controllers.cloud.ownership_tags`), read from VPSie (``vmTags``) only for

@@ -2,7 +2,7 @@
 
 Kept free of I/O so each rule is tested directly and the reconciler stays a thin shell around them.
 
-**Counting** (seed bug dc0700f: deleting nodes double counted). A VPSieNode is *leaving* when it is
+**Counting** (deleting nodes must never be counted twice). A VPSieNode is *leaving* when it is
 being drained or deleted, has failed, or carries a drain request: leaving nodes never count as
 ``current``; they show as ``deleting`` (Failed ones only in neither, as they hold no capacity and
 their instance is being deleted). ``ready`` is the non-leaving records whose Node is Ready.

@@ -20,10 +20,10 @@ Flow (cluster-autoscaler's ``RunOnce`` scale-up half, Karpenter's provisioner ba
 
 Created objects the VPSieNode cache has not shown yet are fed back into the next snapshot
 (controller-runtime's "expectations"), so a second batch a second later cannot grow again for the
-same pods (seed trap: in-flight capacity ignored → too many nodes).
+same pods (ignoring in-flight capacity orders too many nodes).
 
 Runs only on the leader (a manager runnable with ``needs_leader=True``): standbys keep their caches
-warm but never plan, create or emit (seed trap: scale-up running on every replica).
+warm but never plan, create or emit (scale-up on every replica would order every node N times).
 
 ``--dry-run``: the same plan, logs, metrics, Events and decisions (notes prefixed ``dry-run:``); no
 VPSieNode is created. A dry-run decision identical to the previous one for the
