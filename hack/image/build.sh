@@ -366,6 +366,12 @@ digests() {
             "$layout/index.json")"
 }
 
+# "id=sha256:a manifest=sha256:b" -> "`sha256:a` | `sha256:b`" (two table cells).
+digest_cells() {
+    local id="${1%% *}" manifest="${1##* }"
+    printf '`%s` | `%s`' "${id#id=}" "${manifest#manifest=}"
+}
+
 export_layout() {
     local tag="$1" layout="$2"
     rm -rf "$layout"
@@ -482,11 +488,14 @@ reproduce() {
             log "$platform build $run: ${got[-1]}"
             "${BUILDAH[@]}" rmi "$tag" >/dev/null
         done
+        local one two
+        one="$(digest_cells "${got[0]}")"
+        two="$(digest_cells "${got[1]}")"
         if [[ "${got[0]}" == "${got[1]}" ]]; then
-            lines+=("| $platform | \`${got[0]#id=}\` | yes |")
+            lines+=("| $platform | 1 and 2 | $one | yes |")
         else
             ok=0
-            lines+=("| $platform | \`${got[0]#id=}\` / \`${got[1]#id=}\` | **no** |")
+            lines+=("| $platform | 1 | $one | **no** |" "| $platform | 2 | $two | **no** |")
         fi
     done
     {
@@ -494,8 +503,8 @@ reproduce() {
         echo "\`${REVISION:0:12}\` built twice from a clean export, without layer cache, the runtime root"
         echo "assembled anew each time (SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH)."
         echo
-        echo "| platform | image ID and OCI manifest digest | identical |"
-        echo "|---|---|---|"
+        echo "| platform | build | image ID (config digest) | OCI manifest digest | identical |"
+        echo "|---|---|---|---|---|"
         printf '%s\n' "${lines[@]}"
     } >"$result"
     "$(host_python)" -m hack.image.sizes --set-block reproducible "$result" --output docs/image.md
