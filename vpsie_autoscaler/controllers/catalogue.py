@@ -10,6 +10,11 @@ cache with a TTL): every :data:`REFRESH_SECONDS`, and soon after a group with an
 appears (:meth:`PlanCatalogue.want`). A failed refresh keeps the last good facts (stale capacity is
 better than none: the plan of a source never changes shape in practice).
 
+A group that allows several plans (``spec.plans``) also needs the plans it may choose from: every
+plan of its datacenter and OS image (for VMs; by category when its requirements name categories), or
+every Kubernetes offer of its datacenter (managed groups). :meth:`PlanCatalogue.options` serves them
+from the same cache and loop.
+
 Units: VPSie reports RAM in MB and disk in GB; they become ``Mi`` and ``Gi`` quantities
 (docs/scaling.md). Prices: plan and offer prices are monthly; hourly = monthly / 730.
 """
@@ -20,7 +25,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, runtime_checkable
 
 import structlog
 from pydantic import ValidationError
@@ -54,6 +59,14 @@ class CatalogueClient(Protocol):
     ) -> list[models.Plan]: ...
 
 
+@runtime_checkable
+class CategoryClient(Protocol):
+    """Plan categories by name (``spec.plans.requirements.categories``); without it names are used as
+    category identifiers."""
+
+    async def list_plan_categories(self) -> list[models.PlanCategory]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class PlanFacts:
     """What VPSie says a node of a source looks like."""
@@ -62,6 +75,9 @@ class PlanFacts:
     """``{"cpu": ..., "memory": "<MB>Mi", "ephemeral-storage": "<GB>Gi"}`` (only what is known)."""
     hourly_price: float | None = None
     name: str = ""
+    identifier: str = ""
+    """The plan's identifier (VM ``resourceIdentifier``, size id) in :meth:`PlanCatalogue.options`."""
+    category: str = ""
 
 
 def source_key(ng: NodeGroup) -> SourceKey:
@@ -73,6 +89,13 @@ def source_key(ng: NodeGroup) -> SourceKey:
     vm = ng.spec.vm
     assert vm is not None  # the model guarantees exactly one source
     return ("vm", vm.dc_identifier, vm.os_identifier, vm.resource_identifier)
+
+
+def options_key(ng: NodeGroup) -> SourceKey:
+    """The cache key of the plans a group with ``spec.plans`` may choose from."""
+    requirements = ng.spec.plans.requirements if ng.spec.plans is not None else None
+    categories = tuple(sorted(requirements.categories)) if requirements is not None else ()
+    return ("options", *source_key(ng), *categories)
 
 
 def capacity_of(cpu: int | None, ram_mb: int | None, disk_gb: int | None) -> dict[str, int | str]:
@@ -108,6 +131,8 @@ class PlanCatalogue:
         self._refresh_seconds = refresh_seconds
         self._facts: dict[SourceKey, PlanFacts] = {}
         self._sources: dict[SourceKey, NodeGroup] = {}
+        self._options: dict[SourceKey, tuple[PlanFacts, ...]] = {}
+        self._option_sources: dict[SourceKey, NodeGroup] = {}
         self._wanted: set[SourceKey] = set()
         self._errors: dict[SourceKey, str] = {}
         self._want_event = asyncio.Event()
@@ -126,6 +151,16 @@ class PlanCatalogue:
         key = source_key(ng)
         self._sources.setdefault(key, ng)
         found = self._facts.get(key)
+        if found is None and self._client is not None and key not in self._wanted:
+            self._wanted.add(key)
+            self._want_event.set()
+        return found
+
+    def options(self, ng: NodeGroup) -> tuple[PlanFacts, ...] | None:
+        """The plans a group with ``spec.plans`` may choose from (None until fetched); marks them wanted."""
+        key = options_key(ng)
+        self._option_sources[key] = ng
+        found = self._options.get(key)
         if found is None and self._client is not None and key not in self._wanted:
             self._wanted.add(key)
             self._want_event.set()
@@ -151,13 +186,22 @@ class PlanCatalogue:
         self._sources[key] = ng
         self._facts[key] = facts
 
+    def put_options(self, ng: NodeGroup, options: Iterable[PlanFacts]) -> None:
+        """Seed the plans a group with ``spec.plans`` may choose from (tests, or a caller that fetched)."""
+        key = options_key(ng)
+        self._option_sources[key] = ng
+        self._options[key] = tuple(options)
+
     async def refresh(self, keys: Iterable[SourceKey] | None = None) -> None:
         """Fetch the facts of ``keys`` (default: every source seen). Errors are logged and kept."""
         if self._client is None:
             return
-        todo = list(keys if keys is not None else self._sources)
+        todo = list(keys if keys is not None else [*self._sources, *self._option_sources])
         changed = False
         for key in todo:
+            if key[:1] == ("options",):
+                changed = await self._refresh_options(self._client, key) or changed
+                continue
             ng = self._sources.get(key)
             if ng is None:
                 continue
@@ -207,6 +251,68 @@ class PlanCatalogue:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+
+    async def _refresh_options(self, client: CatalogueClient, key: SourceKey) -> bool:
+        """Fetch the plans of an ``options`` key; whether they changed."""
+        ng = self._option_sources.get(key)
+        if ng is None:
+            return False
+        try:
+            found = await self._fetch_options(client, ng)
+        except VPSieError as exc:
+            self._errors[key] = str(exc)
+            log.warning("plan catalogue refresh failed", source=key, error=str(exc))
+            return False
+        self._wanted.discard(key)
+        self._errors.pop(key, None)
+        changed = self._options.get(key) != found
+        self._options[key] = found
+        return changed
+
+    @staticmethod
+    async def _fetch_options(client: CatalogueClient, ng: NodeGroup) -> tuple[PlanFacts, ...]:
+        if ng.spec.managed is not None:
+            src = ng.spec.managed
+            dc = src.datacenter_identifier
+            if not dc:
+                groups = await client.list_node_groups(src.cluster_identifier)
+                dc = next((g.dc_identifier for g in groups if g.dc_identifier), None)
+            if not dc:
+                return ()
+            return tuple(
+                PlanFacts(
+                    capacity_of(o.cpu, o.ram, o.ssd or o.disk),
+                    _hourly(o.price, o.hourly_price),
+                    o.nickname or o.name or "",
+                    identifier=str(o.id),
+                )
+                for o in await client.list_k8s_offers(dc)
+                if o.id is not None
+            )
+        vm = ng.spec.vm
+        assert vm is not None
+        requirements = ng.spec.plans.requirements if ng.spec.plans is not None else None
+        wanted = list(requirements.categories) if requirements is not None else []
+        listed: list[tuple[models.Plan, str]] = []
+        if wanted:  # a plan carries no category: list each wanted category on its own
+            ids: dict[str, str] = {}
+            if isinstance(client, CategoryClient):
+                ids = {c.name: c.identifier for c in await client.list_plan_categories()}
+            for name in wanted:
+                plans = await client.list_plans(vm.dc_identifier, vm.os_identifier, ids.get(name, name))
+                listed.extend((p, name) for p in plans)
+        else:
+            listed = [(p, "") for p in await client.list_plans(vm.dc_identifier, vm.os_identifier)]
+        return tuple(
+            PlanFacts(
+                capacity_of(p.cpu, p.ram, p.ssd),
+                _hourly(p.price),
+                p.nickname,
+                identifier=p.identifier,
+                category=c,
+            )
+            for p, c in listed
+        )
 
     async def _fetch(self, client: CatalogueClient, ng: NodeGroup) -> PlanFacts | None:
         if ng.spec.managed is not None:

@@ -49,6 +49,7 @@ from vpsie_autoscaler.api.nodegroup import NodeGroup
 from vpsie_autoscaler.api.times import parse_time
 from vpsie_autoscaler.api.vpsienode import VPSieNode
 from vpsie_autoscaler.controllers.catalogue import PlanCatalogue
+from vpsie_autoscaler.controllers.flexible import flexible, record_node
 from vpsie_autoscaler.controllers.metrics import AutoscalerMetrics
 from vpsie_autoscaler.scaling import (
     ClusterUsage,
@@ -456,17 +457,16 @@ class SnapshotBuilder:
             unclaimed = unclaimed_by_group.get(name, 0)
             facts = self.catalogue.facts(ng)
             try:
-                groups.append(
-                    GroupTemplate.from_nodegroup(
-                        ng,
-                        size=len(live) + unclaimed,
-                        in_flight=in_flight,
-                        deleting=deleting,
-                        plan_capacity=facts.capacity if facts is not None else None,
-                        plan_hourly_price=facts.hourly_price if facts is not None else None,
-                        daemonset_pods=ds_pods,
-                    )
+                base = GroupTemplate.from_nodegroup(
+                    ng,
+                    size=len(live) + unclaimed,
+                    in_flight=in_flight,
+                    deleting=deleting,
+                    plan_capacity=facts.capacity if facts is not None else None,
+                    plan_hourly_price=facts.hourly_price if facts is not None else None,
+                    daemonset_pods=ds_pods,
                 )
+                groups.append(flexible(base, ng, self.catalogue, ds_pods))  # spec.plans, spec.headroom
             except (ValueError, ArithmeticError) as exc:  # one bad group never stops the others
                 if not isinstance(exc, TemplateError):
                     errors[name] = f"invalid NodeGroup: {_why(exc)}"
@@ -505,9 +505,9 @@ class SnapshotBuilder:
             if vn.leaving or template is None:
                 continue
             if vn.name in unlabelled:
-                in_flight_nodes.append(template.virtual_node(vn.hostname))
+                in_flight_nodes.append(record_node(template, vn.raw, vn.hostname))
             elif vn.in_flight_phase and vn.name not in claimed:
-                virtual.append(template.virtual_node(vn.hostname))
+                virtual.append(record_node(template, vn.raw, vn.hostname))  # its own plan's shape
         pdbs = tuple(PDBInfo.from_k8s(p) for p in self.pdbs.list()) if self.pdbs is not None else ()
         return ClusterSnapshot(
             now=now,
