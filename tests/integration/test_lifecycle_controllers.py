@@ -215,6 +215,7 @@ async def test_drain_evicts_pods_and_a_pdb_that_forbids_it_aborts_with_drain_fai
         )
         annotations = (env.vpsienodes.store.get(name) or {})["metadata"].get("annotations") or {}
         assert DRAIN_REQUESTED_ANNOTATION not in annotations
+        assert env.metrics.drain_failures_total.labels(group)._value.get() == 1  # the alert's signal
 
         # Without the PDB the same request drains: the pod is evicted, then instance and Node go.
         await env.kube.delete(PDBS, "keep-a", ns)

@@ -50,6 +50,7 @@ class AutoscalerMetrics:
     scale_up_decision_latency_seconds: Histogram
     node_provision_duration_seconds: Histogram
     evicted_pods_total: Counter
+    drain_failures_total: Counter
     unremovable_nodes: Gauge
     orphan_instances: Gauge
     launches_total: Counter
@@ -137,6 +138,12 @@ def autoscaler_metrics(registry: CollectorRegistry) -> AutoscalerMetrics:
         evicted_pods_total=Counter(
             PREFIX + "evicted_pods",
             "Pods evicted through the Eviction API while draining.",
+            registry=registry,
+        ),
+        drain_failures_total=Counter(
+            PREFIX + "drain_failures",
+            "Drains that did not finish within maxGracefulTermination (DrainFailed), by group.",
+            [GROUP_LABEL],
             registry=registry,
         ),
         unremovable_nodes=Gauge(

@@ -892,6 +892,7 @@ class VPSieNodeReconciler:
             self._cond(vn, st, CONDITION_DRAINED, False, keys.REASON_DRAIN_FAILED, note[:1024])
             await self._write(obj, vn, st)
             self._event(obj, "Warning", keys.REASON_DRAIN_FAILED, note, ACTION_DRAIN)
+            self.metrics.drain_failures_total.labels(vn.spec.node_group).inc()
             self.recorder.event(node, "Warning", keys.REASON_DRAIN_FAILED, note, ACTION_DRAIN)
 
     # -- drain ------------------------------------------------------------------------------------
@@ -969,5 +970,6 @@ class VPSieNodeReconciler:
         self._event(obj, "Warning", keys.REASON_DRAIN_FAILED, note, ACTION_DRAIN)
         self.recorder.event(node, "Warning", keys.REASON_DRAIN_FAILED, note, ACTION_DRAIN)
         log.warning("drain.failed", vpsienode=vn.metadata.name, blocker=blocker)
+        self.metrics.drain_failures_total.labels(vn.spec.node_group).inc()
         await self._write(obj, vn, st)
         return Result(requeue_after=self.options.resync_interval)
