@@ -356,7 +356,9 @@ class VPSieClient:
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None:
-            self._session = aiohttp.ClientSession()
+            # trust_env: HTTPS_PROXY / HTTP_PROXY / NO_PROXY apply as for curl and the Kubernetes
+            # client (an HTTPS call tunnels through the proxy with CONNECT; NO_PROXY hosts go direct).
+            self._session = aiohttp.ClientSession(trust_env=True)
             self._owns_session = True
         _no_transparent_resend(self._session)
         return self._session
