@@ -77,6 +77,22 @@ chart-lint: devcluster-build ## helm lint --strict the chart with its default an
 	"$$helm" lint --strict $(CHART); \
 	for values in $(CHART)/ci/*-values.yaml; do "$$helm" lint --strict $(CHART) -f "$$values"; done
 
+CHART_DIST ?= dist/charts
+
+.PHONY: chart
+chart: devcluster-build ## helm lint --strict, then helm package the chart into $(CHART_DIST)/vpsie-autoscaler-<version>.tgz
+	helm="$$(python3 hack/devcluster/build.py --print-dir)/helm"; \
+	"$$helm" lint --strict $(CHART); \
+	"$$helm" package $(CHART) --destination $(CHART_DIST)
+
+.PHONY: chart-docs
+chart-docs: setup ## regenerate the values table of the chart README from the values.yaml comments
+	$(PY) -m hack.chart.values_table
+
+.PHONY: promtool-build
+promtool-build: ## build promtool from the pinned Prometheus module (cached by pin hash; tests the alert rules)
+	python3 hack/promtool/build.py
+
 .PHONY: image
 image: setup ## build the image for linux/amd64 and linux/arm64 with buildah, smoke-test it, record sizes
 	hack/image/build.sh
@@ -100,7 +116,7 @@ test-unit: setup ## unit tests only (no cluster)
 	$(call run_pytest,tests/unit)
 
 .PHONY: test
-test: setup lint devcluster-build ## everything CI runs: lint, types, unit, integration and end-to-end tests
+test: setup lint devcluster-build promtool-build ## everything CI runs: lint, types, unit, integration and end-to-end tests
 	REQUIRE_DEVCLUSTER=1 $(call run_pytest,tests)
 
 # The full chaos run: leader kills, graceful stops and VPSie faults under a changing workload; the
