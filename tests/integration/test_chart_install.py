@@ -22,6 +22,7 @@ from hack.devcluster.cluster import ClusterHandle
 from hack.devcluster.nodes import OWNER_LABEL, make_kwok_node
 from tests.integration.chart import CHART, InstalledChart, install_chart, start_controller, uninstall_chart
 from tests.support.metrics_doc import documented_metrics
+from vpsie_autoscaler.api.labels import NODEGROUP_LABEL
 
 pytestmark = pytest.mark.cluster
 
@@ -36,11 +37,16 @@ CREDENTIALS = {"vpsie.credentials.clientId": "test-id", "vpsie.credentials.clien
 
 @pytest.fixture
 def installed(k8s_cluster: ClusterHandle, k8s_namespace: str, tmp_path: Path) -> Iterator[InstalledChart]:
-    """The chart installed with default values (plus credentials), pods pinned to this test's node."""
+    """The chart installed with default values (plus credentials), pods pinned to this test's nodes:
+    two plain ones and one a NodeGroup manages (the chart's placement must keep the pods off it)."""
     client, ns = k8s_cluster.client, k8s_namespace
-    node = f"{ns}-a"
-    client.create_node(make_kwok_node(node, cpu="4", memory="8Gi", labels={OWNER_LABEL: ns}))
-    client.wait_node_ready(node, timeout=NODE_READY_S)
+    for node, labels in (
+        (f"{ns}-managed", {NODEGROUP_LABEL: "general"}),
+        (f"{ns}-a", {}),
+        (f"{ns}-b", {}),
+    ):
+        client.create_node(make_kwok_node(node, cpu="4", memory="8Gi", labels={OWNER_LABEL: ns, **labels}))
+        client.wait_node_ready(node, timeout=NODE_READY_S)
     chart = install_chart(k8s_cluster, ns, tmp_path, values=CREDENTIALS)
     try:
         yield chart
@@ -62,6 +68,9 @@ def test_install_waits_for_a_ready_deployment(k8s_cluster: ClusterHandle, instal
     for pod in pods:
         assert pod["spec"]["priorityClassName"] == "system-cluster-critical"
         assert pod["spec"]["securityContext"]["runAsUser"] == 65532
+    # The scheduler placed them by the chart's affinity: one per node, never on a managed node.
+    placed = sorted(pod["spec"]["nodeName"] for pod in pods)
+    assert placed == [f"{installed.namespace}-a", f"{installed.namespace}-b"]
     assert f"kubectl -n {installed.namespace} get deploy,pods" in installed.notes  # NOTES.txt
 
 

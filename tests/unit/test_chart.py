@@ -24,6 +24,7 @@ import yaml
 from hack.chart import crds as chart_crds
 from hack.devcluster.cluster import find_binaries
 from tests.support.metrics_doc import base_metric_name, documented_metrics, promql_balanced, promql_metrics
+from vpsie_autoscaler.api.labels import NODEGROUP_LABEL
 from vpsie_autoscaler.api.nodegroup import NodeGroup
 from vpsie_autoscaler.config import Settings
 from vpsie_autoscaler.vpsie.credentials import Credentials, read_credentials_dir
@@ -76,6 +77,8 @@ class Helm:
 
     def __init__(self, command: list[str], home: Path) -> None:
         self.command = command
+        self.home = home
+        self._files = 0
         self.env = {
             **os.environ,
             "HELM_CACHE_HOME": str(home / "cache"),
@@ -92,6 +95,13 @@ class Helm:
             timeout=HELM_TIMEOUT_S,
             check=False,
         )
+
+    def values_file(self, values: dict[str, Any]) -> str:
+        """A values file for ``-f`` (structured values that ``--set`` cannot express)."""
+        self._files += 1
+        path = self.home / f"values-{self._files}.yaml"
+        path.write_text(yaml.safe_dump(values))
+        return str(path)
 
     def template(self, *args: str) -> list[dict[str, Any]]:
         result = self.run("template", RELEASE, str(CHART), "--namespace", NAMESPACE, *args)
@@ -233,12 +243,102 @@ def test_pod_runs_two_replicas_with_probes_and_graceful_shutdown(h: Helm) -> Non
     assert container["resources"]["limits"]["memory"]
 
 
-def test_topology_spread_gets_the_selector_labels(h: Helm) -> None:
+def test_topology_spread_over_zones_is_soft_and_gets_the_selector_labels(h: Helm) -> None:
     docs = h.template()
     (constraint,) = _pod(docs)["topologySpreadConstraints"]
     selector = _one(docs, "Deployment")["spec"]["selector"]["matchLabels"]
     assert constraint["labelSelector"] == {"matchLabels": selector}
-    assert constraint["topologyKey"] == "kubernetes.io/hostname"
+    assert constraint["topologyKey"] == "topology.kubernetes.io/zone"
+    assert constraint["whenUnsatisfiable"] == "ScheduleAnyway"
+
+
+def test_pods_never_run_on_nodes_the_autoscaler_manages(h: Helm) -> None:
+    """A controller on a node it manages could drain itself: required node affinity keeps it off."""
+    (term,) = _pod(h.template())["affinity"]["nodeAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ]["nodeSelectorTerms"]
+    assert {"key": NODEGROUP_LABEL, "operator": "DoesNotExist"} in term["matchExpressions"]
+
+
+def test_two_replicas_never_share_a_node(h: Helm) -> None:
+    docs = h.template()
+    selector = _one(docs, "Deployment")["spec"]["selector"]["matchLabels"]
+    (term,) = _pod(docs)["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert term == {"labelSelector": {"matchLabels": selector}, "topologyKey": "kubernetes.io/hostname"}
+
+
+def test_one_replica_drops_the_anti_affinity_but_keeps_off_managed_nodes(h: Helm) -> None:
+    """With one replica the anti-affinity could only block a rolling update's surge pod."""
+    affinity = _pod(h.template("--set", "replicaCount=1"))["affinity"]
+    assert "podAntiAffinity" not in affinity
+    assert affinity["nodeAffinity"]
+
+
+def test_custom_affinity_overrides_the_default_and_gets_the_selector_labels(h: Helm) -> None:
+    values = {
+        "affinity": {  # Helm merges maps: null drops a default part
+            "nodeAffinity": None,
+            "podAntiAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": None,
+                "preferredDuringSchedulingIgnoredDuringExecution": [
+                    {"weight": 50, "podAffinityTerm": {"topologyKey": "topology.kubernetes.io/zone"}}
+                ],
+            },
+        }
+    }
+    docs = h.template("-f", h.values_file(values))
+    selector = _one(docs, "Deployment")["spec"]["selector"]["matchLabels"]
+    affinity = _pod(docs)["affinity"]
+    assert list(affinity) == ["podAntiAffinity"]
+    (preferred,) = affinity["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert preferred["podAffinityTerm"]["labelSelector"] == {"matchLabels": selector}
+    assert "affinity" not in _pod(h.template("-f", h.values_file({"affinity": None})))
+
+
+def test_escape_hatches_reach_the_pod(h: Helm) -> None:
+    """A custom CA bundle (extra volume + mount + SSL_CERT_FILE), envFrom, pod and common labels."""
+    values = {
+        "extraVolumes": [{"name": "ca", "configMap": {"name": "corp-ca"}}],
+        "extraVolumeMounts": [{"name": "ca", "mountPath": "/etc/corp-ca", "readOnly": True}],
+        "extraEnv": [{"name": "SSL_CERT_FILE", "value": "/etc/corp-ca/ca.crt"}],
+        "envFrom": [{"configMapRef": {"name": "proxy-settings"}}],
+        "podLabels": {"cost-center": "infra"},
+        "podAnnotations": {"example.com/owner": "platform"},
+        "commonLabels": {"team": "platform"},
+    }
+    docs = h.template("-f", h.values_file(values))
+    pod, container = _pod(docs), _container(docs)
+    assert {"name": "ca", "configMap": {"name": "corp-ca"}} in pod["volumes"]
+    assert {"name": "ca", "mountPath": "/etc/corp-ca", "readOnly": True} in container["volumeMounts"]
+    assert _env(docs)["SSL_CERT_FILE"] == "/etc/corp-ca/ca.crt"
+    assert container["envFrom"] == [{"configMapRef": {"name": "proxy-settings"}}]
+    template = _one(docs, "Deployment")["spec"]["template"]["metadata"]
+    assert template["labels"]["cost-center"] == "infra"
+    assert template["annotations"] == {"example.com/owner": "platform"}
+    for doc in docs:
+        if doc["kind"] != "CustomResourceDefinition":
+            assert doc["metadata"]["labels"]["team"] == "platform", doc["kind"]
+    selector = _one(docs, "Deployment")["spec"]["selector"]["matchLabels"]
+    assert "team" not in selector  # a Deployment's selector is immutable: never extended
+
+
+def test_proxy_settings_become_the_standard_variables(h: Helm) -> None:
+    """HTTPS_PROXY / NO_PROXY as curl reads them; the API server always bypasses the proxy."""
+    assert not {"HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY"} & set(_env(h.template()))
+    env = _env(
+        h.template(
+            "--set", "proxy.httpsProxy=http://proxy.corp:3128",
+            "--set-string", "proxy.noProxy=internal.corp\\,10.0.0.1",
+        )
+    )  # fmt: skip
+    assert env["HTTPS_PROXY"] == "http://proxy.corp:3128"
+    assert "HTTP_PROXY" not in env
+    no_proxy = env["NO_PROXY"].split(",")
+    assert no_proxy[0] == "$(KUBERNETES_SERVICE_HOST)"  # expanded by the kubelet to the API server's IP
+    assert {"kubernetes.default.svc", ".svc", ".cluster.local", "internal.corp", "10.0.0.1"} <= set(no_proxy)
+    # The kubelet expands $(VAR) only from variables defined earlier or service variables.
+    names = [e["name"] for e in _container(h.template("--set", "proxy.httpsProxy=http://p:1"))["env"]]
+    assert names.index("NO_PROXY") > names.index("HTTPS_PROXY")
 
 
 def _contract_env() -> set[str]:
@@ -426,7 +526,7 @@ def _leaf_paths(values: Any, prefix: str = "") -> set[str]:
 
 
 # Maps of free-form content: documented as one entry, not per key.
-FREE_FORM = ("resources", "podSecurityContext", "securityContext", "grafanaDashboard.labels")
+FREE_FORM = ("resources", "podSecurityContext", "securityContext", "grafanaDashboard.labels", "affinity")
 
 
 def test_every_value_has_a_description_and_a_readme_row() -> None:
@@ -568,7 +668,7 @@ def test_an_undocumented_metric_is_caught() -> None:
 
 def test_metrics_reference_lists_the_contract() -> None:
     documented = documented_metrics()
-    assert len(documented) == 20
+    assert len(documented) == 23
     assert {name for name, kind in documented.items() if kind == "histogram"} == {
         "vpsie_autoscaler_scale_up_decision_latency_seconds",
         "vpsie_autoscaler_node_provision_duration_seconds",

@@ -38,6 +38,9 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/component: controller
 app.kubernetes.io/part-of: vpsie-autoscaler
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -86,6 +89,62 @@ Image reference: repository, tag (default appVersion) and optional digest.
 {{- printf "%s:%s@%s" .Values.image.repository $tag .Values.image.digest }}
 {{- else }}
 {{- printf "%s:%s" .Values.image.repository $tag }}
+{{- end }}
+{{- end }}
+
+{{/*
+Pod affinity: `.Values.affinity` where a pod (anti-)affinity term without a labelSelector selects
+this release's pods (the selector labels), like the topology spread constraints. With one replica
+the required anti-affinity is dropped: there is nothing to keep apart, and it would keep the surge
+pod of a rolling update off the only eligible node.
+*/}}
+{{- define "vpsie-autoscaler.affinity" -}}
+{{- $affinity := deepCopy (.Values.affinity | default dict) }}
+{{- $selector := dict "matchLabels" (include "vpsie-autoscaler.selectorLabels" . | fromYaml) }}
+{{- if and (le (int .Values.replicaCount) 1) (hasKey $affinity "podAntiAffinity") }}
+{{- $_ := unset (get $affinity "podAntiAffinity") "requiredDuringSchedulingIgnoredDuringExecution" }}
+{{- if not (get $affinity "podAntiAffinity") }}
+{{- $_ := unset $affinity "podAntiAffinity" }}
+{{- end }}
+{{- end }}
+{{- range $kind := list "podAffinity" "podAntiAffinity" }}
+{{- with get $affinity $kind }}
+{{- range (get . "requiredDuringSchedulingIgnoredDuringExecution" | default list) }}
+{{- if not .labelSelector }}{{ $_ := set . "labelSelector" $selector }}{{ end }}
+{{- end }}
+{{- range (get . "preferredDuringSchedulingIgnoredDuringExecution" | default list) }}
+{{- if and .podAffinityTerm (not .podAffinityTerm.labelSelector) }}{{ $_ := set .podAffinityTerm "labelSelector" $selector }}{{ end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if $affinity }}
+{{- toYaml $affinity }}
+{{- end }}
+{{- end }}
+
+{{/*
+Proxy environment (HTTPS_PROXY, HTTP_PROXY, NO_PROXY) when a proxy is set. The Kubernetes client
+honours these variables too, so the API server always bypasses the proxy: its Service IP
+(`$(KUBERNETES_SERVICE_HOST)`, expanded by the kubelet) and in-cluster names.
+*/}}
+{{- define "vpsie-autoscaler.proxyEnv" -}}
+{{- with .Values.proxy }}
+{{- if or .httpsProxy .httpProxy }}
+{{- if .httpsProxy }}
+- name: HTTPS_PROXY
+  value: {{ .httpsProxy | quote }}
+{{- end }}
+{{- if .httpProxy }}
+- name: HTTP_PROXY
+  value: {{ .httpProxy | quote }}
+{{- end }}
+{{- $noProxy := list "$(KUBERNETES_SERVICE_HOST)" "kubernetes.default.svc" ".svc" ".cluster.local" "127.0.0.1" "localhost" }}
+{{- if .noProxy }}
+{{- $noProxy = concat $noProxy (splitList "," (.noProxy | nospace)) }}
+{{- end }}
+- name: NO_PROXY
+  value: {{ join "," $noProxy | quote }}
+{{- end }}
 {{- end }}
 {{- end }}
 
