@@ -139,6 +139,8 @@ def test_the_stock_vpsie_secret_runs_the_autoscaler_and_a_partial_one_is_reporte
             what="CloudError for the partial Secret",
         )
         assert "missing clientId" in condition(group, "CloudError")["message"]
+        [event] = e2e.wait_nodegroup_event("stock-secret", "CloudError")[-1:]
+        assert "missing clientId" in event["note"]
         assert e2e.sim.requests() == []  # nothing was sent with half the credentials
 
         # The error reached Sentry, tagged; the secret value reached neither Sentry nor anything else.

@@ -10,6 +10,8 @@ import aiohttp
 import pytest
 
 from tests.support.vpsie import CLIENT_ID, CLIENT_SECRET, drive, make_client, running_simulator, sim_config
+from vpsie_autoscaler.cli import build_parser
+from vpsie_autoscaler.cloudsim.cli import build_config
 from vpsie_autoscaler.cloudsim.faults import FaultSpec
 from vpsie_autoscaler.runtime.clock import FakeClock
 from vpsie_autoscaler.vpsie import errors
@@ -57,6 +59,12 @@ async def test_the_simulator_accepts_the_login_bodies_of_its_mode(
                 assert resp.status in (400, 401)
                 assert body["error"] is True
         assert sim.state.logins == len(accepted)
+
+
+@pytest.mark.parametrize(("flags", "expected"), [([], None), (["--login-body", "form"], "form")])
+def test_the_login_body_is_a_cloudsim_option(flags: list[str], expected: str | None) -> None:
+    args = build_parser().parse_args(["cloudsim", *flags])
+    assert build_config(args).login_body == expected
 
 
 # --- the client ---------------------------------------------------------------------------------------
