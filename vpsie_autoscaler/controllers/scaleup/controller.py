@@ -18,6 +18,11 @@ Flow (cluster-autoscaler's ``RunOnce`` scale-up half, Karpenter's provisioner ba
    status (``lastDecision``; ``lastScaleUpTime`` and ``desiredNodes`` it derives from the new
    VPSieNodes), metrics, one structured log line per decision.
 
+Flexible groups and headroom (docs/flexible-plans.md): each run of new nodes carries its plan, which
+goes into the VPSieNode (a VM record's ``resourceIdentifier``); a group with ``spec.headroom`` is
+re-planned every ``scan_interval`` and whenever a pod is bound, with virtual pods for the headroom
+its nodes no longer hold, so capacity that pods took is replaced within seconds.
+
 Created objects the VPSieNode cache has not shown yet are fed back into the next snapshot
 (controller-runtime's "expectations"), so a second batch a second later cannot grow again for the
 same pods (ignoring in-flight capacity orders too many nodes).
@@ -58,6 +63,7 @@ from vpsie_autoscaler.controllers.cluster_state import (
     unschedulable_since,
 )
 from vpsie_autoscaler.controllers.decisions import DecisionLog
+from vpsie_autoscaler.controllers.flexible import headroom_pods, with_plan
 from vpsie_autoscaler.controllers.metrics import AutoscalerMetrics
 from vpsie_autoscaler.controllers.scaleup.batcher import Batcher
 from vpsie_autoscaler.controllers.vpsienode.new import creation_body, new_vpsienode
@@ -68,6 +74,7 @@ from vpsie_autoscaler.runtime.clock import Clock
 from vpsie_autoscaler.runtime.events import NORMAL, WARNING, EventRecorder
 from vpsie_autoscaler.runtime.expectations import Expectations
 from vpsie_autoscaler.scaling import ClusterLimits, ExpanderChain, plan_scale_up
+from vpsie_autoscaler.scaling.plans import PlanShape
 from vpsie_autoscaler.scaling.scaleup import NOT_TRIGGERED, TRIGGERED, GroupIncrease, ScaleUpPlan
 
 log = structlog.get_logger("vpsie_autoscaler.controllers.scaleup")
@@ -162,6 +169,13 @@ class ScaleUpController:
 
     def on_pod_update(self, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
         self.on_pod(new)
+        bound_now = (new.get("spec") or {}).get("nodeName") and not (old.get("spec") or {}).get("nodeName")
+        if bound_now and self._headroom_configured():  # the pod may have taken a group's headroom
+            self.batcher.add()
+
+    def _headroom_configured(self) -> bool:
+        """Whether any NodeGroup keeps headroom (then it is re-planned without pending pods)."""
+        return any((o.get("spec") or {}).get("headroom") for o in self.builder.nodegroups.list())
 
     def on_pod_delete(self, obj: Any) -> None:
         meta = obj.get("metadata") if isinstance(obj, Mapping) else None
@@ -210,7 +224,7 @@ class ScaleUpController:
             await self.clock.sleep(self.options.scan_interval)
             pending = sum(1 for p in self.builder.pods.list() if is_unschedulable(p))
             self.metrics.unschedulable_pods.set(pending)  # also falls to 0 when no batch runs
-            if pending:
+            if pending or self._headroom_configured():
                 self.batcher.add()
 
     def _expected(self) -> list[dict[str, Any]]:
@@ -227,10 +241,12 @@ class ScaleUpController:
             self.passes += 1
 
     async def _decide(self, now: datetime) -> ScaleUpPlan | None:
-        snap = self.builder.build(now, with_pods=False, extra_vpsienodes=self._expected())
+        wants_headroom = self._headroom_configured()  # then the free room of every node matters
+        snap = self.builder.build(now, with_pods=wants_headroom, extra_vpsienodes=self._expected())
         self.metrics.unschedulable_pods.set(len(snap.pending_pods))
         self._forget_gone(snap)
-        if not snap.pending_pods:
+        spare = headroom_pods(snap.groups, [*snap.nodes, *snap.virtual_nodes]) if wants_headroom else ()
+        if not snap.pending_pods and not spare:
             return None
         plan = plan_scale_up(
             snap.pending_pods,
@@ -241,6 +257,7 @@ class ScaleUpController:
             rng=self.rng,
             now=now,
             usage=snap.usage,
+            headroom_pods=spare,
         )
         self._log_plan(plan, snap)
         for inc in plan.increases:
@@ -265,6 +282,8 @@ class ScaleUpController:
                     "pods": len(i.pods),
                     "expander": list(i.expander_trail),
                     "limited_by": str(i.limited_by) if i.limited_by else None,
+                    "plans": i.plan_choice or None,
+                    "headroom_pods": i.headroom_pods or None,
                 }
                 for i in plan.increases
             ],
@@ -285,7 +304,9 @@ class ScaleUpController:
             accepted_at: datetime | None = snap.now
             first = None
         else:
-            created, error, accepted_at = await self._create(ng, inc.nodes)
+            created, error, accepted_at = await self._create(
+                ng, [r.plan for r in inc.runs for _ in range(r.count)]
+            )
             first = self._last_created
         if created:
             self.metrics.scale_up_total.labels(inc.group, METRIC_REASON).inc(created)
@@ -309,19 +330,21 @@ class ScaleUpController:
                     self.metrics.scale_up_decision_latency_seconds.observe(latency)
                     log.debug("decision latency", pod=pod.key, seconds=round(latency, 3))
 
-    async def _create(self, ng: NodeGroup, count: int) -> tuple[int, str | None, datetime | None]:
-        """Create ``count`` VPSieNodes, :data:`CREATE_CONCURRENCY` at a time; stop after a wave with
-        an error. Returns (created, first error, time the first was accepted)."""
+    async def _create(
+        self, ng: NodeGroup, plans: list[PlanShape | None]
+    ) -> tuple[int, str | None, datetime | None]:
+        """Create one VPSieNode per entry of ``plans`` (its plan; None: the group's own),
+        :data:`CREATE_CONCURRENCY` at a time; stop after a wave with an error. Returns (created, first
+        error, time the first was accepted)."""
         created = 0
         first_at: datetime | None = None
         error: str | None = None
         self._last_created = None
-        remaining = count
-        while remaining > 0 and error is None:
-            wave = min(remaining, CREATE_CONCURRENCY)
-            remaining -= wave
+        remaining = list(plans)
+        while remaining and error is None:
+            wave, remaining = remaining[:CREATE_CONCURRENCY], remaining[CREATE_CONCURRENCY:]
             results = await asyncio.gather(
-                *(self._create_one(ng) for _ in range(wave)), return_exceptions=True
+                *(self._create_one(ng, plan) for plan in wave), return_exceptions=True
             )
             for res in results:
                 if isinstance(res, errors.KubeError):
@@ -341,11 +364,12 @@ class ScaleUpController:
                 log.info("VPSieNode created", nodegroup=ng.metadata.name, vpsienode=name)
         return created, error, first_at
 
-    async def _create_one(self, ng: NodeGroup) -> dict[str, Any] | None:
+    async def _create_one(self, ng: NodeGroup, plan: PlanShape | None = None) -> dict[str, Any] | None:
         last: errors.KubeError | None = None
         for _ in range(MAX_NAME_ATTEMPTS):
             try:
-                return await self.writes.create(VPSIENODES, creation_body(new_vpsienode(ng, rng=self.rng)))
+                record = with_plan(new_vpsienode(ng, rng=self.rng), plan)
+                return await self.writes.create(VPSIENODES, creation_body(record))
             except errors.AlreadyExists as exc:
                 last = exc
         assert last is not None
