@@ -28,6 +28,7 @@ from prometheus_client import CollectorRegistry
 from vpsie_autoscaler.api.labels import NODEGROUP_LABEL, VPSIENODE_LABEL
 from vpsie_autoscaler.controllers.catalogue import PlanCatalogue
 from vpsie_autoscaler.controllers.cluster_state import SnapshotBuilder
+from vpsie_autoscaler.controllers.deps import Deps
 from vpsie_autoscaler.controllers.metrics import autoscaler_metrics
 from vpsie_autoscaler.controllers.scaledown import ScaleDownController, ScaleDownOptions
 from vpsie_autoscaler.controllers.scaleup import ScaleUpController
@@ -189,15 +190,9 @@ def main() -> None:
     registry = CollectorRegistry()
     metrics = autoscaler_metrics(registry)
     client, recorder = cast(KubeClient, NullClient()), cast(EventRecorder, NullRecorder())
-    up = ScaleUpController(client=client, recorder=recorder, metrics=metrics, builder=builder, clock=clock)
-    down = ScaleDownController(
-        client=client,
-        recorder=recorder,
-        metrics=metrics,
-        builder=builder,
-        clock=clock,
-        options=ScaleDownOptions(),
-    )
+    deps = Deps.build(client=client, recorder=recorder, clock=clock, metrics=metrics)
+    up = ScaleUpController(deps, builder=builder)
+    down = ScaleDownController(deps, builder=builder, options=ScaleDownOptions())
 
     async def build_up() -> None:
         builder.build(NOW, with_pods=False)

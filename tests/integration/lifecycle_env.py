@@ -32,7 +32,8 @@ from vpsie_autoscaler.cloudsim.config import DEFAULT_DATACENTER, DEFAULT_OS, DEF
 from vpsie_autoscaler.cloudsim.faults import FaultSpec
 from vpsie_autoscaler.cloudsim.kube_nodes import connect_bridge
 from vpsie_autoscaler.controllers.cloud import ClusterIdentity, Fence, Providers
-from vpsie_autoscaler.controllers.garbagecollection.collector import GarbageCollector, GCOptions
+from vpsie_autoscaler.controllers.deps import Deps
+from vpsie_autoscaler.controllers.garbagecollection.collector import GarbageCollector
 from vpsie_autoscaler.controllers.metrics import AutoscalerMetrics, autoscaler_metrics
 from vpsie_autoscaler.controllers.nodegroup.reconciler import NodeGroupOptions, NodeGroupReconciler
 from vpsie_autoscaler.controllers.objects import rfc3339
@@ -247,22 +248,29 @@ def build_controllers(
     """The lifecycle controllers as :func:`~vpsie_autoscaler.controllers.lifecycle.setup_lifecycle`
     wires them (one binding book shared by both reconcilers)."""
     book = BindingBook()
-    common: dict[str, Any] = {
-        "client": kube,
-        "recorder": recorder,
-        "clock": clock,
-        "providers": providers,
-        "metrics": metrics,
-    }
+    deps = Deps.build(client=kube, recorder=recorder, clock=clock, metrics=metrics, dry_run=options.dry_run)
     vn = VPSieNodeReconciler(
-        **common, vpsienodes=vpsienodes, nodes=nodes, nodegroups=nodegroups, options=options, book=book
+        client=kube,
+        recorder=recorder,
+        clock=clock,
+        providers=providers,
+        metrics=metrics,
+        vpsienodes=vpsienodes,
+        nodes=nodes,
+        nodegroups=nodegroups,
+        options=options,
+        book=book,
     )
     ng = NodeGroupReconciler(
-        **common, nodegroups=nodegroups, vpsienodes=vpsienodes, nodes=nodes, options=ng_options, book=book
+        deps,
+        providers=providers,
+        nodegroups=nodegroups,
+        vpsienodes=vpsienodes,
+        nodes=nodes,
+        options=ng_options,
+        book=book,
     )
-    gc = GarbageCollector(
-        **common, nodegroups=nodegroups, vpsienodes=vpsienodes, options=GCOptions(dry_run=options.dry_run)
-    )
+    gc = GarbageCollector(deps, providers=providers, nodegroups=nodegroups, vpsienodes=vpsienodes)
     vn_controller = Controller(
         "vpsienode", vn, workers=4, registry=registry, reconcile_timeout=reconcile_timeout
     )
@@ -331,7 +339,7 @@ async def lifecycle_env(
         delays=delays or Delays(pending_seconds=0, boot_seconds=0, delete_seconds=0), **sim_overrides
     )
     lifecycle_options = replace(FAST, dry_run=dry_run, **(options or {}))
-    ng_options = NodeGroupOptions(dry_run=dry_run, resync_interval=ng_resync)
+    ng_options = NodeGroupOptions(resync_interval=ng_resync)
     async with (
         running_simulator(config, clock=clock) as (sim, url),
         await KubeClient.connect(str(cluster.kubeconfig)) as kube,

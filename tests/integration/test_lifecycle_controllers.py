@@ -36,6 +36,7 @@ from vpsie_autoscaler.api.nodegroup import NodeGroup
 from vpsie_autoscaler.cloudsim.config import Delays
 from vpsie_autoscaler.cloudsim.faults import FaultKind, FaultSpec
 from vpsie_autoscaler.controllers.cloud import ownership_tags
+from vpsie_autoscaler.controllers.deps import Deps
 from vpsie_autoscaler.controllers.metrics import autoscaler_metrics
 from vpsie_autoscaler.controllers.nodegroup.reconciler import NodeGroupOptions, NodeGroupReconciler
 from vpsie_autoscaler.controllers.objects import rfc3339
@@ -259,15 +260,18 @@ async def test_not_ready_within_max_provision_time_fails_deletes_the_instance_an
         assert env.metrics.nodegroup_backoff.labels(group)._value.get() == 1
 
         # A restarted controller (a new process, nothing in memory) derives the same back-off.
-        restarted = NodeGroupReconciler(
+        deps = Deps.build(
             client=env.kube,
             recorder=env.recorder,
             clock=env.clock,
+            metrics=autoscaler_metrics(CollectorRegistry()),
+        )
+        restarted = NodeGroupReconciler(
+            deps,
             providers=env.providers,
             nodegroups=env.nodegroups,
             vpsienodes=env.vpsienodes,
             nodes=env.nodes,
-            metrics=autoscaler_metrics(CollectorRegistry()),
             options=NodeGroupOptions(resync_interval=0.3),
         )
         await restarted.reconcile(Request(group))

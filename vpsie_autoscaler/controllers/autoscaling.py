@@ -78,19 +78,11 @@ def setup_autoscaling(
         catalogue=catalogue,
     )
     scaleup = ScaleUpController(
-        client=deps.client,
-        recorder=deps.recorder,
-        metrics=deps.metrics,
+        deps,
         builder=builder,
-        clock=deps.clock,
         options=ScaleUpOptions(
-            expander=settings.expander,
-            limits=limits_from(settings),
-            dry_run=settings.dry_run,
-            scan_interval=settings.scan_interval,
+            expander=settings.expander, limits=limits_from(settings), scan_interval=settings.scan_interval
         ),
-        decisions=deps.decisions,
-        writes=deps.writes,
     )
     pods.add_event_handler(
         on_add=scaleup.on_pod, on_update=scaleup.on_pod_update, on_delete=scaleup.on_pod_delete
@@ -102,14 +94,7 @@ def setup_autoscaling(
     )
     catalogue.on_change(scaleup.replan)
     scaledown = ScaleDownController(
-        client=deps.client,
-        recorder=deps.recorder,
-        metrics=deps.metrics,
-        builder=builder,
-        clock=deps.clock,
-        options=ScaleDownOptions(dry_run=settings.dry_run, scan_interval=settings.scan_interval),
-        decisions=deps.decisions,
-        writes=deps.writes,
+        deps, builder=builder, options=ScaleDownOptions(scan_interval=settings.scan_interval)
     )
     if catalogue.enabled:
         manager.add_runnable(catalogue.run, needs_leader=False, name="plan-catalogue")

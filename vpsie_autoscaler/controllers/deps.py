@@ -33,13 +33,46 @@ class Deps:
 
     @classmethod
     def of(cls, manager: Manager, settings: Settings) -> Deps:
+        """The dependencies of every controller of ``manager`` (``--dry-run`` from ``settings``)."""
         metrics = autoscaler_metrics(manager.registry)
         metrics.dry_run.set(1 if settings.dry_run else 0)
-        return cls(
+        return cls.build(
             client=manager.client,
             recorder=manager.recorder,
             clock=manager.clock,
             metrics=metrics,
-            writes=Writes(manager.client, dry_run=settings.dry_run, recorder=manager.recorder),
+            dry_run=settings.dry_run,
+        )
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        client: KubeClient,
+        recorder: EventRecorder,
+        clock: Clock,
+        metrics: AutoscalerMetrics,
+        dry_run: bool = False,
+    ) -> Deps:
+        """From parts (tests, benchmarks): the dry-run seam and the decision log are made here."""
+        return cls(
+            client=client,
+            recorder=recorder,
+            clock=clock,
+            metrics=metrics,
+            writes=Writes(client, dry_run=dry_run, recorder=recorder),
             decisions=DecisionLog(),
         )
+
+
+class UsesDeps:
+    """Base of the controllers: ``self.client``, ``self.clock``, … from one :class:`Deps`."""
+
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+        self.client = deps.client
+        self.recorder = deps.recorder
+        self.clock = deps.clock
+        self.metrics = deps.metrics
+        self.writes = deps.writes
+        self.decisions = deps.decisions

@@ -124,19 +124,13 @@ def setup_lifecycle(
     vn_controller.watch(nodes, vn.requests_for_node)
 
     ng = NodeGroupReconciler(
-        client=deps.client,
-        recorder=deps.recorder,
-        clock=deps.clock,
+        deps,
         providers=providers,
-        metrics=deps.metrics,
         nodegroups=nodegroups,
         vpsienodes=vpsienodes,
         nodes=nodes,
-        options=nodegroup_options
-        or NodeGroupOptions(dry_run=settings.dry_run, resync_interval=settings.scan_interval),
+        options=nodegroup_options or NodeGroupOptions(resync_interval=settings.scan_interval),
         book=book,
-        decisions=deps.decisions,
-        writes=deps.writes,
     )
     ng_controller = manager.new_controller(
         "nodegroup", ng, workers=NODEGROUP_WORKERS, reconcile_timeout=RECONCILE_TIMEOUT_SECONDS
@@ -148,15 +142,7 @@ def setup_lifecycle(
     ng.decisions.on_record(lambda group: ng_controller.enqueue(Request(group)))
 
     gc = GarbageCollector(
-        client=deps.client,
-        recorder=deps.recorder,
-        clock=deps.clock,
-        providers=providers,
-        metrics=deps.metrics,
-        nodegroups=nodegroups,
-        vpsienodes=vpsienodes,
-        options=gc_options or GCOptions(dry_run=settings.dry_run),
-        writes=deps.writes,
+        deps, providers=providers, nodegroups=nodegroups, vpsienodes=vpsienodes, options=gc_options
     )
     manager.add_runnable(gc.run, name="garbagecollection")
     return Lifecycle(providers, deps.metrics, vn, vn_controller, ng, ng_controller, gc)

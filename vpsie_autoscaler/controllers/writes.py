@@ -39,6 +39,7 @@ class Writes:
     """Writes to Kubernetes (and, through :meth:`perform`, to VPSie) that dry-run turns into reports."""
 
     def __init__(self, client: KubeClient, *, dry_run: bool = False, recorder: EventRecorder | None = None):
+        """``recorder``: where :meth:`would` and :meth:`report` put their Events (None: logs only)."""
         self.client = client
         self.recorder = recorder
         self._dry_run = dry_run
@@ -50,6 +51,20 @@ class Writes:
     def note(self, text: str) -> str:
         """``text`` as reported in this mode (prefixed :data:`DRY_RUN_PREFIX` in dry-run)."""
         return DRY_RUN_PREFIX + text if self._dry_run else text
+
+    def report(
+        self,
+        obj: Mapping[str, Any],
+        type_: str,
+        reason: str,
+        note: str,
+        action: str,
+        *,
+        related: Mapping[str, Any] | None = None,
+    ) -> None:
+        """An Event about a decision, its note as reported in this mode (:meth:`note`)."""
+        if self.recorder is not None:
+            self.recorder.event(obj, type_, reason, self.note(note), action, related=related)
 
     def would(self, what: str, *, obj: Mapping[str, Any] | None = None, action: str = ACTION_DRY_RUN) -> bool:
         """In dry-run: report that ``what`` would be done (log; a ``DryRun`` Event on ``obj`` when

@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry
 from vpsie_autoscaler.api.labels import NODEGROUP_LABEL, TO_BE_DELETED_TAINT, VPSIENODE_LABEL
 from vpsie_autoscaler.controllers.catalogue import PlanCatalogue
 from vpsie_autoscaler.controllers.cluster_state import SnapshotBuilder
+from vpsie_autoscaler.controllers.deps import Deps
 from vpsie_autoscaler.controllers.metrics import AutoscalerMetrics, autoscaler_metrics
 from vpsie_autoscaler.kube import KubeClient, Resource, errors
 from vpsie_autoscaler.kube.resources import NODEGROUPS, NODES, PDBS, PODS, VPSIENODES
@@ -187,6 +188,12 @@ class World:
     @property
     def metrics(self) -> AutoscalerMetrics:
         return autoscaler_metrics(self.registry)
+
+    def deps(self, *, dry_run: bool = False) -> Deps:
+        """What every controller is built from, over this world's fakes."""
+        return Deps.build(
+            client=self.client, recorder=self.events, clock=self.clock, metrics=self.metrics, dry_run=dry_run
+        )
 
     def builder(self) -> SnapshotBuilder:
         assert self.catalogue is not None

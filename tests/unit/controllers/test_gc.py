@@ -51,14 +51,11 @@ class Env:
         fence = None if leader else Closed()
         providers = Providers(self.client, identity=ClusterIdentity(None, CLUSTER), fence=fence)
         return GarbageCollector(
-            client=self.world.client,
-            recorder=self.world.events,
-            clock=self.world.clock,
+            self.world.deps(dry_run=dry_run),
             providers=providers,
             nodegroups=cast(SharedInformer, Informer(self.world.stores["nodegroups"])),
             vpsienodes=cast(SharedInformer, Informer(self.world.stores["vpsienodes"])),
-            metrics=self.world.metrics,
-            options=GCOptions(dry_run=dry_run, orphan_grace=GRACE),
+            options=GCOptions(orphan_grace=GRACE),
         )
 
     async def vm(self, hostname: str, tags: tuple[str, ...] = ()) -> None:

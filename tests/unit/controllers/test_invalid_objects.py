@@ -19,6 +19,7 @@ from vpsie_autoscaler.api.labels import INSTANCE_FINALIZER, NODEGROUP_FINALIZER,
 from vpsie_autoscaler.api.nodegroup import NodeGroup
 from vpsie_autoscaler.controllers.cloud import Providers
 from vpsie_autoscaler.controllers.cluster_state import InvalidObject, parse_nodegroup, parse_vpsienode
+from vpsie_autoscaler.controllers.deps import Deps
 from vpsie_autoscaler.controllers.garbagecollection.collector import raw_identifiers
 from vpsie_autoscaler.controllers.nodegroup.reconciler import (
     CONDITION_VALIDATION_FAILED,
@@ -175,8 +176,23 @@ class Lifecycle:
             "metrics": self.world.metrics,
         }
 
-    def nodegroups(self) -> NodeGroupReconciler:
-        return NodeGroupReconciler(**self.kw(), rng=random.Random(1))
+    def deps(self) -> Deps:
+        return Deps.build(
+            client=cast(KubeClient, self.api),
+            recorder=self.world.events,
+            clock=self.world.clock,
+            metrics=self.world.metrics,
+        )
+
+    def nodegroups(self, deps: Deps | None = None) -> NodeGroupReconciler:
+        return NodeGroupReconciler(
+            deps or self.deps(),
+            providers=Providers(None),
+            vpsienodes=cast(SharedInformer, self.informers["vpsienodes"]),
+            nodes=cast(SharedInformer, self.informers["nodes"]),
+            nodegroups=cast(SharedInformer, self.informers["nodegroups"]),
+            rng=random.Random(1),
+        )
 
     def vpsienodes(self) -> VPSieNodeReconciler:
         return VPSieNodeReconciler(**self.kw())
@@ -340,8 +356,7 @@ async def test_scale_up_and_scale_down_skip_invalid_groups_and_the_others_keep_s
     with_invalid_group(w)
     w.pending_pod("p0", cpu="1500m")
     w.pending_pod("p1", cpu="1500m", nodeSelector={"pool": "bad"})
-    up = ScaleUpController(client=w.client, recorder=w.events, metrics=w.metrics, builder=w.builder(),
-                           clock=w.clock, options=ScaleUpOptions(), rng=random.Random(1))  # fmt: skip
+    up = ScaleUpController(w.deps(), builder=w.builder(), options=ScaleUpOptions(), rng=random.Random(1))
     plan = await up.scale_up_once()
     assert plan is not None
     assert [i.group for i in plan.increases] == ["web"]
@@ -350,8 +365,7 @@ async def test_scale_up_and_scale_down_skip_invalid_groups_and_the_others_keep_s
     (not_triggered,) = w.recorder.reasons("NotTriggerScaleUp", "p1")
     assert "bad: invalid NodeGroup: spec.template.resources.cpu" in not_triggered.note
 
-    down = ScaleDownController(client=w.client, recorder=w.events, metrics=w.metrics, builder=w.builder(),
-                               clock=w.clock, options=ScaleDownOptions())  # fmt: skip
+    down = ScaleDownController(w.deps(), builder=w.builder(), options=ScaleDownOptions())
     for _ in range(2):
         await down.scale_down_once()
         await w.clock.advance(3600)

@@ -3,7 +3,7 @@ their decisions, and it derives ``lastScaleUpTime`` and ``desiredNodes`` from th
 
 from __future__ import annotations
 
-import random
+import dataclasses
 from datetime import timedelta
 
 from tests.unit.controllers.test_invalid_objects import Lifecycle, nodegroup, vpsienode
@@ -13,7 +13,7 @@ from vpsie_autoscaler.runtime.controller import Request
 
 
 def reconciler(env: Lifecycle, decisions: DecisionLog) -> NodeGroupReconciler:
-    return NodeGroupReconciler(**env.kw(), rng=random.Random(1), decisions=decisions)
+    return env.nodegroups(dataclasses.replace(env.deps(), decisions=decisions))
 
 
 def status(env: Lifecycle, name: str) -> dict[str, object]:

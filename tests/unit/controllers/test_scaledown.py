@@ -19,14 +19,9 @@ FAST = {"unneededTime": "1m", "delayAfterScaleUp": "0s"}
 UNREMOVABLE = "vpsie_autoscaler_unremovable_nodes"
 
 
-def controller(w: World, **options: Any) -> ScaleDownController:
+def controller(w: World, *, dry_run: bool = False, **options: Any) -> ScaleDownController:
     return ScaleDownController(
-        client=w.client,
-        recorder=w.events,
-        metrics=w.metrics,
-        builder=w.builder(),
-        clock=w.clock,
-        options=ScaleDownOptions(**options),
+        w.deps(dry_run=dry_run), builder=w.builder(), options=ScaleDownOptions(**options)
     )
 
 

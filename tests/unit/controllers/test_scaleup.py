@@ -18,13 +18,10 @@ from vpsie_autoscaler.scaling.scaleup import IN_FLIGHT, NOT_TRIGGERED, TRIGGERED
 LATENCY = "vpsie_autoscaler_scale_up_decision_latency_seconds"
 
 
-def controller(w: World, **options: object) -> ScaleUpController:
+def controller(w: World, *, dry_run: bool = False, **options: object) -> ScaleUpController:
     return ScaleUpController(
-        client=w.client,
-        recorder=w.events,
-        metrics=w.metrics,
+        w.deps(dry_run=dry_run),
         builder=w.builder(),
-        clock=w.clock,
         options=ScaleUpOptions(**options),  # type: ignore[arg-type]
         rng=random.Random(3),
     )

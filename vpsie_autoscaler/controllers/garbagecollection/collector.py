@@ -40,13 +40,10 @@ from vpsie_autoscaler.api.nodegroup import NodeGroup
 from vpsie_autoscaler.api.vpsienode import HOSTNAME_SUFFIX_LENGTH, VPSieNode
 from vpsie_autoscaler.controllers.cloud import Providers, cluster_tag, tagged_group, vm_hostname_prefix
 from vpsie_autoscaler.controllers.cluster_state import InvalidObject, parse_nodegroup, parse_vpsienode
-from vpsie_autoscaler.controllers.metrics import AutoscalerMetrics
+from vpsie_autoscaler.controllers.deps import Deps, UsesDeps
 from vpsie_autoscaler.controllers.vpsienode.binding import bound_key
-from vpsie_autoscaler.controllers.writes import Writes
-from vpsie_autoscaler.kube import KubeClient, errors
+from vpsie_autoscaler.kube import errors
 from vpsie_autoscaler.kube.resources import VPSIENODES
-from vpsie_autoscaler.runtime.clock import Clock
-from vpsie_autoscaler.runtime.events import EventRecorder
 from vpsie_autoscaler.runtime.fence import NotLeader
 from vpsie_autoscaler.runtime.informer import SharedInformer
 from vpsie_autoscaler.vpsie.errors import VPSieError
@@ -73,7 +70,6 @@ ACTION_GC: Final = "GarbageCollect"
 
 @dataclass(frozen=True)
 class GCOptions:
-    dry_run: bool = False
     interval: float = DEFAULT_INTERVAL_SECONDS
     orphan_grace: float = DEFAULT_ORPHAN_GRACE_SECONDS
     failed_ttl: float = DEFAULT_FAILED_TTL_SECONDS
@@ -116,28 +112,20 @@ def our_name_pattern(group_name: str) -> re.Pattern[str]:
     return re.compile(re.escape(vm_hostname_prefix(group_name)) + f"[a-z0-9]{{{HOSTNAME_SUFFIX_LENGTH}}}")
 
 
-class GarbageCollector:
+class GarbageCollector(UsesDeps):
     def __init__(
         self,
+        deps: Deps,
         *,
-        client: KubeClient,
-        recorder: EventRecorder,
-        clock: Clock,
         providers: Providers,
         nodegroups: SharedInformer,
         vpsienodes: SharedInformer,
-        metrics: AutoscalerMetrics,
         options: GCOptions | None = None,
-        writes: Writes | None = None,
     ) -> None:
-        self.client = client
-        self.writes = writes or Writes(client, dry_run=(options or GCOptions()).dry_run, recorder=recorder)
-        self.recorder = recorder
-        self.clock = clock
+        super().__init__(deps)
         self.providers = providers
         self.nodegroups = nodegroups
         self.vpsienodes = vpsienodes
-        self.metrics = metrics
         self.options = options or GCOptions()
         self._tags: dict[str, frozenset[str]] = {}  # VM identifier → its tags (set at creation)
 

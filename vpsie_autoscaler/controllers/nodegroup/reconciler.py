@@ -58,8 +58,7 @@ from vpsie_autoscaler.api.types import MESSAGE_MAX_LENGTH, set_condition
 from vpsie_autoscaler.api.vpsienode import AdoptTarget, VPSieNode
 from vpsie_autoscaler.controllers.cloud import Providers
 from vpsie_autoscaler.controllers.cluster_state import InvalidObject, InvalidObjects, parse_nodegroup
-from vpsie_autoscaler.controllers.decisions import DecisionLog
-from vpsie_autoscaler.controllers.metrics import AutoscalerMetrics
+from vpsie_autoscaler.controllers.deps import Deps, UsesDeps
 from vpsie_autoscaler.controllers.nodegroup import rules
 from vpsie_autoscaler.controllers.nodegroup import status as nodegroup_status
 from vpsie_autoscaler.controllers.objects import (
@@ -71,12 +70,9 @@ from vpsie_autoscaler.controllers.vpsienode.binding import BindingBook, instance
 from vpsie_autoscaler.controllers.vpsienode.new import creation_body, new_vpsienode
 from vpsie_autoscaler.controllers.vpsienode.nodes import node_ready
 from vpsie_autoscaler.controllers.vpsienode.reconciler import SOURCE_INDEX, source_index
-from vpsie_autoscaler.controllers.writes import Writes
-from vpsie_autoscaler.kube import KubeClient, errors
+from vpsie_autoscaler.kube import errors
 from vpsie_autoscaler.kube.resources import NODEGROUPS, VPSIENODES
-from vpsie_autoscaler.runtime.clock import Clock
 from vpsie_autoscaler.runtime.controller import Request, Result
-from vpsie_autoscaler.runtime.events import EventRecorder
 from vpsie_autoscaler.runtime.expectations import Expectations
 from vpsie_autoscaler.runtime.informer import SharedInformer
 from vpsie_autoscaler.vpsie.errors import VPSieError
@@ -107,7 +103,6 @@ ACTION_SCALE: Final = "Scale"
 
 @dataclass(frozen=True)
 class NodeGroupOptions:
-    dry_run: bool = False
     resync_interval: float = DEFAULT_RESYNC_SECONDS
 
 
@@ -128,45 +123,33 @@ def group_index(obj: Mapping[str, Any]) -> list[str]:
     return [group] if group else []
 
 
-class NodeGroupReconciler:
+class NodeGroupReconciler(UsesDeps):
     def __init__(
         self,
+        deps: Deps,
         *,
-        client: KubeClient,
-        recorder: EventRecorder,
-        clock: Clock,
         providers: Providers,
         nodegroups: SharedInformer,
         vpsienodes: SharedInformer,
         nodes: SharedInformer,
-        metrics: AutoscalerMetrics,
         options: NodeGroupOptions | None = None,
         rng: random.Random | None = None,
         book: BindingBook | None = None,
-        decisions: DecisionLog | None = None,
-        writes: Writes | None = None,
     ) -> None:
-        self.client = client
-        self.writes = writes or Writes(
-            client, dry_run=(options or NodeGroupOptions()).dry_run, recorder=recorder
-        )
-        self.decisions = decisions or DecisionLog()
+        super().__init__(deps)
         self._decided_at: dict[str, datetime] = {}  # when status.lastDecision was last written, per group
         self.book = book or BindingBook()
-        self.recorder = recorder
-        self.clock = clock
         self.providers = providers
         self.nodegroups = nodegroups
         self.vpsienodes = vpsienodes
         self.nodes = nodes
-        self.metrics = metrics
         self.options = options or NodeGroupOptions()
         self.rng = rng
         # (group, VPSieNode) → "the cache shows our write".
         self._expectations: Expectations[tuple[str, str], Callable[[Mapping[str, Any]], bool]] = Expectations(
-            clock, EXPECTATION_TIMEOUT_SECONDS
+            deps.clock, EXPECTATION_TIMEOUT_SECONDS
         )
-        self.invalid = InvalidObjects("NodeGroup", metrics)
+        self.invalid = InvalidObjects("NodeGroup", deps.metrics)
         ensure_index(vpsienodes, GROUP_INDEX, group_index)
         ensure_index(vpsienodes, SOURCE_INDEX, source_index)
 

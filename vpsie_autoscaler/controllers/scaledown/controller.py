@@ -56,13 +56,10 @@ from vpsie_autoscaler.api.labels import (
 )
 from vpsie_autoscaler.api.times import rfc3339
 from vpsie_autoscaler.controllers.cluster_state import ClusterSnapshot, SnapshotBuilder, VPSieNodeView
-from vpsie_autoscaler.controllers.decisions import DecisionLog
-from vpsie_autoscaler.controllers.metrics import AutoscalerMetrics
-from vpsie_autoscaler.controllers.writes import Writes
-from vpsie_autoscaler.kube import KubeClient, errors
+from vpsie_autoscaler.controllers.deps import Deps, UsesDeps
+from vpsie_autoscaler.kube import errors
 from vpsie_autoscaler.kube.resources import NODES, VPSIENODES
-from vpsie_autoscaler.runtime.clock import Clock
-from vpsie_autoscaler.runtime.events import NORMAL, WARNING, EventRecorder
+from vpsie_autoscaler.runtime.events import NORMAL, WARNING
 from vpsie_autoscaler.scaling import ScaleDownSettings, plan_scale_down, reasons
 from vpsie_autoscaler.scaling.scaledown import NodeRemoval, ScaleDownPlan, describe_removals
 
@@ -105,33 +102,18 @@ to write at scale; ten minutes keeps ``kubectl describe node`` current without f
 
 @dataclass(frozen=True, slots=True)
 class ScaleDownOptions:
-    dry_run: bool = False
     scan_interval: float = 10.0
     settings: ScaleDownSettings = field(default_factory=ScaleDownSettings)
 
 
-class ScaleDownController:
+class ScaleDownController(UsesDeps):
     """See the module docstring. :meth:`run` is the leader-only runnable."""
 
     def __init__(
-        self,
-        *,
-        client: KubeClient,
-        recorder: EventRecorder,
-        metrics: AutoscalerMetrics,
-        builder: SnapshotBuilder,
-        clock: Clock,
-        options: ScaleDownOptions = ScaleDownOptions(),
-        decisions: DecisionLog | None = None,
-        writes: Writes | None = None,
+        self, deps: Deps, *, builder: SnapshotBuilder, options: ScaleDownOptions = ScaleDownOptions()
     ) -> None:
-        self.client = client
-        self.writes = writes or Writes(client, dry_run=options.dry_run, recorder=recorder)
-        self.decisions = decisions or DecisionLog()
-        self.recorder = recorder
-        self.metrics = metrics
+        super().__init__(deps)
         self.builder = builder
-        self.clock = clock
         self.options = options
         self._blocked_events: dict[str, tuple[str, str, float]] = {}
         self._dry_run_reported: set[tuple[str, str]] = set()
@@ -183,7 +165,7 @@ class ScaleDownController:
             why = "no VPSieNode" if vn is None else f"its VPSieNode {vn.name} is {vn.phase}, not draining"
             note = f"removed the stale {TO_BE_DELETED_TAINT} taint: {why}"
             log.warning("stale to-be-deleted taint", node=name, reason=why, dry_run=self.writes.dry_run)
-            self._emit(node, NORMAL, REASON_STALE_TAINT, note)
+            self.writes.report(node, NORMAL, REASON_STALE_TAINT, note, ACTION_SCALE_DOWN)
             kept = [t for t in taints if t.get("key") != TO_BE_DELETED_TAINT]
             patch = {"metadata": {"resourceVersion": meta.get("resourceVersion")}, "spec": {"taints": kept}}
             try:
@@ -266,7 +248,7 @@ class ScaleDownController:
         )
         node = snap.node_objects.get(removal.node)
         if node:
-            self._emit(node, NORMAL, REASON_SCALE_DOWN, removal.message)
+            self.writes.report(node, NORMAL, REASON_SCALE_DOWN, removal.message, ACTION_SCALE_DOWN)
         return True
 
     def _report_group(self, snap: ClusterSnapshot, group: str, removals: list[NodeRemoval]) -> None:
@@ -279,8 +261,14 @@ class ScaleDownController:
         if empty:
             # related = the first Node of the bulk: Events of different passes stay separate (the
             # note is not part of an Event's identity, the related object is).
-            self._emit(group_obj, NORMAL, REASON_SCALED_DOWN, describe_removals(group, empty),
-                       related=self._related(snap, empty[0]))  # fmt: skip
+            self.writes.report(
+                group_obj,
+                NORMAL,
+                REASON_SCALED_DOWN,
+                describe_removals(group, empty),
+                ACTION_SCALE_DOWN,
+                related=self._related(snap, empty[0]),
+            )
         for removal in removals:
             if removal.reason == reasons.REMOVE_EMPTY:
                 continue
@@ -289,8 +277,15 @@ class ScaleDownController:
                 note += "; planned destinations: " + ", ".join(
                     f"{pod} -> {dest}" for pod, dest in sorted(removal.destinations.items())
                 )
-            self._emit(group_obj, NORMAL, REASON_SCALED_DOWN, note, related=self._related(snap, removal))
-        text = self._note(describe_removals(group, removals))
+            self.writes.report(
+                group_obj,
+                NORMAL,
+                REASON_SCALED_DOWN,
+                note,
+                ACTION_SCALE_DOWN,
+                related=self._related(snap, removal),
+            )
+        text = self.writes.note(describe_removals(group, removals))
         self.decisions.record(group, text, by="scaledown", at=self.clock.now())
 
     @staticmethod
@@ -355,19 +350,4 @@ class ScaleDownController:
         if node is not None:
             # The blocker is the action: events.k8s.io merges Events that differ only in their note
             # into a series of the first one, which would keep showing a blocker that has changed.
-            self._emit(node, type_, reason, note, action=code)
-
-    def _note(self, note: str) -> str:
-        return self.writes.note(note)
-
-    def _emit(
-        self,
-        obj: Mapping[str, Any],
-        type_: str,
-        reason: str,
-        note: str,
-        *,
-        action: str = ACTION_SCALE_DOWN,
-        related: Mapping[str, Any] | None = None,
-    ) -> None:
-        self.recorder.event(obj, type_, reason, self._note(note), action, related=related)
+            self.writes.report(node, type_, reason, note, code)

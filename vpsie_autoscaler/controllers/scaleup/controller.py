@@ -62,16 +62,13 @@ from vpsie_autoscaler.controllers.cluster_state import (
     is_unschedulable,
     unschedulable_since,
 )
-from vpsie_autoscaler.controllers.decisions import DecisionLog
+from vpsie_autoscaler.controllers.deps import Deps, UsesDeps
 from vpsie_autoscaler.controllers.flexible import headroom_pods, with_plan
-from vpsie_autoscaler.controllers.metrics import AutoscalerMetrics
 from vpsie_autoscaler.controllers.scaleup.batcher import Batcher
 from vpsie_autoscaler.controllers.vpsienode.new import creation_body, new_vpsienode
-from vpsie_autoscaler.controllers.writes import Writes
-from vpsie_autoscaler.kube import KubeClient, errors
+from vpsie_autoscaler.kube import errors
 from vpsie_autoscaler.kube.resources import VPSIENODES
-from vpsie_autoscaler.runtime.clock import Clock
-from vpsie_autoscaler.runtime.events import NORMAL, WARNING, EventRecorder
+from vpsie_autoscaler.runtime.events import NORMAL, WARNING
 from vpsie_autoscaler.runtime.expectations import Expectations
 from vpsie_autoscaler.scaling import ClusterLimits, ExpanderChain, plan_scale_up
 from vpsie_autoscaler.scaling.plans import PlanShape
@@ -111,39 +108,28 @@ and is re-planned every loop; the recorder's series dedup only merges identical 
 class ScaleUpOptions:
     expander: str = "priority,least-waste"
     limits: ClusterLimits = field(default_factory=ClusterLimits)
-    dry_run: bool = False
     scan_interval: float = 10.0
 
 
-class ScaleUpController:
+class ScaleUpController(UsesDeps):
     """See the module docstring. :meth:`run` is the leader-only runnable."""
 
     def __init__(
         self,
+        deps: Deps,
         *,
-        client: KubeClient,
-        recorder: EventRecorder,
-        metrics: AutoscalerMetrics,
         builder: SnapshotBuilder,
-        clock: Clock,
         options: ScaleUpOptions = ScaleUpOptions(),
         batcher: Batcher | None = None,
         rng: random.Random | None = None,
-        decisions: DecisionLog | None = None,
-        writes: Writes | None = None,
     ) -> None:
-        self.client = client
-        self.writes = writes or Writes(client, dry_run=options.dry_run, recorder=recorder)
-        self.decisions = decisions or DecisionLog()
-        self.recorder = recorder
-        self.metrics = metrics
+        super().__init__(deps)
         self.builder = builder
-        self.clock = clock
         self.options = options
         self.expanders = ExpanderChain.parse(options.expander)
-        self.batcher = batcher or Batcher(clock)
+        self.batcher = batcher or Batcher(deps.clock)
         self.rng = rng or random.Random()  # noqa: S311 - names and tie-breaks, not secrets
-        self._created: Expectations[str, dict[str, Any]] = Expectations(clock, EXPECTATION_SECONDS)
+        self._created: Expectations[str, dict[str, Any]] = Expectations(deps.clock, EXPECTATION_SECONDS)
         self._latency_seen: set[str] = set()
         self._pod_events: dict[str, tuple[str, str, float]] = {}
         self._dry_run_reported: dict[str, tuple[int, frozenset[str]]] = {}
@@ -314,10 +300,12 @@ class ScaleUpController:
             note = inc.message if complete else f"{inc.message}; only {created} created: {error}"
             # related = the first new VPSieNode: each decision is its own Event, not a series of the
             # group's first one (events.k8s.io merges Events that differ only in their note).
-            self._emit(raw, NORMAL, REASON_SCALED_UP, note, related=first)
-            self.decisions.record(inc.group, self._note(note), by="scaleup", at=self.clock.now())
+            self.writes.report(raw, NORMAL, REASON_SCALED_UP, note, ACTION_SCALE_UP, related=first)
+            self.decisions.record(inc.group, self.writes.note(note), by="scaleup", at=self.clock.now())
         if error is not None:
-            self._emit(raw, WARNING, REASON_SCALE_UP_FAILED, f"scale-up {inc.group} failed: {error}")
+            self.writes.report(
+                raw, WARNING, REASON_SCALE_UP_FAILED, f"scale-up {inc.group} failed: {error}", ACTION_SCALE_UP
+            )
         if accepted_at is not None:
             for pod in inc.pods:
                 uid = pod.uid or pod.key
@@ -404,7 +392,7 @@ class ScaleUpController:
                 # related = the chosen group: when another group takes over (back-off) that is a new
                 # Event, not a series of the first one still naming the old group.
                 group = snap.nodegroup_objects.get(o.group or "") if reason == REASON_TRIGGERED else None
-                self._emit(raw, NORMAL, reason, note, related=group)
+                self.writes.report(raw, NORMAL, reason, note, ACTION_SCALE_UP, related=group)
 
     def _forget_gone(self, snap: ClusterSnapshot) -> None:
         """Bound the per-pod memory to the pods still pending."""
@@ -412,17 +400,3 @@ class ScaleUpController:
         for uid in [u for u in self._pod_events if u not in live]:
             del self._pod_events[uid]
         self._latency_seen &= live
-
-    def _note(self, note: str) -> str:
-        return self.writes.note(note)
-
-    def _emit(
-        self,
-        obj: Mapping[str, Any],
-        type_: str,
-        reason: str,
-        note: str,
-        *,
-        related: Mapping[str, Any] | None = None,
-    ) -> None:
-        self.recorder.event(obj, type_, reason, self._note(note), ACTION_SCALE_UP, related=related)
