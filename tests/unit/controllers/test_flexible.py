@@ -40,13 +40,7 @@ def flexible_world(*, plans: dict[str, Any] | None = None, **spec: Any) -> tuple
 
 def controller(w: World, *, dry_run: bool = False) -> ScaleUpController:
     return ScaleUpController(
-        client=w.client,
-        recorder=w.events,
-        metrics=w.metrics,
-        builder=w.builder(),
-        clock=w.clock,
-        options=ScaleUpOptions(dry_run=dry_run),
-        rng=random.Random(3),
+        w.deps(dry_run=dry_run), builder=w.builder(), options=ScaleUpOptions(), rng=random.Random(3)
     )
 
 
