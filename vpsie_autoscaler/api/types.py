@@ -266,7 +266,8 @@ MSG_QUANTITY_RANGE: Final = f"must be a quantity between 0 and {QUANTITY_MAX}"
 
 _QTY_SPLIT: Final = re.compile(r"([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(.*)")
 _QTY_EXPONENT: Final = re.compile(r"[eE]([+-]?[0-9]+)")
-_QTY_SUFFIX: Final[dict[str, Decimal]] = {
+QUANTITY_SUFFIXES: Final[dict[str, Decimal]] = {
+    # The suffixes of resource.Quantity (k8s.io/apimachinery): decimal SI, then binary.
     "": Decimal(1),
     "n": Decimal("1e-9"),
     "u": Decimal("1e-6"),
@@ -296,8 +297,8 @@ def quantity_value(value: int | str) -> Decimal | None:
         return None
     number, suffix = split.groups()
     try:
-        if suffix in _QTY_SUFFIX:
-            return Decimal(number) * _QTY_SUFFIX[suffix]
+        if suffix in QUANTITY_SUFFIXES:
+            return Decimal(number) * QUANTITY_SUFFIXES[suffix]
         exponent = _QTY_EXPONENT.fullmatch(suffix)
         if exponent is None:
             return None
@@ -311,8 +312,9 @@ def quantity_value(value: int | str) -> Decimal | None:
         return None
 
 
-class _Quantity:
-    """A Kubernetes quantity (``"2"``, ``"500m"``, ``"4Gi"``, or a bare integer) in ``[0, 1Pi]``."""
+class _IntOrString:
+    """An ``int-or-string`` field (Kubernetes' ``intstr.IntOrString``): strict int or any string, then
+    the subclass's ``_validate``."""
 
     @classmethod
     def __get_pydantic_core_schema__(
@@ -322,6 +324,14 @@ class _Quantity:
             cls._validate,
             core_schema.union_schema([core_schema.int_schema(strict=True), core_schema.str_schema()]),
         )
+
+    @staticmethod
+    def _validate(value: int | str) -> int | str:
+        return value
+
+
+class _Quantity(_IntOrString):
+    """A Kubernetes quantity (``"2"``, ``"500m"``, ``"4Gi"``, or a bare integer) in ``[0, 1Pi]``."""
 
     @classmethod
     def __get_pydantic_json_schema__(
@@ -355,17 +365,8 @@ INT_OR_PERCENT_RULE: Final = "type(self) == string ? self.matches('^(100|[1-9]?[
 INT_OR_PERCENT_MESSAGE: Final = "must be a non-negative integer or a percentage such as '10%'"
 
 
-class _IntOrPercent:
+class _IntOrPercent(_IntOrString):
     """A node count (``3``) or a percentage of the group (``"10%"``), like Karpenter's budgets."""
-
-    @classmethod
-    def __get_pydantic_core_schema__(
-        cls, source: Any, handler: GetCoreSchemaHandler
-    ) -> core_schema.CoreSchema:
-        return core_schema.no_info_after_validator_function(
-            cls._validate,
-            core_schema.union_schema([core_schema.int_schema(strict=True), core_schema.str_schema()]),
-        )
 
     @classmethod
     def __get_pydantic_json_schema__(

@@ -18,7 +18,7 @@ from decimal import ROUND_CEILING, Context, Decimal, DivisionByZero, InvalidOper
 from functools import lru_cache
 from typing import Final
 
-from vpsie_autoscaler.api.types import QUANTITY_PATTERN
+from vpsie_autoscaler.api.types import QUANTITY_PATTERN, QUANTITY_SUFFIXES
 
 CPU: Final = "cpu"
 MEMORY: Final = "memory"
@@ -28,24 +28,6 @@ PODS: Final = "pods"
 MILLI_RESOURCES: Final = frozenset({CPU})
 """Resources counted in milli-units (Kubernetes expresses CPU as cores with millicore precision)."""
 
-_SUFFIX: Final[dict[str, Decimal]] = {
-    "": Decimal(1),
-    "n": Decimal("1e-9"),
-    "u": Decimal("1e-6"),
-    "m": Decimal("1e-3"),
-    "k": Decimal(10**3),
-    "M": Decimal(10**6),
-    "G": Decimal(10**9),
-    "T": Decimal(10**12),
-    "P": Decimal(10**15),
-    "E": Decimal(10**18),
-    "Ki": Decimal(2**10),
-    "Mi": Decimal(2**20),
-    "Gi": Decimal(2**30),
-    "Ti": Decimal(2**40),
-    "Pi": Decimal(2**50),
-    "Ei": Decimal(2**60),
-}
 _FULL: Final = re.compile(QUANTITY_PATTERN)
 _SPLIT: Final = re.compile(r"^([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(.*)$")
 _EXPONENT: Final = re.compile(r"[eE][+-]?[0-9]+")
@@ -120,8 +102,8 @@ def parse_quantity(value: str | int | float) -> Decimal:
         raise QuantityError(f"invalid quantity {value!r}")
     number, suffix = match.groups()
     base = Decimal(number)  # at most 64 digits: cheap
-    if suffix in _SUFFIX:  # before the exponent: "E" alone is exa, "Ei" exbi
-        factor_exponent, factor = 0, _SUFFIX[suffix]
+    if suffix in QUANTITY_SUFFIXES:  # before the exponent: "E" alone is exa, "Ei" exbi
+        factor_exponent, factor = 0, QUANTITY_SUFFIXES[suffix]
     else:  # "e3", "E-2": the pattern allows a fractional exponent, Kubernetes does not
         if not _EXPONENT.fullmatch(suffix):
             raise QuantityError(f"invalid quantity {value!r}: the exponent must be an integer")
