@@ -136,7 +136,7 @@ chaos: setup devcluster-build ## chaos run: CHAOS_KILLS leader SIGKILLs, CHAOS_F
 	rm -f "$$report"; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 
-BENCHMARKS := benchmarks.informer_bench benchmarks.planner_bench benchmarks.autoscaling_bench benchmarks.decision_latency benchmarks.launch_bench benchmarks.empty_bulk_bench
+BENCHMARKS := benchmarks.informer_bench benchmarks.planner_bench benchmarks.autoscaling_bench benchmarks.decision_latency benchmarks.launch_bench benchmarks.empty_bulk_bench benchmarks.consolidation_bench
 
 .PHONY: bench
 bench: setup ## benchmark scripts (numbers go to docs/benchmarks.md)

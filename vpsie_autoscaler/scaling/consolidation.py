@@ -48,7 +48,7 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 from vpsie_autoscaler.scaling.groups import GroupTemplate, budget_nodes
-from vpsie_autoscaler.scaling.predicates import DYNAMIC_PREDICATES, check
+from vpsie_autoscaler.scaling.predicates import host_ports
 from vpsie_autoscaler.scaling.reasons import (
     AT_MIN_SIZE,
     DISRUPTION_BUDGET_EXHAUSTED,
@@ -134,7 +134,8 @@ class ConsolidationSettings:
     evictions_last_hour: int = 0
     """Evictions consolidation requested in the past hour (the controller counts them)."""
     time_budget: float = DEFAULT_TIME_BUDGET_SECONDS
-    """Seconds one pass may spend simulating; what it does not reach waits for the next pass."""
+    """Seconds one pass may spend simulating (after the linear screening of the nodes); candidates it
+    does not reach are reported as such and wait for the next pass. The multi-node search runs first."""
     max_multi_node: int = MAX_MULTI_NODE_CANDIDATES
     scale_down: ScaleDownSettings = field(default_factory=ScaleDownSettings)
     """The pod rules' knobs (local storage, system pods, unreplicated pods), as scale-down's."""
@@ -306,7 +307,7 @@ class _Pass:
         self.settings = settings
         self.pod_changes = pod_changes
         self.monotonic = monotonic
-        self.deadline = monotonic() + settings.time_budget
+        self.deadline = math.inf  # set once the candidates are screened (see run)
         self.timed_out = False
         self.evaluated = 0
         self.verdicts: dict[str, Reason] = {}
@@ -315,6 +316,20 @@ class _Pass:
         self.sims = [SimNode(n) for n in live]
         self.sim_index = {s.name: i for i, s in enumerate(self.sims)}
         self.keys: dict[int, tuple[Any, ...]] = {}
+        self.label_class: dict[int, int] = {}  # id(pod) -> class of (namespace, labels)
+        self.term_class: dict[int, int] = {}  # id(pod) -> class of its anti-affinity terms
+        self.classes: dict[Any, int] = {}
+        self.class_values: list[Any] = []
+        self.selects: dict[tuple[int, int], bool] = {}
+        self.covering: dict[tuple[str, frozenset[tuple[str, str]]], tuple[PDBInfo, ...]] = {}
+        self.present: list[dict[int, int]] = []
+        """Per destination: how many of its pods have each label class, and each non-empty term class
+        (anti-affinity is checked per distinct class, not per resident pod)."""
+        for sim in self.sims:
+            counts: dict[int, int] = {}
+            for p in sim.pods:
+                self._count(counts, p, 1)
+            self.present.append(counts)
         self.rooms = {name: self._room(g, nodes) for name, g in self.groups.items()}
         self.eviction_room = settings.evictions_per_hour - settings.evictions_last_hour
 
@@ -379,7 +394,9 @@ class _Pass:
                 NOT_STABLE,
                 f"pods changed at {max(changes).isoformat()}, consolidateAfter is {policy.consolidate_after}",
             )
-        c = Candidate(node, group, 0.0, movable_pods(node), self.now, self.settings.scale_down, self.pdbs)
+        movable = movable_pods(node)
+        relevant = tuple(dict.fromkeys(b for p in movable for b in self.pdbs_of(p)))
+        c = Candidate(node, group, 0.0, movable, self.now, self.settings.scale_down, relevant)
         return node_scale_down_disabled(c) or pods_must_stay(c)
 
     # -- limits ------------------------------------------------------------------------------------
@@ -412,7 +429,35 @@ class _Pass:
                 f"{evictions} eviction(s) needed, {max(self.eviction_room, 0)} left of "
                 f"{self.settings.evictions_per_hour} per hour",
             )
-        return _pdb_blocker(self.pdbs, [p for c in cands for p in c.movable])
+        return self.pdb_blocker([p for c in cands for p in c.movable])
+
+    def pdbs_of(self, pod: PodInfo) -> tuple[PDBInfo, ...]:
+        """The PDBs covering ``pod``, memoized by namespace and labels (pods of one workload share them)."""
+        if not self.pdbs:
+            return ()
+        k = (pod.namespace, frozenset(pod.labels.items()))
+        found = self.covering.get(k)
+        if found is None:
+            found = tuple(b for b in self.pdbs if b.covers(pod))
+            self.covering[k] = found
+        return found
+
+    def pdb_blocker(self, pods: Sequence[PodInfo]) -> Reason | None:
+        """All of ``pods`` evicted together within every PDB's ``disruptionsAllowed``."""
+        need: dict[int, int] = {}
+        for p in pods:
+            for b in self.pdbs_of(p):
+                need[id(b)] = need.get(id(b), 0) + 1
+        for b in self.pdbs:
+            n = need.get(id(b), 0)
+            if n > b.disruptions_allowed:
+                return Reason(
+                    POD_BLOCKS_EVICTION,
+                    f"PodDisruptionBudget {b.namespace}/{b.name} allows {b.disruptions_allowed} "
+                    f"disruption(s), {n} needed",
+                    detail=POD_DISRUPTION_BUDGET,
+                )
+        return None
 
     # -- simulation ------------------------------------------------------------------------------------
     def key(self, pod: PodInfo) -> tuple[Any, ...]:
@@ -434,38 +479,85 @@ class _Pass:
             (p for c in cands for p in c.movable),
             key=lambda p: (-p.requests[CPU], -p.requests[MEMORY], p.key),
         )
-        saved: dict[int, tuple[Any, int, int]] = {}
+        saved: dict[int, tuple[Any, int, int, dict[int, int]]] = {}
         cursors: dict[tuple[Any, ...], int] = {}
         moved: dict[str, str] = {}
         left: list[PodInfo] = []
-        sims = self.sims
+        sims, present = self.sims, self.present
         for pod in pods:
             k = self.key(pod)
             i = cursors.get(k, 0)
-            requests = pod.requests
+            requests, ports = pod.requests, pod.host_ports
             while i < len(sims):
                 s = sims[i]
-                if (
+                if (  # the predicates of SimNode.check, the ones that cannot fail skipped
                     i not in excluded
                     and s.free.fits(requests)
                     and s.static_check(pod) is None
-                    and check(pod, s, DYNAMIC_PREDICATES) is None
+                    and (not ports or host_ports(pod, s) is None)
+                    and self.anti_affinity_ok(pod, present[i])
                 ):
                     if i not in saved:
-                        saved[i] = (s.free, len(s.pods), len(s.host_ports))
+                        saved[i] = (s.free, len(s.pods), len(s.host_ports), dict(present[i]))
                     s.place(pod)
+                    self._count(present[i], pod, 1)
                     moved[pod.key] = s.name
                     break
                 i += 1
             cursors[k] = i
             if i >= len(sims):
                 left.append(pod)
-        for i, (free, n_pods, n_ports) in saved.items():
+        for i, (free, n_pods, n_ports, counts) in saved.items():
             s = sims[i]
             s.free = free
+            present[i] = counts
             del s.pods[n_pods:]
             del s.host_ports[n_ports:]
         return moved, left
+
+    def _intern(self, value: Any) -> int:
+        found = self.classes.get(value)
+        if found is None:
+            found = self.classes[value] = len(self.class_values)
+            self.class_values.append(value)
+        return found
+
+    def _classes(self, pod: PodInfo) -> tuple[int, int]:
+        """(label class, term class) of a pod; the term class is -1 without anti-affinity terms."""
+        lc = self.label_class.get(id(pod))
+        if lc is None:
+            lc = self.label_class[id(pod)] = self._intern(("L", pod.namespace, frozenset(pod.labels.items())))
+            self.term_class[id(pod)] = self._intern(("T", pod.anti_affinity)) if pod.anti_affinity else -1
+        return lc, self.term_class[id(pod)]
+
+    def _count(self, counts: dict[int, int], pod: PodInfo, n: int) -> None:
+        labels, terms = self._classes(pod)
+        counts[labels] = counts.get(labels, 0) + n
+        if terms >= 0:
+            counts[terms] = counts.get(terms, 0) + n
+
+    def _selects(self, terms: int, labels: int) -> bool:
+        key = (terms, labels)
+        found = self.selects.get(key)
+        if found is None:
+            _, namespace, pairs = self.class_values[labels]
+            found = any(t.selects(namespace, dict(pairs)) for t in self.class_values[terms][1])
+            self.selects[key] = found
+        return found
+
+    def anti_affinity_ok(self, pod: PodInfo, present: Mapping[int, int]) -> bool:
+        """:func:`~vpsie_autoscaler.scaling.predicates.anti_affinity` (required hostname anti-affinity,
+        both ways), checked per class of labels and of terms present on the node (pods of one
+        workload share both) and memoized."""
+        labels, terms = self._classes(pod)
+        values = self.class_values
+        for cls in present:
+            if values[cls][0] == "T":
+                if self._selects(cls, labels):
+                    return False
+            elif terms >= 0 and self._selects(terms, cls):
+                return False
+        return True
 
     def replacement_for(
         self, cands: Sequence[_Cand], left: Sequence[PodInfo], removed_cost: float
@@ -498,10 +590,13 @@ class _Pass:
                 return g, where
         return None
 
-    def evaluate(self, cands: Sequence[_Cand]) -> tuple[ConsolidationAction | None, Reason]:
-        """Can ``cands`` go together? The action, or why not."""
+    def evaluate(
+        self, cands: Sequence[_Cand], *, within_limits: bool = False
+    ) -> tuple[ConsolidationAction | None, Reason]:
+        """Can ``cands`` go together? The action, or why not (``within_limits``: the caller checked
+        the limits already)."""
         self.evaluated += 1
-        blocker = self.limit_blocker(cands)
+        blocker = None if within_limits else self.limit_blocker(cands)
         if blocker is not None:
             return None, blocker
         removed_cost = sum(c.price for c in cands)
@@ -540,9 +635,19 @@ class _Pass:
 
     # -- the pass --------------------------------------------------------------------------------------
     def run(self) -> ConsolidationPlan:
+        """Multi-node first (it finds the big savings in a few simulations), then every candidate
+        alone, in order, while the time budget lasts: its own verdict, and the single-node action
+        when no multi-node one was found."""
         cands = self.candidates()
+        # The budget bounds the simulations; screening the nodes is linear and always completes, so
+        # a loaded machine still reaches the multi-node search instead of timing out on every pass.
+        self.deadline = self.monotonic() + self.settings.time_budget
+        chosen = self.multi_node(cands)
+        taken = set(chosen.nodes) if chosen is not None else set()
         singles: list[tuple[_Cand, ConsolidationAction]] = []
         for c in cands:
+            if c.node.name in taken:
+                continue
             if self.out_of_time():
                 self.verdicts[c.node.name] = Reason(
                     TIME_BUDGET_EXCEEDED, "the pass ran out of its time budget before this node"
@@ -552,7 +657,6 @@ class _Pass:
             self.verdicts[c.node.name] = reason
             if action is not None:
                 singles.append((c, action))
-        chosen = self.multi_node([c for c in cands if not _pod_blocked(self.verdicts[c.node.name])])
         if chosen is None and singles:
             chosen = min(
                 (a for _, a in singles),
@@ -562,8 +666,7 @@ class _Pass:
             for c, action in singles:
                 if c.node.name not in chosen.nodes:
                     self.verdicts[c.node.name] = Reason(
-                        CONSOLIDATABLE,
-                        f"{action.message} — not this pass: another action was chosen",
+                        CONSOLIDATABLE, f"{action.message}; not in this pass: another action was chosen"
                     )
             for name in chosen.nodes:
                 self.verdicts[name] = Reason(chosen.kind, chosen.message)
@@ -576,18 +679,45 @@ class _Pass:
 
     def multi_node(self, cands: Sequence[_Cand]) -> ConsolidationAction | None:
         """The longest prefix (at least two nodes) of the candidates that can go together, found by
-        binary search over its length, as Karpenter's multi-node consolidation."""
+        binary search over its length, as Karpenter's multi-node consolidation.
+
+        The prefixes are taken from the candidates that fit the limits together (group rooms, the
+        eviction budget, the PDBs), picked greedily in order: one node at its group's minimum must not
+        spoil every prefix after it."""
         pool: list[_Cand] = []
-        for c in cands:  # greedily within the limits, so one node at its group's minimum spoils no prefix
+        nodes: dict[str, int] = {}
+        drains: dict[str, int] = {}
+        need: dict[int, int] = {}
+        evictions = 0
+        for c in cands:
             if len(pool) >= self.settings.max_multi_node:
                 break
-            if self.limit_blocker([*pool, c]) is None:
-                pool.append(c)
+            g, room = c.group.name, self.rooms[c.group.name]
+            n, d = nodes.get(g, 0) + 1, drains.get(g, 0) + (1 if c.movable else 0)
+            if room.above_min < n or room.budget < n or room.drains < d:
+                continue
+            if evictions + len(c.movable) > self.eviction_room:
+                continue
+            add: dict[int, int] = {}
+            for p in c.movable:
+                for b in self.pdbs_of(p):
+                    add[id(b)] = add.get(id(b), 0) + 1
+            if any(
+                need.get(id(b), 0) + add.get(id(b), 0) > b.disruptions_allowed
+                for b in self.pdbs
+                if id(b) in add
+            ):
+                continue
+            pool.append(c)
+            nodes[g], drains[g] = n, d
+            evictions += len(c.movable)
+            for k, v in add.items():
+                need[k] = need.get(k, 0) + v
         lo, hi = 2, len(pool)
         best: ConsolidationAction | None = None
         while lo <= hi and not self.out_of_time():
             mid = (lo + hi) // 2
-            action, _ = self.evaluate(pool[:mid])
+            action, _ = self.evaluate(pool[:mid], within_limits=True)
             if action is not None:
                 best = action
                 lo = mid + 1
@@ -596,25 +726,7 @@ class _Pass:
         return best
 
 
-def _pod_blocked(reason: Reason) -> bool:
-    return reason.code in (POD_BLOCKS_EVICTION, TIME_BUDGET_EXCEEDED)
-
-
 def _same_plan(a: GroupTemplate, b: GroupTemplate) -> bool:
     """Same NodeGroup, or the same node shape at the same price: replacing one by the other saves
     nothing but churn."""
     return a.name == b.name or (a.allocatable == b.allocatable and a.hourly_price == b.hourly_price)
-
-
-def _pdb_blocker(pdbs: Sequence[PDBInfo], pods: Sequence[PodInfo]) -> Reason | None:
-    """All of ``pods`` evicted together within every PDB's ``disruptionsAllowed``."""
-    for budget in pdbs:
-        need = sum(1 for p in pods if budget.covers(p))
-        if need > budget.disruptions_allowed:
-            return Reason(
-                POD_BLOCKS_EVICTION,
-                f"PodDisruptionBudget {budget.namespace}/{budget.name} allows "
-                f"{budget.disruptions_allowed} disruption(s), {need} needed",
-                detail=POD_DISRUPTION_BUDGET,
-            )
-    return None
