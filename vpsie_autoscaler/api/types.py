@@ -325,6 +325,21 @@ class _IntOrString:
             core_schema.union_schema([core_schema.int_schema(strict=True), core_schema.str_schema()]),
         )
 
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "x-kubernetes-int-or-string": True,
+            **cls.schema_extra(),
+        }
+
+    @classmethod
+    def schema_extra(cls) -> JsonSchemaValue:
+        """The subclass's own schema keywords (length, CEL rules)."""
+        return {}
+
     @staticmethod
     def _validate(value: int | str) -> int | str:
         return value
@@ -334,12 +349,8 @@ class _Quantity(_IntOrString):
     """A Kubernetes quantity (``"2"``, ``"500m"``, ``"4Gi"``, or a bare integer) in ``[0, 1Pi]``."""
 
     @classmethod
-    def __get_pydantic_json_schema__(
-        cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
+    def schema_extra(cls) -> JsonSchemaValue:
         return {
-            "anyOf": [{"type": "integer"}, {"type": "string"}],
-            "x-kubernetes-int-or-string": True,
             "maxLength": QUANTITY_MAX_LENGTH,
             "x-kubernetes-validations": [
                 {"rule": RULE_QUANTITY_SYNTAX, "message": MSG_QUANTITY_SYNTAX},
@@ -369,14 +380,9 @@ class _IntOrPercent(_IntOrString):
     """A node count (``3``) or a percentage of the group (``"10%"``), like Karpenter's budgets."""
 
     @classmethod
-    def __get_pydantic_json_schema__(
-        cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
-        return {
-            "anyOf": [{"type": "integer"}, {"type": "string"}],
-            "x-kubernetes-int-or-string": True,
-            "x-kubernetes-validations": [{"rule": INT_OR_PERCENT_RULE, "message": INT_OR_PERCENT_MESSAGE}],
-        }
+    def schema_extra(cls) -> JsonSchemaValue:
+        rule = {"rule": INT_OR_PERCENT_RULE, "message": INT_OR_PERCENT_MESSAGE}
+        return {"x-kubernetes-validations": [rule]}
 
     @staticmethod
     def _validate(value: int | str) -> int | str:
