@@ -21,7 +21,7 @@ performs it:
 
 Deleting a NodeGroup deletes its VPSieNodes (their finalizers delete the instances and Nodes) and only
 then drops ``NODEGROUP_FINALIZER``. It never calls VPSie's create or drains: the lifecycle controller
-does (docs/architecture.md, "who owns what").
+does (docs/architecture.md, "Who owns which fact").
 """
 
 from __future__ import annotations
@@ -264,6 +264,10 @@ class NodeGroupReconciler(UsesDeps):
                 decision, decided_at = recorded.text, recorded.at
         if decision is not None:
             st.last_decision = decision[:DECISION_MAX_LENGTH]
+        facts = self.decisions.facts(name)  # headroom and plan choice, as scale-up last saw them
+        if facts is not None:
+            st.headroom = facts.headroom
+            st.last_plan_choice = facts.last_plan_choice or st.last_plan_choice
         if st != group.status:
             await self.writes.patch_status(NODEGROUPS, obj, st.to_k8s())
         if decision is not None:
