@@ -264,10 +264,6 @@ class NodeGroupReconciler(UsesDeps):
                 decision, decided_at = recorded.text, recorded.at
         if decision is not None:
             st.last_decision = decision[:DECISION_MAX_LENGTH]
-        facts = self.decisions.facts(name)  # headroom and plan choice, as scale-up last saw them
-        if facts is not None:
-            st.headroom = facts.headroom
-            st.last_plan_choice = facts.last_plan_choice or st.last_plan_choice
         if st != group.status:
             await self.writes.patch_status(NODEGROUPS, obj, st.to_k8s())
         if decision is not None:
