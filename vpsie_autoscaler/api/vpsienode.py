@@ -56,6 +56,11 @@ IN_FLIGHT_PHASES: Final[frozenset[str]] = frozenset({"Pending", "Provisioning", 
 LEAVING_PHASES: Final[frozenset[str]] = frozenset({"Draining", "Deleting", "Failed"})
 """Never counted as capacity (a deleting node counted as current would be counted twice)."""
 
+ERROR_MESSAGE_MAX_LENGTH: Final = 1024
+"""What the lifecycle controller keeps of one error in ``status.lastError`` and condition messages (the
+schema allows ``MESSAGE_MAX_LENGTH``): a pod, its PDB and the API's words fit; ``kubectl describe`` stays
+readable."""
+
 HOSTNAME_PATTERN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 HOSTNAME_MAX_LENGTH: Final = 63
 
