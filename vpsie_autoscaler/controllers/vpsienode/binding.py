@@ -1,12 +1,13 @@
 """Which instance answers which launch: decided from evidence, by one rule, in one place.
 
-VPSie's managed add-node takes no hostname and returns no id (``docs/vpsie-api.md`` §4.10), and its
-nodes are listed only once booted. So a launch is answered by *evidence*: a node of the group that no
-record owns and that was not in the group when the launch record was written (its ``baseline``). When
-several launches wait, the oldest launch gets the oldest new node (FIFO: VPSie provisions a group's
-nodes in request order). The count is what matters for "never a node twice, never a node lost": every
-new node is bound to exactly one waiting record, or, when none waits for it, it is *unowned* and gets
-a record of its own (adoption), never deleted on sight and never ignored.
+VPSie's managed add-node takes no hostname and returns no id, and its nodes are listed only once
+booted (docs/vpsie-api.md §4.10; docs/lifecycle.md, "Launch"). So a launch is answered by
+*evidence*: a node of the group that no record owns and that was not in the group when the launch
+record was written (its ``baseline``). When several launches wait, the oldest launch gets the oldest
+new node (FIFO: VPSie provisions a group's nodes in request order). The count is what matters for
+"never a node twice, never a node lost": every new node is bound to exactly one waiting record, or,
+when none waits for it, it is *unowned* and gets a record of its own (adoption), never deleted on
+sight and never ignored.
 
 Plain VMs carry the hostname the record chose, so a VM answers exactly the record of its hostname.
 

@@ -1,8 +1,8 @@
 """Reading and patching the Kubernetes Node of a VPSieNode.
 
 The Node joins with what its kubelet (or the cloud) registered; the autoscaler makes sure it also
-carries the group's labels and taints (``spec.labels``/``spec.taints``, seed trap: labels and taints
-never applied) and the two labels that link it back: ``NODEGROUP_LABEL`` and ``VPSIENODE_LABEL``.
+carries the group's labels and taints (``spec.labels``/``spec.taints``: the node template the planner
+fitted pods onto) and the two labels that link it back: ``NODEGROUP_LABEL`` and ``VPSIENODE_LABEL``.
 Labels are a map, so a merge patch adds ours without touching the others; taints are a list, so the
 patch carries the whole list and ``metadata.resourceVersion``.
 """

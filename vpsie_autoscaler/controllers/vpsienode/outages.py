@@ -1,11 +1,12 @@
 """How long VPSie stayed silent, and how long to wait after one of its errors.
 
-**Provisioning time counts only while VPSie answers.** A record's ``maxProvisionTime`` measures how
-long VPSie took to deliver a node, not how long VPSie could not be asked: during an outage nothing can
-be learned, and failing records then would delete nodes that are fine (SPEC §7: "a VPSie outage never
-deletes healthy nodes"). :class:`Outages` keeps, per source, the intervals in which listing failed, so
-the timeout subtracts them. It lives in memory: after a restart the silence before it is not known,
-which only matters if VPSie is down across the restart (then the next answer decides).
+**Provisioning time counts only while VPSie answers.** A record's ``maxProvisionTime`` measures how long
+VPSie took to deliver a node, not how long VPSie could not be asked: during an outage nothing can be
+learned, and failing records then would delete nodes that are fine (docs/lifecycle.md, "VPSieNode
+phases": an outage never deletes a node whose Node is Ready). :class:`Outages` keeps, per source, the
+intervals in which listing failed, so the timeout subtracts them. It lives in memory: after a restart
+the silence before it is not known, which only matters if VPSie is down across the restart (then the
+next answer decides).
 
 **Errors are outcomes.** :func:`retry_delay` turns a VPSie error into the delay before the record is
 looked at again: the server's Retry-After when it gave one, a short pause for transient errors, longer
