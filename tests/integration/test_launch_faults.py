@@ -41,7 +41,7 @@ from vpsie_autoscaler.api.labels import (
     TO_BE_DELETED_TAINT,
 )
 from vpsie_autoscaler.controllers.cloud import CredentialsWatcher, ownership_tags
-from vpsie_autoscaler.controllers.objects import rfc3339
+from vpsie_autoscaler.controllers.objects import parse_time, rfc3339
 from vpsie_autoscaler.controllers.vpsienode.keys import ERROR_CLASS_ANNOTATION, FAILED_REASON_ANNOTATION
 from vpsie_autoscaler.controllers.vpsienode.reconciler import VPSieNodeReconciler
 from vpsie_autoscaler.kube.resources import NODEGROUPS, PDBS, PODS, VPSIENODES
@@ -545,7 +545,11 @@ async def test_a_deletion_blocked_by_a_pdb_waits_past_the_grace_unless_forced(
         await env.kube.merge_patch(NODEGROUPS, group, {"spec": {"minNodes": 0}})
         await env.kube.delete(VPSIENODES, name)
         await eventually(lambda: phase(env, name) == "Deleting", within=WAIT_S, what="Deleting")
-        await env.advance(31, group)  # past maxGracefulTermination
+        # Past maxGracefulTermination, counted from the deletion (the API server's time: the fake clock
+        # started when the environment did, some real seconds before the deletion).
+        deleted = parse_time((env.vpsienodes.store.get(name) or {})["metadata"]["deletionTimestamp"])
+        assert deleted is not None
+        await env.advance((deleted - env.clock.now()).total_seconds() + 31, group)
         note = await env.wait_event(name, "DrainFailed")
         assert f"{ns}/app" in note
         assert f"PodDisruptionBudget {ns}/keep-a" in note
