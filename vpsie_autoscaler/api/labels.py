@@ -38,6 +38,20 @@ SCALE_DOWN_DISABLED_ANNOTATION: Final = f"{GROUP}/scale-down-disabled"
 CA_SCALE_DOWN_DISABLED_ANNOTATION: Final = "cluster-autoscaler.kubernetes.io/scale-down-disabled"
 """cluster-autoscaler's node annotation with the same meaning, honoured for easy migration."""
 
+PROTECTED_ANNOTATION: Final = f"{GROUP}/protected"
+"""``"true"`` on a Node: never remove it by scale-down (the key VPSie's Go autoscaler honoured)."""
+
+SCALE_DOWN_DISABLED_LABEL: Final = f"{GROUP}/scale-down-disabled"
+"""``"true"`` as a *label* on a Node: never remove it by scale-down (the Go autoscaler read the label;
+the annotation of the same key is honoured too)."""
+
+SCALE_DOWN_ANNOTATION: Final = f"{GROUP}/scale-down"
+"""``"disabled"`` on a Node: never remove it by scale-down (the Go autoscaler's policy key)."""
+
+SCALE_DOWN_ALLOWED_HOURS_ANNOTATION: Final = f"{GROUP}/scale-down-allowed-hours"
+"""``"HH:MM-HH:MM"`` (UTC, may wrap midnight) on a Node: scale-down may remove it only inside this daily
+window. A value that cannot be read blocks its removal (and is reported), it never allows it."""
+
 # --- annotations on Pods ------------------------------------------------------------------------------
 SAFE_TO_EVICT_ANNOTATION: Final = "cluster-autoscaler.kubernetes.io/safe-to-evict"
 """``"false"`` blocks scale-down of the pod's node; ``"true"`` lifts the local-storage, kube-system and

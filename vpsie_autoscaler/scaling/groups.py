@@ -31,6 +31,7 @@ from vpsie_autoscaler.scaling.predicates import STATIC_PREDICATES, check
 from vpsie_autoscaler.scaling.resources import EMPTY, PODS, QuantityError, Resources, to_units
 from vpsie_autoscaler.scaling.scheduling_facts import NodeInfo, PodInfo
 from vpsie_autoscaler.scaling.selectors import Taint
+from vpsie_autoscaler.scaling.windows import DisruptionWindow
 
 DEFAULT_MAX_PODS: Final = 110
 """The kubelet's default ``maxPods``, used when neither the template nor the plan says otherwise."""
@@ -52,6 +53,8 @@ class ScaleDownPolicy:
     delay_after_scale_up: timedelta = timedelta(minutes=10)
     max_concurrent_drains: int = DEFAULT_MAX_CONCURRENT_DRAINS
     disruption_budget: int | str = DEFAULT_DISRUPTION_BUDGET
+    windows: tuple[DisruptionWindow, ...] = ()
+    """``spec.scaleDown.windows``: when set, nodes are removed only while one is open (UTC)."""
 
 
 def budget_nodes(budget: int | str, size: int) -> int:

@@ -7,8 +7,10 @@ Pure: the controller persists the timers (``autoscaler.vpsie.com/unneeded-since`
 
 Rules are small named functions in a chain, first blocker wins (cert-manager's policy chains):
 
-- node rules (:data:`NODE_RULES`): group scale-down disabled, node annotations that disable it,
-  node not Ready, node cordoned by someone else, not underutilized (cluster-autoscaler:
+- node rules (:data:`NODE_RULES`): group scale-down disabled, node protections (the ``protected``
+  annotation, the ``scale-down-disabled`` label, ``scale-down=disabled``: :mod:`.protections`), node
+  annotations that disable it, an unreadable ``scale-down-allowed-hours``, node not Ready, node
+  cordoned by someone else, not underutilized (cluster-autoscaler:
   max(cpu, memory) requests / allocatable below ``utilizationThreshold``; DaemonSet and mirror pods
   not counted), a pod that must not move
   (:data:`POD_RULES`);
@@ -16,7 +18,8 @@ Rules are small named functions in a chain, first blocker wins (cert-manager's p
   candidate itself, never on nodes being deleted, cordoned or chosen for removal in this plan
   (counting the candidate's own free capacity, or ignoring selectors and taints, removes nodes whose
   pods then cannot run);
-- gates (:data:`GATE_RULES`): unneeded long enough, not right after a scale-up, then the limits of
+- gates (:data:`GATE_RULES`): unneeded long enough, not right after a scale-up, inside the node's
+  ``scale-down-allowed-hours`` and the group's disruption windows (UTC), then the limits of
   :class:`_GroupRoom` and the pass (below), and the group's headroom (its other nodes must still
   hold it: :func:`~vpsie_autoscaler.scaling.headroom.blocker`).
 
@@ -63,6 +66,12 @@ from vpsie_autoscaler.api.labels import (
 from vpsie_autoscaler.api.times import parse_time
 from vpsie_autoscaler.scaling.groups import GroupTemplate, budget_nodes
 from vpsie_autoscaler.scaling.headroom import blocker as headroom_blocker
+from vpsie_autoscaler.scaling.protections import (
+    allowed_hours_blocker,
+    allowed_hours_problem,
+    disruption_window_blocker,
+    node_protection,
+)
 from vpsie_autoscaler.scaling.reasons import (
     AT_MIN_SIZE,
     DISRUPTION_BUDGET_EXHAUSTED,
@@ -333,6 +342,16 @@ def node_scale_down_disabled(c: Candidate) -> Reason | None:
     return None
 
 
+def node_protected(c: Candidate) -> Reason | None:
+    """The Go autoscaler's protections (:mod:`~vpsie_autoscaler.scaling.protections`)."""
+    return node_protection(c.node.labels, c.node.annotations)
+
+
+def node_allowed_hours_unreadable(c: Candidate) -> Reason | None:
+    """An unreadable ``scale-down-allowed-hours`` keeps the node at any time (never fail open)."""
+    return allowed_hours_problem(c.node.annotations)
+
+
 def node_not_ready(c: Candidate) -> Reason | None:
     if not c.node.ready:
         return Reason(NODE_NOT_READY, "node is not Ready (its lifecycle controller handles it)")
@@ -363,7 +382,9 @@ def pods_must_stay(c: Candidate) -> Reason | None:
 
 NODE_RULES: Final[tuple[NodeRule, ...]] = (
     group_scale_down_disabled,
+    node_protected,
     node_scale_down_disabled,
+    node_allowed_hours_unreadable,
     node_not_ready,
     node_cordoned,
     not_underutilized,
@@ -388,7 +409,20 @@ def not_after_scale_up(c: Candidate) -> Reason | None:
     return None
 
 
-GATE_RULES: Final[tuple[NodeRule, ...]] = (unneeded_long_enough, not_after_scale_up)
+def within_allowed_hours(c: Candidate) -> Reason | None:
+    return allowed_hours_blocker(c.node.annotations, c.now)
+
+
+def within_disruption_window(c: Candidate) -> Reason | None:
+    return disruption_window_blocker(c.group.name, c.group.scale_down.windows, c.now)
+
+
+GATE_RULES: Final[tuple[NodeRule, ...]] = (
+    unneeded_long_enough,
+    not_after_scale_up,
+    within_allowed_hours,
+    within_disruption_window,
+)
 
 
 @dataclass(slots=True)

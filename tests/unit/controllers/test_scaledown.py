@@ -328,3 +328,32 @@ async def test_nodes_excluded_on_purpose_or_busy_get_no_event_but_count_in_the_g
     assert w.recorder.reasons("ScaleDownBlocked") == []
     assert w.sample(UNREMOVABLE, {"reason": "ScaleDownDisabled"}) == 1
     assert w.sample(UNREMOVABLE, {"reason": "NotUnderutilized"}) == 1
+
+
+async def test_protected_nodes_stay_each_with_its_reason_in_the_gauge_and_an_event() -> None:
+    w = World()
+    w.group("web", scaleDown=FAST)
+    w.member("web-protected", "web", annotations={"autoscaler.vpsie.com/protected": "true"})
+    w.member("web-policy", "web", annotations={"autoscaler.vpsie.com/scale-down": "disabled"})
+    w.member("web-hours", "web", annotations={"autoscaler.vpsie.com/scale-down-allowed-hours": "9 to 5"})
+    w.member("web-free", "web")
+    c = controller(w)
+    await c.scale_down_once()
+    await w.clock.advance(61)
+    await c.scale_down_once()
+    assert drained(w) == ["web-free"]
+    assert w.sample(UNREMOVABLE, {"reason": "NodeProtected"}) == 1
+    assert w.sample(UNREMOVABLE, {"reason": "ScaleDownDisabledAnnotation"}) == 1
+    assert w.sample(UNREMOVABLE, {"reason": "InvalidAllowedHours"}) == 1
+    protected = w.recorder.reasons("ScaleDownBlocked", "web-protected")
+    assert len(protected) == 1
+    assert protected[0].type == "Normal"
+    assert "autoscaler.vpsie.com/protected=true" in protected[0].note
+    bad = w.recorder.reasons("ScaleDownBlocked", "web-hours")
+    assert len(bad) == 1
+    assert bad[0].type == "Warning"
+    assert "'9 to 5' cannot be read" in bad[0].note
+    assert (
+        "autoscaler.vpsie.com/scale-down=disabled"
+        in w.recorder.reasons("ScaleDownBlocked", "web-policy")[0].note
+    )

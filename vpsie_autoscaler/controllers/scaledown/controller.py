@@ -86,15 +86,17 @@ QUIET_BLOCKERS: Final = frozenset(
         reasons.NODE_NOT_READY,
         reasons.RECEIVES_MOVED_PODS,
         reasons.SCALE_DOWN_DISABLED,
-        reasons.SCALE_DOWN_DISABLED_ANNOTATION,
         reasons.NODE_CORDONED,
         reasons.MAX_BULK_DELETE,
     }
 )
-"""Blockers that describe a busy or transient node, or one the user excluded on purpose (scale-down
-disabled, cordoned by someone else), or an empty node left for the next pass by the per-pass bulk
-cap: counted in the gauge, no Event (a cluster with a disabled group would otherwise get an Event
-per node every few minutes)."""
+"""Blockers that describe a busy or transient node, or one the user excluded on purpose (the group's
+scale-down disabled, cordoned by someone else), or an empty node left for the next pass by the
+per-pass bulk cap: counted in the gauge, no Event (a cluster with a disabled group would otherwise get
+an Event per node every few minutes). A node's own protections (``protected``, ``scale-down-disabled``,
+``scale-down=disabled``, allowed hours) do get one: ``kubectl describe node`` then says why it stays."""
+WARNING_BLOCKERS: Final = frozenset({reasons.INVALID_ALLOWED_HOURS})
+"""Blockers that are a mistake to fix (an unreadable ``scale-down-allowed-hours``): Warning Events."""
 BLOCKED_EVENT_REPEAT_SECONDS: Final = 600.0
 """A node's unchanged blocker is re-announced at most this often (Events are cheap to read, costly
 to write at scale; ten minutes keeps ``kubectl describe node`` current without flooding etcd)."""
@@ -316,7 +318,8 @@ class ScaleDownController(UsesDeps):
             seen.add(name)
             labels = (snap.node_objects.get(name, {}).get("metadata") or {}).get("labels") or {}
             note = f"node of NodeGroup {labels.get(NODEGROUP_LABEL, '?')} stays: {reason}"
-            self._blocked_event(name, snap, reason.code, reason.detail, note, now, NORMAL, REASON_BLOCKED)
+            type_ = WARNING if reason.code in WARNING_BLOCKERS else NORMAL
+            self._blocked_event(name, snap, reason.code, reason.detail, note, now, type_, REASON_BLOCKED)
         for name in missing:
             seen.add(name)
             note = (
