@@ -9,6 +9,9 @@ states, and ``kubectl get ng`` would show whichever wrote last. Instead each dec
 - a :class:`Decision` recorded here; the NodeGroup controller folds the latest one into
   ``status.lastDecision`` on its next reconcile (recording asks for that reconcile at once).
 
+Scale-up also hands over two facts for the status (:class:`GroupFacts`): the headroom and whether it
+is held now, and the plans of the last scale-up of a group with several plans.
+
 The log is in memory on purpose: it carries the latest words, not state. The Event persists the
 decision; a leader that dies before the fold loses only the ``lastDecision`` text, never a count or a
 timer (those are derived from VPSieNodes by the NodeGroup controller).
@@ -32,11 +35,20 @@ class Decision:
     at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class GroupFacts:
+    """``status.headroom`` and ``status.lastPlanChoice`` as scale-up last saw them."""
+
+    headroom: str | None = None
+    last_plan_choice: str | None = None
+
+
 class DecisionLog:
     """The latest recorded :class:`Decision` per NodeGroup, and who to tell when one arrives."""
 
     def __init__(self) -> None:
         self._latest: dict[str, Decision] = {}
+        self._facts: dict[str, GroupFacts] = {}
         self._listeners: list[Callable[[str], None]] = []
 
     def on_record(self, listener: Callable[[str], None]) -> None:
@@ -53,6 +65,18 @@ class DecisionLog:
     def latest(self, group: str) -> Decision | None:
         return self._latest.get(group)
 
+    def note_facts(self, group: str, facts: GroupFacts) -> None:
+        """Keep ``facts`` for the group's status; the NodeGroup controller is told only on a change."""
+        if self._facts.get(group) == facts:
+            return
+        self._facts[group] = facts
+        for listener in self._listeners:
+            listener(group)
+
+    def facts(self, group: str) -> GroupFacts | None:
+        return self._facts.get(group)
+
     def forget(self, group: str) -> None:
         """The group is gone: drop its decision (bounded memory)."""
         self._latest.pop(group, None)
+        self._facts.pop(group, None)

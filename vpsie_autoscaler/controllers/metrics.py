@@ -44,6 +44,7 @@ class AutoscalerMetrics:
     nodegroup_ready_nodes: Gauge
     nodegroup_backoff: Gauge
     nodegroup_hourly_cost: Gauge
+    nodegroup_headroom_missing_pods: Gauge
     unschedulable_pods: Gauge
     scale_up_total: Counter
     scale_down_total: Counter
@@ -67,6 +68,7 @@ class AutoscalerMetrics:
             self.nodegroup_ready_nodes,
             self.nodegroup_backoff,
             self.nodegroup_hourly_cost,
+            self.nodegroup_headroom_missing_pods,
         )
 
     def forget_group(self, nodegroup: str) -> None:
@@ -106,6 +108,11 @@ def autoscaler_metrics(registry: CollectorRegistry) -> AutoscalerMetrics:
         nodegroup_hourly_cost=_group_gauge(
             "nodegroup_hourly_cost",
             "Hourly price of the group's current nodes (plan price x current nodes).",
+            registry,
+        ),
+        nodegroup_headroom_missing_pods=_group_gauge(
+            "nodegroup_headroom_missing_pods",
+            "Virtual pods of the group's headroom its nodes do not hold now (0: the headroom is kept).",
             registry,
         ),
         unschedulable_pods=Gauge(

@@ -4,17 +4,21 @@ it creates, a record's plan is the capacity it brings, and headroom taken by pod
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from typing import Any
 
 from tests.support.vpsie import make_client, running_simulator, sim_config
 from tests.unit.controllers.fakes import World
+from tests.unit.controllers.test_invalid_objects import Lifecycle, nodegroup
 from vpsie_autoscaler.api.nodegroup import NodeGroup
 from vpsie_autoscaler.cloudsim.config import DEFAULT_DATACENTER, DEFAULT_OS
 from vpsie_autoscaler.controllers.catalogue import PlanCatalogue, PlanFacts
+from vpsie_autoscaler.controllers.decisions import DecisionLog, GroupFacts
 from vpsie_autoscaler.controllers.flexible import headroom_of, headroom_text, plan_shapes
 from vpsie_autoscaler.controllers.scaleup import ScaleUpController, ScaleUpOptions
 from vpsie_autoscaler.runtime.clock import FakeClock
+from vpsie_autoscaler.runtime.controller import Request
 from vpsie_autoscaler.scaling.scaleup import IN_FLIGHT, TRIGGERED
 
 SMALL = PlanFacts(
@@ -165,3 +169,30 @@ def test_headroom_status_text() -> None:
     (group,) = snap.groups
     assert group.spare == headroom_of(ng)
     assert headroom_text(group, snap.nodes) == "1 cpu, 1Gi memory: 1 virtual pod(s) waiting for capacity"
+
+
+async def test_headroom_and_plan_choice_are_handed_to_the_status_writer_and_the_metric() -> None:
+    w, _ = flexible_world(headroom={"cpu": "1"})
+    w.pending_pod("big", cpu="8")
+    c = controller(w)
+    await c.scale_up_once()
+    facts = c.decisions.facts("flex")
+    assert facts is not None
+    assert facts.headroom == "1 cpu: 1 virtual pod(s) waiting for capacity"
+    # The 8-cpu pod fills a Professional node; the headroom's virtual pod takes a Standard one.
+    assert facts.last_plan_choice == "1 x Standard + 1 x Professional at 0.1370/h (cheapest mix of plans)"
+    assert w.sample("vpsie_autoscaler_nodegroup_headroom_missing_pods", {"nodegroup": "flex"}) == 1
+
+
+async def test_the_nodegroup_controller_folds_the_facts_into_status() -> None:
+    env, decisions = Lifecycle(), DecisionLog()
+    env.put(nodegroup("web", finalizer=True))
+    reconciler = env.nodegroups(dataclasses.replace(env.deps(), decisions=decisions))
+    asked: list[str] = []
+    decisions.on_record(asked.append)
+    decisions.note_facts("web", GroupFacts(headroom="2 cpu: held", last_plan_choice="2 x Standard"))
+    decisions.note_facts("web", GroupFacts(headroom="2 cpu: held", last_plan_choice="2 x Standard"))
+    assert asked == ["web"]  # asked once: the same facts again change nothing
+    await reconciler.reconcile(Request("web"))
+    st = (env.get("nodegroups", "web") or {}).get("status") or {}
+    assert (st.get("headroom"), st.get("lastPlanChoice")) == ("2 cpu: held", "2 x Standard")

@@ -31,7 +31,7 @@ import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import structlog
 from pydantic import ValidationError
@@ -50,15 +50,19 @@ from vpsie_autoscaler.api.nodegroup import (
     CONDITION_READY,
     CONDITION_SCALING_DOWN,
     CONDITION_SCALING_UP,
+    CONDITION_SIZE_MISMATCH,
+    CONDITION_SOURCE_RESOLVED,
     DECISION_MAX_LENGTH,
     NodeGroup,
     NodeGroupStatus,
 )
 from vpsie_autoscaler.api.types import MESSAGE_MAX_LENGTH, set_condition
 from vpsie_autoscaler.api.vpsienode import AdoptTarget, VPSieNode
+from vpsie_autoscaler.controllers import discovery
 from vpsie_autoscaler.controllers.cloud import Providers
 from vpsie_autoscaler.controllers.cluster_state import InvalidObject, InvalidObjects, parse_nodegroup
 from vpsie_autoscaler.controllers.deps import Deps, UsesDeps
+from vpsie_autoscaler.controllers.discovery import ClusterDiscovery, SourceResolver
 from vpsie_autoscaler.controllers.nodegroup import rules
 from vpsie_autoscaler.controllers.nodegroup import status as nodegroup_status
 from vpsie_autoscaler.controllers.objects import (
@@ -99,11 +103,14 @@ CONDITION_VALIDATION_FAILED: Final = "ValidationFailed"
 """True while the stored NodeGroup cannot be parsed (written raw: the model cannot hold it)."""
 REASON_ADOPTING: Final = "AdoptedInstance"
 ACTION_SCALE: Final = "Scale"
+ACTION_RESOLVE: Final = "Resolve"
 
 
 @dataclass(frozen=True)
 class NodeGroupOptions:
     resync_interval: float = DEFAULT_RESYNC_SECONDS
+    cluster_identifier: str | None = None
+    """``--vpsie-cluster-identifier``: the VPSie cluster of managed groups that do not name one."""
 
 
 _NEVER: Final = datetime.min.replace(tzinfo=UTC)
@@ -113,9 +120,9 @@ def _drain_requested(obj: Mapping[str, Any]) -> bool:
     return DRAIN_REQUESTED_ANNOTATION in ((obj.get("metadata") or {}).get("annotations") or {})
 
 
-def _managed_of(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    managed = (obj.get("spec") or {}).get("managed")
-    return managed if isinstance(managed, Mapping) else None
+def _managed_of(group: NodeGroup) -> Mapping[str, Any] | None:
+    """The group's managed source as its records carry it: resolved (a discovered cluster included)."""
+    return group.spec.managed.to_k8s() if group.spec.managed is not None else None
 
 
 def group_index(obj: Mapping[str, Any]) -> list[str]:
@@ -135,6 +142,7 @@ class NodeGroupReconciler(UsesDeps):
         options: NodeGroupOptions | None = None,
         rng: random.Random | None = None,
         book: BindingBook | None = None,
+        discovery: ClusterDiscovery | None = None,
     ) -> None:
         super().__init__(deps)
         self._decided_at: dict[str, datetime] = {}  # when status.lastDecision was last written, per group
@@ -145,6 +153,14 @@ class NodeGroupReconciler(UsesDeps):
         self.nodes = nodes
         self.options = options or NodeGroupOptions()
         self.rng = rng
+        discovery = discovery or ClusterDiscovery(
+            client=lambda: providers.client,
+            nodes=nodes.store.list,
+            setting=self.options.cluster_identifier,
+            hints=lambda: providers.hints,
+            retry_after=self.options.resync_interval,
+        )
+        self.sources = SourceResolver(providers, discovery, max_age=self.options.resync_interval)
         # (group, VPSieNode) → "the cache shows our write".
         self._expectations: Expectations[tuple[str, str], Callable[[Mapping[str, Any]], bool]] = Expectations(
             deps.clock, EXPECTATION_TIMEOUT_SECONDS
@@ -224,13 +240,22 @@ class NodeGroupReconciler(UsesDeps):
             # Our last writes are not in the cache yet: counting now would count them as missing and
             # create (or drain) again. Their watch events bring us back; the requeue is the safety net.
             return Result(requeue_after=EXPECTATION_POLL_SECONDS)
+        observed = group.status
+        resolution = await self._resolve(group)
+        if resolution is not None and resolution.found is not None:
+            group = group.model_copy(
+                update={"status": observed.model_copy(update={"managed": resolution.found})}
+            ).with_resolved_source()
         members, unparsable = self._members(name)
         counts = nodegroup_status.count(members, self._node_ready)
         if unparsable:
             counts = dataclasses.replace(counts, current=counts.current + unparsable)
         back = nodegroup_status.backoff(members, spec.provisioning.backoff)
         in_backoff = back.active(now)
-        cloud_error = await self._cloud_check(obj, group, members)
+        if resolution is None or resolution.ok:
+            cloud_error = await self._cloud_check(obj, group, members)
+        else:  # nowhere to look for nodes, nowhere to create them
+            cloud_error = resolution.message if resolution.reason == discovery.REASON_LOOKUP_FAILED else None
         st = group.status.model_copy(deep=True)
         view = rules.GroupView(
             min_nodes=spec.min_nodes,
@@ -241,13 +266,15 @@ class NodeGroupReconciler(UsesDeps):
             members=members,
             node_ready=self._node_ready,
         )
-        step = rules.next_step(view)
+        step = rules.next_step(view) if resolution is None or resolution.ok else None
         decision: str | None = None
         if step is not None:
             decision, done = await self._perform(obj, group, step, st, now)
             counts = rules.settle(counts, step, done)
 
         self._conditions(obj, group, st, counts, back, in_backoff, cloud_error, now)
+        if resolution is not None:
+            self._source_conditions(obj, group, st, resolution, now)
         st.desired_nodes = rules.desired_nodes(counts, spec.min_nodes, spec.max_nodes)
         st.current_nodes, st.ready_nodes = counts.current, counts.ready
         st.provisioning_nodes, st.deleting_nodes = counts.provisioning, counts.deleting
@@ -264,7 +291,11 @@ class NodeGroupReconciler(UsesDeps):
                 decision, decided_at = recorded.text, recorded.at
         if decision is not None:
             st.last_decision = decision[:DECISION_MAX_LENGTH]
-        if st != group.status:
+        facts = self.decisions.facts(name)  # headroom and plan choice, as scale-up last saw them
+        if facts is not None:
+            st.headroom = facts.headroom
+            st.last_plan_choice = facts.last_plan_choice or st.last_plan_choice
+        if st != observed:
             await self.writes.patch_status(NODEGROUPS, obj, st.to_k8s())
         if decision is not None:
             self._decided_at[name] = decided_at
@@ -297,6 +328,56 @@ class NodeGroupReconciler(UsesDeps):
         st.last_scale_down_time = now
         return decision, len(step.drain)
 
+    async def _resolve(self, group: NodeGroup) -> discovery.Resolution | None:
+        """Managed groups: the VPSie cluster, group, size and datacenter (controllers/discovery.py)."""
+        if group.spec.managed is None:
+            return None
+        return await self.sources.resolve(group.spec.managed, group.status.managed)
+
+    def _source_conditions(
+        self,
+        obj: dict[str, Any],
+        group: NodeGroup,
+        st: NodeGroupStatus,
+        resolution: discovery.Resolution,
+        now: datetime,
+    ) -> None:
+        """``SourceResolved`` and ``SizeMismatch``, each with an Event when it turns bad (or good)."""
+        gen = group.metadata.generation
+        was_resolved = group.status.condition(CONDITION_SOURCE_RESOLVED)
+        status: Literal["True", "False"] = "True" if resolution.ok else "False"
+        set_condition(
+            st.conditions,
+            CONDITION_SOURCE_RESOLVED,
+            status,
+            resolution.reason,
+            resolution.message[:MESSAGE_MAX_LENGTH],
+            now=now,
+            observed_generation=gen,
+        )
+        if was_resolved is None or (was_resolved.status, was_resolved.reason) != (status, resolution.reason):
+            if resolution.ok:
+                self.recorder.event(
+                    obj, "Normal", CONDITION_SOURCE_RESOLVED, resolution.message, ACTION_RESOLVE
+                )
+            else:
+                self.recorder.event(obj, "Warning", resolution.reason, resolution.message, ACTION_RESOLVE)
+        if not resolution.ok:
+            return  # the size is compared once the VPSie group is known
+        mismatch = resolution.size_mismatch
+        was = group.status.condition(CONDITION_SIZE_MISMATCH)
+        set_condition(
+            st.conditions,
+            CONDITION_SIZE_MISMATCH,
+            "True" if mismatch else "False",
+            discovery.REASON_SIZE_MISMATCH if mismatch else discovery.REASON_SIZE_MATCHES,
+            (mismatch or "spec.managed.sizeId is unset or the VPSie group's size")[:MESSAGE_MAX_LENGTH],
+            now=now,
+            observed_generation=gen,
+        )
+        if mismatch and (was is None or was.status != "True" or was.message != mismatch[:MESSAGE_MAX_LENGTH]):
+            self.recorder.event(obj, "Warning", discovery.REASON_SIZE_MISMATCH, mismatch, ACTION_RESOLVE)
+
     async def _cloud_check(
         self, obj: dict[str, Any], group: NodeGroup, members: list[VPSieNode]
     ) -> str | None:
@@ -322,7 +403,7 @@ class NodeGroupReconciler(UsesDeps):
         """
         records = []
         for o in self.vpsienodes.store.by_index(
-            SOURCE_INDEX, source_key(group.metadata.name, _managed_of(obj))
+            SOURCE_INDEX, source_key(group.metadata.name, _managed_of(group))
         ):
             try:
                 records.append(VPSieNode.from_k8s(o))

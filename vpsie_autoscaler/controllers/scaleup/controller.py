@@ -47,8 +47,9 @@ measured at the decision, as no object is created.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -62,15 +63,16 @@ from vpsie_autoscaler.controllers.cluster_state import (
     is_unschedulable,
     unschedulable_since,
 )
+from vpsie_autoscaler.controllers.decisions import GroupFacts
 from vpsie_autoscaler.controllers.deps import Deps, UsesDeps
-from vpsie_autoscaler.controllers.flexible import headroom_pods, with_plan
+from vpsie_autoscaler.controllers.flexible import headroom_pods, headroom_text, with_plan
 from vpsie_autoscaler.controllers.scaleup.batcher import Batcher
 from vpsie_autoscaler.controllers.vpsienode.new import creation_body, new_vpsienode
 from vpsie_autoscaler.kube import errors
 from vpsie_autoscaler.kube.resources import VPSIENODES
 from vpsie_autoscaler.runtime.events import NORMAL, WARNING
 from vpsie_autoscaler.runtime.expectations import Expectations
-from vpsie_autoscaler.scaling import ClusterLimits, ExpanderChain, plan_scale_up
+from vpsie_autoscaler.scaling import ClusterLimits, ExpanderChain, PodInfo, plan_scale_up
 from vpsie_autoscaler.scaling.plans import PlanShape
 from vpsie_autoscaler.scaling.scaleup import NOT_TRIGGERED, TRIGGERED, GroupIncrease, ScaleUpPlan
 
@@ -232,6 +234,7 @@ class ScaleUpController(UsesDeps):
         self.metrics.unschedulable_pods.set(len(snap.pending_pods))
         self._forget_gone(snap)
         spare = headroom_pods(snap.groups, [*snap.nodes, *snap.virtual_nodes]) if wants_headroom else ()
+        self._headroom_facts(snap, spare)
         if not snap.pending_pods and not spare:
             return None
         plan = plan_scale_up(
@@ -248,8 +251,26 @@ class ScaleUpController(UsesDeps):
         self._log_plan(plan, snap)
         for inc in plan.increases:
             await self._apply_increase(snap, inc)
+            if inc.plan_choice:
+                facts = self.decisions.facts(inc.group) or GroupFacts()
+                choice = self.writes.note(inc.plan_choice)
+                self.decisions.note_facts(inc.group, dataclasses.replace(facts, last_plan_choice=choice))
         self._pod_events_for(plan, snap)
         return plan
+
+    def _headroom_facts(self, snap: ClusterSnapshot, spare: Sequence[PodInfo]) -> None:
+        """Headroom for the NodeGroup status (its one writer folds it in) and the metric."""
+        nodes = [*snap.nodes, *snap.virtual_nodes]
+        for group in snap.groups:
+            facts = self.decisions.facts(group.name) or GroupFacts()
+            if group.spare.empty:
+                if facts.headroom is not None:  # headroom removed from the spec: so is its status
+                    self.decisions.note_facts(group.name, dataclasses.replace(facts, headroom=None))
+                continue
+            missing = sum(1 for p in spare if p.controller_name == group.name)
+            self.metrics.nodegroup_headroom_missing_pods.labels(group.name).set(missing)
+            text = headroom_text(group, nodes)
+            self.decisions.note_facts(group.name, dataclasses.replace(facts, headroom=text))
 
     def _log_plan(self, plan: ScaleUpPlan, snap: ClusterSnapshot) -> None:
         counts: dict[str, int] = {}
