@@ -489,6 +489,64 @@ class ScaleDownSpec(KubeModel):
         return parse_duration(self.max_graceful_termination)
 
 
+DEFAULT_CONSOLIDATE_AFTER: Final = "15m"
+DEFAULT_MIN_SAVINGS_PERCENT: Final = 20
+MAX_WINDOWS: Final = 16
+SCHEDULE_MAX_LENGTH: Final = 128
+SCHEDULE_PATTERN: Final = (
+    r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|[0-9*?,/-]+( +[0-9*?,/-]+){4})$"
+)
+
+
+class DisruptionWindowSpec(KubeModel):
+    """A window in which consolidation may act: from each firing of the schedule, for the duration (UTC)."""
+
+    # As Karpenter's NodePool disruption budgets with a schedule. A schedule that matches the pattern
+    # but not cron's ranges (minute 99) keeps consolidation off and is reported on the nodes: never
+    # "fails open".
+
+    schedule: str = Field(
+        min_length=1,
+        max_length=SCHEDULE_MAX_LENGTH,
+        pattern=SCHEDULE_PATTERN,
+        description='Five-field cron in UTC (minute hour day-of-month month day-of-week, e.g. "0 22 * * *") '
+        "or @hourly, @daily, @midnight, @weekly, @monthly, @yearly, @annually.",
+    )
+    duration: Annotated[str, DurationBounds("1m", "168h")] = Field(
+        description="How long the window stays open after each firing (a Go duration such as 8h)."
+    )
+
+
+class ConsolidationSpec(KubeModel):
+    """Consolidation: replace this group's underused nodes with fewer or cheaper ones (opt-in)."""
+
+    enabled: bool = Field(
+        default=False,
+        description="Whether nodes of this group may be removed or replaced to save money: their pods fit "
+        "on the remaining nodes (of any group) plus at most one new node of a cheaper group.",
+    )
+    consolidate_after: Annotated[str, DurationBounds("0s", "168h")] = Field(
+        default=DEFAULT_CONSOLIDATE_AFTER,
+        description="A node is a candidate only this long after its pods last changed (a Go duration).",
+    )
+    min_savings_percent: int = Field(
+        default=DEFAULT_MIN_SAVINGS_PERCENT,
+        ge=0,
+        le=100,
+        description="Act only when the hourly saving exceeds this percentage of the removed nodes' price: "
+        "small savings are not worth the evictions.",
+    )
+    windows: list[DisruptionWindowSpec] = Field(
+        default_factory=list,
+        max_length=MAX_WINDOWS,
+        description="When set, consolidation acts only inside one of these windows (UTC); empty: any time.",
+    )
+
+    @property
+    def consolidate_after_delta(self) -> timedelta:
+        return parse_duration(self.consolidate_after)
+
+
 class BackoffSpec(KubeModel):
     """Exponential back-off after failed provisioning: initial, doubled per failure, capped at max."""
 
@@ -697,6 +755,11 @@ class NodeGroupSpec(KubeModel):
     )
     provisioning: ProvisioningSpec = Field(
         default_factory=ProvisioningSpec, json_schema_extra=_default_of(ProvisioningSpec)
+    )
+    consolidation: ConsolidationSpec = Field(
+        default_factory=ConsolidationSpec,
+        json_schema_extra=_default_of(ConsolidationSpec),
+        description="Consolidation (fewer or cheaper nodes); off unless enabled.",
     )
     plans: PlansSpec | None = Field(
         default=None,

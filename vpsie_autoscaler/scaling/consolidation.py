@@ -47,6 +47,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final
 
+from vpsie_autoscaler.api.durations import parse_duration
+from vpsie_autoscaler.api.nodegroup import NodeGroup
 from vpsie_autoscaler.scaling.groups import GroupTemplate, budget_nodes
 from vpsie_autoscaler.scaling.predicates import host_ports
 from vpsie_autoscaler.scaling.reasons import (
@@ -70,7 +72,7 @@ from vpsie_autoscaler.scaling.scaledown import (
 )
 from vpsie_autoscaler.scaling.scheduling_facts import NodeInfo, PDBInfo, PodInfo
 from vpsie_autoscaler.scaling.simulation import SimNode
-from vpsie_autoscaler.scaling.windows import DisruptionWindow, window_active
+from vpsie_autoscaler.scaling.windows import CronError, DisruptionWindow, window_active
 
 # --- verdict codes (Events on the Node, metric labels, the dry-run plan) -----------------------------
 CONSOLIDATE_DELETE: Final = "ConsolidateDelete"
@@ -123,6 +125,17 @@ class ConsolidationPolicy:
     consolidate_after: timedelta = DEFAULT_CONSOLIDATE_AFTER
     min_savings_percent: int = DEFAULT_MIN_SAVINGS_PERCENT
     windows: tuple[DisruptionWindow, ...] = ()
+
+
+def policy_of(ng: NodeGroup) -> ConsolidationPolicy:
+    """A NodeGroup's ``spec.consolidation`` as the planner reads it."""
+    spec = ng.spec.consolidation
+    return ConsolidationPolicy(
+        enabled=spec.enabled,
+        consolidate_after=spec.consolidate_after_delta,
+        min_savings_percent=spec.min_savings_percent,
+        windows=tuple(DisruptionWindow(w.schedule, parse_duration(w.duration)) for w in spec.windows),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -386,7 +399,13 @@ class _Pass:
             return Reason(NODE_CORDONED, "node is cordoned by someone else; left alone")
         if group.hourly_price is None:
             return Reason(PRICE_UNKNOWN, f"NodeGroup {group.name} has no price: savings cannot be computed")
-        if not window_active(policy.windows, self.now):
+        try:
+            open_now = window_active(policy.windows, self.now)
+        except CronError as exc:  # never "fail open": a bad schedule keeps consolidation off
+            return Reason(
+                OUTSIDE_WINDOW, f"invalid disruption window schedule of NodeGroup {group.name}: {exc}"
+            )
+        if not open_now:
             return Reason(OUTSIDE_WINDOW, f"outside the disruption windows of NodeGroup {group.name}")
         changes = [t for t in (last_pod_change(node), self.pod_changes.get(node.name)) if t is not None]
         if changes and max(changes) + policy.consolidate_after > self.now:

@@ -271,6 +271,29 @@ REFUSED: Final = [
         "should be greater than or equal to 1",
         "greater than or equal to 1",
     ),
+    # consolidation
+    Case(
+        "consolidation-savings-above-100",
+        {"consolidation": {"enabled": True, "minSavingsPercent": 101}},
+        "should be less than or equal to 100",
+        "less than or equal to 100",
+    ),
+    Case(
+        "consolidation-after-out-of-range",
+        {"consolidation": {"consolidateAfter": "200h"}},
+        "must be a duration between 0s and 168h",
+    ),
+    Case(
+        "consolidation-window-schedule",
+        {"consolidation": {"windows": [{"schedule": "every night", "duration": "8h"}]}},
+        "should match",
+        "should match pattern",
+    ),
+    Case(
+        "consolidation-window-too-short",
+        {"consolidation": {"windows": [{"schedule": "@daily", "duration": "30s"}]}},
+        "must be a duration between 1m and 168h",
+    ),
 ]
 
 ACCEPTED: Final = [
@@ -323,6 +346,21 @@ ACCEPTED: Final = [
     Case("plans-managed-size-ids", {"vm": None, "managed": MANAGED, "plans": {"sizes": ["3", "57"]}}, ""),
     Case("headroom-resources", {"headroom": {"cpu": "2", "memory": "4Gi", "pods": 10}}, ""),
     Case("headroom-nodes-at-max", {"headroom": {"nodes": 3}}, ""),
+    Case(
+        "consolidation-full",
+        {
+            "consolidation": {
+                "enabled": True,
+                "consolidateAfter": "0s",
+                "minSavingsPercent": 0,
+                "windows": [
+                    {"schedule": "0 22 * * 1-5", "duration": "8h"},
+                    {"schedule": "@weekly", "duration": "168h"},
+                ],
+            }
+        },
+        "",
+    ),
 ]
 
 # Updates refused by the transition rules.

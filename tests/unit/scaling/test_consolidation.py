@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from tests.unit.scaling.builders import NOW, group, node, pdb, pod, pods
+from vpsie_autoscaler.api.nodegroup import NodeGroup
 from vpsie_autoscaler.scaling.consolidation import (
     CONSOLIDATABLE,
     CONSOLIDATE_DELETE,
@@ -27,6 +28,7 @@ from vpsie_autoscaler.scaling.consolidation import (
     ConsolidationSettings,
     eviction_cost,
     plan_consolidation,
+    policy_of,
 )
 from vpsie_autoscaler.scaling.groups import GroupTemplate, ScaleDownPolicy
 from vpsie_autoscaler.scaling.reasons import AT_MIN_SIZE, DISRUPTION_BUDGET_EXHAUSTED, POD_BLOCKS_EVICTION
@@ -238,3 +240,37 @@ def test_a_pass_stops_at_its_time_budget() -> None:
     assert result.timed_out
     assert TIME_BUDGET_EXCEEDED in {r.code for r in result.verdicts.values()}
     assert len(result.verdicts) == 6
+
+
+def test_a_bad_window_schedule_keeps_consolidation_off() -> None:
+    bad = ConsolidationPolicy(enabled=True, windows=(DisruptionWindow("99 * * * *", timedelta(hours=1)),))
+    result = plan(web_nodes(2, 1), [group("web", size=2, price=0.1)], policies={"web": bad})
+    assert result.actions == ()
+    assert all(r.code == OUTSIDE_WINDOW and "invalid" in r.message for r in result.verdicts.values())
+
+
+def test_the_nodegroup_spec_becomes_the_policy() -> None:
+    ng = NodeGroup.from_k8s(
+        {
+            "metadata": {"name": "web"},
+            "spec": {
+                "minNodes": 0,
+                "maxNodes": 3,
+                "vm": {"resourceIdentifier": "r", "osIdentifier": "o", "dcIdentifier": "d", "projectId": "p"},
+                "consolidation": {
+                    "enabled": True,
+                    "consolidateAfter": "1h",
+                    "minSavingsPercent": 35,
+                    "windows": [{"schedule": "@daily", "duration": "2h"}],
+                },
+            },
+        }
+    )
+    assert policy_of(ng) == ConsolidationPolicy(
+        enabled=True,
+        consolidate_after=timedelta(hours=1),
+        min_savings_percent=35,
+        windows=(DisruptionWindow("@daily", timedelta(hours=2)),),
+    )
+    ng.spec.consolidation = type(ng.spec.consolidation)()
+    assert policy_of(ng) == ConsolidationPolicy()
