@@ -91,6 +91,12 @@ def test_headroom_of_2_cpu_is_restored_within_seconds_after_pods_take_it(e2e: E2
         what="the headroom's replacement node",
     )
     print(f"headroom restored (new Node registered) {time.monotonic() - taken:.1f}s after a pod took it")
+    e2e.wait(
+        lambda: e2e.get_nodegroup("fx-spare").get("status", {}),
+        lambda st: st.get("headroom") == "2 cpu: held",
+        timeout=RESTORE_S,
+        what="status.headroom '2 cpu: held'",
+    )
     assert len(e2e.live_vpsienodes("fx-spare")) == 2
 
 
