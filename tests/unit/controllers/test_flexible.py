@@ -196,3 +196,15 @@ async def test_the_nodegroup_controller_folds_the_facts_into_status() -> None:
     await reconciler.reconcile(Request("web"))
     st = (env.get("nodegroups", "web") or {}).get("status") or {}
     assert (st.get("headroom"), st.get("lastPlanChoice")) == ("2 cpu: held", "2 x Standard")
+
+
+async def test_headroom_on_the_way_is_not_ordered_twice() -> None:
+    w = World()
+    w.kube.cache_writes = False  # the next pass sees the new record only through expectations
+    w.group("web", headroom={"cpu": "1"})
+    w.member("web-aaaaa", "web")
+    w.add("pods", w.bound_pod("busy", "web-aaaaa", cpu="1500m"))
+    c = controller(w)
+    await c.scale_up_once()
+    assert await c.scale_up_once() is None  # the record on its way holds the headroom
+    assert len(w.kube.writes("create", "vpsienodes")) == 1
