@@ -588,6 +588,7 @@ CLUSTER_RULES = {
     ("", "pods", ("get", "list", "watch")),
     ("", "pods/eviction", ("create",)),
     ("policy", "poddisruptionbudgets", ("list", "watch")),
+    ("apps", "daemonsets", ("list", "watch")),
     ("events.k8s.io", "events", ("create", "patch")),
     ("autoscaler.vpsie.com", "nodegroups", ("create", "delete", "get", "list", "patch", "update", "watch")),
     ("autoscaler.vpsie.com", "vpsienodes", ("create", "delete", "get", "list", "patch", "update", "watch")),

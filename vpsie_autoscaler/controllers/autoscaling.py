@@ -8,9 +8,10 @@ minutes keep the plans warm, so a standby that takes over decides its first scal
 of reporting "the VPSie plan has not been read yet" (failover's first action, docs/reliability.md).
 
 RBAC used (all within the chart's ClusterRole): pods and nodes list/watch, nodes patch (timers,
-stale taints), poddisruptionbudgets list/watch, nodegroups list/watch and status patch,
-vpsienodes list/watch/create/patch, events create/patch. DaemonSet overhead is not subtracted: it
-would need daemonsets list/watch, which the chart does not grant.
+stale taints), poddisruptionbudgets and daemonsets list/watch, nodegroups list/watch and status
+patch, vpsienodes list/watch/create/patch, events create/patch. The DaemonSets that would land on a
+group's new node are subtracted from its template (Karpenter's DaemonSet overhead per NodePool), so
+a new node is never too small once they start.
 """
 
 from __future__ import annotations
@@ -21,14 +22,16 @@ from dataclasses import dataclass
 from vpsie_autoscaler.config import Settings
 from vpsie_autoscaler.controllers.catalogue import CatalogueClient, PlanCatalogue
 from vpsie_autoscaler.controllers.cluster_state import SnapshotBuilder
+from vpsie_autoscaler.controllers.consolidation import ConsolidationController, ConsolidationOptions
 from vpsie_autoscaler.controllers.decisions import DecisionLog
 from vpsie_autoscaler.controllers.deps import Deps
 from vpsie_autoscaler.controllers.podcache import trim_pod
 from vpsie_autoscaler.controllers.scaledown import ScaleDownController, ScaleDownOptions
 from vpsie_autoscaler.controllers.scaleup import ScaleUpController, ScaleUpOptions
-from vpsie_autoscaler.kube.resources import NODEGROUPS, NODES, PDBS, PODS, VPSIENODES
+from vpsie_autoscaler.kube.resources import DAEMONSETS, NODEGROUPS, NODES, PDBS, PODS, VPSIENODES
 from vpsie_autoscaler.runtime.manager import Manager
 from vpsie_autoscaler.scaling import ClusterLimits
+from vpsie_autoscaler.scaling.consolidation import ConsolidationSettings
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,7 @@ class Autoscaling:
     decisions: DecisionLog
     scaleup: ScaleUpController
     scaledown: ScaleDownController
+    consolidation: ConsolidationController | None = None
 
 
 def limits_from(settings: Settings) -> ClusterLimits:
@@ -75,6 +79,7 @@ def setup_autoscaling(
         nodegroups=nodegroups.store,
         vpsienodes=informers.informer_for(VPSIENODES).store,
         pdbs=informers.informer_for(PDBS).store,
+        daemonsets=informers.informer_for(DAEMONSETS).store,
         catalogue=catalogue,
     )
     scaleup = ScaleUpController(
@@ -100,4 +105,14 @@ def setup_autoscaling(
         manager.add_runnable(catalogue.run, needs_leader=False, name="plan-catalogue")
     manager.add_runnable(scaleup.run, needs_leader=True, name="scaleup")
     manager.add_runnable(scaledown.run, needs_leader=True, name="scaledown")
-    return Autoscaling(builder, catalogue, deps.decisions, scaleup, scaledown)
+    consolidation = ConsolidationController(
+        deps,
+        builder=builder,
+        registry=manager.registry,
+        options=ConsolidationOptions(
+            scan_interval=settings.scan_interval,
+            settings=ConsolidationSettings(evictions_per_hour=settings.consolidation_evictions_per_hour),
+        ),
+    )
+    manager.add_runnable(consolidation.run, needs_leader=True, name="consolidation")
+    return Autoscaling(builder, catalogue, deps.decisions, scaleup, scaledown, consolidation)

@@ -24,8 +24,10 @@ Node ↔ VPSieNode is a multi-key lookup (docs/architecture.md): the Node's ``VP
 the VPSieNode's ``status.nodeName``, then its hostname (VPSie lowercases it into the Node name).
 
 Plan capacity comes from :class:`~vpsie_autoscaler.controllers.catalogue.PlanCatalogue`, a cache;
-building a snapshot never does I/O. DaemonSet overhead is subtracted only when a DaemonSet store is
-given (listing DaemonSets needs RBAC the chart does not grant by default).
+building a snapshot never does I/O. DaemonSet overhead: the pod templates of the DaemonSets in the
+cache that would land on a group's new node (its selector, affinity and taints) are subtracted from
+the group's allocatable (``setup_autoscaling`` gives the store; the chart grants daemonsets
+list/watch).
 """
 
 from __future__ import annotations
