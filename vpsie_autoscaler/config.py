@@ -120,6 +120,11 @@ class Settings(BaseSettings):
     max_nodes_total: int = Field(0, ge=0, description="cluster-wide node limit (0: none)")
     max_cores_total: int = Field(0, ge=0, description="cluster-wide CPU core limit (0: none)")
     max_memory_total_gib: float = Field(0, ge=0, description="cluster-wide memory limit in GiB (0: none)")
+    consolidation_evictions_per_hour: int = Field(
+        100,
+        ge=0,
+        description="pods consolidation may evict per hour, all NodeGroups together (0: empty nodes only)",
+    )
     # Additions to the contract table (runtime knobs):
     graceful_shutdown_timeout: Seconds = Field(30.0, description="seconds allowed for a clean stop")
     sentry_dsn: SecretStr | None = Field(

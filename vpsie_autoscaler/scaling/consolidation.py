@@ -300,6 +300,26 @@ def plan_consolidation(
     return _Pass(nodes, groups, policies, pdbs, now, settings, pod_changes or {}, monotonic).run()
 
 
+def check_removal(
+    names: Sequence[str],
+    nodes: Sequence[NodeInfo],
+    groups: Sequence[GroupTemplate],
+    policies: Mapping[str, ConsolidationPolicy],
+    pdbs: Sequence[PDBInfo] = (),
+    *,
+    now: datetime,
+    settings: ConsolidationSettings = ConsolidationSettings(),
+) -> tuple[ConsolidationAction | None, Reason]:
+    """Re-validate removing exactly ``names`` (their pods on the remaining nodes, no new node): the
+    second half of a replacement, once its new node is Ready, and just before the drains start."""
+    run = _Pass(nodes, groups, policies, pdbs, now, settings, {}, time.perf_counter)
+    cands = {c.node.name: c for c in run.candidates()}
+    for name in names:
+        if name not in cands:
+            return None, run.verdicts.get(name) or Reason(NODE_NOT_READY, f"node {name} is gone or leaving")
+    return run.evaluate([cands[n] for n in names], replace=False)
+
+
 class _Pass:
     def __init__(  # noqa: PLR0917 - private, built by plan_consolidation only
         self,
@@ -610,7 +630,7 @@ class _Pass:
         return None
 
     def evaluate(
-        self, cands: Sequence[_Cand], *, within_limits: bool = False
+        self, cands: Sequence[_Cand], *, within_limits: bool = False, replace: bool = True
     ) -> tuple[ConsolidationAction | None, Reason]:
         """Can ``cands`` go together? The action, or why not (``within_limits``: the caller checked
         the limits already)."""
@@ -623,7 +643,7 @@ class _Pass:
         moved, left = self.simulate(cands)
         replacement: GroupTemplate | None = None
         if left:
-            found = self.replacement_for(cands, left, removed_cost)
+            found = self.replacement_for(cands, left, removed_cost) if replace else None
             if found is None:
                 return None, Reason(
                     NO_CHEAPER_PLAN,
