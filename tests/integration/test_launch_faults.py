@@ -346,6 +346,38 @@ async def test_a_failed_vm_record_drains_its_late_node_before_deleting_it(
         assert env.vms(group) == []
 
 
+async def unseen_vm_with_a_guarded_pod(env: Env) -> tuple[str, str, int]:
+    """A VM record whose VM joined (a PDB-guarded pod runs on its Node) while every VPSie listing
+    fails, so the record never saw it; a drain is requested. Returns the record, Node and fault."""
+    group = env.name("unseen")
+    await env.create_group(group, minNodes=0, scaleDown={"maxGracefulTermination": "30s"})
+    await eventually(lambda: env.nodegroups.store.get(group) is not None, within=WAIT_S, what="cached")
+    vn = await create_record(env, group)
+    name, hostname = vn.metadata.name, vn.spec.hostname
+    await write_launch(env, name, hostname)
+    source = await env.providers.source_of(vn)
+    tags = ownership_tags(await env.providers.identity.get(), group)
+    result = await env.providers.launch(CreateRequest(hostname=hostname, source=source, tags=tags))
+    assert result.sent
+    node_name = hostname.lower()
+    await eventually(lambda: env.nodes.store.get(node_name) is not None, within=WAIT_S, what="Node")
+    await env.kube.create(PODS, pinned_pod("early", node_name), env.ns)
+    await env.kube.create(PDBS, keep_one("early"), env.ns)
+    await eventually(functools.partial(pdb_healthy, env, "early"), within=WAIT_S, what="PDB")
+    fid = env.add_fault(kind="error", status=503, path="*", method="GET")  # listing fails
+    env.start()
+    await eventually(lambda: env.hits(fid) > 0, within=WAIT_S, what="VPSie refusing listings")
+    assert not (env.vpsienodes.store.get(name) or {}).get("status", {}).get("nodeName")
+    drain = {DRAIN_REQUESTED_ANNOTATION: rfc3339(env.clock.now()), DRAIN_REASON_ANNOTATION: "Empty"}
+    await env.kube.merge_patch(VPSIENODES, name, {"metadata": {"annotations": drain}})
+    await eventually(functools.partial(tainted, env, node_name), within=WAIT_S, what="Node tainted")
+    await reconciled_more(env, "vpsienode", 10)
+    assert phase(env, name) == "Draining", "the drain waits for its pod to leave"
+    assert (env.vpsienodes.store.get(name) or {})["status"].get("nodeName") == node_name
+    assert await env.kube.get(PODS, "early", env.ns)
+    return name, node_name, fid
+
+
 async def test_a_drain_requested_before_the_record_saw_its_node_join_evicts_the_pods_there(
     k8s_cluster: ClusterHandle, k8s_namespace: str
 ) -> None:
@@ -353,40 +385,37 @@ async def test_a_drain_requested_before_the_record_saw_its_node_join_evicts_the_
     record never named the Node; scale-down found the Node by hostname, asked for a drain, and the
     drain saw "no Node to drain": the record and its VM were deleted with two pods on the Node. Now
     the drain finds the Node the way scale-down does, taints it and evicts (a PDB holds it)."""
-    ns = k8s_namespace
-    async with lifecycle_env(k8s_cluster, ns, start=False, client=NO_RETRY) as env:
-        group = env.name("unseen")
-        await env.create_group(group, minNodes=0, scaleDown={"maxGracefulTermination": "30s"})
-        await eventually(lambda: env.nodegroups.store.get(group) is not None, within=WAIT_S, what="cached")
-        vn = await create_record(env, group)
-        name, hostname = vn.metadata.name, vn.spec.hostname
-        await write_launch(env, name, hostname)
-        source = await env.providers.source_of(vn)
-        tags = ownership_tags(await env.providers.identity.get(), group)
-        result = await env.providers.launch(CreateRequest(hostname=hostname, source=source, tags=tags))
-        assert result.sent
-        node_name = hostname.lower()
-        await eventually(lambda: env.nodes.store.get(node_name) is not None, within=WAIT_S, what="Node")
-        await env.kube.create(PODS, pinned_pod("early", node_name), ns)
-        await env.kube.create(PDBS, keep_one("early"), ns)
-        await eventually(functools.partial(pdb_healthy, env, "early"), within=WAIT_S, what="PDB")
-        fid = env.add_fault(kind="error", status=503, path="*", method="GET")  # listing fails
-        env.start()
-        await eventually(lambda: env.hits(fid) > 0, within=WAIT_S, what="VPSie refusing listings")
-        assert not (env.vpsienodes.store.get(name) or {}).get("status", {}).get("nodeName")
-        drain = {DRAIN_REQUESTED_ANNOTATION: rfc3339(env.clock.now()), DRAIN_REASON_ANNOTATION: "Empty"}
-        await env.kube.merge_patch(VPSIENODES, name, {"metadata": {"annotations": drain}})
-        await eventually(functools.partial(tainted, env, node_name), within=WAIT_S, what="Node tainted")
-        await reconciled_more(env, "vpsienode", 10)
-        assert phase(env, name) == "Draining", "the drain waits for its pod to leave"
-        assert (env.vpsienodes.store.get(name) or {})["status"].get("nodeName") == node_name
-        assert await env.kube.get(PODS, "early", ns)
-        await env.kube.delete(PDBS, "keep-early", ns)
+    async with lifecycle_env(k8s_cluster, k8s_namespace, start=False, client=NO_RETRY) as env:
+        name, _, fid = await unseen_vm_with_a_guarded_pod(env)
+        await env.kube.delete(PDBS, "keep-early", env.ns)
         await eventually(functools.partial(pod_gone, env, "early"), within=WAIT_S, what="pod evicted")
         env.sim.faults.remove(fid)
         await eventually(lambda: env.vpsienodes.store.get(name) is None, within=WAIT_S, what="released")
         env.sim.state.tick()
-        assert env.vms(group) == []
+        assert env.vms(env.name("unseen")) == []
+
+
+async def test_a_drain_given_up_before_the_record_bound_its_instance_goes_back_to_provisioning(
+    k8s_cluster: ClusterHandle, k8s_namespace: str
+) -> None:
+    """Chaos finding (VPSie faults, seed 694659, after the fix above): the same drain, blocked past
+    maxGracefulTermination, was given up "back to Ready" — a Ready record that had never bound its
+    VM, which it then never did (an orphan check failed, the run never settled). Now it goes back to
+    Provisioning, binds its VM once VPSie answers again, and joins as usual with the pod kept."""
+    async with lifecycle_env(k8s_cluster, k8s_namespace, start=False, client=NO_RETRY) as env:
+        name, node_name, fid = await unseen_vm_with_a_guarded_pod(env)
+        await env.advance(31, env.name("unseen"))  # past maxGracefulTermination from the drain's start
+        note = await env.wait_event(name, "DrainFailed")
+        assert f"PodDisruptionBudget {env.ns}/keep-early" in note
+        await eventually(lambda: phase(env, name) == "Provisioning", within=WAIT_S, what="given up")
+        env.sim.faults.remove(fid)
+        await eventually(lambda: phase(env, name) == "Ready", within=WAIT_S, what="bound and joined")
+        status = (env.vpsienodes.store.get(name) or {})["status"]
+        assert status["nodeName"] == node_name
+        assert status.get("instanceIdentifier"), "the record owns its VM again"
+        assert not tainted(env, node_name)
+        assert await env.kube.get(PODS, "early", env.ns)
+        assert env.requests("DELETE") == []
 
 
 # --- 3. deletion by identifier, never reduce --------------------------------------------------------

@@ -4,9 +4,10 @@ Requesters (scale-down, the NodeGroup controller above ``maxNodes``) never delet
 annotate the VPSieNode ``DRAIN_REQUESTED_ANNOTATION`` and this handler is the one executor. One pass
 taints the Node, evicts what is left through the Eviction API (:mod:`.drain`: a PDB's 429 is tried
 again next pass, never waited for inside one) and requeues; no pods left → the VPSieNode is deleted.
-Past ``maxGracefulTermination`` from the request the drain is aborted: request withdrawn, taint
-removed, back to Ready, Warning ``DrainFailed`` naming the blocking pod and its PDB. A drain requested
-before the node joined removes the capacity at once (docs/lifecycle.md, "Drain protocol").
+Past ``maxGracefulTermination`` from the start of the drain it is aborted: request withdrawn, taint
+removed, back to Ready (Provisioning if the instance is not bound yet), Warning ``DrainFailed``
+naming the blocking pod and its PDB. A drain requested before the node joined removes the capacity
+at once (docs/lifecycle.md, "Drain protocol").
 """
 
 from __future__ import annotations
@@ -44,7 +45,6 @@ async def drain(ctx: Lifecycle, obj: Raw, vn: VPSieNode, st: VPSieNodeStatus) ->
         # Nothing runs there (not joined yet, or the Node is gone): remove the capacity right away.
         return await _drained(ctx, obj, vn, reason, "no Node to drain")
     st.node_name = node["metadata"]["name"]  # written with the Draining phase below
-    requested = parse_time(annotations.get(DRAIN_REQUESTED_ANNOTATION)) or ctx.since(st, "Draining", None)
     if ctx.dry_run:
         ctx.dry(obj, f"drain Node {st.node_name} ({reason}) and delete it")
         return Result(requeue_after=ctx.options.resync_interval)
@@ -54,8 +54,12 @@ async def drain(ctx: Lifecycle, obj: Raw, vn: VPSieNode, st: VPSieNodeStatus) ->
         ctx.event(
             obj, "Normal", keys.REASON_DRAINING, f"draining Node {st.node_name}: {reason}", ACTION_DRAIN
         )
+    # The grace counts from when the drain began here, not from the request: a request that waited
+    # (a busy queue, a VPSie outage, a leader change) still gets its full maxGracefulTermination.
+    requested = parse_time(annotations.get(DRAIN_REQUESTED_ANNOTATION))
+    started = ctx.since(st, "Draining", None)
     grace = ctx.grace(vn)
-    expired = ctx.clock.now() - requested > grace
+    expired = ctx.clock.now() - max(started, requested or started) > grace
     if not expired:
         await ctx.drain.taint(node)
     progress = await ctx.drain.step(st.node_name or "", evict=not expired)
@@ -95,7 +99,9 @@ async def _abort(
     grace: timedelta,
     blocker: str,
 ) -> Result:
-    """Give the drain up: withdraw the request, untaint, back to Ready, say what blocked it."""
+    """Give the drain up: withdraw the request, untaint, say what blocked it, and go back to Ready —
+    or to Provisioning when the record has not bound its instance yet (its Node joined before the
+    record saw it), so that binding and joining carry on instead of a Ready record without one."""
     note = f"drain did not finish within maxGracefulTermination {grace}: blocked by {blocker}"
     # The request is withdrawn first, locked on the version read: a reconcile on a stale cache stops
     # here with Conflict instead of tainting or untainting the Node again.
@@ -106,7 +112,8 @@ async def _abort(
         {"metadata": {"annotations": withdraw, "resourceVersion": vn.metadata.resource_version}},
     )
     await ctx.drain.untaint(node)
-    ctx.enter(st, "Ready")
+    bound = st.launch is None or st.launch.bound_hostname is not None or vn.spec.adopt is not None
+    ctx.enter(st, "Ready" if bound else "Provisioning")
     ctx.cond(vn, st, CONDITION_DRAINED, False, keys.REASON_DRAIN_FAILED, note[:ERROR_MESSAGE_MAX_LENGTH])
     ctx.drain_failed(obj, vn, node, note)
     log.warning("drain.failed", vpsienode=vn.metadata.name, blocker=blocker)

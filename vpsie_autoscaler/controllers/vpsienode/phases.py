@@ -7,6 +7,7 @@ The lifecycle is Karpenter's NodeClaim lifecycle with VPSie's facts (docs/lifecy
        └── refused / InstanceFailed / not Ready within maxProvisionTime ──▶ Failed ◀── NodeLost
     drain requested (any phase but Failed) ──▶ Draining ──drained──▶ (VPSieNode deleted)
                                                   └── past maxGracefulTermination ──▶ Ready
+                                                       (Provisioning while the instance is unbound)
     deletionTimestamp (any phase) ──▶ Deleting: drain, delete the instance, delete the Node, finalizer
 
 :data:`PHASES` is that diagram as data. Each row names the handler (one module, one job) and the
@@ -70,8 +71,9 @@ PHASES: Final[Mapping[Phase, PhaseRule]] = MappingProxyType(
         ),
         "Draining": PhaseRule(
             draining.drain,
-            _to("Ready", "Deleting"),
-            "taint, evict, then delete the record; past maxGracefulTermination give up (back to Ready)",
+            _to("Ready", "Provisioning", "Deleting"),
+            "taint, evict, then delete the record; past maxGracefulTermination give up (back to Ready, "
+            "or Provisioning while the instance is unbound)",
         ),
         "Failed": PhaseRule(
             failure.failed,
