@@ -75,6 +75,27 @@ async def test_protected_nodes_stay_with_their_reason_and_the_free_one_goes(
         await cleanup(kube, group)
 
 
+async def test_a_group_outside_its_disruption_windows_keeps_its_idle_node(
+    k8s_cluster: ClusterHandle, k8s_namespace: str, kube: KubeClient
+) -> None:
+    ns, group = k8s_namespace, group_name()
+    new_year = {"schedule": "0 0 1 1 *", "duration": "1m"}  # open one minute a year
+    await make_group(kube, group, ns, scaleDown={**FAST_DOWN, "windows": [new_year]})
+    idle = f"{group}-idle"
+    try:
+        await add_member(kube, group, idle, ns)
+        async with autoscaler(k8s_cluster, ns) as (_, handles):
+            (kept,) = await wait_events(kube, CLUSTER_EVENTS_NS, "ScaleDownBlocked", idle)
+            assert (
+                f"OutsideDisruptionWindow: outside the disruption windows of NodeGroup {group}"
+                in kept["note"]
+            )
+            await passes_later(lambda: handles.scaledown.passes)
+            assert not await drain_requested(kube, idle)
+    finally:
+        await cleanup(kube, group)
+
+
 def daemonset(ns: str, cpu: str) -> dict[str, Any]:
     labels = {"app": "node-agent"}
     return {

@@ -438,6 +438,32 @@ class ScaleUpSpec(KubeModel):
     priority: int = Field(default=0, ge=-1000, le=1000, description="Higher wins in the priority expander.")
 
 
+MAX_WINDOWS: Final = 16
+SCHEDULE_MAX_LENGTH: Final = 128
+SCHEDULE_PATTERN: Final = (
+    r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|[0-9*?,/-]+( +[0-9*?,/-]+){4})$"
+)
+
+
+class DisruptionWindowSpec(KubeModel):
+    """Consolidation or scale-down may act from each firing of the schedule, for the duration (UTC)."""
+
+    # As Karpenter's NodePool disruption budgets with a schedule. A schedule that matches the pattern
+    # but not cron's ranges (minute 99) keeps consolidation and scale-down off and is reported on the
+    # nodes: never "fails open".
+
+    schedule: str = Field(
+        min_length=1,
+        max_length=SCHEDULE_MAX_LENGTH,
+        pattern=SCHEDULE_PATTERN,
+        description='Five-field cron in UTC (minute hour day-of-month month day-of-week, e.g. "0 22 * * *") '
+        "or @hourly, @daily, @midnight, @weekly, @monthly, @yearly, @annually.",
+    )
+    duration: Annotated[str, DurationBounds("1m", "168h")] = Field(
+        description="How long the window stays open after each firing (a Go duration such as 8h)."
+    )
+
+
 class ScaleDownSpec(KubeModel):
     """Scale-down policy of the group (cluster-autoscaler's defaults)."""
 
@@ -475,6 +501,13 @@ class ScaleDownSpec(KubeModel):
         "within maxGracefulTermination, delete it anyway, breaking PodDisruptionBudgets. Off by default: "
         "the deletion waits and says which pod and PDB block it.",
     )
+    windows: list[DisruptionWindowSpec] = Field(
+        default_factory=list,
+        max_length=MAX_WINDOWS,
+        description="When set, nodes of this group are removed by scale-down only inside one of these "
+        "windows (a cron schedule and a duration, UTC, as Karpenter's NodePool budgets); empty: any time. "
+        "Consolidation has its own spec.consolidation.windows.",
+    )
 
     @property
     def unneeded(self) -> timedelta:
@@ -491,30 +524,6 @@ class ScaleDownSpec(KubeModel):
 
 DEFAULT_CONSOLIDATE_AFTER: Final = "15m"
 DEFAULT_MIN_SAVINGS_PERCENT: Final = 20
-MAX_WINDOWS: Final = 16
-SCHEDULE_MAX_LENGTH: Final = 128
-SCHEDULE_PATTERN: Final = (
-    r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|[0-9*?,/-]+( +[0-9*?,/-]+){4})$"
-)
-
-
-class DisruptionWindowSpec(KubeModel):
-    """A window in which consolidation may act: from each firing of the schedule, for the duration (UTC)."""
-
-    # As Karpenter's NodePool disruption budgets with a schedule. A schedule that matches the pattern
-    # but not cron's ranges (minute 99) keeps consolidation off and is reported on the nodes: never
-    # "fails open".
-
-    schedule: str = Field(
-        min_length=1,
-        max_length=SCHEDULE_MAX_LENGTH,
-        pattern=SCHEDULE_PATTERN,
-        description='Five-field cron in UTC (minute hour day-of-month month day-of-week, e.g. "0 22 * * *") '
-        "or @hourly, @daily, @midnight, @weekly, @monthly, @yearly, @annually.",
-    )
-    duration: Annotated[str, DurationBounds("1m", "168h")] = Field(
-        description="How long the window stays open after each firing (a Go duration such as 8h)."
-    )
 
 
 class ConsolidationSpec(KubeModel):

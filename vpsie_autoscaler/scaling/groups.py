@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final
 
+from vpsie_autoscaler.api.durations import parse_duration
 from vpsie_autoscaler.api.labels import HOSTNAME_LABEL, NODEGROUP_LABEL
 from vpsie_autoscaler.api.nodegroup import (
     CONDITION_BACKOFF,
@@ -189,6 +190,7 @@ class GroupTemplate:
                 delay_after_scale_up=sd.delay_after_up,
                 max_concurrent_drains=sd.max_concurrent_drains,
                 disruption_budget=sd.disruption_budget,
+                windows=tuple(DisruptionWindow(w.schedule, parse_duration(w.duration)) for w in sd.windows),
             ),
         )
         overhead = daemonset_overhead(daemonset_pods, base)

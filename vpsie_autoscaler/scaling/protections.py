@@ -46,7 +46,7 @@ from vpsie_autoscaler.scaling.reasons import (
 from vpsie_autoscaler.scaling.reasons import (
     SCALE_DOWN_DISABLED_LABEL as LABEL_REASON,
 )
-from vpsie_autoscaler.scaling.windows import DisruptionWindow, window_active
+from vpsie_autoscaler.scaling.windows import CronError, DisruptionWindow, window_active
 
 TRUE: Final = "true"
 SCALE_DOWN_DISABLED_VALUE: Final = "disabled"
@@ -139,9 +139,15 @@ def allowed_hours_blocker(annotations: Mapping[str, str], now: datetime) -> Reas
 def disruption_window_blocker(
     group: str, windows: Sequence[DisruptionWindow], now: datetime
 ) -> Reason | None:
-    """The group has disruption windows and none is open at ``now``."""
-    if window_active(windows, now):
-        return None
+    """The group has disruption windows and none is open at ``now``; a schedule that is not cron (the
+    CRD's pattern admits ``99 * * * *``) keeps the group's nodes, as it keeps consolidation off."""
+    try:
+        if window_active(windows, now):
+            return None
+    except CronError as exc:
+        return Reason(
+            OUTSIDE_DISRUPTION_WINDOW, f"invalid disruption window schedule of NodeGroup {group}: {exc}"
+        )
     shown = ", ".join(f"{w.schedule!r} for {w.duration}" for w in windows[:3])
     more = f" and {len(windows) - 3} more" if len(windows) > 3 else ""
     return Reason(

@@ -13,7 +13,9 @@ from hypothesis import strategies as st
 
 from tests.unit.scaling.builders import LONG_AGO, NOW, group, node, policy
 from vpsie_autoscaler.api.labels import UNNEEDED_SINCE_ANNOTATION
+from vpsie_autoscaler.api.nodegroup import NodeGroup
 from vpsie_autoscaler.scaling import reasons
+from vpsie_autoscaler.scaling.groups import GroupTemplate
 from vpsie_autoscaler.scaling.protections import (
     AllowedHours,
     AllowedHoursError,
@@ -167,3 +169,26 @@ def test_protections_win_over_busy_and_window_reasons() -> None:
     sd = dataclasses.replace(FAST, windows=(NIGHTLY,))
     p = plan_at(at(12), empty_node(annotations={"autoscaler.vpsie.com/protected": "true"}), scale_down=sd)
     assert p.blocked["n"].code == reasons.NODE_PROTECTED
+
+
+def test_a_schedule_that_is_not_cron_keeps_the_nodes_at_any_time() -> None:
+    sd = dataclasses.replace(FAST, windows=(DisruptionWindow("99 * * * *", timedelta(hours=1)),))
+    for hour in (0, 12, 23):
+        p = plan_at(at(hour), empty_node(), scale_down=sd)
+        assert p.removals == ()
+        assert p.blocked["n"].code == reasons.OUTSIDE_DISRUPTION_WINDOW
+        assert "invalid disruption window schedule of NodeGroup web" in p.blocked["n"].message
+
+
+def test_the_nodegroup_windows_reach_the_planner() -> None:
+    vm = {"resourceIdentifier": "p", "osIdentifier": "o", "dcIdentifier": "d", "projectId": "x"}
+    spec = {
+        "minNodes": 0,
+        "maxNodes": 3,
+        "vm": vm,
+        "template": {"resources": {"cpu": "4", "memory": "8Gi"}},
+        "scaleDown": {"windows": [{"schedule": "0 22 * * *", "duration": "8h"}]},
+    }
+    ng = NodeGroup.model_validate({"metadata": {"name": "web"}, "spec": spec})
+    g = GroupTemplate.from_nodegroup(ng, size=1)
+    assert g.scale_down.windows == (NIGHTLY,)
