@@ -115,6 +115,13 @@ class Settings(BaseSettings):
         max_length=128,
         description="this cluster's identity in VM ownership tags (unset: the kube-system namespace UID)",
     )
+    vpsie_cluster_identifier: str | None = Field(
+        None,
+        max_length=253,
+        description="the VPSie managed cluster of NodeGroups that omit managed.clusterIdentifier "
+        "(unset: the stock vpsie-secret's resourceIdentifier, else the VPSie cluster whose nodes are "
+        "this cluster's Nodes)",
+    )
     scan_interval: Seconds = Field(10.0, description="seconds between periodic reconciles of cloud state")
     expander: str = Field("priority,least-waste", description="expander chain, comma-separated")
     max_nodes_total: int = Field(0, ge=0, description="cluster-wide node limit (0: none)")

@@ -73,6 +73,10 @@ CONDITION_BACKOFF: Final = "Backoff"
 CONDITION_AT_MIN_CAPACITY: Final = "AtMinCapacity"
 CONDITION_AT_MAX_CAPACITY: Final = "AtMaxCapacity"
 CONDITION_CLOUD_ERROR: Final = "CloudError"
+CONDITION_SOURCE_RESOLVED: Final = "SourceResolved"
+"""Managed groups: the VPSie cluster and node group are known (given, configured or discovered)."""
+CONDITION_SIZE_MISMATCH: Final = "SizeMismatch"
+"""Managed groups: ``spec.managed.sizeId`` differs from the VPSie group's size (the group's size is used)."""
 NODEGROUP_CONDITION_TYPES: Final = (
     CONDITION_READY,
     CONDITION_SCALING_UP,
@@ -81,6 +85,8 @@ NODEGROUP_CONDITION_TYPES: Final = (
     CONDITION_AT_MIN_CAPACITY,
     CONDITION_AT_MAX_CAPACITY,
     CONDITION_CLOUD_ERROR,
+    CONDITION_SOURCE_RESOLVED,
+    CONDITION_SIZE_MISMATCH,
 )
 
 RULE_MIN_LE_MAX: Final = "self.minNodes <= self.maxNodes"
@@ -230,7 +236,8 @@ MSG_SOURCE_KIND_IMMUTABLE: Final = (
     "old source; create a new NodeGroup instead"
 )
 RULE_MANAGED_IMMUTABLE: Final = (
-    "self.clusterIdentifier == oldSelf.clusterIdentifier && "
+    "has(self.clusterIdentifier) == has(oldSelf.clusterIdentifier) && "
+    "(!has(self.clusterIdentifier) || self.clusterIdentifier == oldSelf.clusterIdentifier) && "
     "has(self.nodeGroupName) == has(oldSelf.nodeGroupName) && "
     "(!has(self.nodeGroupName) || self.nodeGroupName == oldSelf.nodeGroupName) && "
     "has(self.nodeGroupId) == has(oldSelf.nodeGroupId) && "
@@ -283,11 +290,23 @@ class ManagedSource(KubeModel):
         )
     )
 
-    cluster_identifier: Identifier = Field(description="VPSie Kubernetes cluster identifier (UUID).")
+    cluster_identifier: Identifier | None = Field(
+        default=None,
+        description="VPSie Kubernetes cluster identifier (UUID). Omitted: the --vpsie-cluster-identifier "
+        "setting, else the stock vpsie-secret's resourceIdentifier, else the one VPSie cluster whose nodes "
+        "are this cluster's Nodes (by hostname or IP); status.managed shows which.",
+    )
     node_group_name: Identifier | None = Field(default=None, description="VPSie node group, by name.")
     node_group_id: int | None = Field(default=None, ge=1, description="VPSie node group, by numeric id.")
-    size_id: int = Field(ge=1, description="VPSie Kubernetes size (KubeSizeID) of the nodes.")
-    datacenter_identifier: Identifier | None = Field(default=None, description="VPSie datacenter identifier.")
+    size_id: int | None = Field(
+        default=None,
+        ge=1,
+        description="VPSie Kubernetes size (KubeSizeID) of the nodes. Omitted: the VPSie group's size. A "
+        "value that differs from the VPSie group's is reported (condition SizeMismatch), never planned with.",
+    )
+    datacenter_identifier: Identifier | None = Field(
+        default=None, description="VPSie datacenter identifier. Omitted: the VPSie group's."
+    )
 
     @model_validator(mode="after")
     def _one_vpsie_group(self) -> ManagedSource:
@@ -820,6 +839,35 @@ def update_violations(old: NodeGroupSpec, new: NodeGroupSpec) -> list[str]:
     return out
 
 
+ClusterFrom = Literal["spec", "setting", "secret", "nodes"]
+
+
+class ResolvedManagedSource(KubeModel):
+    """Where a managed group's nodes come from, as the controller resolved it (status.managed)."""
+
+    cluster_identifier: Identifier = Field(description="The VPSie cluster the group's nodes belong to.")
+    cluster_name: str | None = Field(default=None, max_length=IDENTIFIER_MAX_LENGTH, description="Its name.")
+    cluster_from: ClusterFrom = Field(
+        description="How the cluster was found: spec (clusterIdentifier), setting "
+        "(--vpsie-cluster-identifier), "
+        "secret (the stock vpsie-secret's resourceIdentifier) or nodes (the one VPSie cluster whose nodes "
+        "are this cluster's Nodes)."
+    )
+    node_group_id: int | None = Field(default=None, ge=1, description="The VPSie node group's numeric id.")
+    node_group_name: str | None = Field(
+        default=None, max_length=IDENTIFIER_MAX_LENGTH, description="The VPSie node group's name."
+    )
+    size_id: int | None = Field(
+        default=None, ge=1, description="The VPSie group's size (KubeSizeID): what new nodes get."
+    )
+    datacenter_identifier: str | None = Field(
+        default=None, max_length=IDENTIFIER_MAX_LENGTH, description="The VPSie group's datacenter."
+    )
+    created: bool = Field(
+        default=False, description="True when this NodeGroup's controller created the VPSie node group."
+    )
+
+
 class NodeGroupStatus(KubeModel):
     """Observed state of a NodeGroup, written only by the controller (status subresource)."""
 
@@ -864,6 +912,11 @@ class NodeGroupStatus(KubeModel):
         description="The plans of the last scale-up of a group with several plans, and why "
         "(e.g. '1 x 8cpu + 2 x 2cpu at 0.1100/h (cheapest mix of plans)').",
     )
+    managed: ResolvedManagedSource | None = Field(
+        default=None,
+        description="Managed groups: the VPSie cluster, node group, size and datacenter in use, and how the "
+        "cluster was found.",
+    )
     observed_generation: int | None = Field(
         default=None,
         ge=0,
@@ -895,3 +948,26 @@ class NodeGroup(KubeModel):
     def from_k8s(cls, obj: dict[str, Any]) -> NodeGroup:
         """Parse a NodeGroup as read from the API server (raises ``pydantic.ValidationError``)."""
         return cls.model_validate(obj)
+
+    def with_resolved_source(self) -> NodeGroup:
+        """This group with the managed source completed from ``status.managed``: what new nodes are
+        made from and what the planners plan with.
+
+        The cluster and datacenter fill what the spec omits. The size is always the VPSie group's once
+        known: VPSie gives a new node its group's size whatever ``sizeId`` says, so a disagreeing
+        ``sizeId`` is reported (condition SizeMismatch) and never planned with. The VPSie group stays
+        named as the spec names it (records of the group are keyed by that name).
+        """
+        src, found = self.spec.managed, self.status.managed
+        if src is None or found is None:
+            return self
+        if src.cluster_identifier is not None and src.cluster_identifier != found.cluster_identifier:
+            return self  # resolved for an older spec: wait for the controller
+        resolved = src.model_copy(
+            update={
+                "cluster_identifier": found.cluster_identifier,
+                "size_id": found.size_id or src.size_id,
+                "datacenter_identifier": src.datacenter_identifier or found.datacenter_identifier,
+            }
+        )
+        return self.model_copy(update={"spec": self.spec.model_copy(update={"managed": resolved})})

@@ -85,7 +85,8 @@ def source_key(ng: NodeGroup) -> SourceKey:
     if ng.spec.managed is not None:
         src = ng.spec.managed
         group = src.node_group_name or f"#{src.node_group_id}"
-        return ("managed", src.cluster_identifier, group, str(src.size_id), src.datacenter_identifier or "")
+        cluster = src.cluster_identifier or ""
+        return ("managed", cluster, group, str(src.size_id), src.datacenter_identifier or "")
     vm = ng.spec.vm
     assert vm is not None  # the model guarantees exactly one source
     return ("vm", vm.dc_identifier, vm.os_identifier, vm.resource_identifier)
@@ -178,7 +179,7 @@ class PlanCatalogue:
         """Informer handler: mark a NodeGroup's source wanted (invalid objects are ignored here; the
         snapshot reports them)."""
         with contextlib.suppress(ValidationError):
-            self.facts(NodeGroup.from_k8s(dict(obj)))
+            self.facts(NodeGroup.from_k8s(dict(obj)).with_resolved_source())
 
     def put(self, ng: NodeGroup, facts: PlanFacts) -> None:
         """Seed the cache (tests, or a caller that already fetched)."""
@@ -274,7 +275,9 @@ class PlanCatalogue:
         if ng.spec.managed is not None:
             src = ng.spec.managed
             dc = src.datacenter_identifier
-            if not dc:
+            if not dc and src.cluster_identifier is None:
+                return ()  # the cluster is not resolved yet (status.managed)
+            if not dc and src.cluster_identifier is not None:
                 groups = await client.list_node_groups(src.cluster_identifier)
                 dc = next((g.dc_identifier for g in groups if g.dc_identifier), None)
             if not dc:
@@ -322,6 +325,8 @@ class PlanCatalogue:
 
     @staticmethod
     async def _fetch_managed(client: CatalogueClient, src: ManagedSource) -> PlanFacts | None:
+        if src.cluster_identifier is None:
+            return None  # the cluster is not resolved yet (status.managed)
         groups = await client.list_node_groups(src.cluster_identifier)
         group = next(
             (

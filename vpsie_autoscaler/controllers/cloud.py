@@ -45,8 +45,14 @@ from vpsie_autoscaler.config import Settings
 from vpsie_autoscaler.kube import KubeClient
 from vpsie_autoscaler.kube.resources import NAMESPACES
 from vpsie_autoscaler.runtime.clock import Clock
+from vpsie_autoscaler.vpsie import models
 from vpsie_autoscaler.vpsie.client import VPSieClient, VPSieClientConfig
-from vpsie_autoscaler.vpsie.credentials import Credentials, CredentialsError, read_credentials_dir
+from vpsie_autoscaler.vpsie.credentials import (
+    Credentials,
+    CredentialsError,
+    SecretHints,
+    read_credentials_dir,
+)
 from vpsie_autoscaler.vpsie.errors import NotFound, Unauthorized, VPSieError
 from vpsie_autoscaler.vpsie.managed import ManagedKubernetesProvider
 from vpsie_autoscaler.vpsie.provider import (
@@ -265,6 +271,9 @@ class Providers:
         self.listings = SharedListings(monotonic=monotonic)
         self._monotonic = monotonic
         self._group_ids: dict[tuple[str, str], int] = {}
+        self._groups: dict[str, tuple[float, list[models.K8sNodeGroup]]] = {}
+        self.hints = SecretHints()
+        """Discovery hints of the mounted stock ``vpsie-secret`` (kept current by the watcher)."""
         self.client: VPSieClient | None = None
         self.managed: NodeProvider = UnconfiguredProvider(unconfigured_reason)
         self.vms: NodeProvider = self.managed
@@ -290,6 +299,19 @@ class Providers:
     async def listing(self, source: NodeSource, *, max_age: float) -> list[Instance]:
         """The source's instances from a listing no older than ``max_age`` seconds (shared)."""
         return await self.listings.list(self.provider_for(source), source, max_age)
+
+    async def node_groups(self, cluster: str, *, max_age: float) -> list[models.K8sNodeGroup]:
+        """The VPSie node groups of a cluster from a listing no older than ``max_age`` seconds: every
+        managed NodeGroup's source is resolved from it on each reconcile (controllers/discovery.py)."""
+        entry = self._groups.get(cluster)
+        if entry is not None and self._monotonic() - entry[0] <= max_age:
+            return list(entry[1])
+        if self.client is None:
+            raise Unauthorized(self._unconfigured_reason, operation="list_node_groups")
+        started = self._monotonic()
+        groups = await self.client.list_node_groups(cluster)
+        self._groups[cluster] = (started, groups)
+        return list(groups)
 
     async def launch(self, request: CreateRequest) -> MutationResult:
         """Fenced: raises the fence's error (nothing sent) when this process may not act."""
@@ -325,29 +347,32 @@ class Providers:
             )
         if managed is None:
             raise ValueError(f"NodeGroup {group_name} has no node source")
+        cluster = managed.cluster_identifier
+        if cluster is None:  # resolved into status.managed first (controllers/discovery.py)
+            raise NotFound(
+                f"NodeGroup {group_name}: the VPSie cluster is not known yet", operation="discovery"
+            )
         if managed.node_group_id is not None:
             return ManagedSource(
-                cluster_identifier=managed.cluster_identifier,
+                cluster_identifier=cluster,
                 group_id=managed.node_group_id,
                 group_name=managed.node_group_name or "",
             )
         name = managed.node_group_name or ""
-        key = (managed.cluster_identifier, name)
+        key = (cluster, name)
         group_id = self._group_ids.get(key)
         if group_id is None:
             if self.client is None:
                 raise Unauthorized(self._unconfigured_reason, operation="list_node_groups")
-            groups = await self.client.list_node_groups(managed.cluster_identifier)
+            groups = await self.client.list_node_groups(cluster)
             found = next((g for g in groups if g.group_name == name), None)
             if found is None:
                 raise NotFound(
-                    f"VPSie node group {name!r} not found in cluster {managed.cluster_identifier}",
+                    f"VPSie node group {name!r} not found in cluster {cluster}",
                     operation="list_node_groups",
                 )
             group_id = self._group_ids[key] = found.id
-        return ManagedSource(
-            cluster_identifier=managed.cluster_identifier, group_id=group_id, group_name=name
-        )
+        return ManagedSource(cluster_identifier=cluster, group_id=group_id, group_name=name)
 
     async def source_of(self, node: VPSieNode) -> NodeSource:
         return await self.source_for(node.spec.node_group, node.spec.managed, node.spec.vm)
@@ -384,6 +409,7 @@ class CredentialsWatcher:
             log.warning("credentials.unreadable", error=str(exc), note="keeping the current credentials")
             self._providers.report_unconfigured(str(exc))
             return False
+        self._providers.hints = creds.hints
         if creds == self._last:
             return False
         if creds.ignored:

@@ -447,9 +447,12 @@ class SnapshotBuilder:
                 errors[name] = "NodeGroup is being deleted"
                 continue
             try:
-                ng = parse_nodegroup(obj)
+                ng = parse_nodegroup(obj).with_resolved_source()
             except InvalidObject as exc:
                 errors[name] = f"invalid NodeGroup: {exc}"
+                continue
+            if ng.spec.managed is not None and ng.spec.managed.cluster_identifier is None:
+                errors[name] = "the VPSie cluster is not known yet (condition SourceResolved)"
                 continue
             models[name] = ng
             members = index.of_group(name)

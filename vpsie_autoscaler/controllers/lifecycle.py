@@ -129,7 +129,10 @@ def setup_lifecycle(
         nodegroups=nodegroups,
         vpsienodes=vpsienodes,
         nodes=nodes,
-        options=nodegroup_options or NodeGroupOptions(resync_interval=settings.scan_interval),
+        options=nodegroup_options
+        or NodeGroupOptions(
+            resync_interval=settings.scan_interval, cluster_identifier=settings.vpsie_cluster_identifier
+        ),
         book=book,
     )
     ng_controller = manager.new_controller(

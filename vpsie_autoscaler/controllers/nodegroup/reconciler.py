@@ -104,6 +104,8 @@ CONDITION_VALIDATION_FAILED: Final = "ValidationFailed"
 REASON_ADOPTING: Final = "AdoptedInstance"
 ACTION_SCALE: Final = "Scale"
 ACTION_RESOLVE: Final = "Resolve"
+STATE_UNRESOLVED: Final = "SourceUnresolved"
+"""Ready reason (the STATUS column) of a managed group whose VPSie cluster or group is not known."""
 
 
 @dataclass(frozen=True)
@@ -362,7 +364,16 @@ class NodeGroupReconciler(UsesDeps):
                 )
             else:
                 self.recorder.event(obj, "Warning", resolution.reason, resolution.message, ACTION_RESOLVE)
-        if not resolution.ok:
+        if not resolution.ok:  # not Ready: it can neither count its VPSie nodes nor add one
+            set_condition(
+                st.conditions,
+                CONDITION_READY,
+                "False",
+                STATE_UNRESOLVED,
+                resolution.message[:MESSAGE_MAX_LENGTH],
+                now=now,
+                observed_generation=gen,
+            )
             return  # the size is compared once the VPSie group is known
         mismatch = resolution.size_mismatch
         was = group.status.condition(CONDITION_SIZE_MISMATCH)
