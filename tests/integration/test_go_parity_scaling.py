@@ -5,6 +5,7 @@ a group's template, local PersistentVolumes. The autoscaling controllers run in-
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import suppress
 from typing import Any
 
 import pytest
@@ -28,8 +29,8 @@ from tests.integration.test_autoscaling import (
 )
 from tests.support.wait import eventually
 from vpsie_autoscaler.api.labels import DRAIN_REQUESTED_ANNOTATION
-from vpsie_autoscaler.kube import KubeClient
-from vpsie_autoscaler.kube.resources import DAEMONSETS, PODS, VPSIENODES
+from vpsie_autoscaler.kube import KubeClient, errors
+from vpsie_autoscaler.kube.resources import DAEMONSETS, PODS, PVCS, PVS, VPSIENODES
 
 pytestmark = pytest.mark.cluster
 
@@ -144,3 +145,60 @@ async def test_a_daemonset_of_one_cpu_makes_eight_one_cpu_pods_need_three_four_c
             assert len(await members(kube, group)) == 3
     finally:
         await cleanup(kube, group)
+
+
+async def test_a_pod_on_a_local_volume_keeps_its_node(
+    k8s_cluster: ClusterHandle, k8s_namespace: str, kube: KubeClient
+) -> None:
+    ns, group = k8s_namespace, group_name()
+    await make_group(kube, group, ns, scaleDown=FAST_DOWN)
+    node, pv = f"{group}-disk", f"{group}-pv"
+    on_node = {"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": [node]}]}
+    try:
+        await add_member(kube, group, node, ns)
+        await kube.create(
+            PVS,
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolume",
+                "metadata": {"name": pv},
+                "spec": {
+                    "capacity": {"storage": "1Gi"},
+                    "accessModes": ["ReadWriteOnce"],
+                    "storageClassName": "",
+                    "local": {"path": "/mnt/disks/ssd1"},
+                    "nodeAffinity": {"required": {"nodeSelectorTerms": [on_node]}},
+                },
+            },
+        )
+        claim = {
+            "accessModes": ["ReadWriteOnce"],
+            "storageClassName": "",
+            "volumeName": pv,
+            "resources": {"requests": {"storage": "1Gi"}},
+        }
+        await kube.create(
+            PVCS,
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "metadata": {"name": "data"},
+                "spec": claim,
+            },
+            ns,
+        )
+        # safe-to-evict lifts the rules for a pod without a controller, not the local volume.
+        db = pending_pod(ns, "db", "100m")
+        db["metadata"]["annotations"] = {"cluster-autoscaler.kubernetes.io/safe-to-evict": "true"}
+        db["spec"]["nodeName"] = node
+        db["spec"]["volumes"] = [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}]
+        await kube.create(PODS, db, ns)
+        async with autoscaler(k8s_cluster, ns) as (_, handles):
+            (kept,) = await wait_events(kube, CLUSTER_EVENTS_NS, "ScaleDownBlocked", node)
+            assert f"data: PersistentVolume {pv} is a local volume of this node" in kept["note"]
+            await passes_later(lambda: handles.scaledown.passes)
+            assert not await drain_requested(kube, node)
+    finally:
+        await cleanup(kube, group)
+        with suppress(errors.NotFound):
+            await kube.delete(PVS, pv)

@@ -589,6 +589,8 @@ CLUSTER_RULES = {
     ("", "pods/eviction", ("create",)),
     ("policy", "poddisruptionbudgets", ("list", "watch")),
     ("apps", "daemonsets", ("list", "watch")),
+    ("", "persistentvolumeclaims", ("list", "watch")),
+    ("", "persistentvolumes", ("list", "watch")),
     ("events.k8s.io", "events", ("create", "patch")),
     ("autoscaler.vpsie.com", "nodegroups", ("create", "delete", "get", "list", "patch", "update", "watch")),
     ("autoscaler.vpsie.com", "vpsienodes", ("create", "delete", "get", "list", "patch", "update", "watch")),

@@ -8,7 +8,8 @@ minutes keep the plans warm, so a standby that takes over decides its first scal
 of reporting "the VPSie plan has not been read yet" (failover's first action, docs/reliability.md).
 
 RBAC used (all within the chart's ClusterRole): pods and nodes list/watch, nodes patch (timers,
-stale taints), poddisruptionbudgets and daemonsets list/watch, nodegroups list/watch and status
+stale taints), poddisruptionbudgets, daemonsets, persistentvolumeclaims and persistentvolumes
+list/watch (a pod whose volume lives on its node keeps that node), nodegroups list/watch and status
 patch, vpsienodes list/watch/create/patch, events create/patch. The DaemonSets that would land on a
 group's new node are subtracted from its template (Karpenter's DaemonSet overhead per NodePool), so
 a new node is never too small once they start.
@@ -28,7 +29,7 @@ from vpsie_autoscaler.controllers.deps import Deps
 from vpsie_autoscaler.controllers.podcache import trim_pod
 from vpsie_autoscaler.controllers.scaledown import ScaleDownController, ScaleDownOptions
 from vpsie_autoscaler.controllers.scaleup import ScaleUpController, ScaleUpOptions
-from vpsie_autoscaler.kube.resources import DAEMONSETS, NODEGROUPS, NODES, PDBS, PODS, VPSIENODES
+from vpsie_autoscaler.kube.resources import DAEMONSETS, NODEGROUPS, NODES, PDBS, PODS, PVCS, PVS, VPSIENODES
 from vpsie_autoscaler.runtime.manager import Manager
 from vpsie_autoscaler.scaling import ClusterLimits
 from vpsie_autoscaler.scaling.consolidation import ConsolidationSettings
@@ -80,6 +81,8 @@ def setup_autoscaling(
         vpsienodes=informers.informer_for(VPSIENODES).store,
         pdbs=informers.informer_for(PDBS).store,
         daemonsets=informers.informer_for(DAEMONSETS).store,
+        pvcs=informers.informer_for(PVCS).store,
+        pvs=informers.informer_for(PVS).store,
         catalogue=catalogue,
     )
     scaleup = ScaleUpController(

@@ -27,7 +27,8 @@ Plan capacity comes from :class:`~vpsie_autoscaler.controllers.catalogue.PlanCat
 building a snapshot never does I/O. DaemonSet overhead: the pod templates of the DaemonSets in the
 cache that would land on a group's new node (its selector, affinity and taints) are subtracted from
 the group's allocatable (``setup_autoscaling`` gives the store; the chart grants daemonsets
-list/watch).
+list/watch). Local PersistentVolumes: bound pods whose claims are bound to a volume on their node
+carry those claims (:mod:`~vpsie_autoscaler.scaling.volumes`), from the PVC and PV caches.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ from vpsie_autoscaler.scaling import (
 from vpsie_autoscaler.scaling.groups import template_problem
 from vpsie_autoscaler.scaling.membership import is_in_flight, is_leaving
 from vpsie_autoscaler.scaling.scheduling_facts import nodes_from_k8s
+from vpsie_autoscaler.scaling.volumes import local_claims
 
 log = structlog.get_logger("vpsie_autoscaler.controllers.cluster_state")
 
@@ -336,6 +338,8 @@ class SnapshotBuilder:
         catalogue: PlanCatalogue,
         pdbs: ReadStore | None = None,
         daemonsets: ReadStore | None = None,
+        pvcs: ReadStore | None = None,
+        pvs: ReadStore | None = None,
         fresh_node_seconds: float = FRESH_NODE_SECONDS,
     ) -> None:
         self.fresh_node_seconds = fresh_node_seconds
@@ -345,6 +349,8 @@ class SnapshotBuilder:
         self.vpsienodes = vpsienodes
         self.pdbs = pdbs
         self.daemonsets = daemonsets
+        self.pvcs = pvcs
+        self.pvs = pvs
         self.catalogue = catalogue
         self._reported: dict[str, str] = {}
         self._pods: dict[str, tuple[str, PodInfo]] = {}
@@ -363,6 +369,20 @@ class SnapshotBuilder:
     def forget_pods(self) -> None:
         """Drop the parsed-pod cache (benchmarks measure the cold path with it)."""
         self._pods.clear()
+
+    def _with_local_claims(self, bound: list[PodInfo]) -> list[PodInfo]:
+        """Bound pods whose claims keep them on their node get ``local_claims`` (scale-down's
+        ``LocalPersistentVolume`` rule); read from the PVC/PV caches on every build, since a claim's
+        binding changes without the pod changing."""
+        if self.pvcs is None or self.pvs is None or not any(p.claims for p in bound):
+            return bound
+        pvcs = {_key(o): o for o in self.pvcs.list()}
+        pvs = {str((o.get("metadata") or {}).get("name", "")): o for o in self.pvs.list()}
+        out = []
+        for pod in bound:
+            found = local_claims(pod.namespace, pod.claims, pvcs, pvs) if pod.claims else ()
+            out.append(dataclasses.replace(pod, local_claims=found) if found else pod)
+        return out
 
     def daemonset_pods(self) -> list[PodInfo]:
         if self.daemonsets is None:
@@ -412,6 +432,7 @@ class SnapshotBuilder:
                         bound.append(self._pod_info(p, seen_pods))
             except (ValueError, ArithmeticError) as exc:  # e.g. a request beyond int64 milli-units
                 log.warning("pod not usable for scaling", pod=_pod_key(p), reason=_why(exc))
+        bound = self._with_local_claims(bound)
         if with_pods:  # every pod was looked at: what was not is gone
             self._pods = seen_pods
         else:
@@ -530,6 +551,11 @@ class SnapshotBuilder:
             pending_objects=pending_objects,
             pdbs=pdbs,
         )
+
+
+def _key(obj: Obj) -> str:
+    meta = obj.get("metadata") or {}
+    return f"{meta.get('namespace', '')}/{meta.get('name', '')}"
 
 
 def _pod_key(pod: Obj) -> str:

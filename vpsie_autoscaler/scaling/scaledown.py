@@ -77,6 +77,7 @@ from vpsie_autoscaler.scaling.reasons import (
     DISRUPTION_BUDGET_EXHAUSTED,
     DO_NOT_DISRUPT,
     KUBE_SYSTEM_WITHOUT_PDB,
+    LOCAL_PERSISTENT_VOLUME,
     LOCAL_STORAGE,
     MAX_BULK_DELETE,
     MAX_CONCURRENT_DRAINS,
@@ -306,6 +307,16 @@ def pod_local_storage(pod: PodInfo, c: Candidate) -> Reason | None:
     return None
 
 
+def pod_local_persistent_volume(pod: PodInfo, c: Candidate) -> Reason | None:
+    """A claim bound to a volume on this node (:mod:`.volumes`): the pod can run nowhere else, so
+    neither ``safe-to-evict`` nor ``skip_nodes_with_local_storage`` lifts it."""
+    if pod.local_claims:
+        return _blocks(
+            LOCAL_PERSISTENT_VOLUME, pod, f"its volume stays on this node: {'; '.join(pod.local_claims)}"
+        )
+    return None
+
+
 def pod_disruption_budget(pod: PodInfo, c: Candidate) -> Reason | None:
     for budget in c.pdbs:
         if budget.covers(pod) and budget.disruptions_allowed < 1:
@@ -321,6 +332,7 @@ POD_RULES: Final[tuple[PodRule, ...]] = (
     pod_not_replicated,
     pod_kube_system_without_pdb,
     pod_local_storage,
+    pod_local_persistent_volume,
     pod_disruption_budget,
 )
 

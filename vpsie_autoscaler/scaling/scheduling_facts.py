@@ -110,6 +110,11 @@ class PodInfo:
     controller_kind: str | None = None
     controller_name: str | None = None
     local_volumes: tuple[str, ...] = ()
+    claims: tuple[str, ...] = ()
+    """Names of the PersistentVolumeClaims the pod mounts (its namespace)."""
+    local_claims: tuple[str, ...] = ()
+    """Claims whose volume lives on the pod's node, described (filled by the controllers from their
+    PVC/PV caches: :func:`~vpsie_autoscaler.scaling.volumes.local_claims`)."""
     unmodelled: tuple[str, ...] = ()
     deleting: bool = False
     created: datetime | None = None
@@ -208,12 +213,16 @@ class PodInfo:
 
         annotations = meta.get("annotations") or {}
         local: list[str] = []
+        claims: list[str] = []
         for vol in spec.get("volumes") or ():
             on_disk = "emptyDir" in vol and (vol.get("emptyDir") or {}).get("medium") != "Memory"
             if "hostPath" in vol or on_disk:
                 local.append(vol.get("name", ""))
             elif "persistentVolumeClaim" in vol:
                 unmodelled.append(f"{UNMODELLED_PVC}(volume topology not checked)")
+                claim = (vol.get("persistentVolumeClaim") or {}).get("claimName")
+                if claim:
+                    claims.append(str(claim))
 
         return cls(
             namespace=namespace,
@@ -233,6 +242,7 @@ class PodInfo:
             controller_kind=controller_kind,
             controller_name=controller_name,
             local_volumes=tuple(local),
+            claims=tuple(claims),
             unmodelled=tuple(dict.fromkeys(unmodelled)),
             deleting=bool(meta.get("deletionTimestamp")),
             created=parse_time(meta.get("creationTimestamp")),
