@@ -59,7 +59,7 @@ def test_which_volumes_live_on_one_node(
     assert on_one_node(volume) is one
 
 
-PVCS = {
+PVCS: dict[str, dict[str, Any]] = {
     "default/local": {"spec": {"volumeName": "pv-local"}},
     "default/pinned": {"spec": {"volumeName": "pv-pinned"}},
     "default/cloud": {"spec": {"volumeName": "pv-cloud"}},
