@@ -48,8 +48,10 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 from vpsie_autoscaler.api.durations import parse_duration
+from vpsie_autoscaler.api.labels import NODEGROUP_LABEL
 from vpsie_autoscaler.api.nodegroup import NodeGroup
 from vpsie_autoscaler.scaling.groups import GroupTemplate, budget_nodes
+from vpsie_autoscaler.scaling.headroom import blocker as headroom_blocker
 from vpsie_autoscaler.scaling.predicates import host_ports
 from vpsie_autoscaler.scaling.reasons import (
     AT_MIN_SIZE,
@@ -506,7 +508,7 @@ class _Pass:
             self.keys[id(pod)] = found
         return found
 
-    def simulate(self, cands: Sequence[_Cand]) -> tuple[dict[str, str], list[PodInfo]]:
+    def simulate(self, cands: Sequence[_Cand]) -> tuple[dict[str, str], list[PodInfo], Reason | None]:
         """Place the candidates' pods on the remaining nodes (first fit, busiest first); returns the
         destinations and the pods that fit nowhere. Always rolled back: a trial, not a commitment.
 
@@ -546,13 +548,30 @@ class _Pass:
             cursors[k] = i
             if i >= len(sims):
                 left.append(pod)
+        spare = self.headroom_blocker(cands, excluded)  # measured on the trial, before it is undone
         for i, (free, n_pods, n_ports, counts) in saved.items():
             s = sims[i]
             s.free = free
             present[i] = counts
             del s.pods[n_pods:]
             del s.host_ports[n_ports:]
-        return moved, left
+        return moved, left, spare
+
+    def headroom_blocker(self, cands: Sequence[_Cand], excluded: set[int]) -> Reason | None:
+        """A group's headroom (``spec.headroom``) must still fit its remaining nodes after the moves,
+        as scale-down checks it: consolidation never removes the spare capacity a group keeps."""
+        for g in {c.group.name: c.group for c in cands}.values():
+            if g.spare.empty:
+                continue
+            remaining = [
+                (s.free, not any(_must_move(p) for p in s.pods))
+                for i, s in enumerate(self.sims)
+                if i not in excluded and s.labels.get(NODEGROUP_LABEL) == g.name
+            ]
+            reason = headroom_blocker(g, g.spare, remaining)
+            if reason is not None:
+                return reason
+        return None
 
     def _intern(self, value: Any) -> int:
         found = self.classes.get(value)
@@ -640,7 +659,9 @@ class _Pass:
             return None, blocker
         removed_cost = sum(c.price for c in cands)
         threshold = sum(c.price * c.policy.min_savings_percent / 100 for c in cands)
-        moved, left = self.simulate(cands)
+        moved, left, spare = self.simulate(cands)
+        if spare is not None:
+            return None, spare
         replacement: GroupTemplate | None = None
         if left:
             found = self.replacement_for(cands, left, removed_cost) if replace else None
@@ -763,6 +784,11 @@ class _Pass:
             else:
                 hi = mid - 1
         return best
+
+
+def _must_move(pod: PodInfo) -> bool:
+    """Scale-down's pods that must move: not DaemonSet, mirror, finished or terminating pods."""
+    return not (pod.is_daemonset or pod.is_mirror or pod.is_terminal or pod.deleting)
 
 
 def _same_plan(a: GroupTemplate, b: GroupTemplate) -> bool:

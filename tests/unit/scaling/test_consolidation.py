@@ -31,7 +31,12 @@ from vpsie_autoscaler.scaling.consolidation import (
     policy_of,
 )
 from vpsie_autoscaler.scaling.groups import GroupTemplate, ScaleDownPolicy
-from vpsie_autoscaler.scaling.reasons import AT_MIN_SIZE, DISRUPTION_BUDGET_EXHAUSTED, POD_BLOCKS_EVICTION
+from vpsie_autoscaler.scaling.headroom import HEADROOM_RESERVED, Headroom
+from vpsie_autoscaler.scaling.reasons import (
+    AT_MIN_SIZE,
+    DISRUPTION_BUDGET_EXHAUSTED,
+    POD_BLOCKS_EVICTION,
+)
 from vpsie_autoscaler.scaling.scheduling_facts import NodeInfo, PDBInfo, PodInfo
 from vpsie_autoscaler.scaling.windows import DisruptionWindow
 
@@ -274,3 +279,14 @@ def test_the_nodegroup_spec_becomes_the_policy() -> None:
     )
     ng.spec.consolidation = type(ng.spec.consolidation)()
     assert policy_of(ng) == ConsolidationPolicy()
+
+
+def test_a_groups_headroom_is_never_consolidated_away() -> None:
+    spare = Headroom(nodes=1)
+    nodes = [node("web-0", pods=pods("a", 1, node="web-0")), node("web-1")]  # web-1 is the spare node
+    groups = [group("web", size=2, price=0.1, scale_down=WIDE, spare=spare)]
+    result = plan(nodes, groups)
+    assert result.actions == ()
+    assert {r.code for r in result.verdicts.values()} == {HEADROOM_RESERVED}
+    without = plan(nodes, [group("web", size=2, price=0.1, scale_down=WIDE)])
+    assert without.actions
