@@ -25,6 +25,8 @@ from datetime import datetime
 from typing import Any
 
 from vpsie_autoscaler.api.vpsienode import VPSieNode, VPSieNodeSpec
+from vpsie_autoscaler.runtime.clock import Clock, RealClock
+from vpsie_autoscaler.runtime.expectations import Expectations
 from vpsie_autoscaler.vpsie.provider import Instance, NodeSource, VMSource
 
 
@@ -164,17 +166,21 @@ def unowned(
 
 
 class BindingBook:
-    """This process's binding writes not yet visible in its cache, and one lock per source."""
+    """This process's binding writes not yet visible in its cache, and one lock per source.
 
-    def __init__(self) -> None:
+    The writes are :class:`~vpsie_autoscaler.runtime.expectations.Expectations` (instance key → record
+    name) without a timeout: a binding we wrote and then forgot would let another record bind the same
+    instance, so one stays expected until the cache shows it or the record goes."""
+
+    def __init__(self, clock: Clock | None = None) -> None:
         self._locks: dict[NodeSource, asyncio.Lock] = {}
-        self._expected: dict[str, str] = {}  # instance key → record name, until the cache shows it
+        self._expected: Expectations[str, str] = Expectations(clock or RealClock(), timeout=None)
 
     def lock(self, source: NodeSource) -> asyncio.Lock:
         return self._locks.setdefault(source, asyncio.Lock())
 
     def expect(self, key: str, record: str) -> None:
-        self._expected[key] = record
+        self._expected.expect(key, record)
 
     def view(self, records: Iterable[VPSieNode]) -> tuple[list[Waiting], set[str]]:
         """Waiting launches and owned instance keys of ``records`` (one source), with our own writes
@@ -188,7 +194,7 @@ class BindingBook:
             if key is not None:
                 bound.add(key)
                 if self._expected.get(key) == vn.metadata.name:
-                    del self._expected[key]  # the cache shows our write now
+                    self._expected.observe(key)  # the cache shows our write now
                 continue
             w = waiting_of(vn)
             if w is not None:
@@ -204,4 +210,4 @@ class BindingBook:
 
     def forget(self, record: str) -> None:
         for key in [k for k, r in self._expected.items() if r == record]:
-            del self._expected[key]
+            self._expected.forget(key)

@@ -14,10 +14,11 @@ Every phase change goes through :meth:`Lifecycle.enter`, which refuses any move 
 (:mod:`~vpsie_autoscaler.controllers.vpsienode.phases`) does not list: the table is the lifecycle's
 contract, not a comment.
 
-Dry-run: handlers ask :attr:`Lifecycle.dry_run` and report a skipped action with :meth:`Lifecycle.dry`;
-the branches are the finalizer (reconciler), the launch (:mod:`.launch`), the Node labels and the stale
-taint (:mod:`.registration`), a Failed record's instance (:mod:`.failure`), the drain (:mod:`.draining`)
-and the deletion (:mod:`.termination`).
+Dry-run is the controllers' one seam (:class:`~vpsie_autoscaler.controllers.writes.Writes`): an action
+is skipped and reported (log, and a ``DryRun`` Event "would …" on the record) where :meth:`Lifecycle.would`
+says so — the finalizer (reconciler), the launch (:mod:`.launch`), a Failed record's instance
+(:mod:`.failure`), the drain (:mod:`.draining`) and the deletion (:mod:`.termination`) — and the Node's
+labels and stale taint (:mod:`.registration`) are written through :attr:`Lifecycle.writes`.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from vpsie_autoscaler.controllers.vpsienode.binding import (
 from vpsie_autoscaler.controllers.vpsienode.drain import DrainExecutor
 from vpsie_autoscaler.controllers.vpsienode.nodes import claimed_by_other
 from vpsie_autoscaler.controllers.vpsienode.outages import Outages
+from vpsie_autoscaler.controllers.writes import Writes
 from vpsie_autoscaler.kube import KubeClient
 from vpsie_autoscaler.kube.resources import VPSIENODES
 from vpsie_autoscaler.runtime.clock import Clock
@@ -156,6 +158,7 @@ class Lifecycle:
         metrics: AutoscalerMetrics,
         options: LifecycleOptions | None = None,
         book: BindingBook | None = None,
+        writes: Writes | None = None,
     ) -> None:
         self.client = client
         self.recorder = recorder
@@ -166,7 +169,8 @@ class Lifecycle:
         self.nodegroups = nodegroups
         self.metrics = metrics
         self.options = options or LifecycleOptions()
-        self.book = book or BindingBook()
+        self.writes = writes or Writes(client, dry_run=self.options.dry_run, recorder=recorder)
+        self.book = book or BindingBook(clock)
         self.drain = DrainExecutor(client, metrics)
         self.outages = Outages()
         self.outcomes: dict[str, LaunchOutcome] = {}  # record → outcome, until written with the binding
@@ -177,7 +181,7 @@ class Lifecycle:
 
     @property
     def dry_run(self) -> bool:
-        return self.options.dry_run
+        return self.writes.dry_run
 
     # -- the record's NodeGroup (its timers and policies; defaults when it is gone) -----------------
 
@@ -240,9 +244,9 @@ class Lifecycle:
     def event(self, obj: Raw, type_: str, reason: str, note: str, action: str) -> None:
         self.recorder.event(obj, type_, reason, note, action)
 
-    def dry(self, obj: Raw, what: str) -> None:
-        log.info("dry_run.skipped", vpsienode=obj["metadata"]["name"], action=what)
-        self.event(obj, "Normal", keys.REASON_DRY_RUN, f"dry-run: would {what}", ACTION_PROVISION)
+    def would(self, obj: Raw, what: str) -> bool:
+        """In dry-run: report that ``what`` would be done for this record, and say to skip it."""
+        return self.writes.would(what, obj=obj, action=ACTION_PROVISION)
 
     # -- VPSie --------------------------------------------------------------------------------------
 

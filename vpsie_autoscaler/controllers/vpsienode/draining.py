@@ -45,8 +45,7 @@ async def drain(ctx: Lifecycle, obj: Raw, vn: VPSieNode, st: VPSieNodeStatus) ->
         # Nothing runs there (not joined yet, or the Node is gone): remove the capacity right away.
         return await _drained(ctx, obj, vn, reason, "no Node to drain")
     st.node_name = node["metadata"]["name"]  # written with the Draining phase below
-    if ctx.dry_run:
-        ctx.dry(obj, f"drain Node {st.node_name} ({reason}) and delete it")
+    if ctx.would(obj, f"drain Node {st.node_name} ({reason}) and delete it"):
         return Result(requeue_after=ctx.options.resync_interval)
     if st.phase != "Draining":
         ctx.enter(st, "Draining")

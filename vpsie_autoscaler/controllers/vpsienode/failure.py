@@ -73,7 +73,7 @@ async def failed(ctx: Lifecycle, obj: Raw, vn: VPSieNode, st: VPSieNodeStatus) -
     A node that joined late may already run pods (the scheduler uses a Ready Node at once, before
     this controller sees it): it is tainted and drained like any other before its instance goes,
     so a failed launch never takes pods down with it."""
-    if ctx.dry_run:
+    if ctx.writes.would(f"delete the instance of Failed VPSieNode {vn.metadata.name}, if it has one"):
         return Result(requeue_after=ctx.options.resync_interval)
     if st.launch is None or (bound_key(vn) is None and vn.spec.managed is not None):
         return Result(requeue_after=ctx.options.resync_interval)  # nothing of ours to delete

@@ -39,9 +39,8 @@ async def launch(ctx: Lifecycle, obj: Raw, vn: VPSieNode, st: VPSieNodeStatus) -
     now = ctx.clock.now()
     if vn.spec.adopt is not None:
         return await _adopt(ctx, obj, vn, st, target=vn.spec.adopt, now=now)
-    if ctx.dry_run:
-        await ctx.write(obj, vn, st)
-        ctx.dry(obj, f"create VPSie instance {vn.spec.hostname}")
+    if ctx.would(obj, f"create VPSie instance {vn.spec.hostname}"):
+        await ctx.write(obj, vn, st)  # status is a report: written in dry-run too
         return Result(requeue_after=ctx.options.resync_interval)
     ctx.providers.fence.check("launch")  # before the record: a fenced process writes nothing
     baseline: list[str] = []

@@ -86,8 +86,7 @@ class VPSieNodeReconciler(Lifecycle):
         self.invalid.forget(request.name)
         try:
             if vn.metadata.deletion_timestamp is None and INSTANCE_FINALIZER not in vn.metadata.finalizers:
-                if self.dry_run:
-                    self.dry(obj, f"add the finalizer and create instance {vn.spec.hostname}")
+                if self.would(obj, f"add the finalizer and create instance {vn.spec.hostname}"):
                     return Result()
                 await add_finalizer(self.client, VPSIENODES, obj, INSTANCE_FINALIZER)
                 return Result()  # the update event brings it back with the finalizer

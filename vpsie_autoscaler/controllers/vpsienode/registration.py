@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 
 import structlog
 
+from vpsie_autoscaler.api.labels import TO_BE_DELETED_TAINT
 from vpsie_autoscaler.api.vpsienode import (
     CONDITION_READY,
     CONDITION_REGISTERED,
@@ -33,7 +34,8 @@ from vpsie_autoscaler.controllers.vpsienode import keys
 from vpsie_autoscaler.controllers.vpsienode.bound_instance import bound_instance, record_instance
 from vpsie_autoscaler.controllers.vpsienode.context import ACTION_PROVISION, NODE_NAME_INDEX, Lifecycle, Raw
 from vpsie_autoscaler.controllers.vpsienode.failure import Failure
-from vpsie_autoscaler.controllers.vpsienode.nodes import apply_join, claimed_by_other, node_ready
+from vpsie_autoscaler.controllers.vpsienode.nodes import claimed_by_other, has_taint, join_patch, node_ready
+from vpsie_autoscaler.kube.resources import NODES
 from vpsie_autoscaler.runtime.controller import Result
 from vpsie_autoscaler.vpsie.errors import ErrorClass
 from vpsie_autoscaler.vpsie.provider import InstanceState, NodeSource
@@ -165,9 +167,8 @@ def _check_timeout(ctx: Lifecycle, vn: VPSieNode, st: VPSieNodeStatus, source: N
 
 
 async def _join(ctx: Lifecycle, vn: VPSieNode, node: Raw) -> None:
-    if ctx.dry_run:
-        return
-    if await apply_join(ctx.client, vn, node):
+    patch = join_patch(vn, node)
+    if patch is not None and await ctx.writes.merge_patch(NODES, node["metadata"]["name"], patch):
         log.info("node.labelled", vpsienode=vn.metadata.name, node=node["metadata"]["name"])
 
 
@@ -185,7 +186,10 @@ async def ready(ctx: Lifecycle, obj: Raw, vn: VPSieNode, st: VPSieNodeStatus) ->
         await ctx.write(obj, vn, st)
         return Result(requeue_after=min(ctx.options.poll_interval, ctx.options.node_lost_grace))
     await _join(ctx, vn, node)
-    if not ctx.dry_run and await ctx.drain.untaint(node):
+    if has_taint(node, TO_BE_DELETED_TAINT) and await ctx.writes.perform(
+        f"remove the stale {TO_BE_DELETED_TAINT} taint of Node {st.node_name}",
+        lambda: ctx.drain.untaint(node),
+    ):
         # Our taint on a node nobody is draining (an aborted drain that did not finish its cleanup).
         log.info("node.stale_taint_removed", vpsienode=vn.metadata.name, node=st.node_name)
     ok = node_ready(node)

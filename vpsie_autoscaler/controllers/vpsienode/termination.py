@@ -48,8 +48,7 @@ async def finalize(ctx: Lifecycle, obj: Raw, vn: VPSieNode, st: VPSieNodeStatus)
     """The Deleting phase handler (see the module docstring)."""
     if INSTANCE_FINALIZER not in vn.metadata.finalizers:
         return Result()
-    if ctx.dry_run:
-        ctx.dry(obj, f"drain, delete instance {vn.spec.hostname} and its Node")
+    if ctx.would(obj, f"drain, delete instance {vn.spec.hostname} and its Node"):
         return Result(requeue_after=ctx.options.resync_interval)
     was = st.phase
     ctx.enter(st, "Deleting")
