@@ -50,6 +50,8 @@ _SERVICE_LINK_VALUE = re.compile(
 )
 
 Seconds = Annotated[float, Field(gt=0)]
+MAX_GC_SECONDS = 7 * 24 * 3600.0
+"""Longest Failed-record TTL and orphan grace period accepted (a week): beyond it a leak goes unseen."""
 
 
 def pod_namespace() -> str:
@@ -131,6 +133,20 @@ class Settings(BaseSettings):
         100,
         ge=0,
         description="pods consolidation may evict per hour, all NodeGroups together (0: empty nodes only)",
+    )
+    failed_vpsienode_ttl: float = Field(
+        3600.0,
+        ge=60,
+        le=MAX_GC_SECONDS,
+        description="seconds a Failed VPSieNode is kept (its NodeGroup's back-off is derived from it; never "
+        "less than the group's backoff.max) before garbage collection deletes it",
+    )
+    orphan_grace_period: float = Field(
+        600.0,
+        ge=60,
+        le=MAX_GC_SECONDS,
+        description="seconds a VPSie instance tagged for this cluster may exist without a VPSieNode (counted "
+        "from its creation in VPSie) before garbage collection deletes it",
     )
     # Additions to the contract table (runtime knobs):
     graceful_shutdown_timeout: Seconds = Field(30.0, description="seconds allowed for a clean stop")

@@ -28,6 +28,8 @@ CONTRACT_DEFAULTS = {
     "max_nodes_total": 0,
     "max_cores_total": 0,
     "max_memory_total_gib": 0,
+    "failed_vpsienode_ttl": 3600,
+    "orphan_grace_period": 600,
 }
 
 
@@ -72,6 +74,13 @@ def test_environment_is_read_and_flags_win(monkeypatch: pytest.MonkeyPatch) -> N
         ({"expander": "priority,,least waste"}, "comma-separated names"),
         ({"vpsie_base_url": "api.vpsie.com"}, "not an http(s) URL"),
         ({"max_nodes_total": "-3"}, "--max-nodes-total"),
+        (
+            {"failed_vpsienode_ttl": "30"},
+            "--failed-vpsienode-ttl / VPSIE_AUTOSCALER_FAILED_VPSIENODE_TTL '30'",
+        ),
+        ({"failed_vpsienode_ttl": "1w"}, "--failed-vpsienode-ttl"),
+        ({"orphan_grace_period": "59"}, "greater than or equal to 60"),
+        ({"orphan_grace_period": "604801"}, "--orphan-grace-period / VPSIE_AUTOSCALER_ORPHAN_GRACE_PERIOD"),
         (
             {"vpsie_rate_limit_burst": "0"},
             "--vpsie-rate-limit-burst / VPSIE_AUTOSCALER_VPSIE_RATE_LIMIT_BURST",
@@ -227,3 +236,11 @@ def test_run_warns_about_unknown_variables_at_start_up(
     assert '"level":"warning"' in lines[0]
     assert "VPSIE_AUTOSCALER_VPSIE_API_TOKEN" in lines[1]
     assert "tok-secret-456" not in err
+
+
+def test_the_garbage_collection_timers_come_from_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vpsie_autoscaler.controllers.lifecycle import gc_options_from
+
+    monkeypatch.setenv("VPSIE_AUTOSCALER_ORPHAN_GRACE_PERIOD", "120")
+    options = gc_options_from(load_settings({"failed_vpsienode_ttl": "1800"}))
+    assert (options.failed_ttl, options.orphan_grace) == (1800, 120)

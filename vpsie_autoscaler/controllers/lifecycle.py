@@ -88,6 +88,11 @@ def build_providers(manager: Manager, settings: Settings) -> Providers:
     return providers
 
 
+def gc_options_from(settings: Settings) -> GCOptions:
+    """The garbage collector's timers from ``--failed-vpsienode-ttl`` and ``--orphan-grace-period``."""
+    return GCOptions(orphan_grace=settings.orphan_grace_period, failed_ttl=settings.failed_vpsienode_ttl)
+
+
 def setup_lifecycle(
     manager: Manager,
     settings: Settings,
@@ -145,7 +150,11 @@ def setup_lifecycle(
     ng.decisions.on_record(lambda group: ng_controller.enqueue(Request(group)))
 
     gc = GarbageCollector(
-        deps, providers=providers, nodegroups=nodegroups, vpsienodes=vpsienodes, options=gc_options
+        deps,
+        providers=providers,
+        nodegroups=nodegroups,
+        vpsienodes=vpsienodes,
+        options=gc_options or gc_options_from(settings),
     )
     manager.add_runnable(gc.run, name="garbagecollection")
     return Lifecycle(providers, deps.metrics, vn, vn_controller, ng, ng_controller, gc)
