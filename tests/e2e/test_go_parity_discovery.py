@@ -18,6 +18,7 @@ from tests.e2e.harness import (
     ADVANCED,
     E2E,
     HIGHMEM,
+    NODEGROUPS,
     SIM_CLUSTER_ID,
     SIM_CLUSTER_NAME,
     STANDARD,
@@ -115,3 +116,56 @@ def test_a_nodegroup_without_cluster_and_size_discovers_them_and_scales(e2e: E2E
     assert str(HIGHMEM.size_id) in mismatch["message"]
     assert str(STANDARD.size_id) in mismatch["message"]
     assert group["status"]["managed"]["sizeId"] == STANDARD.size_id
+
+
+def test_a_missing_vpsie_group_is_created_a_second_of_the_same_size_is_refused_and_delete_removes_it(
+    e2e: E2E,
+) -> None:
+    e2e.sim.stop()
+    workdir = e2e.workdir / "standard-only"
+    workdir.mkdir()
+    sim = CloudSim(workdir, e2e.kubeconfig, groups=(STANDARD,))
+    e2e.sim = sim.start()
+    e2e.autoscaler()
+
+    created = nodegroup("created", ADVANCED, min_nodes=1, max_nodes=2)
+    created["spec"]["managed"] = {
+        "clusterIdentifier": SIM_CLUSTER_ID,
+        "nodeGroupName": "GRP-Created-e2e",
+        "sizeId": ADVANCED.size_id,
+        "groupDeletionPolicy": "Delete",
+    }
+    e2e.apply_nodegroup(created)
+    e2e.wait_nodegroup_event("created", "VPSieGroupCreated", timeout=DISCOVERY_S)
+    found = e2e.get_nodegroup("created")["status"]["managed"]
+    assert (found["nodeGroupName"], found["sizeId"], found["created"]) == (
+        "GRP-Created-e2e",
+        ADVANCED.size_id,
+        True,
+    )
+    groups = sim.state()["clusters"][0]["groups"]
+    assert [g["boxsize_id"] for g in groups if g["group_name"] == "GRP-Created-e2e"] == [ADVANCED.size_id]
+    e2e.wait(
+        lambda: e2e.group_nodes("created"), lambda nodes: len(nodes) == 1, timeout=SCALE_UP_S,
+        what="minNodes in the created VPSie group",
+    )  # fmt: skip
+
+    # VPSie keeps one group per size: a second group of the same size is a clear condition, never sent.
+    twin = nodegroup("twin", ADVANCED, max_nodes=1)
+    twin["spec"]["managed"] = {"clusterIdentifier": SIM_CLUSTER_ID, "nodeGroupName": "GRP-Twin-e2e",
+                               "sizeId": ADVANCED.size_id}  # fmt: skip
+    e2e.apply_nodegroup(twin)
+    e2e.wait_nodegroup_event("twin", "GroupCreateRefused", timeout=DISCOVERY_S)
+    refused = condition(e2e.get_nodegroup("twin"), "SourceResolved")
+    assert refused["status"] == "False"
+    assert "GRP-Created-e2e" in refused["message"]
+    assert len([r for r in sim.requests() if r.get("path") == "/apps/v2/k8s/cluster/add/group"]) == 1
+
+    # groupDeletionPolicy Delete: the NodeGroup's nodes go first, then the VPSie group it created.
+    e2e.client.delete(f"{NODEGROUPS}/created")
+    e2e.wait(
+        lambda: [g["group_name"] for g in sim.state()["clusters"][0]["groups"]],
+        lambda names: "GRP-Created-e2e" not in names,
+        timeout=SCALE_UP_S,
+        what="the created VPSie group deleted with its NodeGroup",
+    )

@@ -253,6 +253,8 @@ MSG_PROJECT_IMMUTABLE: Final = (
 )
 
 Identifier = Annotated[str, Field(min_length=1, max_length=IDENTIFIER_MAX_LENGTH)]
+GROUP_RETAIN: Final = "Retain"
+GROUP_DELETE: Final = "Delete"
 
 
 def _default_of(model: type[KubeModel]) -> dict[str, Any]:
@@ -306,6 +308,12 @@ class ManagedSource(KubeModel):
     )
     datacenter_identifier: Identifier | None = Field(
         default=None, description="VPSie datacenter identifier. Omitted: the VPSie group's."
+    )
+    group_deletion_policy: Literal["Retain", "Delete"] = Field(
+        default=GROUP_RETAIN,
+        description="What deleting this NodeGroup does to the VPSie node group once its nodes are gone: "
+        "Retain (default) keeps it; Delete deletes it if this NodeGroup created it and no node is left "
+        "in it (a group with nodes is kept and reported: deleting it would take them down undrained).",
     )
 
     @model_validator(mode="after")

@@ -54,7 +54,7 @@ from vpsie_autoscaler.vpsie.credentials import (
     read_credentials_dir,
 )
 from vpsie_autoscaler.vpsie.errors import NotFound, Unauthorized, VPSieError
-from vpsie_autoscaler.vpsie.managed import ManagedKubernetesProvider
+from vpsie_autoscaler.vpsie.managed import EnsuredGroup, ManagedKubernetesProvider, ensure_node_group
 from vpsie_autoscaler.vpsie.provider import (
     CreateRequest,
     Instance,
@@ -67,6 +67,10 @@ from vpsie_autoscaler.vpsie.provider import (
 from vpsie_autoscaler.vpsie.vms import VMProvider
 
 log = structlog.get_logger("vpsie_autoscaler.controllers.cloud")
+
+GROUP_DOUBT_SECONDS: Final = 120.0
+"""After a create of a VPSie node group whose answer was lost and that no listing shows, no new create
+for this long: VPSie may still be making it (its add-node is asynchronous too)."""
 
 CREDENTIALS_POLL_SECONDS: Final = 10.0
 """How often the mounted credentials are re-read. The kubelet refreshes mounted Secrets about once a
@@ -272,6 +276,7 @@ class Providers:
         self._monotonic = monotonic
         self._group_ids: dict[tuple[str, str], int] = {}
         self._groups: dict[str, tuple[float, list[models.K8sNodeGroup]]] = {}
+        self._group_doubt: dict[tuple[str, str], float] = {}
         self.hints = SecretHints()
         """Discovery hints of the mounted stock ``vpsie-secret`` (kept current by the watcher)."""
         self.client: VPSieClient | None = None
@@ -312,6 +317,49 @@ class Providers:
         groups = await self.client.list_node_groups(cluster)
         self._groups[cluster] = (started, groups)
         return list(groups)
+
+    async def ensure_group(
+        self, cluster: str, name: str, size_id: int, *, may_create: bool = True
+    ) -> EnsuredGroup:
+        """The VPSie node group ``name`` of the cluster, created with ``size_id`` when missing: fenced,
+        with a create in doubt settled by listing for :data:`GROUP_DOUBT_SECONDS` before another is
+        sent (:func:`~vpsie_autoscaler.vpsie.managed.ensure_node_group`, the single place)."""
+        if self.client is None:
+            raise Unauthorized(self._unconfigured_reason, operation="create_node_group")
+        key = (cluster, name)
+        since = self._group_doubt.get(key)
+        settling = since is not None and self._monotonic() - since < GROUP_DOUBT_SECONDS
+        result = await ensure_node_group(
+            self.client,
+            cluster,
+            name,
+            size_id,
+            may_create=may_create and not settling,
+            before_create=lambda: self.fence.check("create_node_group"),
+        )
+        if result.in_doubt and may_create and not settling:
+            self._group_doubt[key] = self._monotonic()
+        elif not result.in_doubt:
+            self._group_doubt.pop(key, None)
+        if result.created:
+            self._groups.pop(cluster, None)
+        return result
+
+    async def delete_group_if_empty(self, cluster: str, group_id: int, *, reason: str) -> str:
+        """Delete the VPSie node group when no node is left in it; what happened, in words. A group
+        that still has nodes is kept: deleting it would take them down without a drain."""
+        if self.client is None:
+            raise Unauthorized(self._unconfigured_reason, operation="delete_node_group")
+        groups = await self.client.list_node_groups(cluster)
+        group = next((g for g in groups if g.id == group_id), None)
+        if group is None:
+            return f"VPSie node group {group_id} is already gone"
+        if group.nodes_count > 0:
+            return f"VPSie node group {group.group_name} kept: it still has {group.nodes_count} node(s)"
+        self.fence.check("delete_node_group")
+        await self.client.delete_node_group(group.identifier or str(group.id), reason, note=group.group_name)
+        self._groups.pop(cluster, None)
+        return f"VPSie node group {group.group_name} deleted"
 
     async def launch(self, request: CreateRequest) -> MutationResult:
         """Fenced: raises the fence's error (nothing sent) when this process may not act."""

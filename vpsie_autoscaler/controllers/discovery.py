@@ -20,7 +20,10 @@ autoscaler filled such gaps once at startup from the API host name, node labels 
    IP address. Exactly one cluster must match: two that match are reported by name and identifier,
    never guessed between (:func:`match_cluster`).
 
-**The group and its size.** The VPSie node group is the spec's, by name or id, in that cluster. Its size
+**The group and its size.** The VPSie node group is the spec's, by name or id, in that cluster. A group
+named by the spec that does not exist is created with the spec's ``sizeId``
+(:meth:`~vpsie_autoscaler.controllers.cloud.Providers.ensure_group`, the single place); a refusal
+(VPSie's one group per size, quota) is condition ``SourceResolved`` reason ``GroupCreateRefused``. Its size
 (``boxsize_id``) is what VPSie gives every new node, so it is the size the planners use; a ``sizeId`` in
 the spec that differs is reported (condition ``SizeMismatch`` and an Event), never planned with. The
 datacenter is the spec's, else the group's.
@@ -60,6 +63,8 @@ REASON_NO_MATCH: Final = "ClusterNotFound"
 REASON_AMBIGUOUS: Final = "ClusterAmbiguous"
 REASON_NO_NODES: Final = "NoNodesToMatch"
 REASON_GROUP_NOT_FOUND: Final = "GroupNotFound"
+REASON_GROUP_REFUSED: Final = "GroupCreateRefused"
+REASON_GROUP_CREATING: Final = "GroupCreating"
 REASON_LOOKUP_FAILED: Final = "VPSieAPIError"
 REASON_SIZE_MISMATCH: Final = "SizeMismatch"
 REASON_SIZE_MATCHES: Final = "SizeMatches"
@@ -343,7 +348,14 @@ class SourceResolver:
         self.discovery = discovery
         self.max_age = max_age
 
-    async def resolve(self, spec: ManagedSource, previous: ResolvedManagedSource | None) -> Resolution:
+    async def resolve(
+        self,
+        spec: ManagedSource,
+        previous: ResolvedManagedSource | None,
+        *,
+        may_create: Callable[[str], bool] = lambda what: True,
+    ) -> Resolution:
+        """``may_create(what)`` is asked before a VPSie group is created (False: dry-run said "would")."""
         answer = await self.discovery.cluster(spec, previous)
         if answer.identifier is None:
             return Resolution(None, answer.reason, answer.message)
@@ -354,18 +366,64 @@ class SourceResolver:
                 None, REASON_LOOKUP_FAILED, f"listing the node groups of {answer.identifier}: {exc}"
             )
         group = find_group(spec, groups)
+        created = False
         if group is None:
-            wanted = f"id {spec.node_group_id}" if spec.node_group_id is not None else spec.node_group_name
-            return Resolution(
-                None,
-                REASON_GROUP_NOT_FOUND,
-                f"VPSie node group {wanted} not found in cluster {answer.name or answer.identifier}",
-            )
+            ensured = await self._create(spec, answer, may_create)
+            if isinstance(ensured, Resolution):
+                return ensured
+            group, created = ensured
         return resolve_group(
             spec,
             cluster=answer.identifier,
             cluster_name=answer.name,
             cluster_from=answer.cluster_from,
             group=group,
-            created=previous is not None and previous.created and previous.node_group_id == group.id,
+            created=created
+            or (previous is not None and previous.created and previous.node_group_id == group.id),
+        )
+
+    async def _create(
+        self, spec: ManagedSource, answer: ClusterAnswer, may_create: Callable[[str], bool]
+    ) -> tuple[models.K8sNodeGroup, bool] | Resolution:
+        """A missing VPSie group named by the spec: created with the spec's size, or why not."""
+        cluster = answer.identifier
+        assert cluster is not None
+        where = answer.name or cluster
+        if spec.node_group_name is None:
+            return Resolution(
+                None, REASON_GROUP_NOT_FOUND, f"VPSie node group id {spec.node_group_id} not found in {where}"
+            )
+        name = spec.node_group_name
+        if spec.size_id is None:
+            return Resolution(
+                None,
+                REASON_GROUP_NOT_FOUND,
+                f"VPSie node group {name} not found in cluster {where}; set spec.managed.sizeId to have it "
+                "created",
+            )
+        allowed = may_create(f"create VPSie node group {name} of size {spec.size_id} in cluster {where}")
+        try:
+            ensured = await self.providers.ensure_group(cluster, name, spec.size_id, may_create=allowed)
+        except VPSieError as exc:
+            return Resolution(None, REASON_LOOKUP_FAILED, f"creating VPSie node group {name}: {exc}")
+        if ensured.group is not None:
+            return ensured.group, ensured.created
+        if ensured.refused is not None:
+            return Resolution(
+                None,
+                REASON_GROUP_REFUSED,
+                f"VPSie node group {name} (size {spec.size_id}) cannot be created in cluster {where}: "
+                f"{ensured.refused}",
+            )
+        if not allowed:
+            return Resolution(
+                None,
+                REASON_GROUP_NOT_FOUND,
+                f"VPSie node group {name} not found in cluster {where} (dry run)",
+            )
+        return Resolution(
+            None,
+            REASON_GROUP_CREATING,
+            f"VPSie node group {name} was asked for in cluster {where} and is not listed yet; waiting for it "
+            "(never asked twice)",
         )

@@ -23,12 +23,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import structlog
 
 from vpsie_autoscaler.vpsie import models
 from vpsie_autoscaler.vpsie.client import VPSieClient
-from vpsie_autoscaler.vpsie.errors import NotFound
+from vpsie_autoscaler.vpsie.errors import (
+    DuplicateGroupSize,
+    NotFound,
+    VPSieError,
+    request_may_have_reached_vpsie,
+)
 from vpsie_autoscaler.vpsie.provider import (
     DONE,
     CreateRequest,
@@ -181,3 +187,89 @@ class ManagedKubernetesProvider:
 
     async def owner_tags(self, instance: Instance) -> frozenset[str] | None:
         return None  # VPSie keeps no tags on managed nodes
+
+
+# --- the VPSie node group itself -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EnsuredGroup:
+    """What :func:`ensure_node_group` found or did.
+
+    ``group``: the VPSie group (None unless it exists and is listed). ``created``: this call created it
+    (or proved that an earlier call whose answer was lost did). ``refused``: VPSie's refusal, or ours
+    before asking (another group already has the size), in words. ``in_doubt``: a create may have
+    happened but the listing does not show it yet: look again before asking again.
+    """
+
+    group: models.K8sNodeGroup | None
+    created: bool = False
+    refused: str | None = None
+    in_doubt: bool = False
+
+
+def _by_name(groups: list[models.K8sNodeGroup], name: str) -> models.K8sNodeGroup | None:
+    return next((g for g in groups if g.group_name == name), None)
+
+
+async def ensure_node_group(
+    client: VPSieClient,
+    cluster: str,
+    name: str,
+    size_id: int,
+    *,
+    may_create: bool = True,
+    before_create: Callable[[], None] = lambda: None,
+) -> EnsuredGroup:
+    """Make sure the cluster has a VPSie node group ``name`` of size ``size_id``: **the single place**
+    where the autoscaler creates VPSie node groups (a NodeGroup whose group does not exist, and any
+    caller that needs a group per plan, go through here).
+
+    1. List the cluster's groups: one named ``name`` is the answer, whatever its size (the caller
+       compares sizes).
+    2. VPSie keeps one group per size in a cluster (``docs/vpsie-api.md`` §4.10: "Group … has same
+       selected Size, please select another size"): when another group has the size, the refusal is
+       reported without asking.
+    3. ``POST /k8s/cluster/add/group`` (``before_create`` first: the leader fence), then list again:
+       VPSie returns no usable id.
+
+    Never two creates for one answer lost: a create whose answer was lost (timeout, unparsable 2xx) is
+    resolved by listing, and a create refused for "same size" by a group of our own name means an
+    earlier create did happen. ``may_create=False`` (a create in doubt is still settling, or dry-run)
+    only lists.
+    """
+    groups = await client.list_node_groups(cluster)
+    found = _by_name(groups, name)
+    if found is not None:
+        return EnsuredGroup(found)
+    same_size = next((g for g in groups if g.boxsize_id == size_id), None)
+    if same_size is not None:
+        return EnsuredGroup(
+            None,
+            refused=f"VPSie keeps one node group per size: group {same_size.group_name} (id {same_size.id}) "
+            f"already has size {size_id}; name that group (nodeGroupName: {same_size.group_name}) or "
+            "choose another sizeId",
+        )
+    if not may_create:
+        return EnsuredGroup(None, in_doubt=True)
+    before_create()
+    try:
+        created = await client.create_node_group(cluster, name, size_id)
+    except DuplicateGroupSize as exc:
+        again = _by_name(await client.list_node_groups(cluster), name)
+        if again is not None:  # an earlier create of ours, answered late
+            return EnsuredGroup(again, created=True)
+        return EnsuredGroup(None, refused=str(exc))
+    except VPSieError as exc:
+        if not request_may_have_reached_vpsie(exc):
+            log.warning("vpsie.managed.create_group_refused", cluster=cluster, group=name, error=str(exc))
+            return EnsuredGroup(None, refused=str(exc))
+        again = _by_name(await client.list_node_groups(cluster), name)
+        if again is not None:
+            return EnsuredGroup(again, created=True)
+        log.warning("vpsie.managed.create_group_in_doubt", cluster=cluster, group=name, error=str(exc))
+        return EnsuredGroup(None, in_doubt=True)
+    log.info("vpsie.managed.create_group", cluster=cluster, group=name, size=size_id)
+    if created is None:
+        return EnsuredGroup(None, in_doubt=True)
+    return EnsuredGroup(created, created=True)

@@ -19,8 +19,13 @@ performs it:
   :class:`~vpsie_autoscaler.controllers.decisions.DecisionLog`;
 - per-group gauges (min, max, desired, current, ready, backoff, hourly cost).
 
+Managed groups: the VPSie cluster, node group, size and datacenter are resolved first
+(:mod:`~vpsie_autoscaler.controllers.discovery`, into ``status.managed`` and the ``SourceResolved`` and
+``SizeMismatch`` conditions); a VPSie node group named by the spec that does not exist is created.
+
 Deleting a NodeGroup deletes its VPSieNodes (their finalizers delete the instances and Nodes) and only
-then drops ``NODEGROUP_FINALIZER``. It never calls VPSie's create or drains: the lifecycle controller
+then drops ``NODEGROUP_FINALIZER`` (after deleting the VPSie group it created, with
+``groupDeletionPolicy: Delete``). It never creates instances nor drains: the lifecycle controller
 does (docs/architecture.md, "Who owns which fact").
 """
 
@@ -53,6 +58,7 @@ from vpsie_autoscaler.api.nodegroup import (
     CONDITION_SIZE_MISMATCH,
     CONDITION_SOURCE_RESOLVED,
     DECISION_MAX_LENGTH,
+    GROUP_DELETE,
     NodeGroup,
     NodeGroupStatus,
 )
@@ -104,6 +110,8 @@ CONDITION_VALIDATION_FAILED: Final = "ValidationFailed"
 REASON_ADOPTING: Final = "AdoptedInstance"
 ACTION_SCALE: Final = "Scale"
 ACTION_RESOLVE: Final = "Resolve"
+REASON_GROUP_CREATED: Final = "VPSieGroupCreated"
+REASON_GROUP_DELETED: Final = "VPSieGroupDeleted"
 STATE_UNRESOLVED: Final = "SourceUnresolved"
 """Ready reason (the STATUS column) of a managed group whose VPSie cluster or group is not known."""
 
@@ -243,7 +251,7 @@ class NodeGroupReconciler(UsesDeps):
             # create (or drain) again. Their watch events bring us back; the requeue is the safety net.
             return Result(requeue_after=EXPECTATION_POLL_SECONDS)
         observed = group.status
-        resolution = await self._resolve(group)
+        resolution = await self._resolve(obj, group)
         if resolution is not None and resolution.found is not None:
             group = group.model_copy(
                 update={"status": observed.model_copy(update={"managed": resolution.found})}
@@ -330,11 +338,26 @@ class NodeGroupReconciler(UsesDeps):
         st.last_scale_down_time = now
         return decision, len(step.drain)
 
-    async def _resolve(self, group: NodeGroup) -> discovery.Resolution | None:
-        """Managed groups: the VPSie cluster, group, size and datacenter (controllers/discovery.py)."""
+    async def _resolve(self, obj: dict[str, Any], group: NodeGroup) -> discovery.Resolution | None:
+        """Managed groups: the VPSie cluster, group, size and datacenter (controllers/discovery.py); a
+        VPSie group named by the spec that does not exist is created (in dry-run: announced)."""
         if group.spec.managed is None:
             return None
-        return await self.sources.resolve(group.spec.managed, group.status.managed)
+        resolution = await self.sources.resolve(
+            group.spec.managed,
+            group.status.managed,
+            may_create=lambda what: not self.writes.would(what, obj=obj, action=ACTION_RESOLVE),
+        )
+        was = group.status.managed
+        if (
+            resolution.found is not None
+            and resolution.found.created
+            and not (was is not None and was.created)
+        ):
+            self.recorder.event(
+                obj, "Normal", REASON_GROUP_CREATED, f"created {resolution.message}", ACTION_RESOLVE
+            )
+        return resolution
 
     def _source_conditions(
         self,
@@ -660,9 +683,36 @@ class NodeGroupReconciler(UsesDeps):
                     ACTION_SCALE,
                 )
             return Result(requeue_after=DELETE_POLL_SECONDS)
+        await self._release_vpsie_group(obj)
         await self.writes.remove_finalizer(NODEGROUPS, obj, NODEGROUP_FINALIZER)
         self.metrics.forget_group(name)
         return Result()
+
+    async def _release_vpsie_group(self, obj: dict[str, Any]) -> None:
+        """``groupDeletionPolicy: Delete``: the VPSie group this NodeGroup created goes with it, once
+        empty (``Providers.delete_group_if_empty``); ``Retain`` (the default) leaves it. Read from the
+        raw object: an invalid NodeGroup is deleted the same way."""
+        managed = (obj.get("spec") or {}).get("managed") or {}
+        found = (obj.get("status") or {}).get("managed") or {}
+        if managed.get("groupDeletionPolicy") != GROUP_DELETE or not found.get("created"):
+            return
+        cluster, group_id = found.get("clusterIdentifier"), found.get("nodeGroupId")
+        if not isinstance(cluster, str) or not isinstance(group_id, int):
+            return
+        what = (
+            f"delete VPSie node group {found.get('nodeGroupName') or group_id} (groupDeletionPolicy Delete)"
+        )
+        if self.writes.would(what, obj=obj, action=ACTION_RESOLVE):
+            return
+        try:
+            done = await self.providers.delete_group_if_empty(
+                cluster, group_id, reason=f"NodeGroup {obj['metadata']['name']} deleted"
+            )
+        except VPSieError as exc:
+            # Kept, and said so: a NodeGroup deletion never waits on VPSie.
+            done = f"VPSie node group {group_id} not deleted: {exc}"
+        self.recorder.event(obj, "Normal", REASON_GROUP_DELETED, done, ACTION_RESOLVE)
+        log.info("nodegroup.vpsie_group_released", nodegroup=obj["metadata"]["name"], outcome=done)
 
 
 def _conditions(obj: Mapping[str, Any]) -> list[Mapping[str, Any]]:
