@@ -17,10 +17,11 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 # SIGTERM first: etcd and kube-apiserver shut down cleanly within a second or two.
 STOP_GRACE_S = 10.0
+CMDLINE_SETTLE_S: Final = 0.5
 KILL_WAIT_S = 5.0
 _POLL_S = 0.05
 # /proc/<pid>/stat: field 22 (1-based) is the start time in clock ticks since boot; fields after the
@@ -39,10 +40,18 @@ def start_ticks(pid: int) -> int | None:
 
 
 def _exe_argv0(pid: int) -> str | None:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0", 1)[0].decode()
-    except OSError:
-        return None
+    """argv[0] of ``pid``. A process that has just exec'd can show an empty ``/proc/<pid>/cmdline``
+    for a moment (its new memory is still being set up), so an empty read is retried briefly rather
+    than taken as "another program"."""
+    deadline = time.monotonic() + CMDLINE_SETTLE_S
+    while True:
+        try:
+            raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return None
+        if raw or time.monotonic() >= deadline:
+            return raw.split(b"\0", 1)[0].decode()
+        time.sleep(0.002)  # polling /proc, bounded by CMDLINE_SETTLE_S
 
 
 @dataclass(frozen=True)
