@@ -1,6 +1,6 @@
 """Flexible plans and headroom end to end: the autoscaler process, the simulated VPSie cloud (plain
-VMs, the default catalogue: Standard 2 cpu / 4 GiB $20, Professional 8 cpu / 16 GiB $80 a month) and
-the real control plane and scheduler.
+VMs and a managed cluster; the default catalogue: Standard 2 cpu / 4 GiB $20, Professional 8 cpu /
+16 GiB $80 a month) and the real control plane and scheduler.
 
 Which plan a node got is read where a user reads it: the Node's ``node.kubernetes.io/instance-type``
 and capacity (the simulator's bridge gives each VM its plan's), and the VPSieNode's plan.
@@ -16,9 +16,11 @@ import pytest
 
 from tests.e2e.harness import (
     E2E,
+    JOIN_S,
     STANDARD,
     bare_pod,
     deployment,
+    nodegroup,
     vm_nodegroup,
 )
 from vpsie_autoscaler.cloudsim.config import SimConfig
@@ -30,6 +32,8 @@ RESTORE_S: Final = 20.0  # "within seconds": a bound pod triggers the re-plan; t
 INSTANCE_TYPE: Final = "node.kubernetes.io/instance-type"
 PLANS: Final = {p.nickname: p.identifier for p in SimConfig().plans}
 FLEXIBLE: Final = {"sizes": [PLANS["Standard"], PLANS["Professional"]]}
+SIZES: Final = {p.nickname: p.id for p in SimConfig().plans}
+ADD_GROUP: Final = "/apps/v2/k8s/cluster/add/group"
 
 
 def flexible_group(name: str, **spec: Any) -> dict[str, Any]:
@@ -56,6 +60,38 @@ def test_an_8_cpu_pod_gets_an_8_cpu_node_and_small_pods_get_2_cpu_nodes(e2e: E2E
     assert node_plans(e2e, "fx-big") == Counter({"Professional": 1, "Standard": 3})
     plans = Counter(vn["spec"]["vm"]["resourceIdentifier"] for vn in e2e.live_vpsienodes("fx-big"))
     assert plans == Counter({PLANS["Professional"]: 1, PLANS["Standard"]: 3})
+
+
+def test_a_managed_group_gets_an_8_cpu_node_in_a_vpsie_group_of_that_size_made_once(e2e: E2E) -> None:
+    """The managed cluster has VPSie groups of 2 and 4 cpu only: the 8-cpu size gets its own VPSie node
+    group (VPSie keeps one per size), created once; small pods still get 2-cpu nodes of the group's own
+    VPSie group."""
+    body = nodegroup("mfx", STANDARD, max_nodes=6)
+    body["spec"]["plans"] = {"sizes": [str(SIZES["Standard"]), str(SIZES["Professional"])]}
+    e2e.apply_nodegroup(body)
+    e2e.autoscaler()
+    e2e.apply_deployment(deployment("mbig", 1, cpu="7500m", memory="1Gi"))
+    [pod] = e2e.wait_pods_running("mbig", 1, timeout=SCALE_UP_S)
+    node = e2e.client.get(f"/api/v1/nodes/{e2e.node_of(pod)}")
+    assert node["metadata"]["labels"][INSTANCE_TYPE] == "Professional"
+    assert node["status"]["capacity"]["cpu"] == "8"
+
+    e2e.apply_deployment(deployment("msmall", 3, cpu="1500m", memory="1Gi"))
+    e2e.wait_pods_running("msmall", 3, timeout=SCALE_UP_S)
+    e2e.wait(  # pods may start on a Node before its record has bound it and labelled it
+        lambda: node_plans(e2e, "mfx"),
+        lambda plans: plans == Counter({"Professional": 1, "Standard": 3}),
+        timeout=JOIN_S,
+        what="1 Professional and 3 Standard nodes in mfx",
+    )
+    groups = {g["group_name"]: g for g in e2e.sim.state()["clusters"][0]["groups"]}
+    assert groups["mfx-size-58"]["boxsize_id"] == SIZES["Professional"]
+    assert len([r for r in e2e.sim.requests() if r.get("path") == ADD_GROUP]) == 1
+    names = {g["id"]: name for name, g in groups.items()}
+    workers = Counter(names[w["group_id"]] for w in e2e.sim.workers())
+    assert workers == Counter({"mfx-size-58": 1, STANDARD.name: 3})
+    sizes = Counter(vn["spec"].get("planSizeId") for vn in e2e.live_vpsienodes("mfx"))
+    assert sizes == Counter({SIZES["Professional"]: 1, None: 3})
 
 
 def test_the_cheaper_mix_when_both_fit(e2e: E2E) -> None:

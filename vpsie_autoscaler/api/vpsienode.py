@@ -174,6 +174,13 @@ class VPSieNodeSpec(KubeModel):
         default_factory=list, max_length=MAX_TAINTS, description="Taints applied to the Node when it joins."
     )
     instance_type: str | None = Field(default=None, max_length=253, description="Informational (plan name).")
+    plan_size_id: int | None = Field(
+        default=None,
+        ge=1,
+        description="Managed groups with several plans: the VPSie Kubernetes size (KubeSizeID) of this "
+        "node when it is not the size of the group's own VPSie node group. The node is added to the "
+        "cluster's VPSie node group of that size (VPSie keeps one per size), found by size or created.",
+    )
     adopt: AdoptTarget | None = Field(
         default=None, description="Set when the record is created for an existing instance nobody asked for."
     )

@@ -7,6 +7,10 @@ and turns the source copied into a VPSieNode (or read from a NodeGroup) into the
 
 - managed groups are named by VPSie group name or id; the numeric id VPSie uses in its paths is
   resolved once per (cluster, name) and cached;
+- a managed record on a size of its own (``spec.planSizeId``: a group with several plans) goes to the
+  cluster's VPSie node group of that size: VPSie keeps one group per size, so the size names it. It is
+  found by size, or created on demand through :meth:`Providers.ensure_group` (the one place that
+  creates VPSie groups) as ``<NodeGroup>-size-<size id>``;
 - plain-VM groups are "every VM named ``<group>-<5 [a-z0-9]>``": the name
   :func:`~vpsie_autoscaler.api.vpsienode.hostname_for` gives every new VPSieNode of the group; the VMs
   are tagged at creation with :func:`ownership_tags` (this cluster, the NodeGroup).
@@ -53,7 +57,7 @@ from vpsie_autoscaler.vpsie.credentials import (
     SecretHints,
     read_credentials_dir,
 )
-from vpsie_autoscaler.vpsie.errors import NotFound, Unauthorized, VPSieError
+from vpsie_autoscaler.vpsie.errors import ErrorClass, NotFound, Unauthorized, VPSieError
 from vpsie_autoscaler.vpsie.managed import EnsuredGroup, ManagedKubernetesProvider, ensure_node_group
 from vpsie_autoscaler.vpsie.provider import (
     CreateRequest,
@@ -75,6 +79,23 @@ for this long: VPSie may still be making it (its add-node is asynchronous too)."
 CREDENTIALS_POLL_SECONDS: Final = 10.0
 """How often the mounted credentials are re-read. The kubelet refreshes mounted Secrets about once a
 minute, so 10 s adds little delay and costs one small file read."""
+
+
+class SizeGroupRefused(VPSieError):
+    """No VPSie node group of a record's size exists and VPSie (or the one-group-per-size rule) refused
+    to create one: the record cannot be launched as it is (the group backs off)."""
+
+
+class SizeGroupInDoubt(VPSieError):
+    """The VPSie node group of a size was asked for and may exist, but no listing shows it yet: look
+    again later, never ask twice (:func:`~vpsie_autoscaler.vpsie.managed.ensure_node_group`)."""
+
+    default_class = ErrorClass.TRANSIENT
+
+
+def size_group_name(node_group: str, size_id: int) -> str:
+    """The name a VPSie node group created for a NodeGroup's size gets (``<NodeGroup>-size-<id>``)."""
+    return f"{node_group}-size-{size_id}"
 
 
 class ProviderConfigError(ValueError):
@@ -275,6 +296,7 @@ class Providers:
         self.listings = SharedListings(monotonic=monotonic)
         self._monotonic = monotonic
         self._group_ids: dict[tuple[str, str], int] = {}
+        self._size_groups: dict[tuple[str, int], tuple[int, str]] = {}
         self._groups: dict[str, tuple[float, list[models.K8sNodeGroup]]] = {}
         self._group_doubt: dict[tuple[str, str], float] = {}
         self.hints = SecretHints()
@@ -422,8 +444,66 @@ class Providers:
             group_id = self._group_ids[key] = found.id
         return ManagedSource(cluster_identifier=cluster, group_id=group_id, group_name=name)
 
-    async def source_of(self, node: VPSieNode) -> NodeSource:
-        return await self.source_for(node.spec.node_group, node.spec.managed, node.spec.vm)
+    async def size_source(
+        self, node_group: str, managed: api.ManagedSource, size_id: int, *, may_create: bool = False
+    ) -> ManagedSource:
+        """The cluster's VPSie node group of ``size_id`` (VPSie keeps one per size): found by size, or,
+        with ``may_create``, created as :func:`size_group_name` through :meth:`ensure_group` (fenced; a
+        lost answer settled by listing, never sent twice). Without ``may_create`` (dry-run, or a record
+        past its launch) a missing group is :class:`~vpsie_autoscaler.vpsie.errors.NotFound`.
+
+        Raises :class:`SizeGroupRefused` when VPSie refuses the group, :class:`SizeGroupInDoubt` while a
+        create is being confirmed.
+        """
+        cluster = managed.cluster_identifier
+        if cluster is None:
+            raise NotFound(
+                f"NodeGroup {node_group}: the VPSie cluster is not known yet", operation="discovery"
+            )
+        cached = self._size_groups.get((cluster, size_id))
+        if cached is not None:
+            return ManagedSource(cluster_identifier=cluster, group_id=cached[0], group_name=cached[1])
+        if self.client is None:
+            raise Unauthorized(self._unconfigured_reason, operation="list_node_groups")
+        groups = await self.client.list_node_groups(cluster)
+        found = next((g for g in groups if g.boxsize_id == size_id), None)
+        if found is None and may_create:
+            name = size_group_name(node_group, size_id)
+            result = await self.ensure_group(cluster, name, size_id)
+            if result.refused is not None:
+                raise SizeGroupRefused(
+                    f"VPSie node group {name} of size {size_id}: {result.refused}",
+                    operation="create_node_group",
+                )
+            if result.group is None:
+                raise SizeGroupInDoubt(
+                    f"VPSie node group {name} of size {size_id} may have been created; waiting for a listing "
+                    "to show it",
+                    operation="create_node_group",
+                )
+            if result.group.boxsize_id not in (None, size_id):
+                raise SizeGroupRefused(
+                    f"VPSie node group {name} exists with size {result.group.boxsize_id}, not {size_id}",
+                    operation="create_node_group",
+                )
+            found = result.group
+            log.info("vpsie.size_group", cluster=cluster, group=found.group_name, size=size_id, created=True)
+        if found is None:
+            raise NotFound(
+                f"no VPSie node group of size {size_id} in cluster {cluster}", operation="list_node_groups"
+            )
+        self._size_groups[(cluster, size_id)] = (found.id, found.group_name)
+        return ManagedSource(cluster_identifier=cluster, group_id=found.id, group_name=found.group_name)
+
+    async def source_of(self, node: VPSieNode, *, may_create: bool = False) -> NodeSource:
+        """The source of a record: its group's, or for a record on a size of its own (``planSizeId``)
+        the VPSie node group of that size (created only with ``may_create``: the launch)."""
+        spec = node.spec
+        if spec.managed is not None and spec.plan_size_id is not None:
+            return await self.size_source(
+                spec.node_group, spec.managed, spec.plan_size_id, may_create=may_create
+            )
+        return await self.source_for(spec.node_group, spec.managed, spec.vm)
 
 
 # --- credential rotation ----------------------------------------------------------------------------

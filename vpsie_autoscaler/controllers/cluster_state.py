@@ -52,7 +52,7 @@ from vpsie_autoscaler.api.nodegroup import NodeGroup
 from vpsie_autoscaler.api.times import parse_time
 from vpsie_autoscaler.api.vpsienode import VPSieNode
 from vpsie_autoscaler.controllers.catalogue import PlanCatalogue
-from vpsie_autoscaler.controllers.flexible import flexible, record_node
+from vpsie_autoscaler.controllers.flexible import flexible, record_node, reserved_sizes
 from vpsie_autoscaler.controllers.metrics import AutoscalerMetrics
 from vpsie_autoscaler.scaling import (
     ClusterUsage,
@@ -384,6 +384,20 @@ class SnapshotBuilder:
             out.append(dataclasses.replace(pod, local_claims=found) if found else pod)
         return out
 
+    def _reserved_sizes(self) -> dict[tuple[str, str], str]:
+        """The sizes managed groups with several plans may not choose: other NodeGroups' own VPSie
+        groups (``flexible.reserved_sizes``). Read only when a managed group has ``spec.plans``."""
+        objs = list(self.nodegroups.list())
+        if not any((o.get("spec") or {}).get("plans") and (o.get("spec") or {}).get("managed") for o in objs):
+            return {}
+        parsed = []
+        for obj in objs:
+            try:
+                parsed.append(parse_nodegroup(obj).with_resolved_source())
+            except InvalidObject:
+                continue
+        return reserved_sizes(parsed)
+
     def daemonset_pods(self) -> list[PodInfo]:
         if self.daemonsets is None:
             return []
@@ -461,6 +475,7 @@ class SnapshotBuilder:
         for n in infos:
             if n.group and not n.deleting and n.name not in node_vn:
                 unclaimed_by_group[n.group] = unclaimed_by_group.get(n.group, 0) + 1
+        reserved = self._reserved_sizes()
         for obj in self.nodegroups.list():
             name = (obj.get("metadata") or {}).get("name", "")
             raw_groups[name] = obj
@@ -492,7 +507,7 @@ class SnapshotBuilder:
                     plan_hourly_price=facts.hourly_price if facts is not None else None,
                     daemonset_pods=ds_pods,
                 )
-                groups.append(flexible(base, ng, self.catalogue, ds_pods))  # spec.plans, spec.headroom
+                groups.append(flexible(base, ng, self.catalogue, ds_pods, reserved))  # plans, headroom
             except (ValueError, ArithmeticError) as exc:  # one bad group never stops the others
                 if not isinstance(exc, TemplateError):
                     errors[name] = f"invalid NodeGroup: {_why(exc)}"

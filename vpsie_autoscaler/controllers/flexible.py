@@ -9,16 +9,19 @@
 - A VM VPSieNode carries its plan in ``spec.vm.resourceIdentifier`` (the lifecycle controller creates
   the VM from that copy), so a VM group's chosen plan goes into the record the scale-up controller
   creates, and the record's plan shapes its in-flight capacity.
-- Managed groups: VPSie keeps one node group per size, so a size other than the source's needs its own
-  VPSie node group; creating those on demand is not wired yet, and a managed group plans with its
-  source's size (:data:`MANAGED_NOT_WIRED` is logged once per group).
+- A managed VPSieNode on a size other than its VPSie node group's carries it in ``spec.planSizeId``:
+  VPSie keeps one node group per size, so the lifecycle controller adds the node to the cluster's VPSie
+  group of that size, found by size or created on demand (:meth:`~.cloud.Providers.size_source`), and
+  its records bind within that group (``binding.source_key``). A size that is another managed
+  NodeGroup's own VPSie group is never chosen (``reserved``): that group's nodes are counted and
+  adopted by the NodeGroup that names it, and one VPSie group must never be two sources.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import structlog
 
@@ -36,12 +39,6 @@ from vpsie_autoscaler.scaling.plans import (
 from vpsie_autoscaler.scaling.resources import CPU, MEMORY, PODS, Resources, to_units
 
 log = structlog.get_logger("vpsie_autoscaler.controllers.flexible")
-
-MANAGED_NOT_WIRED: Final = (
-    "spec.plans of a managed group is not used yet: VPSie node groups for other sizes are not created "
-    "on demand; the group's own size is used"
-)
-_warned: set[str] = set()
 
 
 def headroom_of(ng: NodeGroup) -> Headroom:
@@ -70,24 +67,46 @@ def requirements_of(spec: PlanRequirementsSpec) -> PlanRequirements:
     )
 
 
+def own_size(ng: NodeGroup) -> str | None:
+    """A managed group's own size id (its VPSie node group's, once resolved) as a plan name."""
+    managed = ng.spec.managed
+    return str(managed.size_id) if managed is not None and managed.size_id is not None else None
+
+
+def reserved_sizes(groups: Iterable[NodeGroup]) -> dict[tuple[str, str], str]:
+    """(VPSie cluster, size id) → the managed NodeGroup whose own VPSie node group has that size."""
+    out: dict[tuple[str, str], str] = {}
+    for ng in groups:
+        managed, size = ng.spec.managed, own_size(ng)
+        if managed is not None and managed.cluster_identifier is not None and size is not None:
+            out.setdefault((managed.cluster_identifier, size), ng.metadata.name)
+    return out
+
+
 def plan_shapes(
-    ng: NodeGroup, catalogue: PlanCatalogue, daemonset_pods: Sequence[PodInfo]
+    ng: NodeGroup,
+    catalogue: PlanCatalogue,
+    daemonset_pods: Sequence[PodInfo],
+    reserved: Mapping[tuple[str, str], str] | None = None,
 ) -> tuple[PlanShape, ...]:
-    """The plans ``ng`` may choose from, smallest first (empty: single-plan group, or not known yet)."""
+    """The plans ``ng`` may choose from, smallest first (empty: single-plan group, or not known yet).
+
+    A managed group never chooses a size that ``reserved`` gives another NodeGroup (its own VPSie
+    node group: see the module docstring)."""
     spec = ng.spec.plans
     if spec is None:
-        return ()
-    if ng.spec.managed is not None:
-        if ng.metadata.name not in _warned:
-            _warned.add(ng.metadata.name)
-            log.warning("flexible plans not used", nodegroup=ng.metadata.name, reason=MANAGED_NOT_WIRED)
         return ()
     options = catalogue.options(ng)
     if not options:
         return ()
+    cluster = ng.spec.managed.cluster_identifier if ng.spec.managed is not None else None
     shapes: list[PlanShape] = []
     for facts in options:
         if spec.sizes is not None and facts.identifier not in spec.sizes:
+            continue
+        owner = (reserved or {}).get((cluster, facts.identifier)) if cluster is not None else None
+        if owner is not None and owner != ng.metadata.name:
+            _skip_reserved(ng.metadata.name, facts.identifier, owner)
             continue
         try:
             shaped = GroupTemplate.from_nodegroup(
@@ -110,11 +129,30 @@ def plan_shapes(
     return tuple(sorted(shapes, key=PlanShape.size_key))
 
 
+_skipped: set[tuple[str, str, str]] = set()
+
+
+def _skip_reserved(group: str, size: str, owner: str) -> None:
+    """Say once per (group, size, owner) why a size of ``spec.plans`` is left out."""
+    if (group, size, owner) not in _skipped:
+        _skipped.add((group, size, owner))
+        log.warning(
+            "plan not used",
+            nodegroup=group,
+            size=size,
+            reason=f"size {size} is the VPSie node group of NodeGroup {owner}",
+        )
+
+
 def flexible(
-    template: GroupTemplate, ng: NodeGroup, catalogue: PlanCatalogue, daemonset_pods: Sequence[PodInfo]
+    template: GroupTemplate,
+    ng: NodeGroup,
+    catalogue: PlanCatalogue,
+    daemonset_pods: Sequence[PodInfo],
+    reserved: Mapping[tuple[str, str], str] | None = None,
 ) -> GroupTemplate:
     """``template`` with the group's plans and headroom (unchanged when it has neither)."""
-    plans = plan_shapes(ng, catalogue, daemonset_pods)
+    plans = plan_shapes(ng, catalogue, daemonset_pods, reserved)
     spare = headroom_of(ng)
     if not plans and spare.empty:
         return template
@@ -122,9 +160,14 @@ def flexible(
 
 
 def record_plan(vpsienode: Mapping[str, Any]) -> str:
-    """The plan a VPSieNode (raw) is created with: its VM ``resourceIdentifier`` ("" otherwise)."""
-    vm = (vpsienode.get("spec") or {}).get("vm") or {}
-    return str(vm.get("resourceIdentifier") or "")
+    """The plan a VPSieNode (raw) is created with: its VM ``resourceIdentifier``; for a managed record
+    its ``planSizeId``, else its group's size id ("" when unknown)."""
+    spec = vpsienode.get("spec") or {}
+    vm = spec.get("vm") or {}
+    if vm:
+        return str(vm.get("resourceIdentifier") or "")
+    managed = spec.get("managed") or {}
+    return str(spec.get("planSizeId") or managed.get("sizeId") or "")
 
 
 def record_node(group: GroupTemplate, vpsienode: Mapping[str, Any], hostname: str) -> NodeInfo:
@@ -137,12 +180,17 @@ def record_node(group: GroupTemplate, vpsienode: Mapping[str, Any], hostname: st
 
 
 def with_plan(vn: VPSieNode, plan: PlanShape | None) -> VPSieNode:
-    """``vn`` created on ``plan`` (a VM group's chosen plan); unchanged for None or a managed record."""
-    if plan is None or vn.spec.vm is None:
+    """``vn`` created on ``plan``: a VM group's plan goes into ``spec.vm.resourceIdentifier``; a
+    managed group's size, when it is not its VPSie node group's, into ``spec.planSizeId`` (the
+    lifecycle controller adds the node to the VPSie group of that size). Unchanged for None."""
+    if plan is None:
         return vn
-    vm = vn.spec.vm.model_copy(update={"resource_identifier": plan.name})
-    spec = vn.spec.model_copy(update={"vm": vm, "instance_type": plan.instance_type})
-    return vn.model_copy(update={"spec": spec})
+    update: dict[str, Any] = {"instance_type": plan.instance_type}
+    if vn.spec.vm is not None:
+        update["vm"] = vn.spec.vm.model_copy(update={"resource_identifier": plan.name})
+    elif vn.spec.managed is not None and plan.name != str(vn.spec.managed.size_id):
+        update["plan_size_id"] = int(plan.name)
+    return vn.model_copy(update={"spec": vn.spec.model_copy(update=update)})
 
 
 def headroom_pods(groups: Sequence[GroupTemplate], nodes: Sequence[NodeInfo]) -> tuple[PodInfo, ...]:

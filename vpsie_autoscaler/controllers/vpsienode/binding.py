@@ -30,17 +30,24 @@ from vpsie_autoscaler.runtime.expectations import Expectations
 from vpsie_autoscaler.vpsie.provider import Instance, NodeSource, VMSource
 
 
-def source_key(node_group: str, managed: Mapping[str, object] | None) -> str:
-    """One string per VPSie source: records with the same key compete for the same instances."""
+def source_key(node_group: str, managed: Mapping[str, object] | None, plan_size: object = None) -> str:
+    """One string per VPSie source: records with the same key compete for the same instances.
+
+    A managed record on a size of its own (``spec.planSizeId``, a group with several plans) is added to
+    the cluster's VPSie node group of that size, whichever NodeGroup asked: VPSie keeps one group per
+    size, so the size names the group, and every such record of the cluster shares the key."""
     if managed:
+        cluster = managed.get("clusterIdentifier", "")
+        if plan_size:
+            return f"managed/{cluster}/size/{plan_size}"
         group = managed.get("nodeGroupId") or managed.get("nodeGroupName") or ""
-        return f"managed/{managed.get('clusterIdentifier', '')}/{group}"
+        return f"managed/{cluster}/{group}"
     return f"vm/{node_group}"
 
 
 def source_key_of_spec(spec: VPSieNodeSpec) -> str:
     managed = spec.managed.to_k8s() if spec.managed is not None else None
-    return source_key(spec.node_group, managed)
+    return source_key(spec.node_group, managed, spec.plan_size_id)
 
 
 def source_key_of_object(obj: Mapping[str, object]) -> list[str]:
@@ -49,7 +56,13 @@ def source_key_of_object(obj: Mapping[str, object]) -> list[str]:
     if not isinstance(spec, Mapping):
         return []
     managed = spec.get("managed")
-    return [source_key(str(spec.get("nodeGroup", "")), managed if isinstance(managed, Mapping) else None)]
+    return [
+        source_key(
+            str(spec.get("nodeGroup", "")),
+            managed if isinstance(managed, Mapping) else None,
+            spec.get("planSizeId"),
+        )
+    ]
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from vpsie_autoscaler.api.vpsienode import (
     VPSieNode,
     VPSieNodeStatus,
 )
-from vpsie_autoscaler.controllers.cloud import ownership_tags
+from vpsie_autoscaler.controllers.cloud import SizeGroupRefused, ownership_tags
 from vpsie_autoscaler.controllers.vpsienode import keys
 from vpsie_autoscaler.controllers.vpsienode.context import ACTION_PROVISION, Lifecycle, Raw
 from vpsie_autoscaler.controllers.vpsienode.failure import Failure, fail
@@ -35,14 +35,19 @@ from vpsie_autoscaler.vpsie.provider import Taint as ProviderTaint
 
 async def launch(ctx: Lifecycle, obj: Raw, vn: VPSieNode, st: VPSieNodeStatus) -> Result:
     """The Pending phase handler (see the module docstring)."""
-    source = await ctx.providers.source_of(vn)
     now = ctx.clock.now()
     if vn.spec.adopt is not None:
         return await _adopt(ctx, obj, vn, st, target=vn.spec.adopt, now=now)
-    if ctx.would(obj, f"create VPSie instance {vn.spec.hostname}"):
+    size = f" (VPSie node group of size {vn.spec.plan_size_id})" if vn.spec.plan_size_id is not None else ""
+    if ctx.would(obj, f"create VPSie instance {vn.spec.hostname}{size}"):
         await ctx.write(obj, vn, st)  # status is a report: written in dry-run too
         return Result(requeue_after=ctx.options.resync_interval)
     ctx.providers.fence.check("launch")  # before the record: a fenced process writes nothing
+    try:
+        # A record on a size of its own: that size's VPSie node group, created here when missing.
+        source = await ctx.providers.source_of(vn, may_create=True)
+    except SizeGroupRefused as exc:
+        raise Failure(keys.REASON_CREATE_FAILED, error_class(exc), str(exc)) from exc
     baseline: list[str] = []
     tags: tuple[str, ...] = ()
     if isinstance(source, VMSource):
