@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from vpsie_autoscaler.api.durations import parse_duration
+from vpsie_autoscaler.api.durations import format_duration, parse_duration
 from vpsie_autoscaler.api.labels import NODEGROUP_LABEL
 from vpsie_autoscaler.api.nodegroup import NodeGroup
 from vpsie_autoscaler.scaling.groups import GroupTemplate, budget_nodes
@@ -93,6 +93,8 @@ EVICTION_BUDGET_EXHAUSTED: Final = "EvictionBudgetExhausted"
 SAVINGS_BELOW_THRESHOLD: Final = "SavingsBelowThreshold"
 NO_CHEAPER_PLAN: Final = "NoCheaperPlan"
 """Its pods fit neither on the remaining nodes nor on one node of a cheaper NodeGroup."""
+NODE_GONE: Final = "NodeGone"
+"""Re-validation: a node of the action is gone or already leaving."""
 TIME_BUDGET_EXCEEDED: Final = "ConsolidationTimeBudget"
 """The pass ran out of time before this node; the next pass starts again."""
 
@@ -318,7 +320,7 @@ def check_removal(
     cands = {c.node.name: c for c in run.candidates()}
     for name in names:
         if name not in cands:
-            return None, run.verdicts.get(name) or Reason(NODE_NOT_READY, f"node {name} is gone or leaving")
+            return None, run.verdicts.get(name) or Reason(NODE_GONE, f"node {name} is gone or leaving")
     return run.evaluate([cands[n] for n in names], replace=False)
 
 
@@ -433,7 +435,8 @@ class _Pass:
         if changes and max(changes) + policy.consolidate_after > self.now:
             return Reason(
                 NOT_STABLE,
-                f"pods changed at {max(changes).isoformat()}, consolidateAfter is {policy.consolidate_after}",
+                f"pods changed at {max(changes).isoformat()}, "
+                f"consolidateAfter is {format_duration(policy.consolidate_after)}",
             )
         movable = movable_pods(node)
         relevant = tuple(dict.fromkeys(b for p in movable for b in self.pdbs_of(p)))

@@ -18,6 +18,7 @@ from vpsie_autoscaler.scaling.consolidation import (
     EVICTION_BUDGET_EXHAUSTED,
     NEW_NODE_PREFIX,
     NO_CHEAPER_PLAN,
+    NODE_GONE,
     NOT_STABLE,
     OUTSIDE_WINDOW,
     PRICE_UNKNOWN,
@@ -26,6 +27,7 @@ from vpsie_autoscaler.scaling.consolidation import (
     ConsolidationPlan,
     ConsolidationPolicy,
     ConsolidationSettings,
+    check_removal,
     eviction_cost,
     plan_consolidation,
     policy_of,
@@ -159,6 +161,7 @@ def test_consolidate_after_waits_for_pods_to_settle() -> None:
     result = plan(nodes, groups, pod_changes={"web-1": NOW - timedelta(minutes=5)})
     assert result.verdicts["web-0"].code == NOT_STABLE
     assert result.verdicts["web-1"].code == NOT_STABLE
+    assert result.verdicts["web-0"].message.endswith("consolidateAfter is 15m")
     later = plan_consolidation(nodes, groups, {"web": ON}, now=NOW + timedelta(minutes=16))
     assert later.actions
 
@@ -290,3 +293,17 @@ def test_a_groups_headroom_is_never_consolidated_away() -> None:
     assert {r.code for r in result.verdicts.values()} == {HEADROOM_RESERVED}
     without = plan(nodes, [group("web", size=2, price=0.1, scale_down=WIDE)])
     assert without.actions
+
+
+def test_a_replacements_old_nodes_are_revalidated_before_they_drain() -> None:
+    nodes = [node("old", pods=pods("a", 2, node="old")), node("new", group="cheap")]
+    groups = [group("web", size=1, price=0.2), group("cheap", size=1, price=0.05)]
+    action, _ = check_removal(["old"], nodes, groups, {"web": ON}, now=NOW)
+    assert action is not None
+    assert set(action.destinations.values()) == {"new"}
+    full = [nodes[0], node("new", group="cheap", pods=pods("b", 4, "1", node="new"))]
+    action, reason = check_removal(["old"], full, groups, {"web": ON}, now=NOW)
+    assert action is None
+    assert reason.code == NO_CHEAPER_PLAN  # the new node filled up meanwhile: the old one stays
+    _, gone = check_removal(["vanished"], nodes, groups, {"web": ON}, now=NOW)
+    assert gone.code == NODE_GONE

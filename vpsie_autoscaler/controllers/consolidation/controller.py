@@ -33,10 +33,9 @@ import asyncio
 import dataclasses
 import weakref
 from collections import deque
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Final
 
 import structlog
 from prometheus_client import CollectorRegistry, Gauge
@@ -346,11 +345,3 @@ class ConsolidationController(UsesDeps):
             if node is not None:
                 note = f"consolidation: {reason}"
                 self.writes.report(node, NORMAL, REASON_NOT_CONSOLIDATED, note, reason.code)
-
-    @staticmethod
-    def describe(plan: ConsolidationPlan) -> Mapping[str, Any]:
-        """The plan as data (dry-run, debugging)."""
-        return {
-            "actions": [a.describe() for a in plan.actions],
-            "verdicts": {n: {"code": r.code, "message": r.message} for n, r in plan.verdicts.items()},
-        }
