@@ -26,6 +26,7 @@ from vpsie_autoscaler.controllers.cluster_state import SnapshotBuilder
 from vpsie_autoscaler.controllers.consolidation import ConsolidationController, ConsolidationOptions
 from vpsie_autoscaler.controllers.decisions import DecisionLog
 from vpsie_autoscaler.controllers.deps import Deps
+from vpsie_autoscaler.controllers.drainmetrics import DrainObserver
 from vpsie_autoscaler.controllers.podcache import trim_pod
 from vpsie_autoscaler.controllers.scaledown import ScaleDownController, ScaleDownOptions
 from vpsie_autoscaler.controllers.scaleup import ScaleUpController, ScaleUpOptions
@@ -95,6 +96,12 @@ def setup_autoscaling(
     pods.add_event_handler(
         on_add=scaleup.on_pod, on_update=scaleup.on_pod_update, on_delete=scaleup.on_pod_delete
     )
+    # Drain duration and pods evicted per drain, read from what the lifecycle controller records.
+    drains = DrainObserver(deps.metrics, deps.clock)
+    informers.informer_for(VPSIENODES).add_event_handler(
+        on_add=drains.on_vpsienode, on_update=drains.on_vpsienode_update, on_delete=drains.on_vpsienode_delete
+    )
+    pods.add_event_handler(on_delete=drains.on_pod_delete)
     # Read a new group's plan as soon as the group appears, not when the first pod needs it, and
     # re-plan once new plan facts arrive (pods may have been refused for "capacity unknown").
     nodegroups.add_event_handler(

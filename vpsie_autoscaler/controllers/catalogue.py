@@ -157,6 +157,11 @@ class PlanCatalogue:
             self._want_event.set()
         return found
 
+    def hourly_price(self, ng: NodeGroup) -> float | None:
+        """Hourly price of one node of the group's plan (None until the plan is read, or unpriced)."""
+        found = self.facts(ng)
+        return found.hourly_price if found is not None else None
+
     def options(self, ng: NodeGroup) -> tuple[PlanFacts, ...] | None:
         """The plans a group with ``spec.plans`` may choose from (None until fetched); marks them wanted."""
         key = options_key(ng)

@@ -27,6 +27,12 @@ DECISION_LATENCY_BUCKETS = (0.1, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0,
 # Provisioning (create accepted → Node Ready) takes tens of seconds to many minutes on VPSie; the
 # simulator does it in well under a second, so the lowest buckets are kept for tests and demos.
 PROVISION_BUCKETS = (1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 180.0, 300.0, 600.0, 900.0, 1200.0, 1800.0)
+# A drain of an empty node takes a second, one held by a PDB up to maxGracefulTermination (600 s by
+# default, at most 24 h).
+DRAIN_BUCKETS = (1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0)
+# Pods evicted per drain: 0 for an empty node, up to the kubelet's 110 pods.
+EVICTED_PER_DRAIN_BUCKETS = (0.0, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 110.0)
+RESULT_LABEL = "result"
 
 GROUP_LABEL = "nodegroup"
 REASON_LABEL = "reason"
@@ -52,6 +58,9 @@ class AutoscalerMetrics:
     node_provision_duration_seconds: Histogram
     evicted_pods_total: Counter
     drain_failures_total: Counter
+    drain_duration_seconds: Histogram
+    drain_evicted_pods: Histogram
+    vpsienode_ttl_deletions_total: Counter
     unremovable_nodes: Gauge
     orphan_instances: Gauge
     launches_total: Counter
@@ -150,6 +159,26 @@ def autoscaler_metrics(registry: CollectorRegistry) -> AutoscalerMetrics:
         drain_failures_total=Counter(
             PREFIX + "drain_failures",
             "Drains that did not finish within maxGracefulTermination (DrainFailed), by group.",
+            [GROUP_LABEL],
+            registry=registry,
+        ),
+        drain_duration_seconds=Histogram(
+            PREFIX + "drain_duration_seconds",
+            "Time from a node's drain starting to its end, by group and result (success, aborted).",
+            [GROUP_LABEL, RESULT_LABEL],
+            buckets=DRAIN_BUCKETS,
+            registry=registry,
+        ),
+        drain_evicted_pods=Histogram(
+            PREFIX + "drain_evicted_pods",
+            "Pods that left the node during a successful drain (evicted), by group.",
+            [GROUP_LABEL],
+            buckets=EVICTED_PER_DRAIN_BUCKETS,
+            registry=registry,
+        ),
+        vpsienode_ttl_deletions_total=Counter(
+            PREFIX + "vpsienode_ttl_deletions",
+            "Failed VPSieNodes deleted by garbage collection after their TTL, by group.",
             [GROUP_LABEL],
             registry=registry,
         ),

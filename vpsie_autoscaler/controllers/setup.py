@@ -27,4 +27,5 @@ def setup(manager: Manager, settings: Settings) -> None:
     """
     deps = Deps.of(manager, settings)
     lifecycle = setup_lifecycle(manager, settings, deps=deps)
-    setup_autoscaling(manager, settings, catalogue_client=lifecycle.providers.client, deps=deps)
+    auto = setup_autoscaling(manager, settings, catalogue_client=lifecycle.providers.client, deps=deps)
+    lifecycle.nodegroup.plan_price = auto.catalogue.hourly_price  # nodegroup_hourly_cost from the plan

@@ -15,6 +15,7 @@ server is healthy.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import StrEnum
 
 from vpsie_autoscaler.runtime.clock import Clock
@@ -37,7 +38,10 @@ class CircuitBreaker:
         *,
         failure_threshold: int = DEFAULT_FAILURE_THRESHOLD,
         open_seconds: float = DEFAULT_OPEN_SECONDS,
+        on_transition: Callable[[BreakerState, BreakerState], None] | None = None,
     ) -> None:
+        """``on_transition(old, new)`` is told every change of state (metrics); the move from open
+        to half-open is seen when the first call after ``open_seconds`` arrives."""
         if failure_threshold < 1:
             raise ValueError(f"breaker failure threshold must be at least 1, got {failure_threshold}")
         self._clock = clock
@@ -47,6 +51,12 @@ class CircuitBreaker:
         self._failures = 0
         self._opened_at = 0.0
         self._probe_in_flight = False
+        self._on_transition = on_transition
+
+    def _set(self, state: BreakerState) -> None:
+        old, self._state = self._state, state
+        if old is not state and self._on_transition is not None:
+            self._on_transition(old, state)
 
     @property
     def state(self) -> BreakerState:
@@ -67,7 +77,7 @@ class CircuitBreaker:
                     retry_after=remaining,
                     operation=operation,
                 )
-            self._state = BreakerState.HALF_OPEN
+            self._set(BreakerState.HALF_OPEN)
         if self._state is BreakerState.HALF_OPEN:
             if self._probe_in_flight:
                 raise CircuitOpen(
@@ -78,14 +88,14 @@ class CircuitBreaker:
             self._probe_in_flight = True
 
     def record_success(self) -> None:
-        self._state = BreakerState.CLOSED
+        self._set(BreakerState.CLOSED)
         self._failures = 0
         self._probe_in_flight = False
 
     def record_failure(self) -> None:
         self._failures += 1
         if self._state is BreakerState.HALF_OPEN or self._failures >= self._threshold:
-            self._state = BreakerState.OPEN
+            self._set(BreakerState.OPEN)
             self._opened_at = self._clock.monotonic()
         self._probe_in_flight = False
 

@@ -56,7 +56,12 @@ from vpsie_autoscaler.vpsie.auth import (
     TokenSource,
     login_with_fallback,
 )
-from vpsie_autoscaler.vpsie.breaker import DEFAULT_FAILURE_THRESHOLD, DEFAULT_OPEN_SECONDS, CircuitBreaker
+from vpsie_autoscaler.vpsie.breaker import (
+    DEFAULT_FAILURE_THRESHOLD,
+    DEFAULT_OPEN_SECONDS,
+    BreakerState,
+    CircuitBreaker,
+)
 from vpsie_autoscaler.vpsie.errors import (
     DUPLICATE_GROUP_SIZE_MARKER,
     NOT_FOUND_MARKER,
@@ -284,9 +289,12 @@ class VPSieClient:
             self._clock,
             failure_threshold=config.breaker_failure_threshold,
             open_seconds=config.breaker_open_seconds,
+            on_transition=lambda old, new: self.metrics.circuit(old.value, new.value),
         )
         self.metrics = ClientMetrics(registry if registry is not None else CollectorRegistry())
         self.metrics.rate_limit.set(self._limiter.rate_per_minute)
+        for state in BreakerState:
+            self.metrics.circuit_state.labels(state.value).set(1 if state is self.breaker.state else 0)
         self._timeout = aiohttp.ClientTimeout(
             total=config.request_timeout, sock_connect=config.connect_timeout
         )
@@ -336,9 +344,14 @@ class VPSieClient:
         ):
             return False
         tokens = self._token_source(new)
-        await self._call(
-            "verify_credentials", "GET", VERIFY_PATH, idempotent=True, tokens=tokens, relogin=False
-        )
+        try:
+            await self._call(
+                "verify_credentials", "GET", VERIFY_PATH, idempotent=True, tokens=tokens, relogin=False
+            )
+        except VPSieError:
+            self.metrics.credential_rotations.labels(result="failure").inc()
+            raise
+        self.metrics.credential_rotations.labels(result="success").inc()
         self.config, self.tokens = new, tokens
         log.info("vpsie.credentials_updated", mode="api_token" if new.api_token else "client_credentials")
         return True

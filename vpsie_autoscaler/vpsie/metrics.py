@@ -47,12 +47,40 @@ class ClientMetrics:
             registry=registry,
         )
 
+        self.circuit_state = Gauge(
+            "vpsie_autoscaler_vpsie_api_circuit_state",
+            "1 for the state the VPSie API circuit breaker is in (closed, open, half_open), 0 for others.",
+            ["state"],
+            registry=registry,
+        )
+        self.circuit_transitions = Counter(
+            "vpsie_autoscaler_vpsie_api_circuit_transitions",
+            "Changes of state of the VPSie API circuit breaker.",
+            ["from", "to"],
+            registry=registry,
+        )
+        self.credential_rotations = Counter(
+            "vpsie_autoscaler_vpsie_credential_rotations",
+            "New VPSie credentials tried without a restart: success (in use), failure (refused; the old "
+            "ones stay in use).",
+            ["result"],
+            registry=registry,
+        )
+        for result in ("success", "failure"):
+            self.credential_rotations.labels(result=result)
+
         self.malformed_items = Counter(
             "vpsie_autoscaler_vpsie_api_malformed_items_total",
             "Items of VPSie list answers skipped because they did not fit the model, by operation.",
             ["operation"],
             registry=registry,
         )
+
+    def circuit(self, old: str, new: str) -> None:
+        """The breaker moved from ``old`` to ``new`` (``BreakerState`` values)."""
+        self.circuit_transitions.labels(old, new).inc()
+        self.circuit_state.labels(old).set(0)
+        self.circuit_state.labels(new).set(1)
 
     def observe(self, operation: str, code: str, seconds: float | None) -> None:
         self.requests.labels(operation=operation, code=code).inc()

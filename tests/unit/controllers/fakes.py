@@ -118,6 +118,13 @@ class FakeKube:
         merge(obj, patch)
         return obj
 
+    async def delete(self, res: Resource, name: str, namespace: str | None = None, **_: Any) -> None:
+        self.calls.append(Call("delete", res.plural, name, None))
+        store = self._store(res)
+        key = f"{namespace}/{name}" if namespace else name
+        if store.objects.pop(key, None) is None:
+            raise errors.NotFound(f"{res.plural} {name} not found")
+
     def writes(self, verb: str | None = None, resource: str | None = None) -> list[Call]:
         return [
             c

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import cast
 
 import pytest
@@ -122,6 +123,7 @@ async def test_orphans_are_reported_at_once_and_deleted_after_the_grace(env: Env
     assert sorted(second.deleted) == ["old-ddddd", "web-bbbbb"]
     assert env.deleting() == {"old-ddddd", "web-bbbbb"}  # never the record's VM or one named like ours
     assert len(env.world.recorder.reasons(REASON_ORPHAN_DELETED, "web")) == 1
+    assert env.world.recorder.reasons(REASON_ORPHAN, "web")[-1].note.endswith("(age 10m11s)")  # not 611s
 
 
 async def test_tags_are_read_only_for_vms_shaped_like_ours_without_a_record(env: Env) -> None:
@@ -151,3 +153,15 @@ async def test_a_process_that_is_not_leader_deletes_nothing(env: Env) -> None:
     assert len(report.errors) == 2
     assert env.deleting() == set()
     assert [r for r in env.sim.requests if r["method"] == "DELETE"] == []
+
+
+async def test_failed_records_past_their_ttl_are_deleted_and_counted(env: Env) -> None:
+    now = env.world.clock.now()
+    failed = env.world.vpsienode("web-fffff", "web", phase="Failed")
+    failed["status"]["phaseTimestamps"] = {"Failed": (now - timedelta(hours=2)).isoformat()}
+    recent = env.world.vpsienode("web-rrrrr", "web", phase="Failed")
+    recent["status"]["phaseTimestamps"] = {"Failed": (now - timedelta(minutes=5)).isoformat()}
+    report = await env.collector().collect()
+    assert report.expired == ["web-fffff"]
+    assert env.world.stores["vpsienodes"].get("web-fffff") is None
+    assert env.world.sample("vpsie_autoscaler_vpsienode_ttl_deletions_total", {"nodegroup": "web"}) == 1

@@ -163,6 +163,9 @@ class NodeGroupReconciler(UsesDeps):
         self.nodes = nodes
         self.options = options or NodeGroupOptions()
         self.rng = rng
+        self.plan_price: Callable[[NodeGroup], float | None] = lambda _group: None
+        """Hourly price of one node of the group's plan from the plan catalogue, for
+        ``nodegroup_hourly_cost`` when the template states none (set by ``controllers/setup.py``)."""
         discovery = discovery or ClusterDiscovery(
             client=lambda: providers.client,
             nodes=nodes.store.list,
@@ -608,6 +611,8 @@ class NodeGroupReconciler(UsesDeps):
         m.nodegroup_ready_nodes.labels(name).set(st.ready_nodes)
         m.nodegroup_backoff.labels(name).set(1 if in_backoff else 0)
         price = group.spec.template.effective_hourly_price()
+        if price is None:
+            price = self.plan_price(group)
         m.nodegroup_hourly_cost.labels(name).set((price or 0.0) * st.current_nodes)
 
     # -- invalid objects --------------------------------------------------------------------------
