@@ -246,7 +246,7 @@ async def test_not_ready_within_max_provision_time_fails_deletes_the_instance_an
         await eventually(lambda: phase(env, name) == "Failed", within=WAIT_S, what="Failed")
         failed = env.vpsienodes.store.get(name) or {}
         assert failed["metadata"]["annotations"][ERROR_CLASS_ANNOTATION] == "transient"
-        assert "ProvisionTimeout" in failed["status"]["lastError"]
+        assert failed["status"]["lastError"] == "ProvisionTimeout: not Ready within maxProvisionTime 1m"
         await eventually(lambda: name not in env.vms(group), within=WAIT_S, what="instance deleted")
         await eventually(
             lambda: env.condition(group, "Backoff").get("status") == "True", within=WAIT_S, what="Backoff"

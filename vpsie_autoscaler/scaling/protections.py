@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
+from vpsie_autoscaler.api.durations import format_duration
 from vpsie_autoscaler.api.labels import (
     PROTECTED_ANNOTATION,
     SCALE_DOWN_ALLOWED_HOURS_ANNOTATION,
@@ -148,7 +149,7 @@ def disruption_window_blocker(
         return Reason(
             OUTSIDE_DISRUPTION_WINDOW, f"invalid disruption window schedule of NodeGroup {group}: {exc}"
         )
-    shown = ", ".join(f"{w.schedule!r} for {w.duration}" for w in windows[:3])
+    shown = ", ".join(f"{w.schedule!r} for {format_duration(w.duration)}" for w in windows[:3])
     more = f" and {len(windows) - 3} more" if len(windows) > 3 else ""
     return Reason(
         OUTSIDE_DISRUPTION_WINDOW,

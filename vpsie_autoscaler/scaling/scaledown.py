@@ -54,7 +54,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final
 
-from vpsie_autoscaler.api.durations import parse_duration
+from vpsie_autoscaler.api.durations import format_duration, parse_duration
 from vpsie_autoscaler.api.labels import (
     DO_NOT_DISRUPT_ANNOTATION,
     NODEGROUP_LABEL,
@@ -409,7 +409,9 @@ def unneeded_long_enough(c: Candidate) -> Reason | None:
     since = c.unneeded_since or c.now
     wait = c.group.scale_down.unneeded_time
     if since + wait > c.now:
-        return Reason(NOT_UNNEEDED_LONG_ENOUGH, f"unneeded since {since.isoformat()}, needs {wait}")
+        return Reason(
+            NOT_UNNEEDED_LONG_ENOUGH, f"unneeded since {since.isoformat()}, needs {format_duration(wait)}"
+        )
     return None
 
 

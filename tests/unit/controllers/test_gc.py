@@ -123,6 +123,7 @@ async def test_orphans_are_reported_at_once_and_deleted_after_the_grace(env: Env
     assert sorted(second.deleted) == ["old-ddddd", "web-bbbbb"]
     assert env.deleting() == {"old-ddddd", "web-bbbbb"}  # never the record's VM or one named like ours
     assert len(env.world.recorder.reasons(REASON_ORPHAN_DELETED, "web")) == 1
+    assert env.world.recorder.reasons(REASON_ORPHAN, "web")[-1].note.endswith("(age 10m11s)")  # not 611s
 
 
 async def test_tags_are_read_only_for_vms_shaped_like_ours_without_a_record(env: Env) -> None:

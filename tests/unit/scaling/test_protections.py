@@ -161,6 +161,7 @@ def test_disruption_windows_of_the_group(
         assert p.removals == ()
         assert p.blocked["n"].code == reasons.OUTSIDE_DISRUPTION_WINDOW
         assert "NodeGroup web" in p.blocked["n"].message
+        assert "'0 22 * * *' for 8h" in p.blocked["n"].message
         assert "n" in p.unneeded
 
 

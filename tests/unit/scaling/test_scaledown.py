@@ -216,6 +216,7 @@ def test_unneeded_timer_starts_persists_and_stops() -> None:
     assert p.became_unneeded == ("fresh",)
     assert p.unneeded["fresh"] == NOW
     assert p.blocked["fresh"].code == reasons.NOT_UNNEEDED_LONG_ENOUGH
+    assert p.blocked["fresh"].message.endswith("needs 10m")  # unneededTime as a NodeGroup writes it
 
     # Restart: the timer comes back from the annotation and only counts from then.
     recent = {UNNEEDED_SINCE_ANNOTATION: (NOW - timedelta(minutes=5)).isoformat()}

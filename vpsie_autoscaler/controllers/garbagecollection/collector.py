@@ -35,7 +35,7 @@ from typing import Any, Final
 
 import structlog
 
-from vpsie_autoscaler.api.durations import parse_duration
+from vpsie_autoscaler.api.durations import format_duration, parse_duration
 from vpsie_autoscaler.api.nodegroup import NodeGroup
 from vpsie_autoscaler.api.vpsienode import HOSTNAME_SUFFIX_LENGTH, VPSieNode
 from vpsie_autoscaler.controllers.cloud import Providers, cluster_tag, tagged_group, vm_hostname_prefix
@@ -240,7 +240,7 @@ class GarbageCollector(UsesDeps):
         due = age is not None and age > self.options.orphan_grace
         owner = f"NodeGroup {group_name}" if group_obj is not None else f"deleted NodeGroup {group_name}"
         note = f"VPSie VM {inst.hostname} is tagged for this cluster ({owner}) but has no VPSieNode" + (
-            f" (age {age:.0f}s)" if age is not None else ""
+            f" (age {format_duration(round(age))})" if age is not None else ""
         )
         log.warning("gc.orphan", nodegroup=group_name, hostname=inst.hostname, age=age, due=due)
         if group_obj is not None:

@@ -206,6 +206,21 @@ class Lifecycle:
             return parse_duration(DEFAULT_MAX_GRACEFUL_TERMINATION)
         return group.spec.scale_down.graceful_termination
 
+    # The same two settings as the NodeGroup spells them ("10m", not "0:10:00"), for messages: the
+    # text an operator reads is the text to look for in the NodeGroup.
+
+    def provision_timeout_text(self, vn: VPSieNode) -> str:
+        group = self.group(vn.spec.node_group)
+        return DEFAULT_MAX_PROVISION_TIME if group is None else group.spec.provisioning.max_provision_time
+
+    def grace_text(self, vn: VPSieNode) -> str:
+        group = self.group(vn.spec.node_group)
+        return (
+            DEFAULT_MAX_GRACEFUL_TERMINATION
+            if group is None
+            else group.spec.scale_down.max_graceful_termination
+        )
+
     def force_after_grace(self, vn: VPSieNode) -> bool:
         group = self.group(vn.spec.node_group)
         return group is not None and group.spec.scale_down.force_termination_after_grace

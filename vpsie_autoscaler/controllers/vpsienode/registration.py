@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 
 import structlog
 
+from vpsie_autoscaler.api.durations import format_duration
 from vpsie_autoscaler.api.labels import TO_BE_DELETED_TAINT
 from vpsie_autoscaler.api.vpsienode import (
     CONDITION_READY,
@@ -110,7 +111,11 @@ async def provision(ctx: Lifecycle, obj: Raw, vn: VPSieNode, st: VPSieNodeStatus
     await ctx.write(obj, vn, st)  # a stale read ends here with Conflict: observed once per node
     ctx.metrics.node_provision_duration_seconds.observe(max(took, 0.0))
     ctx.event(
-        obj, "Normal", keys.REASON_READY, f"Node {node_name} is Ready after {took:.0f}s", ACTION_PROVISION
+        obj,
+        "Normal",
+        keys.REASON_READY,
+        f"Node {node_name} is Ready after {format_duration(round(took))}",
+        ACTION_PROVISION,
     )
     return Result(requeue_after=ctx.options.resync_interval)
 
@@ -156,13 +161,13 @@ def _check_timeout(ctx: Lifecycle, vn: VPSieNode, st: VPSieNodeStatus, source: N
         raise Failure(
             keys.REASON_PROVISION_TIMEOUT,
             None,
-            f"no instance answered within maxProvisionTime {timeout}; the launch's answer was never "
-            "recorded (a restart during the launch), so the group does not back off",
+            f"no instance answered within maxProvisionTime {ctx.provision_timeout_text(vn)}; the launch's "
+            "answer was never recorded (a restart during the launch), so the group does not back off",
         )
     raise Failure(
         keys.REASON_PROVISION_TIMEOUT,
         ErrorClass.TRANSIENT,
-        f"not Ready within maxProvisionTime {timeout}",
+        f"not Ready within maxProvisionTime {ctx.provision_timeout_text(vn)}",
     )
 
 
@@ -181,7 +186,9 @@ async def ready(ctx: Lifecycle, obj: Raw, vn: VPSieNode, st: VPSieNodeStatus) ->
         lost_for = (ctx.clock.now() - condition.last_transition_time).total_seconds()
         if lost_for > ctx.options.node_lost_grace:
             raise Failure(
-                keys.REASON_NODE_LOST, None, f"Node {st.node_name} has been gone for {lost_for:.0f}s"
+                keys.REASON_NODE_LOST,
+                None,
+                f"Node {st.node_name} has been gone for {format_duration(round(lost_for))}",
             )
         await ctx.write(obj, vn, st)
         return Result(requeue_after=min(ctx.options.poll_interval, ctx.options.node_lost_grace))

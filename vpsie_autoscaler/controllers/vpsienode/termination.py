@@ -18,7 +18,7 @@ docs/lifecycle.md, "VPSieNode phases" (the deleting row) and "Deletion never bre
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import structlog
 
@@ -169,13 +169,15 @@ async def drained_before_delete(
         return True
     if within or not ctx.force_after_grace(vn):
         if not within:
-            await _termination_blocked(ctx, obj, vn, st, node, note=_blocked_note(grace, progress.blocker))
+            await _termination_blocked(
+                ctx, obj, vn, st, node, note=_blocked_note(ctx.grace_text(vn), progress.blocker)
+            )
         return False
     log.warning("drain.forced", vpsienode=vn.metadata.name, remaining=len(progress.remaining))
     return True
 
 
-def _blocked_note(grace: timedelta, blocker: str | None) -> str:
+def _blocked_note(grace: str, blocker: str | None) -> str:
     return (
         f"deletion waits: drain did not finish within maxGracefulTermination {grace}: blocked by "
         f"{blocker or 'pods that did not leave'}; set scaleDown.forceTerminationAfterGrace to force it"
