@@ -28,6 +28,7 @@ import structlog
 from vpsie_autoscaler.api.nodegroup import HeadroomSpec, NodeGroup, PlanRequirementsSpec
 from vpsie_autoscaler.api.vpsienode import VPSieNode
 from vpsie_autoscaler.controllers.catalogue import PlanCatalogue
+from vpsie_autoscaler.controllers.cloud import Providers, size_group_name
 from vpsie_autoscaler.scaling import GroupTemplate, NodeInfo, PodInfo
 from vpsie_autoscaler.scaling.headroom import NO_HEADROOM, Headroom, unmet
 from vpsie_autoscaler.scaling.plans import (
@@ -37,6 +38,8 @@ from vpsie_autoscaler.scaling.plans import (
     resolve_requirements,
 )
 from vpsie_autoscaler.scaling.resources import CPU, MEMORY, PODS, Resources, to_units
+from vpsie_autoscaler.vpsie.errors import NotFound
+from vpsie_autoscaler.vpsie.provider import ManagedSource
 
 log = structlog.get_logger("vpsie_autoscaler.controllers.flexible")
 
@@ -191,6 +194,27 @@ def with_plan(vn: VPSieNode, plan: PlanShape | None) -> VPSieNode:
     elif vn.spec.managed is not None and plan.name != str(vn.spec.managed.size_id):
         update["plan_size_id"] = int(plan.name)
     return vn.model_copy(update={"spec": vn.spec.model_copy(update=update)})
+
+
+async def size_groups_made_for(
+    providers: Providers, ng: NodeGroup, members: Iterable[VPSieNode]
+) -> list[tuple[int, ManagedSource]]:
+    """The VPSie node groups made for ``ng``'s other sizes (named ``<NodeGroup>-size-<id>``) that its
+    records use: the NodeGroup controller adopts their nodes that no record owns or waits for (a
+    launch answered after its record failed), as it does in its own VPSie group. A group of that size
+    made by anyone else is left alone: its unowned nodes are not known to be this NodeGroup's."""
+    managed = ng.spec.managed
+    if managed is None:
+        return []
+    out: list[tuple[int, ManagedSource]] = []
+    for size in sorted({vn.spec.plan_size_id for vn in members if vn.spec.plan_size_id is not None}):
+        try:
+            source = await providers.size_source(ng.metadata.name, managed, size)
+        except NotFound:
+            continue  # not made yet: its first launch makes it
+        if source.group_name == size_group_name(ng.metadata.name, size):
+            out.append((size, source))
+    return out
 
 
 def headroom_pods(groups: Sequence[GroupTemplate], nodes: Sequence[NodeInfo]) -> tuple[PodInfo, ...]:

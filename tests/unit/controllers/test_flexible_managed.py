@@ -9,7 +9,15 @@ import random
 from typing import Any
 
 from tests.unit.controllers.fakes import World
-from tests.unit.controllers.test_discovery import OURS, STANDARD, cluster, simulated
+from tests.unit.controllers.test_discovery import (
+    ADVANCED,
+    OURS,
+    STANDARD,
+    cluster,
+    created_records,
+    managed_group,
+    simulated,
+)
 from vpsie_autoscaler.api.labels import INSTANCE_FINALIZER, NODEGROUP_LABEL
 from vpsie_autoscaler.api.nodegroup import NodeGroup
 from vpsie_autoscaler.api.vpsienode import VPSieNode
@@ -169,3 +177,37 @@ async def test_a_size_vpsie_refuses_fails_the_record_with_vpsies_words_and_adds_
         assert obj["status"]["lastError"].startswith("CreateFailed: ")
         assert "Invalid KubeSizeID" in obj["status"]["lastError"]
         assert [r for r in env.sim.requests if "/add/slave/group/" in r["path"]] == []
+
+
+# --- adoption in the size groups -------------------------------------------------------------------------
+
+
+def failed(obj: Obj) -> Obj:
+    """A record whose launch was sent and that failed: a node arriving for it now is nobody's."""
+    obj["status"] = {"phase": "Failed", "launch": {"requestedHostname": obj["spec"]["hostname"],
+                                                   "sentAt": "2026-01-01T00:00:00Z", "outcome": "Done"}}  # fmt: skip
+    return obj
+
+
+async def test_a_late_node_in_the_group_made_for_a_size_is_adopted_and_one_in_a_foreign_group_is_not() -> (
+    None
+):
+    groups = [("GRP-Standard", STANDARD, 0), ("GRP-Advanced", ADVANCED, 0)]
+    async with simulated(cluster(OURS, "HEL-Kubernetes-49ab", groups)) as env:
+        state = env.sim.state
+        made = state.create_group(OURS, "flex-size-58", PROFESSIONAL)
+        (advanced,) = [g for g in state.groups.values() if g.name == "GRP-Advanced"]
+        late = state.add_node(OURS, made.id)
+        foreign = state.add_node(OURS, advanced.id)
+        flex = managed_group("flex", managed_source())
+        flex["spec"]["plans"] = {"sizes": ["56", "57", "58"]}
+        env.env.put(flex)
+        env.env.put(failed(record("flex-aaaaa", PROFESSIONAL)))
+        env.env.put(failed(record("flex-bbbbb", ADVANCED)))
+        await env.reconciler().reconcile(Request("flex"))
+        adopted = [vn for vn in created_records(env) if vn.spec.adopt is not None]
+        assert [(vn.spec.adopt.hostname, vn.spec.plan_size_id) for vn in adopted if vn.spec.adopt] == [
+            (late.hostname, PROFESSIONAL)
+        ]
+        assert foreign.hostname not in {vn.spec.adopt.hostname for vn in adopted if vn.spec.adopt}
+        assert env.env.world.recorder.reasons("AdoptedInstance", "flex")

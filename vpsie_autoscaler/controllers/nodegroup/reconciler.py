@@ -69,6 +69,7 @@ from vpsie_autoscaler.controllers.cloud import Providers
 from vpsie_autoscaler.controllers.cluster_state import InvalidObject, InvalidObjects, parse_nodegroup
 from vpsie_autoscaler.controllers.deps import Deps, UsesDeps
 from vpsie_autoscaler.controllers.discovery import ClusterDiscovery, SourceResolver
+from vpsie_autoscaler.controllers.flexible import size_groups_made_for
 from vpsie_autoscaler.controllers.nodegroup import rules
 from vpsie_autoscaler.controllers.nodegroup import status as nodegroup_status
 from vpsie_autoscaler.controllers.objects import (
@@ -427,10 +428,21 @@ class NodeGroupReconciler(UsesDeps):
             return str(exc)
         if isinstance(source, ManagedSource):
             await self._adopt(obj, group, source, listed)
+            try:  # spec.plans: the VPSie groups made for this group's other sizes
+                for size, sized in await size_groups_made_for(self.providers, group, members):
+                    found = await self.providers.listing(sized, max_age=self.options.resync_interval)
+                    await self._adopt(obj, group, sized, found, size)
+            except VPSieError as exc:
+                return str(exc)
         return None
 
     async def _adopt(
-        self, obj: dict[str, Any], group: NodeGroup, source: ManagedSource, listed: list[Instance]
+        self,
+        obj: dict[str, Any],
+        group: NodeGroup,
+        source: ManagedSource,
+        listed: list[Instance],
+        size: int | None = None,
     ) -> None:
         """Give every node of the VPSie group that no record owns or waits for a record of its own.
 
@@ -440,7 +452,7 @@ class NodeGroupReconciler(UsesDeps):
         """
         records = []
         for o in self.vpsienodes.store.by_index(
-            SOURCE_INDEX, source_key(group.metadata.name, _managed_of(group))
+            SOURCE_INDEX, source_key(group.metadata.name, _managed_of(group), size)
         ):
             try:
                 records.append(VPSieNode.from_k8s(o))
@@ -458,7 +470,7 @@ class NodeGroupReconciler(UsesDeps):
                 if self.writes.would(f"adopt it ({note})", obj=obj, action=ACTION_SCALE):
                     continue
                 created = await self._create_one(
-                    group, adopt=AdoptTarget(identifier=inst.identifier, hostname=inst.hostname)
+                    group, adopt=AdoptTarget(identifier=inst.identifier, hostname=inst.hostname), size=size
                 )
                 if created is None:
                     continue
@@ -481,10 +493,13 @@ class NodeGroupReconciler(UsesDeps):
                 created += 1
         return created
 
-    async def _create_one(self, group: NodeGroup, *, adopt: AdoptTarget | None = None) -> str | None:
+    async def _create_one(
+        self, group: NodeGroup, *, adopt: AdoptTarget | None = None, size: int | None = None
+    ) -> str | None:
         for _attempt in range(CREATE_ATTEMPTS):
             node = new_vpsienode(group, rng=self.rng)
             node.spec.adopt = adopt
+            node.spec.plan_size_id = size
             try:
                 if await self.writes.create(VPSIENODES, creation_body(node)) is None:
                     return None  # dry-run
