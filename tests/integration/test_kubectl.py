@@ -1,5 +1,6 @@
 """What an operator sees with kubectl: ``kubectl explain`` serves the CRD field descriptions and
-``kubectl get vn`` shows each node's plan.
+``kubectl get vn`` shows each node's plan (and, while it drains, how many pods are left:
+tests/integration/test_lifecycle_controllers.py).
 
 Runs the preinstalled ``kubectl`` against the local control plane, so the API server's own OpenAPI
 publishing and table conversion are what is tested, not our reading of them.
@@ -8,6 +9,7 @@ publishing and table conversion are what is tested, not our reading of them.
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 import shutil
 import tempfile
@@ -132,10 +134,16 @@ def vpsienodes(cluster: ClusterHandle) -> Iterator[dict[str, str]]:
             cluster.client.delete(f"{VPSIENODES}/{name}")
 
 
+def table_headers(table: str) -> list[str]:
+    """The column headers of kubectl's aligned table output: kubectl pads columns with at least three
+    spaces, so one space stays inside a header (``PODS LEFT``)."""
+    return re.split(r" {2,}", table.splitlines()[0].strip())
+
+
 def table_column(table: str, header: str) -> dict[str, str]:
     """Row name → the cell under ``header`` in kubectl's aligned table output."""
     lines = table.splitlines()
-    heads = lines[0].split()
+    heads = table_headers(table)
     start = lines[0].index(header)
     after = heads.index(header) + 1
     end = lines[0].index(heads[after], start) if after < len(heads) else None
@@ -149,7 +157,16 @@ async def test_kubectl_get_vn_shows_the_plan(cluster: ClusterHandle, vpsienodes:
         # Retried: a CRD replaced in a reused cluster reaches the API server's handler asynchronously.
         code, out = await kubectl(cluster, "get", "vn", *vpsienodes)
         seen[:] = [out]
-        return code == 0 and out.split()[:7] == ["NAME", "GROUP", "PHASE", "PLAN", "NODE", "IP", "AGE"]
+        return code == 0 and table_headers(out) == [
+            "NAME",
+            "GROUP",
+            "PHASE",
+            "PODS LEFT",
+            "PLAN",
+            "NODE",
+            "IP",
+            "AGE",
+        ]
 
     try:
         await eventually(shown, within=PUBLISH_S, what="the PLAN column of kubectl get vn")

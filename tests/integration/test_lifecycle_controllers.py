@@ -5,6 +5,8 @@ Each test names the failure mode it proves absent.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -21,6 +23,7 @@ from tests.integration.lifecycle_env import (
     vm_group,
     write_launch,
 )
+from tests.integration.test_kubectl import KUBECTL, kubectl, table_column
 from tests.support.wait import eventually
 from tests.unit.vpsie.test_contract import vm_request
 from vpsie_autoscaler.api.labels import (
@@ -207,13 +210,35 @@ async def test_drain_evicts_pods_and_a_pdb_that_forbids_it_aborts_with_drain_fai
             within=WAIT_S,
             what="blocker recorded",
         )
+
+        # What is left of the drain shows: one pod, held by its PDB, in status and in kubectl get vn.
+        def status() -> dict[str, Any]:
+            return (env.vpsienodes.store.get(name) or {}).get("status") or {}
+
+        await eventually(lambda: status().get("podsRemaining") == 1, within=WAIT_S, what="1 pod left")
+        if KUBECTL is not None:
+            seen: list[str] = []
+
+            async def shown() -> bool:
+                # Retried: a CRD replaced in a reused cluster reaches the table convertor asynchronously.
+                code, out = await kubectl(k8s_cluster, "get", "vn", name)
+                seen[:] = [out]
+                return code == 0 and "PODS LEFT" in out and table_column(out, "PODS LEFT") == {name: "1"}
+
+            try:
+                await eventually(shown, within=WAIT_S, what="PODS LEFT in kubectl get vn")
+            except AssertionError as err:
+                raise AssertionError(f"{err}; last output: {seen}") from None
+
         await env.advance(31, group)
         note = await env.wait_event(name, "DrainFailed")
+        assert note.startswith("drain did not finish within maxGracefulTermination 30s: blocked by ")
         assert f"{ns}/app" in note
         assert f"PodDisruptionBudget {ns}/keep-a" in note
         await eventually(
             lambda: phase(env, name) == "Ready" and not tainted(), within=WAIT_S, what="back to Ready"
         )
+        assert "podsRemaining" not in status(), "the count goes with the drain"
         annotations = (env.vpsienodes.store.get(name) or {})["metadata"].get("annotations") or {}
         assert DRAIN_REQUESTED_ANNOTATION not in annotations
         assert env.metrics.drain_failures_total.labels(group)._value.get() == 1  # the alert's signal

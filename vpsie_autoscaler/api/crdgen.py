@@ -224,6 +224,7 @@ def vpsienode_crd() -> dict[str, Any]:
         columns=[
             _col("Group", "string", ".spec.nodeGroup"),
             _col("Phase", "string", ".status.phase"),
+            _col("Pods Left", "integer", ".status.podsRemaining", "While Draining: pods still to leave."),
             _col(
                 "Plan",
                 "string",

@@ -209,6 +209,13 @@ class VPSieNodeStatus(KubeModel):
     instance_id: int | None = Field(default=None, ge=0, description="VPSie numeric id.")
     node_name: str | None = Field(default=None, max_length=253, description="The Kubernetes Node.")
     ip: str | None = Field(default=None, max_length=64, description="Primary IP address.")
+    pods_remaining: int | None = Field(
+        default=None,
+        ge=0,
+        description="While Draining: how many of the Node's pods are still to leave (evictions pending, "
+        "refused by a PodDisruptionBudget or still terminating; DaemonSet, mirror and finished pods do "
+        "not count), updated on every pass of the drain; unset when no drain is under way.",
+    )
     phase_timestamps: dict[str, datetime] = Field(
         default_factory=dict,
         max_length=len(PHASES),

@@ -116,8 +116,10 @@ def test_vpsienode_crd_names_columns_and_phase_enum() -> None:
     assert crd["spec"]["names"]["shortNames"] == ["vn"]
     version = crd["spec"]["versions"][0]
     columns = [c["name"].upper() for c in version["additionalPrinterColumns"] if not c.get("priority")]
-    assert columns == ["GROUP", "PHASE", "PLAN", "NODE", "IP", "AGE"]
+    assert columns == ["GROUP", "PHASE", "PODS LEFT", "PLAN", "NODE", "IP", "AGE"]
     status = root(crd)["properties"]["status"]["properties"]
+    assert status["podsRemaining"]["type"] == "integer"
+    assert status["podsRemaining"]["minimum"] == 0
     assert status["phase"]["enum"] == [
         "Pending",
         "Provisioning",

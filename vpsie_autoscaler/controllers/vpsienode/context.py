@@ -229,6 +229,8 @@ class Lifecycle:
 
     def enter(self, st: VPSieNodeStatus, phase: Phase) -> None:
         enter_phase(st, phase, self.clock.now(), self.transitions)
+        if st.phase != "Draining":  # the count belongs to a drain under way, not to the record
+            st.pods_remaining = None
 
     def since(self, st: VPSieNodeStatus, phase: str, fallback: datetime | None) -> datetime:
         return st.phase_timestamps.get(phase) or fallback or self.clock.now()

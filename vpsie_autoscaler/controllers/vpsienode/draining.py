@@ -4,6 +4,9 @@ Requesters (scale-down, the NodeGroup controller above ``maxNodes``) never delet
 annotate the VPSieNode ``DRAIN_REQUESTED_ANNOTATION`` and this handler is the one executor. One pass
 taints the Node, evicts what is left through the Eviction API (:mod:`.drain`: a PDB's 429 is tried
 again next pass, never waited for inside one) and requeues; no pods left → the VPSieNode is deleted.
+Each pass writes how many pods are still to leave in ``status.podsRemaining`` (the PODS LEFT column of
+``kubectl get vn``), like ``kubectl drain`` saying which pods it is still evicting; it is cleared with
+the phase (:meth:`.context.Lifecycle.enter`) when the drain ends either way.
 Past ``maxGracefulTermination`` from the start of the drain it is aborted: request withdrawn, taint
 removed, back to Ready (Provisioning if the instance is not bound yet), Warning ``DrainFailed``
 naming the blocking pod and its PDB. A drain requested before the node joined removes the capacity
@@ -11,8 +14,6 @@ at once (docs/lifecycle.md, "Drain protocol").
 """
 
 from __future__ import annotations
-
-from datetime import timedelta
 
 import structlog
 
@@ -64,13 +65,14 @@ async def drain(ctx: Lifecycle, obj: Raw, vn: VPSieNode, st: VPSieNodeStatus) ->
     progress = await ctx.drain.step(st.node_name or "", evict=not expired)
     if progress.done:
         return await _drained(ctx, obj, vn, reason, f"{progress.evicted} pod(s) evicted in the last pass")
+    st.pods_remaining = len(progress.remaining)
     if progress.blocker:
         st.last_error = f"{EVICTION_REFUSED}{progress.blocker}"[:ERROR_MESSAGE_MAX_LENGTH]
     if expired:
         blocker = (st.last_error or "").removeprefix(
             EVICTION_REFUSED
         ) or f"pod {progress.remaining[0]} did not leave"
-        return await _abort(ctx, obj, vn, st, node, grace=grace, blocker=blocker)
+        return await _abort(ctx, obj, vn, st, node, blocker=blocker)
     await ctx.write(obj, vn, st)
     return Result(requeue_after=ctx.options.poll_interval)
 
@@ -95,13 +97,12 @@ async def _abort(
     st: VPSieNodeStatus,
     node: Raw,
     *,
-    grace: timedelta,
     blocker: str,
 ) -> Result:
     """Give the drain up: withdraw the request, untaint, say what blocked it, and go back to Ready —
     or to Provisioning when the record has not bound its instance yet (its Node joined before the
     record saw it), so that binding and joining carry on instead of a Ready record without one."""
-    note = f"drain did not finish within maxGracefulTermination {grace}: blocked by {blocker}"
+    note = f"drain did not finish within maxGracefulTermination {ctx.grace_text(vn)}: blocked by {blocker}"
     # The request is withdrawn first, locked on the version read: a reconcile on a stale cache stops
     # here with Conflict instead of tainting or untainting the Node again.
     withdraw = {DRAIN_REQUESTED_ANNOTATION: None, DRAIN_REASON_ANNOTATION: None}
