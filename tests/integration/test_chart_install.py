@@ -28,7 +28,11 @@ pytestmark = pytest.mark.cluster
 
 NODE_READY_S = 60.0
 CRD_ESTABLISHED_S = 30.0
-CRDS = ("nodegroups.autoscaler.vpsie.com", "vpsienodes.autoscaler.vpsie.com")
+CRDS = (
+    "nodegroups.autoscaler.vpsie.com",
+    "vpsienodes.autoscaler.vpsie.com",
+    "autoscalersettings.autoscaler.vpsie.com",
+)
 NODEGROUPS = "/apis/autoscaler.vpsie.com/v1alpha1/nodegroups"
 STATUS_FORBIDDEN = 403
 STATUS_UNPROCESSABLE = 422

@@ -196,6 +196,7 @@ def test_default_render_has_every_object_of_a_controller_install(h: Helm) -> Non
             "ClusterRoleBinding",
             "CustomResourceDefinition",
             "CustomResourceDefinition",
+            "CustomResourceDefinition",
             "Deployment",
             "PodDisruptionBudget",
             "Role",
@@ -567,6 +568,7 @@ def test_crds_are_kept_on_uninstall_by_default(h: Helm) -> None:
     assert {d["metadata"]["name"] for d in crds} == {
         "nodegroups.autoscaler.vpsie.com",
         "vpsienodes.autoscaler.vpsie.com",
+        "autoscalersettings.autoscaler.vpsie.com",
     }
     assert all(d["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"} for d in crds)
 
@@ -596,6 +598,8 @@ CLUSTER_RULES = {
     ("autoscaler.vpsie.com", "vpsienodes", ("create", "delete", "get", "list", "patch", "update", "watch")),
     ("autoscaler.vpsie.com", "nodegroups/status", ("get", "patch", "update")),
     ("autoscaler.vpsie.com", "vpsienodes/status", ("get", "patch", "update")),
+    ("autoscaler.vpsie.com", "autoscalersettings", ("get", "list", "watch")),
+    ("autoscaler.vpsie.com", "autoscalersettings/status", ("get", "patch", "update")),
     ("autoscaler.vpsie.com", "nodegroups/finalizers", ("update",)),
     ("autoscaler.vpsie.com", "vpsienodes/finalizers", ("update",)),
 }

@@ -27,6 +27,12 @@ from vpsie_autoscaler.api.nodegroup import (
     NodeGroupSpec,
     NodeGroupStatus,
 )
+from vpsie_autoscaler.api.settings import (
+    MSG_SINGLETON,
+    RULE_SINGLETON,
+    AutoscalerSettingsSpec,
+    AutoscalerSettingsStatus,
+)
 from vpsie_autoscaler.api.vpsienode import VPSieNodeSpec, VPSieNodeStatus
 
 _DROP_KEYS: Final = frozenset({"title", "$defs"})
@@ -241,9 +247,35 @@ def vpsienode_crd() -> dict[str, Any]:
     )
 
 
+def settings_crd() -> dict[str, Any]:
+    """The AutoscalerSettings CRD (``autoscalersettings.autoscaler.vpsie.com``): one object, ``default``."""
+    return _crd(
+        kind="AutoscalerSettings",
+        plural="autoscalersettings",
+        short_names=["vas"],
+        columns=[
+            _col("Expander", "string", ".spec.expander"),
+            _col("DryRun", "boolean", ".spec.dryRun"),
+            _col(
+                "Applied",
+                "string",
+                '.status.conditions[?(@.type=="Applied")].status',
+                "Whether the controller runs with these settings.",
+            ),
+            _col("Age", "date", ".metadata.creationTimestamp"),
+        ],
+        schema=_root_schema(
+            AutoscalerSettingsSpec,
+            AutoscalerSettingsStatus,
+            "Cluster-wide settings applied without a restart; unset fields keep the flags.",
+            [{"rule": RULE_SINGLETON, "message": MSG_SINGLETON}],
+        ),
+    )
+
+
 def all_crds() -> list[dict[str, Any]]:
     """Every CRD we ship, in install order."""
-    return [nodegroup_crd(), vpsienode_crd()]
+    return [nodegroup_crd(), vpsienode_crd(), settings_crd()]
 
 
 def crds_yaml() -> str:

@@ -120,6 +120,7 @@ def setup_lifecycle(
         nodes=nodes,
         nodegroups=nodegroups,
         options=lifecycle_options or LifecycleOptions(dry_run=settings.dry_run),
+        writes=deps.writes,  # one dry-run switch for every controller (AutoscalerSettings changes it)
         book=book,
     )
     vn_controller = manager.new_controller(

@@ -48,6 +48,10 @@ class Writes:
     def dry_run(self) -> bool:
         return self._dry_run
 
+    def set_dry_run(self, value: bool) -> None:
+        """Switch dry-run while running (``AutoscalerSettings.spec.dryRun``): the next write follows."""
+        self._dry_run = value
+
     def note(self, text: str) -> str:
         """``text`` as reported in this mode (prefixed :data:`DRY_RUN_PREFIX` in dry-run)."""
         return DRY_RUN_PREFIX + text if self._dry_run else text

@@ -87,3 +87,6 @@ CRDS = Resource(
 )
 NODEGROUPS = Resource(AUTOSCALER_GROUP, AUTOSCALER_VERSION, "nodegroups", "NodeGroup", namespaced=False)
 VPSIENODES = Resource(AUTOSCALER_GROUP, AUTOSCALER_VERSION, "vpsienodes", "VPSieNode", namespaced=False)
+AUTOSCALER_SETTINGS = Resource(
+    AUTOSCALER_GROUP, AUTOSCALER_VERSION, "autoscalersettings", "AutoscalerSettings", namespaced=False
+)

@@ -159,5 +159,6 @@ def test_crds_command_prints_every_crd(capsys: pytest.CaptureFixture[str]) -> No
     assert [d["metadata"]["name"] for d in docs] == [
         "nodegroups.autoscaler.vpsie.com",
         "vpsienodes.autoscaler.vpsie.com",
+        "autoscalersettings.autoscaler.vpsie.com",
     ]
     assert docs == list(yaml.safe_load_all(crds_yaml()))
