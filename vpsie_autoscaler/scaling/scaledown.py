@@ -345,22 +345,18 @@ def group_scale_down_disabled(c: Candidate) -> Reason | None:
 
 
 def node_scale_down_disabled(c: Candidate) -> Reason | None:
+    """Every way a node is excluded from disruption on purpose, the Go autoscaler's protections first
+    (consolidation asks this rule too); an unreadable ``scale-down-allowed-hours`` excludes it as well
+    (never fail open)."""
+    protected = node_protection(c.node.labels, c.node.annotations)
+    if protected is not None:
+        return protected
     for key in SCALE_DOWN_DISABLED_ANNOTATIONS:
         if c.node.annotations.get(key, "").lower() == TRUE:
             return Reason(SCALE_DOWN_DISABLED_ANNOTATION, f"node annotation {key}=true")
     value = c.node.annotations.get(DO_NOT_DISRUPT_ANNOTATION)
     if value is not None and _do_not_disrupt_active(value, c.node.created, c.now):
         return Reason(SCALE_DOWN_DISABLED_ANNOTATION, f"node annotation {DO_NOT_DISRUPT_ANNOTATION}={value}")
-    return None
-
-
-def node_protected(c: Candidate) -> Reason | None:
-    """The Go autoscaler's protections (:mod:`~vpsie_autoscaler.scaling.protections`)."""
-    return node_protection(c.node.labels, c.node.annotations)
-
-
-def node_allowed_hours_unreadable(c: Candidate) -> Reason | None:
-    """An unreadable ``scale-down-allowed-hours`` keeps the node at any time (never fail open)."""
     return allowed_hours_problem(c.node.annotations)
 
 
@@ -394,9 +390,7 @@ def pods_must_stay(c: Candidate) -> Reason | None:
 
 NODE_RULES: Final[tuple[NodeRule, ...]] = (
     group_scale_down_disabled,
-    node_protected,
     node_scale_down_disabled,
-    node_allowed_hours_unreadable,
     node_not_ready,
     node_cordoned,
     not_underutilized,

@@ -23,7 +23,12 @@ from vpsie_autoscaler.scaling.protections import (
     node_protection,
     parse_allowed_hours,
 )
-from vpsie_autoscaler.scaling.scaledown import plan_scale_down
+from vpsie_autoscaler.scaling.scaledown import (
+    Candidate,
+    ScaleDownSettings,
+    node_scale_down_disabled,
+    plan_scale_down,
+)
 from vpsie_autoscaler.scaling.scheduling_facts import NodeInfo
 from vpsie_autoscaler.scaling.windows import DisruptionWindow
 
@@ -193,3 +198,29 @@ def test_the_nodegroup_windows_reach_the_planner() -> None:
     ng = NodeGroup.model_validate({"metadata": {"name": "web"}, "spec": spec})
     g = GroupTemplate.from_nodegroup(ng, size=1)
     assert g.scale_down.windows == (NIGHTLY,)
+
+
+@pytest.mark.parametrize(
+    ("labels", "annotations", "code"),
+    [
+        ({}, {"autoscaler.vpsie.com/protected": "true"}, reasons.NODE_PROTECTED),
+        ({"autoscaler.vpsie.com/scale-down-disabled": "true"}, {}, reasons.SCALE_DOWN_DISABLED_LABEL),
+        ({}, {HOURS: "late"}, reasons.INVALID_ALLOWED_HOURS),
+        ({}, {}, None),
+    ],
+)
+def test_the_rule_consolidation_shares_honours_the_protections(
+    labels: dict[str, str], annotations: dict[str, str], code: str | None
+) -> None:
+    """Consolidation asks ``node_scale_down_disabled`` too: a protected node is never consolidated."""
+    candidate = Candidate(
+        empty_node(labels=labels, annotations=annotations),
+        group("web", size=1),
+        0.0,
+        (),
+        NOW,
+        ScaleDownSettings(),
+        (),
+    )
+    reason = node_scale_down_disabled(candidate)
+    assert (reason.code if reason else None) == code
