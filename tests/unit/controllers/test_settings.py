@@ -169,3 +169,16 @@ async def test_the_running_controllers_switch_over() -> None:
     live.apply(from_flags(FLAGS))
     assert deps.writes.dry_run is bool(FLAGS.dry_run)
     assert world.sample("vpsie_autoscaler_dry_run") == 0
+
+
+async def test_every_replica_applies_from_its_cache_before_leading_and_the_leader_reports_it() -> None:
+    world = World()
+    rec, applied = reconciler(world)
+    world.stores["autoscalersettings"].put(settings({"dryRun": True}))
+    rec.sync()  # the informer's event handler, on a standby too: no API call
+    assert [e.dry_run for e in applied] == [True]
+    assert world.kube.writes() == []
+    await rec.reconcile(Request("default"))  # once leading
+    assert applied_condition(world)["status"] == "True"
+    assert world.recorder.reasons("SettingsApplied")
+    assert len(applied) == 1

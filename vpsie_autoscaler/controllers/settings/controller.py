@@ -69,6 +69,7 @@ class SettingsReconciler(UsesDeps):
         self.flags = flags
         self._apply = apply
         self.current = from_flags(flags)
+        self._unreported = False  # applied from the cache, not yet said in an Event
 
     def _switch(self, to: Effective) -> bool:
         if to == self.current:
@@ -76,23 +77,35 @@ class SettingsReconciler(UsesDeps):
         self._apply(to)
         log.info("settings.applied", settings=to.describe())
         self.current = to
+        self._unreported = True
         return True
+
+    def sync(self) -> tuple[dict[str, Any] | None, AutoscalerSettings | str | None, bool]:
+        """Apply what the cache holds now (no API call): the object, its parse (or why it cannot be
+        read), and whether the settings in effect changed. Called from the informer's event handler on
+        every replica, so a replica that becomes leader already runs with the settings before its
+        first decision (the cache syncs before leader election); the leader's reconcile reports it."""
+        obj = self.informer.store.get(SINGLETON_NAME)
+        if obj is None:
+            return None, None, self._switch(from_flags(self.flags))
+        try:
+            parsed = AutoscalerSettings.model_validate(obj)
+        except ValidationError as exc:
+            return obj, _why(exc), False
+        return obj, parsed, self._switch(effective(self.flags, parsed.spec))
 
     async def reconcile(self, request: Request) -> Result:
         if request.name != SINGLETON_NAME:
             return Result()  # refused by the schema; never read
-        obj = self.informer.store.get(SINGLETON_NAME)
-        if obj is None:
-            self._switch(from_flags(self.flags))
+        obj, parsed, changed = self.sync()
+        if obj is None or parsed is None:
             return Result()
-        try:
-            parsed = AutoscalerSettings.model_validate(obj)
-        except ValidationError as exc:
-            why = _why(exc)
-            note = f"not applied, the settings in effect stay: {why}"
+        if isinstance(parsed, str):
+            note = f"not applied, the settings in effect stay: {parsed}"
             await self._report(obj, None, "False", REASON_INVALID, note)
             return Result()
-        changed = self._switch(effective(self.flags, parsed.spec))
+        changed = changed or self._unreported
+        self._unreported = False
         note = self.current.describe()
         await self._report(obj, parsed.status, "True", REASON_APPLIED, note, changed=changed)
         return Result()
@@ -149,4 +162,9 @@ def setup_settings(
         "settings", reconciler, workers=1, reconcile_timeout=SETTINGS_RECONCILE_TIMEOUT_SECONDS
     )
     controller.watch(informer, lambda obj: [Request(SINGLETON_NAME)])
+
+    def on_event(*_: object) -> None:
+        reconciler.sync()
+
+    informer.add_event_handler(on_add=on_event, on_update=on_event, on_delete=on_event)
     return reconciler
