@@ -27,6 +27,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Final
 
 from vpsie_autoscaler.api.durations import format_duration
@@ -142,16 +143,28 @@ def disruption_window_blocker(
 ) -> Reason | None:
     """The group has disruption windows and none is open at ``now``; a schedule that is not cron (the
     CRD's pattern admits ``99 * * * *``) keeps the group's nodes, as it keeps consolidation off."""
-    try:
-        if window_active(windows, now):
-            return None
-    except CronError as exc:
+    if not windows:
+        return None
+    open_now, error = _windows_open(tuple(windows), now)
+    if error:
         return Reason(
-            OUTSIDE_DISRUPTION_WINDOW, f"invalid disruption window schedule of NodeGroup {group}: {exc}"
+            OUTSIDE_DISRUPTION_WINDOW, f"invalid disruption window schedule of NodeGroup {group}: {error}"
         )
+    if open_now:
+        return None
     shown = ", ".join(f"{w.schedule!r} for {format_duration(w.duration)}" for w in windows[:3])
     more = f" and {len(windows) - 3} more" if len(windows) > 3 else ""
     return Reason(
         OUTSIDE_DISRUPTION_WINDOW,
         f"outside the disruption windows of NodeGroup {group} ({shown}{more}, UTC)",
     )
+
+
+@lru_cache(maxsize=256)
+def _windows_open(windows: tuple[DisruptionWindow, ...], now: datetime) -> tuple[bool, str]:
+    """Once per group and pass, not per node: a week-long window is a week of minutes to look back
+    over (:meth:`DisruptionWindow.active`), and every node of the group asks at the same ``now``."""
+    try:
+        return window_active(windows, now), ""
+    except CronError as exc:
+        return False, str(exc)

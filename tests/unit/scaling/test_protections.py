@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from tests.unit.scaling.builders import LONG_AGO, NOW, group, node, policy
 from vpsie_autoscaler.api.labels import UNNEEDED_SINCE_ANNOTATION
 from vpsie_autoscaler.api.nodegroup import NodeGroup
-from vpsie_autoscaler.scaling import reasons
+from vpsie_autoscaler.scaling import protections, reasons
 from vpsie_autoscaler.scaling.groups import GroupTemplate
 from vpsie_autoscaler.scaling.protections import (
     AllowedHours,
@@ -30,7 +30,7 @@ from vpsie_autoscaler.scaling.scaledown import (
     plan_scale_down,
 )
 from vpsie_autoscaler.scaling.scheduling_facts import NodeInfo
-from vpsie_autoscaler.scaling.windows import DisruptionWindow
+from vpsie_autoscaler.scaling.windows import DisruptionWindow, window_active
 
 HOURS = "autoscaler.vpsie.com/scale-down-allowed-hours"
 LONG = {UNNEEDED_SINCE_ANNOTATION: LONG_AGO.isoformat()}
@@ -224,3 +224,22 @@ def test_the_rule_consolidation_shares_honours_the_protections(
     )
     reason = node_scale_down_disabled(candidate)
     assert (reason.code if reason else None) == code
+
+
+def test_the_windows_are_evaluated_once_per_group_and_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A week-long window is a week of minutes to scan: fifty nodes must not scan it fifty times."""
+    calls: list[int] = []
+    real = window_active
+
+    def counting(windows: Any, now: datetime) -> bool:
+        calls.append(1)
+        return real(windows, now)
+
+    monkeypatch.setattr(protections, "window_active", counting)
+    week = tuple(DisruptionWindow("0 0 1 1 *", timedelta(days=7)) for _ in range(16))
+    sd = dataclasses.replace(FAST, windows=week)
+    nodes = [empty_node(f"n{i}") for i in range(50)]
+    p = plan_at(at(7, 13), *nodes, scale_down=sd)
+    assert len(p.blocked) == 50
+    assert all(r.code == reasons.OUTSIDE_DISRUPTION_WINDOW for r in p.blocked.values())
+    assert len(calls) == 1
