@@ -15,6 +15,7 @@ from vpsie_autoscaler.api.settings import MSG_SINGLETON
 pytestmark = pytest.mark.cluster
 
 SETTINGS = "/apis/autoscaler.vpsie.com/v1alpha1/autoscalersettings"
+NODEGROUPS = "/apis/autoscaler.vpsie.com/v1alpha1/nodegroups"
 STATUS_UNPROCESSABLE = 422
 
 
@@ -57,3 +58,28 @@ def test_good_settings_are_accepted(api: DevKubeClient) -> None:
     spec = {"expander": ["priority", "least-cost"], "limits": {"maxNodesTotal": 40}, "scanInterval": "15s"}
     created = api.request("POST", SETTINGS, body(spec), query={"dryRun": "All"})
     assert created["spec"] == spec
+
+
+def test_a_nodegroup_that_leaves_scale_down_fields_out_keeps_them_out_for_the_settings_defaults(
+    api: DevKubeClient,
+) -> None:
+    group = {
+        "apiVersion": "autoscaler.vpsie.com/v1alpha1",
+        "kind": "NodeGroup",
+        "metadata": {"name": "settings-defaulted"},
+        "spec": {
+            "minNodes": 0,
+            "maxNodes": 2,
+            "vm": {"resourceIdentifier": "r", "osIdentifier": "o", "dcIdentifier": "d", "projectId": "p"},
+            "scaleDown": {"unneededTime": "3m"},
+        },
+    }
+    stored = api.request("POST", NODEGROUPS, group, query={"dryRun": "All"})["spec"]["scaleDown"]
+    assert stored["unneededTime"] == "3m"
+    assert "utilizationThreshold" not in stored  # AutoscalerSettings scaleDownDefaults, else 0.5
+    assert "delayAfterScaleUp" not in stored
+    assert stored["maxGracefulTermination"] == "600s"  # the other fields keep their schema defaults
+    del group["spec"]["scaleDown"]
+    stored = api.request("POST", NODEGROUPS, group, query={"dryRun": "All"})["spec"]["scaleDown"]
+    assert "unneededTime" not in stored
+    assert stored["enabled"] is True

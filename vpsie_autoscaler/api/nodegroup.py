@@ -12,6 +12,7 @@ Every CEL rule (``x-kubernetes-validations``) is mirrored by a Python validator 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Final, Literal
@@ -491,6 +492,17 @@ class DisruptionWindowSpec(KubeModel):
     )
 
 
+SETTINGS_DEFAULTED: Final = ("utilization_threshold", "unneeded_time", "delay_after_scale_up")
+"""ScaleDownSpec fields whose default is cluster-wide (AutoscalerSettings ``scaleDownDefaults``, else the
+built-in one): the schema has no default for them, so an omitted one stays omitted in the stored object
+and :meth:`NodeGroup.with_scale_down_defaults` can tell it from a value that was written."""
+_SETTINGS_DEFAULTED_KEYS: Final = ("utilizationThreshold", "unneededTime", "delayAfterScaleUp")
+
+
+def _no_schema_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
 class ScaleDownSpec(KubeModel):
     """Scale-down policy of the group (cluster-autoscaler's defaults)."""
 
@@ -499,14 +511,21 @@ class ScaleDownSpec(KubeModel):
         default=DEFAULT_UTILIZATION_THRESHOLD,
         ge=0,
         le=1,
+        json_schema_extra=_no_schema_default,
         description="A node is underutilized when both its requested cpu and memory are below this "
-        "fraction of allocatable.",
+        "fraction of allocatable. Unset: AutoscalerSettings scaleDownDefaults, else 0.5.",
     )
     unneeded_time: Annotated[str, DurationBounds("0s", "168h")] = Field(
-        default=DEFAULT_UNNEEDED_TIME, description="How long a node must be unneeded before removal."
+        default=DEFAULT_UNNEEDED_TIME,
+        json_schema_extra=_no_schema_default,
+        description="How long a node must be unneeded before removal. Unset: AutoscalerSettings "
+        "scaleDownDefaults, else 10m.",
     )
     delay_after_scale_up: Annotated[str, DurationBounds("0s", "24h")] = Field(
-        default=DEFAULT_DELAY_AFTER_SCALE_UP, description="No scale-down this long after a scale-up."
+        default=DEFAULT_DELAY_AFTER_SCALE_UP,
+        json_schema_extra=_no_schema_default,
+        description="No scale-down this long after a scale-up. Unset: AutoscalerSettings scaleDownDefaults, "
+        "else 10m.",
     )
     max_concurrent_drains: int = Field(
         default=DEFAULT_MAX_CONCURRENT_DRAINS,
@@ -787,7 +806,12 @@ class NodeGroupSpec(KubeModel):
     template: NodeTemplate = Field(default_factory=NodeTemplate, json_schema_extra=_default_of(NodeTemplate))
     scale_up: ScaleUpSpec = Field(default_factory=ScaleUpSpec, json_schema_extra=_default_of(ScaleUpSpec))
     scale_down: ScaleDownSpec = Field(
-        default_factory=ScaleDownSpec, json_schema_extra=_default_of(ScaleDownSpec)
+        default_factory=ScaleDownSpec,
+        json_schema_extra={
+            "default": {
+                k: v for k, v in ScaleDownSpec().to_k8s().items() if k not in _SETTINGS_DEFAULTED_KEYS
+            }
+        },
     )
     provisioning: ProvisioningSpec = Field(
         default_factory=ProvisioningSpec, json_schema_extra=_default_of(ProvisioningSpec)
@@ -956,6 +980,19 @@ class NodeGroup(KubeModel):
     def from_k8s(cls, obj: dict[str, Any]) -> NodeGroup:
         """Parse a NodeGroup as read from the API server (raises ``pydantic.ValidationError``)."""
         return cls.model_validate(obj)
+
+    def with_scale_down_defaults(self, defaults: Mapping[str, Any]) -> NodeGroup:
+        """This group with the scale-down fields its object leaves out (:data:`SETTINGS_DEFAULTED`)
+        taken from ``defaults`` (AutoscalerSettings ``scaleDownDefaults``, by Python field name); a
+        field the object sets always wins."""
+        given = self.spec.scale_down.model_fields_set
+        update = {
+            k: v for k, v in defaults.items() if k in SETTINGS_DEFAULTED and k not in given and v is not None
+        }
+        if not update:
+            return self
+        scale_down = self.spec.scale_down.model_copy(update=update)
+        return self.model_copy(update={"spec": self.spec.model_copy(update={"scale_down": scale_down})})
 
     def with_resolved_source(self) -> NodeGroup:
         """This group with the managed source completed from ``status.managed``: what new nodes are

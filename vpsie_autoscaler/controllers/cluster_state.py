@@ -352,6 +352,8 @@ class SnapshotBuilder:
         self.pvcs = pvcs
         self.pvs = pvs
         self.catalogue = catalogue
+        self.scale_down_defaults: Mapping[str, Any] = {}
+        """AutoscalerSettings ``scaleDownDefaults`` for the fields a NodeGroup leaves out (set live)."""
         self._reported: dict[str, str] = {}
         self._pods: dict[str, tuple[str, PodInfo]] = {}
 
@@ -483,7 +485,11 @@ class SnapshotBuilder:
                 errors[name] = "NodeGroup is being deleted"
                 continue
             try:
-                ng = parse_nodegroup(obj).with_resolved_source()
+                ng = (
+                    parse_nodegroup(obj)
+                    .with_resolved_source()
+                    .with_scale_down_defaults(self.scale_down_defaults)
+                )
             except InvalidObject as exc:
                 errors[name] = f"invalid NodeGroup: {exc}"
                 continue

@@ -33,5 +33,7 @@ def setup(manager: Manager, settings: Settings) -> None:
     lifecycle = setup_lifecycle(manager, settings, deps=deps)
     auto = setup_autoscaling(manager, settings, catalogue_client=lifecycle.providers.client, deps=deps)
     lifecycle.nodegroup.plan_price = auto.catalogue.hourly_price  # nodegroup_hourly_cost from the plan
-    live = LiveSettings(deps, auto.scaleup, auto.scaledown, auto.consolidation, lifecycle.nodegroup)
+    live = LiveSettings(
+        deps, auto.scaleup, auto.scaledown, auto.consolidation, lifecycle.nodegroup, auto.builder
+    )
     setup_settings(manager, settings, deps=deps, apply=live.apply)

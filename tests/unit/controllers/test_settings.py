@@ -4,6 +4,7 @@ is applied without a restart (the running controllers switch over), refuses bad 
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any, cast
 
 import pytest
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from tests.unit.controllers.fakes import Store, World
+from vpsie_autoscaler.api.crdgen import nodegroup_crd
 from vpsie_autoscaler.api.settings import EXPANDER_NAMES, AutoscalerSettingsSpec
 from vpsie_autoscaler.config import Settings
 from vpsie_autoscaler.controllers.live import LiveSettings
@@ -182,3 +184,39 @@ async def test_every_replica_applies_from_its_cache_before_leading_and_the_leade
     assert applied_condition(world)["status"] == "True"
     assert world.recorder.reasons("SettingsApplied")
     assert len(applied) == 1
+
+
+# --- scale-down defaults ---------------------------------------------------------------------------------
+
+
+def test_scale_down_defaults_fill_only_what_a_nodegroup_leaves_out() -> None:
+    world = World()
+    world.group("plain", scaleDown={"enabled": True})
+    world.group("own", scaleDown={"enabled": True, "unneededTime": "2m", "utilizationThreshold": 0.7})
+    builder = world.builder()
+    spec = AutoscalerSettingsSpec.model_validate(
+        {"scaleDownDefaults": {"unneededTime": "30m", "utilizationThreshold": 0.2, "delayAfterScaleUp": "1h"}}
+    )
+    LiveSettings(world.deps(), builder=builder).apply(effective(FLAGS, spec))
+    groups = {g.name: g.scale_down for g in builder.build(world.clock.now()).groups}
+    assert (groups["plain"].unneeded_time, groups["plain"].utilization_threshold) == (
+        timedelta(minutes=30),
+        0.2,
+    )
+    assert groups["plain"].delay_after_scale_up == timedelta(hours=1)
+    assert (groups["own"].unneeded_time, groups["own"].utilization_threshold) == (timedelta(minutes=2), 0.7)
+    assert groups["own"].delay_after_scale_up == timedelta(hours=1)  # left out: the settings' default
+    LiveSettings(world.deps(), builder=builder).apply(from_flags(FLAGS))
+    groups = {g.name: g.scale_down for g in builder.build(world.clock.now()).groups}
+    assert groups["plain"].unneeded_time == timedelta(minutes=10)  # the built-in default again
+
+
+def test_the_nodegroup_schema_leaves_settings_defaulted_fields_unset() -> None:
+    crd = nodegroup_crd()
+    scale_down = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"][
+        "scaleDown"
+    ]
+    for key in ("utilizationThreshold", "unneededTime", "delayAfterScaleUp"):
+        assert "default" not in scale_down["properties"][key]
+        assert key not in scale_down["default"]
+    assert scale_down["properties"]["maxGracefulTermination"]["default"] == "600s"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from vpsie_autoscaler.api.settings import AutoscalerSettingsSpec
 from vpsie_autoscaler.config import Settings
@@ -29,6 +29,8 @@ class Effective:
     limits: ClusterLimits
     scan_interval: float
     dry_run: bool
+    scale_down_defaults: dict[str, Any] = field(default_factory=dict)
+    """NodeGroup ``scaleDown`` defaults by Python field name (no flag: empty keeps the built-in ones)."""
     sources: dict[str, Source] = field(default_factory=dict, compare=False)
 
     def describe(self) -> str:
@@ -43,7 +45,16 @@ class Effective:
             f"cores {limits.max_cores or 'none'}, memory {limits.max_memory_gib or 'none'} GiB "
             f"({src('limits')}); scan interval {self.scan_interval:g}s ({src('scanInterval')}); "
             f"dry-run {'on' if self.dry_run else 'off'} ({src('dryRun')})"
+            + (
+                f"; scale-down defaults {_pairs(self.scale_down_defaults)} (settings)"
+                if self.scale_down_defaults
+                else ""
+            )
         )
+
+
+def _pairs(values: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(values.items()))
 
 
 def memory_gib(value: float) -> int:
@@ -79,7 +90,13 @@ def effective(flags: Settings, spec: AutoscalerSettingsSpec | None) -> Effective
     dry_run = flags.dry_run
     if spec.dry_run is not None:
         dry_run, sources["dryRun"] = spec.dry_run, FROM_SETTINGS
+    scale_down: dict[str, Any] = {}
+    if spec.scale_down_defaults is not None:
+        scale_down = spec.scale_down_defaults.model_dump(exclude_none=True)
+        if scale_down:
+            sources["scaleDownDefaults"] = FROM_SETTINGS
     return Effective(
+        scale_down_defaults=scale_down,
         expander=expander,
         limits=ClusterLimits(max_nodes=nodes, max_cores=cores, max_memory_gib=memory_gib(memory)),
         scan_interval=scan,
