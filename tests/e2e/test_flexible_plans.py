@@ -15,6 +15,7 @@ from typing import Any, Final
 import pytest
 
 from tests.e2e.harness import (
+    API_GROUP,
     E2E,
     JOIN_S,
     STANDARD,
@@ -150,3 +151,33 @@ def test_dry_run_reports_the_plan_choice(e2e: E2E) -> None:
     assert note.startswith("dry-run"), note
     assert "plans: 1 x Professional" in note, note
     assert e2e.vpsienodes("fx-dry") == []
+
+
+def test_cluster_headroom_set_live_orders_a_spare_node_and_removing_it_lets_it_go(e2e: E2E) -> None:
+    """``AutoscalerSettings`` ``spec.headroom`` on the running autoscaler: 2 spare cpu across the
+    NodeGroups, with no pod at all, makes one node; a pod taking the room makes another; the field
+    removed, the idle spare node is scaled down."""
+    settings = f"{API_GROUP}/autoscalersettings/default"
+    e2e.client.delete(settings)
+    try:
+        body = vm_nodegroup("fx-cluster", STANDARD, max_nodes=4)
+        e2e.apply_nodegroup(body)
+        e2e.autoscaler()
+        obj = {
+            "apiVersion": "autoscaler.vpsie.com/v1alpha1",
+            "kind": "AutoscalerSettings",
+            "metadata": {"name": "default"},
+            "spec": {"headroom": {"cpu": "1500m"}},
+        }
+        e2e.client.create(f"{API_GROUP}/autoscalersettings", obj)
+        e2e.wait(lambda: e2e.group_nodes("fx-cluster"), lambda ns: len(ns) == 1, timeout=SCALE_UP_S,
+                 what="the spare node the cluster headroom orders")  # fmt: skip
+        e2e.apply_deployment(deployment("cl-taker", 1, cpu="1500m", memory="256Mi"))
+        e2e.wait_pods_running("cl-taker", 1, timeout=30)  # at once: on the spare node
+        e2e.wait(lambda: e2e.group_nodes("fx-cluster"), lambda ns: len(ns) == 2, timeout=SCALE_UP_S,
+                 what="the headroom ordered again after a pod took it")  # fmt: skip
+        e2e.client.merge_patch(settings, {"spec": {"headroom": None}})
+        e2e.wait(lambda: e2e.live_vpsienodes("fx-cluster"), lambda vs: len(vs) == 1, timeout=SCALE_UP_S,
+                 what="the idle spare node scaled down once the headroom is removed")  # fmt: skip
+    finally:
+        e2e.client.delete(settings)

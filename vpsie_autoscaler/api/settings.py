@@ -23,6 +23,7 @@ from vpsie_autoscaler.api.types import (
     DurationBounds,
     KubeModel,
     ObjectMeta,
+    Quantity,
 )
 
 SINGLETON_NAME: Final = "default"
@@ -36,6 +37,7 @@ CONDITION_APPLIED: Final = "Applied"
 MAX_NODES_TOTAL_LIMIT: Final = 100_000
 MAX_CORES_TOTAL_LIMIT: Final = 10_000_000
 MAX_MEMORY_TOTAL_GIB_LIMIT: Final = 100_000_000.0
+MAX_HEADROOM_PODS: Final = 1_000_000
 
 ExpanderName = Literal["priority", "least-waste", "least-cost", "most-pods", "random"]
 
@@ -57,18 +59,15 @@ class ClusterLimitsSpec(KubeModel):
     )
 
 
-class ScaleDownDefaultsSpec(KubeModel):
-    """Scale-down policy for NodeGroups whose ``spec.scaleDown`` leaves these fields out (a NodeGroup's
-    own value always wins; unset here: the built-in default)."""
+class ClusterHeadroomSpec(KubeModel):
+    """Spare capacity kept free across all NodeGroups together (docs/flexible-plans.md)."""
 
-    utilization_threshold: float | None = Field(
-        default=None, ge=0, le=1, description="Default of scaleDown.utilizationThreshold (built-in 0.5)."
+    cpu: Quantity | None = Field(
+        default=None, description="Cores kept free on the NodeGroups' nodes (a quantity such as 2 or 500m)."
     )
-    unneeded_time: Annotated[str, DurationBounds("0s", "168h")] | None = Field(
-        default=None, description="Default of scaleDown.unneededTime (built-in 10m)."
-    )
-    delay_after_scale_up: Annotated[str, DurationBounds("0s", "24h")] | None = Field(
-        default=None, description="Default of scaleDown.delayAfterScaleUp (built-in 10m)."
+    memory: Quantity | None = Field(default=None, description="Memory kept free (a quantity such as 4Gi).")
+    pods: int | None = Field(
+        default=None, ge=1, le=MAX_HEADROOM_PODS, description="Pod slots kept free on the NodeGroups' nodes."
     )
 
 
@@ -91,9 +90,11 @@ class AutoscalerSettingsSpec(KubeModel):
         description="Between periodic scale-up, scale-down and cloud passes (a Go duration such as 10s; "
         "flag --scan-interval).",
     )
-    scale_down_defaults: ScaleDownDefaultsSpec | None = Field(
+    headroom: ClusterHeadroomSpec | None = Field(
         default=None,
-        description="Scale-down policy of the NodeGroups that leave these scaleDown fields out.",
+        description="Cluster-wide headroom: spare capacity kept free on the nodes of all NodeGroups "
+        "together, as virtual pods any group may hold (no flag: unset keeps none). Each NodeGroup's own "
+        "spec.headroom is kept as well.",
     )
     dry_run: bool | None = Field(
         default=None,

@@ -26,18 +26,19 @@ from typing import Any
 import structlog
 
 from vpsie_autoscaler.api.nodegroup import HeadroomSpec, NodeGroup, PlanRequirementsSpec
+from vpsie_autoscaler.api.settings import ClusterHeadroomSpec
 from vpsie_autoscaler.api.vpsienode import VPSieNode
 from vpsie_autoscaler.controllers.catalogue import PlanCatalogue
 from vpsie_autoscaler.controllers.cloud import Providers, size_group_name
 from vpsie_autoscaler.scaling import GroupTemplate, NodeInfo, PodInfo
-from vpsie_autoscaler.scaling.headroom import NO_HEADROOM, Headroom, unmet
+from vpsie_autoscaler.scaling.headroom import NO_HEADROOM, Headroom, cluster_unmet, unmet
 from vpsie_autoscaler.scaling.plans import (
     PlanRequirements,
     PlanShape,
     plan_node,
     resolve_requirements,
 )
-from vpsie_autoscaler.scaling.resources import CPU, MEMORY, PODS, Resources, to_units
+from vpsie_autoscaler.scaling.resources import CPU, EMPTY, MEMORY, PODS, Resources, to_units
 from vpsie_autoscaler.vpsie.errors import NotFound
 from vpsie_autoscaler.vpsie.provider import ManagedSource
 
@@ -49,14 +50,22 @@ def headroom_of(ng: NodeGroup) -> Headroom:
     spec: HeadroomSpec | None = ng.spec.headroom
     if spec is None:
         return NO_HEADROOM
+    return Headroom(headroom_requests(spec), spec.nodes or 0)
+
+
+def headroom_requests(spec: HeadroomSpec | ClusterHeadroomSpec | None) -> Resources:
+    """The cpu, memory and pods of a headroom spec (a NodeGroup's, or the cluster-wide one of
+    ``AutoscalerSettings``) as planner resources (empty when unset)."""
     raw: dict[str, int] = {}
+    if spec is None:
+        return Resources(raw)
     if spec.cpu is not None:
         raw[CPU] = to_units(CPU, spec.cpu)
     if spec.memory is not None:
         raw[MEMORY] = to_units(MEMORY, spec.memory)
     if spec.pods is not None:
         raw[PODS] = spec.pods
-    return Headroom(Resources(raw), spec.nodes or 0)
+    return Resources(raw)
 
 
 def requirements_of(spec: PlanRequirementsSpec) -> PlanRequirements:
@@ -217,13 +226,18 @@ async def size_groups_made_for(
     return out
 
 
-def headroom_pods(groups: Sequence[GroupTemplate], nodes: Sequence[NodeInfo]) -> tuple[PodInfo, ...]:
+def headroom_pods(
+    groups: Sequence[GroupTemplate], nodes: Sequence[NodeInfo], cluster: Resources = EMPTY
+) -> tuple[PodInfo, ...]:
     """Virtual pods for every group's headroom that its nodes (Ready, arriving or only a VPSieNode yet)
-    do not hold now."""
+    do not hold now, and for the part of the cluster-wide headroom (``cluster``) that the nodes of all
+    groups together do not hold."""
     out: list[PodInfo] = []
     for group in groups:
         if not group.spare.empty:
             out.extend(unmet(group, group.spare, nodes))
+    if cluster:
+        out.extend(cluster_unmet(groups, cluster, nodes))
     return tuple(out)
 
 

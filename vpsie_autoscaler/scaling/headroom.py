@@ -18,10 +18,19 @@ Scale-up (:func:`unmet`): the virtual pods that do not fit the group's nodes (Re
 are handed to the scale-up planner with the pending pods, pinned to their group. Scale-down
 (:func:`blocker`): a node whose removal would leave less than the headroom stays, with the reason
 :data:`HEADROOM_RESERVED`. Both use the same first-fit placement, so they agree on what "kept" means.
+
+**Cluster-wide headroom** (``AutoscalerSettings`` ``spec.headroom``: cpu, memory, pods) is the same
+rule over every NodeGroup together: its virtual pods (:func:`cluster_virtual_pods`, as large as fits
+the largest node any group makes) must fit the free room of the nodes of all NodeGroups that a pod
+without tolerations can use (:func:`cluster_unmet`); those that do not are planned like pending pods
+that any group may take (the expanders choose), and scale-down keeps a node whose removal would leave
+less (:func:`cluster_blocker`). It is counted on the same free room as the groups' own headroom: the
+larger of the two is what is kept where they overlap.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -31,6 +40,7 @@ from vpsie_autoscaler.api.labels import NODEGROUP_LABEL
 from vpsie_autoscaler.scaling.reasons import Reason
 from vpsie_autoscaler.scaling.resources import CPU, EMPTY, MEMORY, PODS, Resources, format_units
 from vpsie_autoscaler.scaling.scheduling_facts import NodeInfo, PodInfo
+from vpsie_autoscaler.scaling.selectors import Taint
 
 if TYPE_CHECKING:
     from vpsie_autoscaler.scaling.groups import GroupTemplate
@@ -172,5 +182,62 @@ def blocker(
         return Reason(
             HEADROOM_RESERVED,
             f"removing it would leave NodeGroup {group.name} less than its headroom ({headroom})",
+        )
+    return None
+
+
+CLUSTER_HEADROOM: Final = ":cluster"
+"""The name in the virtual pods of the cluster-wide headroom (``headroom-:cluster-<i>``): no NodeGroup
+can be named so (a ``:`` is not allowed in object names), so no group's virtual pods share it."""
+
+
+def cluster_virtual_pods(groups: Sequence[GroupTemplate], requests: Resources) -> tuple[PodInfo, ...]:
+    """The virtual pods of cluster-wide headroom: ``requests`` split into as few equal pods as fit the
+    largest node a group makes; no node selector, so any group whose nodes admit them may hold them."""
+    if not requests or not groups:
+        return ()
+    node = max((_largest_allocatable(g) for g in groups), key=lambda a: (a[CPU], a[MEMORY]))
+    return tuple(
+        dataclasses.replace(_virtual(CLUSTER_HEADROOM, str(i), r), node_selector=())
+        for i, r in enumerate(chunks(requests, node))
+    )
+
+
+_BLOCKING_EFFECTS: Final = frozenset({"NoSchedule", "NoExecute"})
+
+
+def admits_any_pod(taints: Iterable[Taint], unschedulable: bool) -> bool:
+    """Whether a pod without tolerations may use the node (cluster-wide headroom is for any pod)."""
+    return not unschedulable and not any(t.effect in _BLOCKING_EFFECTS for t in taints)
+
+
+def cluster_unmet(
+    groups: Sequence[GroupTemplate], requests: Resources, nodes: Sequence[NodeInfo]
+) -> tuple[PodInfo, ...]:
+    """The virtual pods of cluster-wide headroom that the free room of the NodeGroups' nodes (Ready or
+    on the way, open to any pod) does not hold now: hand them to the scale-up planner."""
+    known = {g.name for g in groups}
+    room = (
+        n.free
+        for n in nodes
+        if n.group in known and not n.deleting and admits_any_pod(n.taints, n.unschedulable)
+    )
+    missing, _ = _free_after(cluster_virtual_pods(groups, requests), room)
+    return tuple(missing)
+
+
+def cluster_blocker(
+    groups: Sequence[GroupTemplate], requests: Resources, remaining: Iterable[Resources]
+) -> Reason | None:
+    """Why a node must stay: without it, the free room of the NodeGroups' other nodes (``remaining``,
+    after the simulated moves) would not hold the cluster-wide headroom."""
+    pods = cluster_virtual_pods(groups, requests)
+    if not pods:
+        return None
+    missing, _ = _free_after(pods, remaining)
+    if missing:
+        parts = ", ".join(f"{format_units(k, v)} {k}" for k, v in sorted(requests.items()))
+        return Reason(
+            HEADROOM_RESERVED, f"removing it would leave the cluster less than its headroom ({parts})"
         )
     return None

@@ -65,6 +65,7 @@ from vpsie_autoscaler.api.labels import (
 )
 from vpsie_autoscaler.api.times import parse_time
 from vpsie_autoscaler.scaling.groups import GroupTemplate, budget_nodes
+from vpsie_autoscaler.scaling.headroom import admits_any_pod, cluster_blocker
 from vpsie_autoscaler.scaling.headroom import blocker as headroom_blocker
 from vpsie_autoscaler.scaling.protections import (
     allowed_hours_blocker,
@@ -98,7 +99,7 @@ from vpsie_autoscaler.scaling.reasons import (
     SCALE_DOWN_DISABLED_ANNOTATION,
     Reason,
 )
-from vpsie_autoscaler.scaling.resources import CPU, MEMORY
+from vpsie_autoscaler.scaling.resources import CPU, EMPTY, MEMORY, Resources
 from vpsie_autoscaler.scaling.scheduling_facts import NodeInfo, PDBInfo, PodInfo
 from vpsie_autoscaler.scaling.simulation import SimNode, place_first_fit
 
@@ -123,6 +124,9 @@ class ScaleDownSettings:
     skip_nodes_with_local_storage: bool = True
     skip_nodes_with_system_pods: bool = True
     skip_nodes_with_unreplicated_pods: bool = True
+    cluster_headroom: Resources = EMPTY
+    """Cluster-wide headroom (``AutoscalerSettings`` ``spec.headroom``): the NodeGroups' other nodes
+    must still hold it (:func:`~vpsie_autoscaler.scaling.headroom.cluster_blocker`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -677,10 +681,24 @@ class _Pass:
         return None
 
     def headroom_blocker(self, c: Candidate) -> Reason | None:
-        """The group's headroom must still fit its other nodes, after this pass's moves and removals."""
+        """The group's headroom must still fit its other nodes, and the cluster-wide headroom the other
+        nodes of every group, after this pass's moves and removals."""
+        removed = {r.node for r in self.removals}
+        if self.settings.cluster_headroom and admits_any_pod(c.node.taints, c.node.unschedulable):
+            known = {g.name for g in self.groups}
+            others = [
+                s.free
+                for name, s in self.sims.items()
+                if s.labels.get(NODEGROUP_LABEL) in known
+                and name != c.node.name
+                and name not in removed
+                and admits_any_pod(s.taints, s.unschedulable)
+            ]
+            found = cluster_blocker(self.groups, self.settings.cluster_headroom, others)
+            if found is not None:
+                return found
         if c.group.spare.empty:
             return None
-        removed = {r.node for r in self.removals}
         remaining = [
             (s.free, not any(_counts(p) for p in s.pods))
             for name, s in self.sims.items()

@@ -184,8 +184,12 @@ async def test_a_size_vpsie_refuses_fails_the_record_with_vpsies_words_and_adds_
 
 def failed(obj: Obj) -> Obj:
     """A record whose launch was sent and that failed: a node arriving for it now is nobody's."""
-    obj["status"] = {"phase": "Failed", "launch": {"requestedHostname": obj["spec"]["hostname"],
-                                                   "sentAt": "2026-01-01T00:00:00Z", "outcome": "Done"}}  # fmt: skip
+    launch = {
+        "requestedHostname": obj["spec"]["hostname"],
+        "sentAt": "2026-01-01T00:00:00Z",
+        "outcome": "Done",
+    }
+    obj["status"] = {"phase": "Failed", "launch": launch}
     return obj
 
 

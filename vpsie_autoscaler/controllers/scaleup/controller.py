@@ -74,6 +74,7 @@ from vpsie_autoscaler.runtime.events import NORMAL, WARNING
 from vpsie_autoscaler.runtime.expectations import Expectations
 from vpsie_autoscaler.scaling import ClusterLimits, ExpanderChain, PodInfo, plan_scale_up
 from vpsie_autoscaler.scaling.plans import PlanShape
+from vpsie_autoscaler.scaling.resources import EMPTY, Resources
 from vpsie_autoscaler.scaling.scaleup import NOT_TRIGGERED, TRIGGERED, GroupIncrease, ScaleUpPlan
 
 log = structlog.get_logger("vpsie_autoscaler.controllers.scaleup")
@@ -111,6 +112,8 @@ class ScaleUpOptions:
     expander: str = "priority,least-waste"
     limits: ClusterLimits = field(default_factory=ClusterLimits)
     scan_interval: float = 10.0
+    headroom: Resources = EMPTY
+    """Cluster-wide headroom (``AutoscalerSettings`` ``spec.headroom``), kept with the groups' own."""
 
 
 class ScaleUpController(UsesDeps):
@@ -162,7 +165,10 @@ class ScaleUpController(UsesDeps):
             self.batcher.add()
 
     def _headroom_configured(self) -> bool:
-        """Whether any NodeGroup keeps headroom (then it is re-planned without pending pods)."""
+        """Whether any NodeGroup, or the cluster, keeps headroom (then it is re-planned without pending
+        pods)."""
+        if self.options.headroom:
+            return True
         return any((o.get("spec") or {}).get("headroom") for o in self.builder.nodegroups.list())
 
     def on_pod_delete(self, obj: Any) -> None:
@@ -229,11 +235,14 @@ class ScaleUpController(UsesDeps):
             self.passes += 1
 
     async def _decide(self, now: datetime) -> ScaleUpPlan | None:
-        wants_headroom = self._headroom_configured()  # then the free room of every node matters
-        snap = self.builder.build(now, with_pods=wants_headroom, extra_vpsienodes=self._expected())
+        wants_headroom = self._headroom_configured()
+        # Every bound pod: the free room of every Ready node decides which pending pods merely wait
+        # for the scheduler (and headroom, when configured).
+        snap = self.builder.build(now, with_pods=True, extra_vpsienodes=self._expected())
         self.metrics.unschedulable_pods.set(len(snap.pending_pods))
         self._forget_gone(snap)
-        spare = headroom_pods(snap.groups, [*snap.nodes, *snap.virtual_nodes]) if wants_headroom else ()
+        nodes = [*snap.nodes, *snap.virtual_nodes]
+        spare = headroom_pods(snap.groups, nodes, self.options.headroom) if wants_headroom else ()
         self._headroom_facts(snap, spare)
         if not snap.pending_pods and not spare:
             return None
@@ -241,6 +250,7 @@ class ScaleUpController(UsesDeps):
             snap.pending_pods,
             snap.groups,
             in_flight_nodes=snap.in_flight_nodes,
+            ready_nodes=snap.ready_nodes,
             limits=self.options.limits,
             expanders=self.expanders,
             rng=self.rng,

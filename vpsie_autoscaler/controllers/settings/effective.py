@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
 from vpsie_autoscaler.api.settings import AutoscalerSettingsSpec
 from vpsie_autoscaler.config import Settings
+from vpsie_autoscaler.controllers.flexible import headroom_requests
 from vpsie_autoscaler.scaling import ClusterLimits
+from vpsie_autoscaler.scaling.resources import EMPTY, Resources, format_units
 
 Source = Literal["flag", "settings"]
 FROM_FLAG: Final = "flag"
@@ -29,8 +31,8 @@ class Effective:
     limits: ClusterLimits
     scan_interval: float
     dry_run: bool
-    scale_down_defaults: dict[str, Any] = field(default_factory=dict)
-    """NodeGroup ``scaleDown`` defaults by Python field name (no flag: empty keeps the built-in ones)."""
+    headroom: Resources = EMPTY
+    """Cluster-wide headroom (``spec.headroom``; no flag: none unless the object sets it)."""
     sources: dict[str, Source] = field(default_factory=dict, compare=False)
 
     def describe(self) -> str:
@@ -45,16 +47,12 @@ class Effective:
             f"cores {limits.max_cores or 'none'}, memory {limits.max_memory_gib or 'none'} GiB "
             f"({src('limits')}); scan interval {self.scan_interval:g}s ({src('scanInterval')}); "
             f"dry-run {'on' if self.dry_run else 'off'} ({src('dryRun')})"
-            + (
-                f"; scale-down defaults {_pairs(self.scale_down_defaults)} (settings)"
-                if self.scale_down_defaults
-                else ""
-            )
+            + (f"; headroom {_words(self.headroom)} (settings)" if self.headroom else "")
         )
 
 
-def _pairs(values: dict[str, Any]) -> str:
-    return ", ".join(f"{k} {v}" for k, v in sorted(values.items()))
+def _words(requests: Resources) -> str:
+    return ", ".join(f"{format_units(k, v)} {k}" for k, v in sorted(requests.items()))
 
 
 def memory_gib(value: float) -> int:
@@ -90,13 +88,11 @@ def effective(flags: Settings, spec: AutoscalerSettingsSpec | None) -> Effective
     dry_run = flags.dry_run
     if spec.dry_run is not None:
         dry_run, sources["dryRun"] = spec.dry_run, FROM_SETTINGS
-    scale_down: dict[str, Any] = {}
-    if spec.scale_down_defaults is not None:
-        scale_down = spec.scale_down_defaults.model_dump(exclude_none=True)
-        if scale_down:
-            sources["scaleDownDefaults"] = FROM_SETTINGS
+    headroom = headroom_requests(spec.headroom)
+    if headroom:
+        sources["headroom"] = FROM_SETTINGS
     return Effective(
-        scale_down_defaults=scale_down,
+        headroom=headroom,
         expander=expander,
         limits=ClusterLimits(max_nodes=nodes, max_cores=cores, max_memory_gib=memory_gib(memory)),
         scan_interval=scan,
