@@ -71,6 +71,21 @@ class ClusterHeadroomSpec(KubeModel):
     )
 
 
+class ScaleDownDefaultsSpec(KubeModel):
+    """Scale-down policy for NodeGroups whose ``spec.scaleDown`` leaves these fields out (a NodeGroup's
+    own value always wins; unset here: the built-in default)."""
+
+    utilization_threshold: float | None = Field(
+        default=None, ge=0, le=1, description="Default of scaleDown.utilizationThreshold (built-in 0.5)."
+    )
+    unneeded_time: Annotated[str, DurationBounds("0s", "168h")] | None = Field(
+        default=None, description="Default of scaleDown.unneededTime (built-in 10m)."
+    )
+    delay_after_scale_up: Annotated[str, DurationBounds("0s", "24h")] | None = Field(
+        default=None, description="Default of scaleDown.delayAfterScaleUp (built-in 10m)."
+    )
+
+
 class AutoscalerSettingsSpec(KubeModel):
     """Settings applied live; each unset field keeps its flag value (``vpsie-autoscaler run --help``)."""
 
@@ -95,6 +110,10 @@ class AutoscalerSettingsSpec(KubeModel):
         description="Cluster-wide headroom: spare capacity kept free on the nodes of all NodeGroups "
         "together, as virtual pods any group may hold (no flag: unset keeps none). Each NodeGroup's own "
         "spec.headroom is kept as well.",
+    )
+    scale_down_defaults: ScaleDownDefaultsSpec | None = Field(
+        default=None,
+        description="Scale-down policy of the NodeGroups that leave these scaleDown fields out.",
     )
     dry_run: bool | None = Field(
         default=None,

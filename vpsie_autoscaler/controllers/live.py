@@ -4,7 +4,8 @@
 shared :class:`~vpsie_autoscaler.controllers.writes.Writes` seam (every controller's writes, the
 VPSieNode lifecycle's included) and the ``dry_run`` gauge; the expander chain and the cluster-wide
 limits are scale-up's options; the scan interval paces scale-up's re-planning, scale-down's and
-consolidation's passes and the NodeGroup controller's cloud resync. Each controller reads its options
+consolidation's passes and the NodeGroup controller's cloud resync; the scale-down defaults reach the
+NodeGroups of every snapshot (for the fields a NodeGroup leaves out). Each controller reads its options
 at the start of a pass, so a change takes effect at the next decision, never in the middle of one.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from vpsie_autoscaler.controllers.cluster_state import SnapshotBuilder
 from vpsie_autoscaler.controllers.consolidation.controller import ConsolidationController
 from vpsie_autoscaler.controllers.deps import Deps
 from vpsie_autoscaler.controllers.nodegroup.reconciler import NodeGroupReconciler
@@ -29,6 +31,7 @@ class LiveSettings:
     scaledown: ScaleDownController | None = None
     consolidation: ConsolidationController | None = None
     nodegroup: NodeGroupReconciler | None = None
+    builder: SnapshotBuilder | None = None
 
     def apply(self, settings: Effective) -> None:
         self.deps.writes.set_dry_run(settings.dry_run)
@@ -42,6 +45,8 @@ class LiveSettings:
                 headroom=settings.headroom,
             )
             self.scaleup.expanders = ExpanderChain.parse(settings.expander)
+        if self.builder is not None:  # the planners' NodeGroups (scale-up, scale-down, consolidation)
+            self.builder.scale_down_defaults = dict(settings.scale_down_defaults)
         if self.scaledown is not None:
             self.scaledown.options = dataclasses.replace(
                 self.scaledown.options,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from vpsie_autoscaler.api.settings import AutoscalerSettingsSpec
 from vpsie_autoscaler.config import Settings
@@ -33,6 +33,8 @@ class Effective:
     dry_run: bool
     headroom: Resources = EMPTY
     """Cluster-wide headroom (``spec.headroom``; no flag: none unless the object sets it)."""
+    scale_down_defaults: dict[str, Any] = field(default_factory=dict)
+    """NodeGroup ``scaleDown`` defaults by Python field name (no flag: empty keeps the built-in ones)."""
     sources: dict[str, Source] = field(default_factory=dict, compare=False)
 
     def describe(self) -> str:
@@ -48,7 +50,16 @@ class Effective:
             f"({src('limits')}); scan interval {self.scan_interval:g}s ({src('scanInterval')}); "
             f"dry-run {'on' if self.dry_run else 'off'} ({src('dryRun')})"
             + (f"; headroom {_words(self.headroom)} (settings)" if self.headroom else "")
+            + (
+                f"; scale-down defaults {_pairs(self.scale_down_defaults)} (settings)"
+                if self.scale_down_defaults
+                else ""
+            )
         )
+
+
+def _pairs(values: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(values.items()))
 
 
 def _words(requests: Resources) -> str:
@@ -91,8 +102,14 @@ def effective(flags: Settings, spec: AutoscalerSettingsSpec | None) -> Effective
     headroom = headroom_requests(spec.headroom)
     if headroom:
         sources["headroom"] = FROM_SETTINGS
+    scale_down: dict[str, Any] = {}
+    if spec.scale_down_defaults is not None:
+        scale_down = spec.scale_down_defaults.model_dump(exclude_none=True)
+        if scale_down:
+            sources["scaleDownDefaults"] = FROM_SETTINGS
     return Effective(
         headroom=headroom,
+        scale_down_defaults=scale_down,
         expander=expander,
         limits=ClusterLimits(max_nodes=nodes, max_cores=cores, max_memory_gib=memory_gib(memory)),
         scan_interval=scan,
