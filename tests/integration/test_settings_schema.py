@@ -63,7 +63,7 @@ def test_good_settings_are_accepted(api: DevKubeClient) -> None:
 def test_a_nodegroup_that_leaves_scale_down_fields_out_keeps_them_out_for_the_settings_defaults(
     api: DevKubeClient,
 ) -> None:
-    group = {
+    group: dict[str, Any] = {
         "apiVersion": "autoscaler.vpsie.com/v1alpha1",
         "kind": "NodeGroup",
         "metadata": {"name": "settings-defaulted"},
