@@ -235,10 +235,8 @@ class ScaleUpController(UsesDeps):
             self.passes += 1
 
     async def _decide(self, now: datetime) -> ScaleUpPlan | None:
-        wants_headroom = self._headroom_configured()
-        # Every bound pod: the free room of every Ready node decides which pending pods merely wait
-        # for the scheduler (and headroom, when configured).
-        snap = self.builder.build(now, with_pods=True, extra_vpsienodes=self._expected())
+        wants_headroom = self._headroom_configured()  # then the free room of every node matters
+        snap = self.builder.build(now, with_pods=wants_headroom, extra_vpsienodes=self._expected())
         self.metrics.unschedulable_pods.set(len(snap.pending_pods))
         self._forget_gone(snap)
         nodes = [*snap.nodes, *snap.virtual_nodes]
@@ -250,7 +248,6 @@ class ScaleUpController(UsesDeps):
             snap.pending_pods,
             snap.groups,
             in_flight_nodes=snap.in_flight_nodes,
-            ready_nodes=snap.ready_nodes,
             limits=self.options.limits,
             expanders=self.expanders,
             rng=self.rng,
