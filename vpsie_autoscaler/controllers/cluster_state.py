@@ -89,8 +89,9 @@ FRESH_NODE_SECONDS: Final = 30.0
 scale-up. The scheduler retries unschedulable pods when a node appears, but the pods stay marked
 Unschedulable until it binds them; without this window a batch that closes in between orders
 nodes for pods that are about to land on the one that just joined (cluster-autoscaler filters
-such pods out with its scheduler simulation). After the window the scheduler's verdict wins: if it
-still cannot place a pod there, our simulation is missing a constraint and must not hold the pod."""
+such pods out with its scheduler simulation). After the window the node is one of the
+:attr:`ClusterSnapshot.ready_nodes`: pods that fit its free capacity still wait for the scheduler,
+except pods with a constraint we do not model, for which the scheduler's verdict wins."""
 
 Obj = Mapping[str, Any]
 
@@ -320,6 +321,14 @@ class ClusterSnapshot:
     def usage(self) -> ClusterUsage:
         """Counted against the cluster-wide limits: every Node plus the VPSieNodes without one."""
         return ClusterUsage.from_nodes(list(self.nodes) + list(self.virtual_nodes))
+
+    @property
+    def ready_nodes(self) -> tuple[NodeInfo, ...]:
+        """Ready nodes that are not leaving nor counted in flight: pending pods that fit their free
+        capacity wait for the scheduler (cluster-autoscaler's "filter out schedulable"). Their free
+        capacity is exact only when the snapshot was built ``with_pods``."""
+        arriving = {n.name for n in self.in_flight_nodes}
+        return tuple(n for n in self.nodes if n.ready and not n.deleting and n.name not in arriving)
 
     def group(self, name: str) -> GroupTemplate | None:
         return next((g for g in self.groups if g.name == name), None)

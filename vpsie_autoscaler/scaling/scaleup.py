@@ -8,8 +8,12 @@ groups) and metrics. Steps (cluster-autoscaler's ``ScaleUp`` orchestrator; docs/
 1. Drop pods that must not trigger scale-up: expendable (priority below -10, CA's
    ``--expendable-pods-priority-cutoff``), DaemonSet pods (their node is fixed), bound or deleting pods.
 2. Group identical pods into equivalence classes.
-3. Fit classes onto capacity already on the way (in-flight nodes) first: pods that fit there wait
-   for it and trigger nothing (otherwise every batch orders nodes again: five nodes for one pod).
+3. Fit classes onto the free capacity of existing Ready nodes (cluster-autoscaler's "filter out
+   schedulable" step, ``FilterOutSchedulable``): the scheduler has not bound them yet — typically
+   the pods planned onto a node that has just turned Ready — so they wait for it and trigger
+   nothing. Pods with a constraint we do not model are never held this way (the scheduler's verdict
+   wins for them). Then fit onto capacity still on the way (in-flight nodes): pods that fit there
+   wait for it and trigger nothing (otherwise every batch orders nodes again: five nodes for one pod).
 4. Per group, check each class against the template (static predicates + an empty node's
    resources) and the group's state (scale-up disabled, back-off, at max size).
 5. Per group, bin-pack the eligible classes (FFD, :mod:`binpack`) within its headroom and the
@@ -75,6 +79,8 @@ MILLI: Final = 1000
 GIB: Final = 2**30
 
 # Pod outcome statuses.
+SCHEDULABLE: Final = "WaitsForScheduler"
+"""Fits in the free capacity of an existing Ready node; waits for the scheduler to bind it."""
 IN_FLIGHT: Final = "InFlight"
 """Fits on a node already being created; waits for it."""
 TRIGGERED: Final = "TriggeredScaleUp"
@@ -193,6 +199,8 @@ class PodOutcome:
             text = f"pod triggered scale-up of NodeGroup {self.group}"
         elif self.status == IN_FLIGHT:
             text = f"pod waits for node {self.node}, already being created"
+        elif self.status == SCHEDULABLE:
+            text = f"pod fits on Ready node {self.node}; waits for the scheduler to bind it"
         elif self.status == IGNORED:
             text = f"pod ignored: {self.reason}"
         else:
@@ -262,15 +270,28 @@ def _conflicts(classes: Sequence[_Class]) -> dict[int, frozenset[int]]:
 
 
 def _fit_in_flight(
-    classes: Sequence[_Class], in_flight: Sequence[NodeInfo], conflicts: Mapping[int, frozenset[int]]
+    classes: Sequence[_Class],
+    in_flight: Sequence[NodeInfo],
+    conflicts: Mapping[int, frozenset[int]],
+    *,
+    existing: bool = False,
 ) -> dict[int, list[tuple[str, int]]]:
-    """Place classes on in-flight nodes (largest first); returns class → [(node, pods)]."""
+    """Place classes on in-flight nodes (largest first); returns class → [(node, pods)].
+
+    ``existing``: the nodes are Ready ones the scheduler already sees; a pod with a constraint we do
+    not model is not placed there (were that constraint what keeps it off them, it would wait forever).
+    """
     sims = [SimNode(n) for n in in_flight if not n.deleting]
     out: dict[int, list[tuple[str, int]]] = {}
     if not sims:
         return out
     order = sorted(
-        (c for c in classes if not is_headroom_pod(c.rep)),  # headroom counted in-flight nodes already
+        (
+            c
+            for c in classes
+            # headroom counted these nodes already
+            if c.remaining > 0 and not is_headroom_pod(c.rep) and not (existing and c.rep.unmodelled)
+        ),
         key=lambda c: (-c.rep.requests[CPU], -c.rep.requests[MEMORY], c.index),
     )
     for cls in order:
@@ -282,6 +303,8 @@ def _fit_in_flight(
             if sim.check(rep) is not None:
                 continue
             k = sim.free.count_fitting(rep.requests)
+            if k < 0:  # requests nothing at all: not limited by resources
+                k = cls.remaining
             if self_conflict:
                 k = min(k, 1)
             n = min(k, cls.remaining)
@@ -356,6 +379,7 @@ def plan_scale_up(
     groups: Sequence[GroupTemplate],
     *,
     in_flight_nodes: Sequence[NodeInfo] = (),
+    ready_nodes: Sequence[NodeInfo] = (),
     limits: ClusterLimits = ClusterLimits(),
     expanders: ExpanderChain = DEFAULT_CHAIN,
     rng: random.Random | None = None,
@@ -366,7 +390,9 @@ def plan_scale_up(
     """Plan the scale-up for ``pending_pods`` (unschedulable pods, as the scheduler reported them).
 
     ``in_flight_nodes``: nodes on the way (Nodes not Ready yet of our groups, and virtual nodes from
-    :meth:`GroupTemplate.virtual_node` for VPSieNodes without a Node). ``usage``: what already counts
+    :meth:`GroupTemplate.virtual_node` for VPSieNodes without a Node). ``ready_nodes``: the other
+    Ready nodes (any owner) with their bound pods: pending pods that fit their free capacity wait for
+    the scheduler (:data:`SCHEDULABLE`) and trigger nothing. ``usage``: what already counts
     against ``limits``. ``now``: for back-off. ``rng``: tie-breaks (seeded; None = by name).
     ``headroom_pods``: :func:`~vpsie_autoscaler.scaling.headroom.unmet` of the groups with headroom;
     they grow their group like pending pods and get no outcome of their own.
@@ -389,6 +415,7 @@ def plan_scale_up(
     in_flight_pods = [p for n in in_flight_nodes for p in n.pods]
     classes = _classes(candidates, in_flight_pods)
     conflicts = _conflicts(classes)
+    ready_places = _fit_in_flight(classes, ready_nodes, conflicts, existing=True)
     in_flight_places = _fit_in_flight(classes, in_flight_nodes, conflicts)
 
     # Per group: block reason, or per-class template verdicts.
@@ -535,14 +562,17 @@ def plan_scale_up(
             group, result.nodes, picked.total(lambda p: p.per_node) if picked is not None else None
         )
 
-    # Outcomes, pod by pod, in each class's member order: in-flight, then triggered, then not.
+    # Outcomes, pod by pod, in each class's member order: on Ready nodes, in flight, then triggered,
+    # then not.
     pod_status: dict[int, tuple[str, str | None, str | None]] = {}
     pod_ids = {id(p): i for i, p in enumerate(pending_pods)}
     for cls in classes:
         cursor = 0
-        for node, n in in_flight_places.get(cls.index, ()):
+        placed = [(SCHEDULABLE, place) for place in ready_places.get(cls.index, ())]
+        placed += [(IN_FLIGHT, place) for place in in_flight_places.get(cls.index, ())]
+        for status, (node, n) in placed:
             for pod in cls.pods[cursor : cursor + n]:
-                pod_status[pod_ids[id(pod)]] = (IN_FLIGHT, None, node)
+                pod_status[pod_ids[id(pod)]] = (status, None, node)
             cursor += n
     for increase, _ in chosen.values():
         for pod in increase.pods:

@@ -354,8 +354,8 @@ def with_invalid_group(w: World) -> None:
 async def test_scale_up_and_scale_down_skip_invalid_groups_and_the_others_keep_scaling() -> None:
     w = World()
     with_invalid_group(w)
-    w.pending_pod("p0", cpu="1500m")
-    w.pending_pod("p1", cpu="1500m", nodeSelector={"pool": "bad"})
+    w.pending_pod("p0", cpu="1500m", nodeSelector={"pool": "web"})  # not on the idle bad-aaaaa
+    w.pending_pod("p1", cpu="3", nodeSelector={"pool": "bad"})  # more than bad-aaaaa holds
     up = ScaleUpController(w.deps(), builder=w.builder(), options=ScaleUpOptions(), rng=random.Random(1))
     plan = await up.scale_up_once()
     assert plan is not None

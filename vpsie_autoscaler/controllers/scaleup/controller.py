@@ -75,7 +75,13 @@ from vpsie_autoscaler.runtime.expectations import Expectations
 from vpsie_autoscaler.scaling import ClusterLimits, ExpanderChain, PodInfo, plan_scale_up
 from vpsie_autoscaler.scaling.plans import PlanShape
 from vpsie_autoscaler.scaling.resources import EMPTY, Resources
-from vpsie_autoscaler.scaling.scaleup import NOT_TRIGGERED, TRIGGERED, GroupIncrease, ScaleUpPlan
+from vpsie_autoscaler.scaling.scaleup import (
+    NOT_TRIGGERED,
+    SCHEDULABLE,
+    TRIGGERED,
+    GroupIncrease,
+    ScaleUpPlan,
+)
 
 log = structlog.get_logger("vpsie_autoscaler.controllers.scaleup")
 
@@ -235,8 +241,10 @@ class ScaleUpController(UsesDeps):
             self.passes += 1
 
     async def _decide(self, now: datetime) -> ScaleUpPlan | None:
-        wants_headroom = self._headroom_configured()  # then the free room of every node matters
-        snap = self.builder.build(now, with_pods=wants_headroom, extra_vpsienodes=self._expected())
+        wants_headroom = self._headroom_configured()
+        # Every bound pod: the free room of every Ready node decides which pending pods merely wait
+        # for the scheduler (and headroom, when configured).
+        snap = self.builder.build(now, with_pods=True, extra_vpsienodes=self._expected())
         self.metrics.unschedulable_pods.set(len(snap.pending_pods))
         self._forget_gone(snap)
         nodes = [*snap.nodes, *snap.virtual_nodes]
@@ -248,6 +256,7 @@ class ScaleUpController(UsesDeps):
             snap.pending_pods,
             snap.groups,
             in_flight_nodes=snap.in_flight_nodes,
+            ready_nodes=snap.ready_nodes,
             limits=self.options.limits,
             expanders=self.expanders,
             rng=self.rng,
@@ -305,6 +314,13 @@ class ScaleUpController(UsesDeps):
             in_flight_nodes=len(snap.in_flight_nodes),
         )
         log.debug("capacity on the way", nodes=[n.name for n in snap.in_flight_nodes][:LOGGED_NAMES])
+        waiting = plan.by_status(SCHEDULABLE)
+        if waiting:
+            log.info(
+                "pending pods fit on Ready nodes: they wait for the scheduler, no scale-up for them",
+                pods=len(waiting),
+                nodes=sorted({o.node or "" for o in waiting})[:LOGGED_NAMES],
+            )
 
     async def _apply_increase(self, snap: ClusterSnapshot, inc: GroupIncrease) -> None:
         ng = snap.nodegroups[inc.group]
