@@ -29,6 +29,7 @@ from tests.integration.lifecycle_env import (
     group_nodes,
     launch_of,
     lifecycle_env,
+    new_providers,
     phase,
     ready_members,
     write_launch,
@@ -650,8 +651,12 @@ async def test_vpsie_errors_requeue_without_panics_and_converge_once_the_fault_g
     """Finding: a VPSie error escaped the reconciler (counted as a panic, exponential work-queue back-off
     up to 1000 s), so a record stayed stuck long after VPSie recovered."""
     async with lifecycle_env(k8s_cluster, k8s_namespace, client=NO_RETRY) as env:
+        # The group's VPSie source is resolved (and kept in status) before VPSie goes down: a group
+        # never resolved waits for VPSie before it plans anything (SourceUnresolved).
+        group, sim_group = await create_managed_group(env, "err", minNodes=0, provisioning=FAST_BACKOFF)
+        await eventually(lambda: bool(env.group_status(group).get("managed")), within=WAIT_S, what="resolved")
         fid = env.add_fault(kind="error", status=503, path="*", method="*")
-        group, sim_group = await create_managed_group(env, "err", minNodes=1, provisioning=FAST_BACKOFF)
+        await env.kube.merge_patch(NODEGROUPS, group, {"spec": {"minNodes": 1}})
         await eventually(lambda: len(env.members(group)) == 1, within=WAIT_S, what="record created")
         [vn] = env.members(group)
         name = vn["metadata"]["name"]
@@ -662,12 +667,13 @@ async def test_vpsie_errors_requeue_without_panics_and_converge_once_the_fault_g
         # The requeue delay: from the error's class (503: transient, twice the poll interval) ...
         result = await env.vn.reconcile(Request(name))
         assert result.requeue_after == pytest.approx(2 * FAST.poll_interval)
-        # ... bounded by the group's back-off maximum (1 s here).
+        # ... bounded by the group's back-off maximum (1 s here). Its own providers: a listing cached
+        # before the fault is younger than this reconciler's 5 s max age and would launch.
         slow = VPSieNodeReconciler(
             client=env.kube,
             recorder=env.recorder,
             clock=env.clock,
-            providers=env.providers,
+            providers=new_providers(env.vpsie, env.kube, env.fence),
             vpsienodes=env.vpsienodes,
             nodes=env.nodes,
             nodegroups=env.nodegroups,
