@@ -210,6 +210,7 @@ async def test_probability_faults_are_reproducible_with_a_seed(sim_config: SimCo
 
 LATE_SECONDS = 0.6  # the simulator's late answer ...
 CLIENT_TIMEOUT = 0.15  # ... comes after the client has given up
+ANSWER_TIMEOUT = 10.0  # a bound for answers that do come (loaded CI cores are slow, not wrong)
 AUTH = {"Vpsie-Auth": API_TOKEN}
 LOST_REPLIES = ["502", "504", "504_json", "reset"]
 REFUSALS = [
@@ -285,8 +286,8 @@ async def live() -> AsyncIterator[tuple[Simulator, str]]:
         yield running
 
 
-async def send(base: str, mutation: Mutation) -> aiohttp.ClientResponse:
-    timeout = aiohttp.ClientTimeout(total=CLIENT_TIMEOUT)
+async def send(base: str, mutation: Mutation, *, within: float = CLIENT_TIMEOUT) -> aiohttp.ClientResponse:
+    timeout = aiohttp.ClientTimeout(total=within)
     async with (
         aiohttp.ClientSession(headers=AUTH, timeout=timeout) as s,
         s.request(mutation.method, base + mutation.path, json=mutation.body) as r,
@@ -307,9 +308,9 @@ async def test_reply_lost_applies_the_mutation_and_hides_the_answer(
     sim.faults.add(FaultSpec.model_validate(spec))
     if lost_as == "reset":
         with pytest.raises(aiohttp.ServerDisconnectedError):
-            await send(base, mutation)
+            await send(base, mutation, within=ANSWER_TIMEOUT)
     else:
-        r = await send(base, mutation)
+        r = await send(base, mutation, within=ANSWER_TIMEOUT)
         assert r.status == (502 if lost_as == "502" else 504)
         assert r.content_type == ("application/json" if lost_as == "504_json" else "text/html")
     assert mutation.applied()
@@ -328,7 +329,7 @@ async def test_a_reduce_whose_connection_drops_is_sent_again_by_aiohttp(live: tu
     mutation = setup_mutation(sim, "reduce")
     second = worker(sim)
     sim.faults.add(FaultSpec(kind=FaultKind.REPLY_LOST, path=mutation.path, lost_as="reset", times=1))
-    r = await send(base, mutation)
+    r = await send(base, mutation, within=ANSWER_TIMEOUT)
     assert r.status == 200  # the resent request was answered
     assert mutation.applied()
     assert second.delete_at is not None
@@ -358,7 +359,7 @@ async def test_refusing_faults_leave_the_state_untouched(
     mutation = setup_mutation(sim, route)
     version = sim.state.version
     sim.faults.add(refusal.model_copy(update={"method": mutation.method, "path": mutation.path}))
-    r = await send(base, mutation)
+    r = await send(base, mutation, within=ANSWER_TIMEOUT)  # a refusal answers: no need to hurry it
     assert r.status in {200, 429, 500, 502, 503}
     assert not mutation.applied()
     assert sim.state.version == version
@@ -425,6 +426,6 @@ async def test_new_kinds_are_accepted_by_the_admin_endpoint(live: tuple[Simulato
         late = {"kind": "late_reply", "path": "/apps/v2/projects", "seconds": 0.01}
         async with s.post(base + "/_sim/faults", json=late) as r:
             assert r.status == 201
-    assert (await send(base, mutation)).status == 504
+    assert (await send(base, mutation, within=ANSWER_TIMEOUT)).status == 504
     assert mutation.applied()
     assert [f.kind for f in sim.faults.all()] == [FaultKind.REPLY_LOST, FaultKind.LATE_REPLY]
