@@ -252,6 +252,13 @@ def test_can_i_list_shows_nothing_beyond_the_chart_rules(
         ("", "pods", ("get", "list", "watch"), ()),
         ("", "pods/eviction", ("create",), ()),
         ("policy", "poddisruptionbudgets", ("list", "watch"), ()),
+        # The node template's DaemonSet overhead; local PersistentVolumes that keep their node.
+        ("apps", "daemonsets", ("list", "watch"), ()),
+        ("", "persistentvolumes", ("list", "watch"), ()),
+        ("", "persistentvolumeclaims", ("list", "watch"), ()),
+        # The live global settings: read, and a status condition written.
+        ("autoscaler.vpsie.com", "autoscalersettings", ("get", "list", "watch"), ()),
+        ("autoscaler.vpsie.com", "autoscalersettings/status", ("get", "patch", "update"), ()),
         ("events.k8s.io", "events", ("create", "patch"), ()),
         *(
             (

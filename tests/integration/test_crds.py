@@ -83,7 +83,10 @@ def test_valid_nodegroup_is_accepted_and_defaulted_by_the_server(client: DevKube
     spec = created["spec"]
     assert spec["scaleUp"] == {"enabled": False, "priority": 0}  # explicit false kept
     assert spec["scaleDown"]["enabled"] is True
-    assert spec["scaleDown"]["unneededTime"] == "10m"
+    # Left unset so the live settings' scaleDownDefaults (else the flags) apply: not defaulted here.
+    assert "unneededTime" not in spec["scaleDown"]
+    assert "utilizationThreshold" not in spec["scaleDown"]
+    assert "delayAfterScaleUp" not in spec["scaleDown"]
     assert spec["scaleDown"]["disruptionBudget"] == "10%"
     assert spec["provisioning"]["backoff"] == {"initial": "1m", "max": "15m"}
     parsed = NodeGroup.from_k8s(created)
