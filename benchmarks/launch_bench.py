@@ -81,7 +81,7 @@ from vpsie_autoscaler.cloudsim.kube_nodes import connect_bridge
 from vpsie_autoscaler.config import Settings
 from vpsie_autoscaler.controllers.cloud import ClusterIdentity, Providers, client_config
 from vpsie_autoscaler.controllers.lifecycle import setup_lifecycle
-from vpsie_autoscaler.controllers.vpsienode.new import creation_body, new_vpsienode
+from vpsie_autoscaler.controllers.new_vpsienode import creation_body, new_vpsienode
 from vpsie_autoscaler.kube import KubeClient, errors
 from vpsie_autoscaler.kube.resources import NAMESPACES, NODEGROUPS, NODES, VPSIENODES
 from vpsie_autoscaler.logging import configure

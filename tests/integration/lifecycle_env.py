@@ -31,14 +31,14 @@ from vpsie_autoscaler.cloudsim.app import Simulator
 from vpsie_autoscaler.cloudsim.config import DEFAULT_DATACENTER, DEFAULT_OS, DEFAULT_PROJECT, Delays
 from vpsie_autoscaler.cloudsim.faults import FaultSpec
 from vpsie_autoscaler.cloudsim.kube_nodes import connect_bridge
+from vpsie_autoscaler.controllers.binding import BindingBook
 from vpsie_autoscaler.controllers.cloud import ClusterIdentity, Fence, Providers
 from vpsie_autoscaler.controllers.deps import Deps
 from vpsie_autoscaler.controllers.garbagecollection.collector import GarbageCollector
 from vpsie_autoscaler.controllers.metrics import AutoscalerMetrics, autoscaler_metrics
+from vpsie_autoscaler.controllers.new_vpsienode import creation_body, new_vpsienode
 from vpsie_autoscaler.controllers.nodegroup.reconciler import NodeGroupOptions, NodeGroupReconciler
 from vpsie_autoscaler.controllers.objects import rfc3339
-from vpsie_autoscaler.controllers.vpsienode.binding import BindingBook
-from vpsie_autoscaler.controllers.vpsienode.new import creation_body, new_vpsienode
 from vpsie_autoscaler.controllers.vpsienode.reconciler import LifecycleOptions, VPSieNodeReconciler
 from vpsie_autoscaler.kube import KubeClient, errors
 from vpsie_autoscaler.kube.resources import EVENTS, NODEGROUPS, NODES, VPSIENODES

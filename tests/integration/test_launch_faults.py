@@ -43,8 +43,8 @@ from vpsie_autoscaler.api.labels import (
 )
 from vpsie_autoscaler.controllers.cloud import CredentialsWatcher, ownership_tags
 from vpsie_autoscaler.controllers.objects import parse_time, rfc3339
-from vpsie_autoscaler.controllers.vpsienode.keys import ERROR_CLASS_ANNOTATION, FAILED_REASON_ANNOTATION
 from vpsie_autoscaler.controllers.vpsienode.reconciler import VPSieNodeReconciler
+from vpsie_autoscaler.controllers.vpsienode_keys import ERROR_CLASS_ANNOTATION, FAILED_REASON_ANNOTATION
 from vpsie_autoscaler.kube.resources import NODEGROUPS, PDBS, PODS, VPSIENODES
 from vpsie_autoscaler.runtime.controller import Request
 from vpsie_autoscaler.runtime.fence import FenceReason, NotLeader

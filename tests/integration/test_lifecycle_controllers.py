@@ -41,10 +41,10 @@ from vpsie_autoscaler.cloudsim.faults import FaultKind, FaultSpec
 from vpsie_autoscaler.controllers.cloud import ownership_tags
 from vpsie_autoscaler.controllers.deps import Deps
 from vpsie_autoscaler.controllers.metrics import autoscaler_metrics
+from vpsie_autoscaler.controllers.new_vpsienode import creation_body, new_vpsienode
 from vpsie_autoscaler.controllers.nodegroup.reconciler import NodeGroupOptions, NodeGroupReconciler
 from vpsie_autoscaler.controllers.objects import rfc3339
-from vpsie_autoscaler.controllers.vpsienode.keys import ERROR_CLASS_ANNOTATION
-from vpsie_autoscaler.controllers.vpsienode.new import creation_body, new_vpsienode
+from vpsie_autoscaler.controllers.vpsienode_keys import ERROR_CLASS_ANNOTATION
 from vpsie_autoscaler.kube.resources import NODEGROUPS, NODES, PDBS, PODS, VPSIENODES
 from vpsie_autoscaler.runtime.controller import Request
 

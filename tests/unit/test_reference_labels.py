@@ -8,7 +8,7 @@ from pathlib import Path
 from types import ModuleType
 
 from vpsie_autoscaler.api import labels
-from vpsie_autoscaler.controllers.vpsienode import keys
+from vpsie_autoscaler.controllers import vpsienode_keys as keys
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "reference-labels.md"
 KEY_SUFFIXES = ("_LABEL", "_ANNOTATION", "_TAINT", "_FINALIZER")

@@ -22,6 +22,7 @@ import structlog
 
 from vpsie_autoscaler.api.labels import NODEGROUP_LABEL
 from vpsie_autoscaler.config import Settings
+from vpsie_autoscaler.controllers.binding import BindingBook
 from vpsie_autoscaler.controllers.cloud import (
     ClusterIdentity,
     CredentialsWatcher,
@@ -35,7 +36,6 @@ from vpsie_autoscaler.controllers.garbagecollection.collector import GarbageColl
 from vpsie_autoscaler.controllers.metrics import AutoscalerMetrics
 from vpsie_autoscaler.controllers.nodegroup.reconciler import NodeGroupOptions, NodeGroupReconciler
 from vpsie_autoscaler.controllers.objects import labels_of
-from vpsie_autoscaler.controllers.vpsienode.binding import BindingBook
 from vpsie_autoscaler.controllers.vpsienode.reconciler import LifecycleOptions, VPSieNodeReconciler
 from vpsie_autoscaler.kube.resources import NODEGROUPS, NODES, VPSIENODES
 from vpsie_autoscaler.runtime.controller import Controller, Request

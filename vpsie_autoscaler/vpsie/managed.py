@@ -4,7 +4,7 @@ VPSie's add-node call takes no hostname, returns ``data: true`` and names the no
 (``<cluster>-slave-<4hex>``, ``docs/vpsie-api.md`` §4.10). The provider therefore only *reports*: which
 nodes the group has (``list``), and what an add-node or a delete did (a typed outcome). Which node
 answers which request is decided by the VPSieNode controller from its launch records
-(:mod:`vpsie_autoscaler.controllers.vpsienode.binding`), never remembered here.
+(:mod:`vpsie_autoscaler.controllers.binding`), never remembered here.
 
 **Group membership.** Cluster detail nodes carry no group in the known shapes. A node belongs to the
 group when (in this order): its ``group_id`` equals the group's id (simulator extension); its

@@ -12,7 +12,7 @@ cancellation in flight). Unknown counts as sent: the caller waits for evidence a
 
 VPSie creates asynchronously and returns no id (``docs/vpsie-api.md`` §0, §3.5): a plain VM is found again
 by the hostname chosen before the call; a node of a managed group is named by VPSie and is bound to its
-launch record by the controller (see :mod:`vpsie_autoscaler.controllers.vpsienode.binding`). Hostnames
+launch record by the controller (see :mod:`vpsie_autoscaler.controllers.binding`). Hostnames
 compare case-insensitively: VPSie keeps mixed case, Kubernetes lower-cases node names. Deletion always
 targets one instance by its identifier.
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from tests.unit.controllers.fakes import VM
 from vpsie_autoscaler.api.vpsienode import VPSieNode
-from vpsie_autoscaler.controllers.vpsienode.binding import (
+from vpsie_autoscaler.controllers.binding import (
     BindingBook,
     Waiting,
     assign,

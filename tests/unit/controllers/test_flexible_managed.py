@@ -21,12 +21,12 @@ from tests.unit.controllers.test_discovery import (
 from vpsie_autoscaler.api.labels import INSTANCE_FINALIZER, NODEGROUP_LABEL
 from vpsie_autoscaler.api.nodegroup import NodeGroup
 from vpsie_autoscaler.api.vpsienode import VPSieNode
+from vpsie_autoscaler.controllers.binding import source_key_of_object, source_key_of_spec
 from vpsie_autoscaler.controllers.catalogue import PlanFacts
 from vpsie_autoscaler.controllers.cloud import Providers
 from vpsie_autoscaler.controllers.flexible import plan_shapes, record_plan, reserved_sizes, with_plan
+from vpsie_autoscaler.controllers.new_vpsienode import new_vpsienode
 from vpsie_autoscaler.controllers.scaleup import ScaleUpController, ScaleUpOptions
-from vpsie_autoscaler.controllers.vpsienode.binding import source_key_of_object, source_key_of_spec
-from vpsie_autoscaler.controllers.vpsienode.new import new_vpsienode
 from vpsie_autoscaler.controllers.vpsienode.reconciler import VPSieNodeReconciler
 from vpsie_autoscaler.runtime.controller import Request
 from vpsie_autoscaler.scaling.scaleup import TRIGGERED

@@ -18,12 +18,12 @@ from vpsie_autoscaler.api.types import Taint
 from vpsie_autoscaler.api.vpsienode import VPSieNode
 from vpsie_autoscaler.controllers.cloud import vm_hostname_prefix
 from vpsie_autoscaler.controllers.garbagecollection.collector import OUR_NAMING_SHAPE, our_name_pattern
+from vpsie_autoscaler.controllers.new_vpsienode import new_vpsienode
 from vpsie_autoscaler.controllers.nodegroup import status as nodegroup_status
+from vpsie_autoscaler.controllers.nodes import claimed_by_other, join_patch
 from vpsie_autoscaler.controllers.objects import parse_time, rfc3339
 from vpsie_autoscaler.controllers.vpsienode.drain import blocks_drain
-from vpsie_autoscaler.controllers.vpsienode.keys import ERROR_CLASS_ANNOTATION
-from vpsie_autoscaler.controllers.vpsienode.new import new_vpsienode
-from vpsie_autoscaler.controllers.vpsienode.nodes import claimed_by_other, join_patch
+from vpsie_autoscaler.controllers.vpsienode_keys import ERROR_CLASS_ANNOTATION
 
 T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 

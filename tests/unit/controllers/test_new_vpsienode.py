@@ -5,7 +5,7 @@ import random
 from vpsie_autoscaler.api.labels import NODEGROUP_LABEL
 from vpsie_autoscaler.api.nodegroup import NodeGroup
 from vpsie_autoscaler.api.vpsienode import VPSieNode
-from vpsie_autoscaler.controllers.vpsienode.new import creation_body, new_vpsienode
+from vpsie_autoscaler.controllers.new_vpsienode import creation_body, new_vpsienode
 
 GROUP = {
     "apiVersion": "autoscaler.vpsie.com/v1alpha1",

@@ -16,6 +16,7 @@ from vpsie_autoscaler.api.labels import DRAIN_REQUESTED_ANNOTATION
 from vpsie_autoscaler.api.nodegroup import NodeGroup
 from vpsie_autoscaler.api.vpsienode import PHASES as ALL_PHASES
 from vpsie_autoscaler.api.vpsienode import LaunchRecord, Phase, VPSieNode, VPSieNodeStatus
+from vpsie_autoscaler.controllers.new_vpsienode import new_vpsienode
 from vpsie_autoscaler.controllers.vpsienode import (
     context,
     draining,
@@ -26,7 +27,6 @@ from vpsie_autoscaler.controllers.vpsienode import (
     termination,
 )
 from vpsie_autoscaler.controllers.vpsienode.context import IllegalTransition, enter_phase
-from vpsie_autoscaler.controllers.vpsienode.new import new_vpsienode
 from vpsie_autoscaler.controllers.vpsienode.phases import PHASES, TRANSITIONS, route
 
 T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)

@@ -44,7 +44,7 @@ from vpsie_autoscaler.api.labels import DRAIN_REASON_ANNOTATION, DRAIN_REQUESTED
 from vpsie_autoscaler.controllers.cluster_state import ClusterSnapshot, SnapshotBuilder, VPSieNodeView
 from vpsie_autoscaler.controllers.deps import Deps, UsesDeps
 from vpsie_autoscaler.controllers.metrics import PREFIX
-from vpsie_autoscaler.controllers.vpsienode.new import creation_body, new_vpsienode
+from vpsie_autoscaler.controllers.new_vpsienode import creation_body, new_vpsienode
 from vpsie_autoscaler.kube import errors
 from vpsie_autoscaler.kube.resources import VPSIENODES
 from vpsie_autoscaler.runtime.events import NORMAL

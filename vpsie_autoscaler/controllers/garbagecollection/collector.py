@@ -38,10 +38,10 @@ import structlog
 from vpsie_autoscaler.api.durations import format_duration, parse_duration
 from vpsie_autoscaler.api.nodegroup import NodeGroup
 from vpsie_autoscaler.api.vpsienode import HOSTNAME_SUFFIX_LENGTH, VPSieNode
+from vpsie_autoscaler.controllers.binding import bound_key
 from vpsie_autoscaler.controllers.cloud import Providers, cluster_tag, tagged_group, vm_hostname_prefix
 from vpsie_autoscaler.controllers.cluster_state import InvalidObject, parse_nodegroup, parse_vpsienode
 from vpsie_autoscaler.controllers.deps import Deps, UsesDeps
-from vpsie_autoscaler.controllers.vpsienode.binding import bound_key
 from vpsie_autoscaler.kube import errors
 from vpsie_autoscaler.kube.resources import VPSIENODES
 from vpsie_autoscaler.runtime.fence import NotLeader

@@ -5,7 +5,7 @@ provider (VPSie cannot be watched), asks the pure rules of :mod:`.rules` for the
 performs it:
 
 - below ``minNodes`` (and not in back-off) → create the missing VPSieNodes with
-  :func:`~vpsie_autoscaler.controllers.vpsienode.new.new_vpsienode` (Event ``ScaledUp``);
+  :func:`~vpsie_autoscaler.controllers.new_vpsienode.new_vpsienode` (Event ``ScaledUp``);
 - above ``maxNodes`` (the spec was lowered) → drain requests on the surplus, not-ready nodes first
   (Event ``ScaleDownRequested``): the group converges to ``maxNodes`` instead of staying above it.
   This controller is the only one that converges it. Requested nodes stop counting at once, so the
@@ -65,22 +65,28 @@ from vpsie_autoscaler.api.nodegroup import (
 from vpsie_autoscaler.api.types import MESSAGE_MAX_LENGTH, set_condition
 from vpsie_autoscaler.api.vpsienode import AdoptTarget, VPSieNode
 from vpsie_autoscaler.controllers import discovery
+from vpsie_autoscaler.controllers.binding import (
+    SOURCE_INDEX,
+    BindingBook,
+    instance_key,
+    source_index,
+    source_key,
+    unowned,
+)
 from vpsie_autoscaler.controllers.cloud import Providers
 from vpsie_autoscaler.controllers.cluster_state import InvalidObject, InvalidObjects, parse_nodegroup
 from vpsie_autoscaler.controllers.deps import Deps, UsesDeps
 from vpsie_autoscaler.controllers.discovery import ClusterDiscovery, SourceResolver
 from vpsie_autoscaler.controllers.flexible import size_groups_made_for
+from vpsie_autoscaler.controllers.new_vpsienode import creation_body, new_vpsienode
 from vpsie_autoscaler.controllers.nodegroup import rules
 from vpsie_autoscaler.controllers.nodegroup import status as nodegroup_status
+from vpsie_autoscaler.controllers.nodes import node_ready
 from vpsie_autoscaler.controllers.objects import (
     ensure_index,
     labels_of,
     rfc3339,
 )
-from vpsie_autoscaler.controllers.vpsienode.binding import BindingBook, instance_key, source_key, unowned
-from vpsie_autoscaler.controllers.vpsienode.new import creation_body, new_vpsienode
-from vpsie_autoscaler.controllers.vpsienode.nodes import node_ready
-from vpsie_autoscaler.controllers.vpsienode.reconciler import SOURCE_INDEX, source_index
 from vpsie_autoscaler.kube import errors
 from vpsie_autoscaler.kube.resources import NODEGROUPS, VPSIENODES
 from vpsie_autoscaler.runtime.controller import Request, Result

@@ -25,7 +25,7 @@ from typing import Final
 from vpsie_autoscaler.api.durations import parse_duration
 from vpsie_autoscaler.api.nodegroup import BackoffSpec
 from vpsie_autoscaler.api.vpsienode import VPSieNode
-from vpsie_autoscaler.controllers.vpsienode.keys import ERROR_CLASS_ANNOTATION
+from vpsie_autoscaler.controllers.vpsienode_keys import ERROR_CLASS_ANNOTATION
 from vpsie_autoscaler.scaling import membership
 from vpsie_autoscaler.vpsie.errors import ErrorClass
 

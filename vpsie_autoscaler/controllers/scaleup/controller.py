@@ -66,8 +66,8 @@ from vpsie_autoscaler.controllers.cluster_state import (
 from vpsie_autoscaler.controllers.decisions import GroupFacts
 from vpsie_autoscaler.controllers.deps import Deps, UsesDeps
 from vpsie_autoscaler.controllers.flexible import headroom_pods, headroom_text, with_plan
+from vpsie_autoscaler.controllers.new_vpsienode import creation_body, new_vpsienode
 from vpsie_autoscaler.controllers.scaleup.batcher import Batcher
-from vpsie_autoscaler.controllers.vpsienode.new import creation_body, new_vpsienode
 from vpsie_autoscaler.kube import errors
 from vpsie_autoscaler.kube.resources import VPSIENODES
 from vpsie_autoscaler.runtime.events import NORMAL, WARNING

@@ -12,8 +12,8 @@ from __future__ import annotations
 import structlog
 
 from vpsie_autoscaler.api.vpsienode import CONDITION_LAUNCHED, VPSieNode, VPSieNodeStatus
-from vpsie_autoscaler.controllers.vpsienode import keys
-from vpsie_autoscaler.controllers.vpsienode.binding import Waiting, assign, bound_key, instance_key
+from vpsie_autoscaler.controllers import vpsienode_keys as keys
+from vpsie_autoscaler.controllers.binding import Waiting, assign, bound_key, instance_key
 from vpsie_autoscaler.controllers.vpsienode.context import Lifecycle, Raw
 from vpsie_autoscaler.kube import errors
 from vpsie_autoscaler.vpsie.provider import Instance, NodeSource

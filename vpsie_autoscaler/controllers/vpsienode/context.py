@@ -40,19 +40,20 @@ from vpsie_autoscaler.api.nodegroup import (
 )
 from vpsie_autoscaler.api.types import set_condition
 from vpsie_autoscaler.api.vpsienode import Phase, VPSieNode, VPSieNodeStatus
+from vpsie_autoscaler.controllers import vpsienode_keys as keys
+from vpsie_autoscaler.controllers.binding import (
+    SOURCE_INDEX,
+    BindingBook,
+    raw_owned_key,
+    source_index,
+    source_key_of_spec,
+)
 from vpsie_autoscaler.controllers.cloud import Providers
 from vpsie_autoscaler.controllers.cluster_state import InvalidObjects
 from vpsie_autoscaler.controllers.metrics import AutoscalerMetrics
+from vpsie_autoscaler.controllers.nodes import claimed_by_other
 from vpsie_autoscaler.controllers.objects import ensure_index, patch_status
-from vpsie_autoscaler.controllers.vpsienode import keys
-from vpsie_autoscaler.controllers.vpsienode.binding import (
-    BindingBook,
-    raw_owned_key,
-    source_key_of_object,
-    source_key_of_spec,
-)
 from vpsie_autoscaler.controllers.vpsienode.drain import DrainExecutor
-from vpsie_autoscaler.controllers.vpsienode.nodes import claimed_by_other
 from vpsie_autoscaler.controllers.vpsienode.outages import Outages
 from vpsie_autoscaler.controllers.writes import Writes
 from vpsie_autoscaler.kube import KubeClient
@@ -73,8 +74,6 @@ Transitions = Mapping[Phase, frozenset[Phase]]
 
 NODE_NAME_INDEX: Final = "lifecycle.nodeName"
 """VPSieNode index: ``status.nodeName`` → VPSieNodes (Node events → requests; double-claim guard)."""
-SOURCE_INDEX: Final = "lifecycle.source"
-"""VPSieNode index: the VPSie source (managed group or VM group) → its records (binding)."""
 
 # Cadence. VPSie cannot be watched, so provisioning is polled; a booting node changes every few seconds.
 DEFAULT_POLL_SECONDS: Final = 5.0
@@ -108,10 +107,6 @@ class LifecycleOptions:
 def node_name_index(obj: Mapping[str, Any]) -> list[str]:
     name = (obj.get("status") or {}).get("nodeName")
     return [name] if name else []
-
-
-def source_index(obj: Mapping[str, Any]) -> list[str]:
-    return source_key_of_object(obj)
 
 
 class IllegalTransition(RuntimeError):

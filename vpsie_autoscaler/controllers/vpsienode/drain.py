@@ -20,8 +20,8 @@ import structlog
 
 from vpsie_autoscaler.api.labels import MIRROR_POD_ANNOTATION, TO_BE_DELETED_TAINT
 from vpsie_autoscaler.controllers.metrics import AutoscalerMetrics
+from vpsie_autoscaler.controllers.nodes import has_taint, set_taints, taints_of
 from vpsie_autoscaler.controllers.objects import annotations_of, labels_of, meta
-from vpsie_autoscaler.controllers.vpsienode.nodes import has_taint, set_taints, taints_of
 from vpsie_autoscaler.kube import KubeClient, errors
 from vpsie_autoscaler.kube.resources import PDBS, PODS
 from vpsie_autoscaler.scaling.selectors import LabelSelector

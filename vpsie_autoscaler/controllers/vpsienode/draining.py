@@ -24,8 +24,8 @@ from vpsie_autoscaler.api.vpsienode import (
     VPSieNode,
     VPSieNodeStatus,
 )
+from vpsie_autoscaler.controllers import vpsienode_keys as keys
 from vpsie_autoscaler.controllers.objects import parse_time
-from vpsie_autoscaler.controllers.vpsienode import keys
 from vpsie_autoscaler.controllers.vpsienode.context import ACTION_DRAIN, Lifecycle, Raw
 from vpsie_autoscaler.kube import errors
 from vpsie_autoscaler.kube.resources import VPSIENODES

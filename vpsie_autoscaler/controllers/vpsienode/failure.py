@@ -20,11 +20,11 @@ from vpsie_autoscaler.api.vpsienode import (
     VPSieNode,
     VPSieNodeStatus,
 )
-from vpsie_autoscaler.controllers.vpsienode import keys
-from vpsie_autoscaler.controllers.vpsienode.binding import bound_key
+from vpsie_autoscaler.controllers import vpsienode_keys as keys
+from vpsie_autoscaler.controllers.binding import bound_key
+from vpsie_autoscaler.controllers.nodes import node_ready
 from vpsie_autoscaler.controllers.vpsienode.bound_instance import bound_instance
 from vpsie_autoscaler.controllers.vpsienode.context import ACTION_PROVISION, Lifecycle, Raw
-from vpsie_autoscaler.controllers.vpsienode.nodes import node_ready
 from vpsie_autoscaler.controllers.vpsienode.termination import (
     delete_instance,
     delete_node,

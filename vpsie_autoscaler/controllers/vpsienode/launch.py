@@ -23,8 +23,8 @@ from vpsie_autoscaler.api.vpsienode import (
     VPSieNode,
     VPSieNodeStatus,
 )
+from vpsie_autoscaler.controllers import vpsienode_keys as keys
 from vpsie_autoscaler.controllers.cloud import SizeGroupRefused, ownership_tags
-from vpsie_autoscaler.controllers.vpsienode import keys
 from vpsie_autoscaler.controllers.vpsienode.context import ACTION_PROVISION, Lifecycle, Raw
 from vpsie_autoscaler.controllers.vpsienode.failure import Failure, fail
 from vpsie_autoscaler.runtime.controller import Result

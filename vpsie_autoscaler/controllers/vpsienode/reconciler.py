@@ -27,17 +27,15 @@ import structlog
 from vpsie_autoscaler.api.durations import parse_duration
 from vpsie_autoscaler.api.labels import INSTANCE_FINALIZER, VPSIENODE_LABEL
 from vpsie_autoscaler.api.vpsienode import VPSieNode
+from vpsie_autoscaler.controllers import vpsienode_keys as keys
 from vpsie_autoscaler.controllers.cluster_state import InvalidObject, parse_vpsienode
 from vpsie_autoscaler.controllers.objects import add_finalizer, labels_of
-from vpsie_autoscaler.controllers.vpsienode import keys
 from vpsie_autoscaler.controllers.vpsienode.context import (
     NODE_NAME_INDEX,
-    SOURCE_INDEX,
     IllegalTransition,
     Lifecycle,
     LifecycleOptions,
     Raw,
-    source_index,
 )
 from vpsie_autoscaler.controllers.vpsienode.failure import Failure, fail
 from vpsie_autoscaler.controllers.vpsienode.outages import retry_delay
@@ -48,7 +46,7 @@ from vpsie_autoscaler.runtime.controller import Request, Result
 from vpsie_autoscaler.runtime.fence import NotLeader
 from vpsie_autoscaler.vpsie.errors import VPSieError, error_class
 
-__all__ = ["SOURCE_INDEX", "LifecycleOptions", "VPSieNodeReconciler", "source_index"]
+__all__ = ["LifecycleOptions", "VPSieNodeReconciler"]
 
 log = structlog.get_logger("vpsie_autoscaler.controllers.vpsienode")
 

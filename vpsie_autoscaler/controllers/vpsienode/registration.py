@@ -31,11 +31,11 @@ from vpsie_autoscaler.api.vpsienode import (
     VPSieNode,
     VPSieNodeStatus,
 )
-from vpsie_autoscaler.controllers.vpsienode import keys
+from vpsie_autoscaler.controllers import vpsienode_keys as keys
+from vpsie_autoscaler.controllers.nodes import claimed_by_other, has_taint, join_patch, node_ready
 from vpsie_autoscaler.controllers.vpsienode.bound_instance import bound_instance, record_instance
 from vpsie_autoscaler.controllers.vpsienode.context import ACTION_PROVISION, NODE_NAME_INDEX, Lifecycle, Raw
 from vpsie_autoscaler.controllers.vpsienode.failure import Failure
-from vpsie_autoscaler.controllers.vpsienode.nodes import claimed_by_other, has_taint, join_patch, node_ready
 from vpsie_autoscaler.kube.resources import NODES
 from vpsie_autoscaler.runtime.controller import Result
 from vpsie_autoscaler.vpsie.errors import ErrorClass

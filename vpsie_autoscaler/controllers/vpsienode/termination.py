@@ -29,12 +29,12 @@ from vpsie_autoscaler.api.vpsienode import (
     VPSieNode,
     VPSieNodeStatus,
 )
+from vpsie_autoscaler.controllers import vpsienode_keys as keys
+from vpsie_autoscaler.controllers.binding import bound_key
+from vpsie_autoscaler.controllers.nodes import claimed_by_other, node_ready
 from vpsie_autoscaler.controllers.objects import remove_finalizer
-from vpsie_autoscaler.controllers.vpsienode import keys
-from vpsie_autoscaler.controllers.vpsienode.binding import bound_key
 from vpsie_autoscaler.controllers.vpsienode.bound_instance import bound_instance
 from vpsie_autoscaler.controllers.vpsienode.context import ACTION_DELETE, Lifecycle, Raw
-from vpsie_autoscaler.controllers.vpsienode.nodes import claimed_by_other, node_ready
 from vpsie_autoscaler.kube import errors
 from vpsie_autoscaler.kube.resources import NODES, VPSIENODES
 from vpsie_autoscaler.runtime.controller import Result

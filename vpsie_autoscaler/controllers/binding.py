@@ -22,7 +22,7 @@ import asyncio
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from vpsie_autoscaler.api.vpsienode import VPSieNode, VPSieNodeSpec
 from vpsie_autoscaler.runtime.clock import Clock, RealClock
@@ -74,6 +74,15 @@ class Waiting:
     sent_at: datetime
     baseline: frozenset[str]
     leaving: bool = False  # being deleted: served after every live launch
+
+
+SOURCE_INDEX: Final = "lifecycle.source"
+"""VPSieNode index: the VPSie source (managed group or VM group) → its records (binding; the NodeGroup
+controller's adoption reads the same index)."""
+
+
+def source_index(obj: Mapping[str, Any]) -> list[str]:
+    return source_key_of_object(obj)
 
 
 def instance_key(instance: Instance) -> str:
