@@ -42,7 +42,7 @@ import random
 from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Final
 
 from vpsie_autoscaler.scaling.binpack import PackItem, PackResult, pack
@@ -84,6 +84,11 @@ MILLI: Final = 1000
 GIB: Final = 2**30
 
 # Pod outcome statuses.
+SCHEDULER_GRACE_SECONDS: Final = 60.0
+"""How long a pending pod that fits a Ready node waits for the scheduler before it may order a node:
+binding a burst takes seconds (tens on loaded cores); a pod still unbound after this is kept off that
+node by something our simulation does not see, and waiting longer would never end."""
+
 SCHEDULABLE: Final = "WaitsForScheduler"
 """Fits in the free capacity of an existing Ready node; waits for the scheduler to bind it."""
 IN_FLIGHT: Final = "InFlight"
@@ -274,17 +279,24 @@ def _conflicts(classes: Sequence[_Class]) -> dict[int, frozenset[int]]:
     return {k: frozenset(v) for k, v in out.items()}
 
 
+def _waited_too_long(pod: PodInfo, held_since: datetime | None) -> bool:
+    return held_since is not None and pod.created is not None and pod.created < held_since
+
+
 def _fit_in_flight(
     classes: Sequence[_Class],
     in_flight: Sequence[NodeInfo],
     conflicts: Mapping[int, frozenset[int]],
     *,
     existing: bool = False,
+    held_since: datetime | None = None,
 ) -> dict[int, list[tuple[str, int]]]:
     """Place classes on in-flight nodes (largest first); returns class → [(node, pods)].
 
     ``existing``: the nodes are Ready ones the scheduler already sees; a pod with a constraint we do
-    not model is not placed there (were that constraint what keeps it off them, it would wait forever).
+    not model is not placed there (were that constraint what keeps it off them, it would wait forever),
+    nor a class with a pod created before ``held_since``: the scheduler has had time to bind it and
+    has not, so its verdict wins over our simulation (a bound on waiting, whatever our model misses).
     """
     sims = [SimNode(n) for n in in_flight if not n.deleting]
     out: dict[int, list[tuple[str, int]]] = {}
@@ -295,7 +307,9 @@ def _fit_in_flight(
             c
             for c in classes
             # headroom counted these nodes already
-            if c.remaining > 0 and not is_headroom_pod(c.rep) and not (existing and c.rep.unmodelled)
+            if c.remaining > 0
+            and not is_headroom_pod(c.rep)
+            and not (existing and (c.rep.unmodelled or any(_waited_too_long(p, held_since) for p in c.pods)))
         ),
         key=lambda c: (-c.rep.requests[CPU], -c.rep.requests[MEMORY], c.index),
     )
@@ -581,7 +595,8 @@ def plan_scale_up(
     in_flight_pods = [p for n in in_flight_nodes for p in n.pods]
     classes = _classes(candidates, in_flight_pods)
     conflicts = _conflicts(classes)
-    ready_places = _fit_in_flight(classes, ready_nodes, conflicts, existing=True)
+    held_since = now - timedelta(seconds=SCHEDULER_GRACE_SECONDS)
+    ready_places = _fit_in_flight(classes, ready_nodes, conflicts, existing=True, held_since=held_since)
     in_flight_places = _fit_in_flight(classes, in_flight_nodes, conflicts)
 
     # Per group: block reason, or per-class template verdicts.

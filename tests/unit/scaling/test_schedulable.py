@@ -5,6 +5,8 @@ Ready node still does, and so does a pod with a constraint we do not model."""
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -20,7 +22,14 @@ from tests.unit.scaling.test_properties import (
     pending_pods,
 )
 from vpsie_autoscaler.scaling.predicates import check
-from vpsie_autoscaler.scaling.scaleup import IN_FLIGHT, NOT_TRIGGERED, SCHEDULABLE, TRIGGERED, plan_scale_up
+from vpsie_autoscaler.scaling.scaleup import (
+    IN_FLIGHT,
+    NOT_TRIGGERED,
+    SCHEDULABLE,
+    SCHEDULER_GRACE_SECONDS,
+    TRIGGERED,
+    plan_scale_up,
+)
 from vpsie_autoscaler.scaling.scheduling_facts import NodeInfo, PodInfo
 from vpsie_autoscaler.scaling.simulation import SimNode
 
@@ -32,8 +41,13 @@ SPREAD = {
 }
 
 
+def just_created(pending: list[PodInfo]) -> list[PodInfo]:
+    """Pods as the scheduler has just reported them (the builders date pods long ago)."""
+    return [replace(p, created=NOW) for p in pending]
+
+
 def _statuses(pending: list[PodInfo], ready: list[NodeInfo]) -> tuple[Counter[str], int]:
-    plan = plan_scale_up(pending, [group("web", "4", "8Gi")], ready_nodes=ready, now=NOW)
+    plan = plan_scale_up(just_created(pending), [group("web", "4", "8Gi")], ready_nodes=ready, now=NOW)
     return Counter(o.status for o in plan.pods), sum(i.nodes for i in plan.increases)
 
 
@@ -92,7 +106,7 @@ def test_pods_fitting_ready_nodes_wait_for_the_scheduler(
 
 
 def test_the_message_names_the_node() -> None:
-    plan = plan_scale_up(pods("p", 1), [group()], ready_nodes=[node("n1")], now=NOW)
+    plan = plan_scale_up(just_created(pods("p", 1)), [group()], ready_nodes=[node("n1")], now=NOW)
     (outcome,) = plan.pods
     assert outcome.node == "n1"
     assert outcome.message == "pod fits on Ready node n1; waits for the scheduler to bind it"
@@ -101,7 +115,7 @@ def test_the_message_names_the_node() -> None:
 def test_ready_nodes_first_then_capacity_on_the_way() -> None:
     web = group("web", "4", "8Gi", size=1, in_flight=1)
     plan = plan_scale_up(
-        pods("p", 10, "1", "1Gi"),
+        just_created(pods("p", 10, "1", "1Gi")),
         [web],
         ready_nodes=[node("ready", "2", "8Gi")],
         in_flight_nodes=[web.virtual_node("web-abc12")],
@@ -114,7 +128,7 @@ def test_ready_nodes_first_then_capacity_on_the_way() -> None:
 
 def test_the_500_pod_burst_while_its_nodes_turn_ready() -> None:
     """A node that has just turned Ready, its planned pods not bound yet: nothing is ordered again."""
-    burst = pods("p", 40, "1", "2Gi")
+    burst = just_created(pods("p", 40, "1", "2Gi"))
     ready = [node(f"web-{i}", "8", "16Gi") for i in range(5)]  # 5 x 8 pods
     plan = plan_scale_up(burst, [group("web", "8", "16Gi", size=5)], ready_nodes=ready, now=NOW)
     assert plan.increases == ()
@@ -144,7 +158,7 @@ def ready_nodes(draw: st.DrawFn) -> list[NodeInfo]:
 @given(pending=pending_pods(), ready=ready_nodes())
 def test_a_pod_that_fits_a_ready_node_never_triggers(pending: list[PodInfo], ready: list[NodeInfo]) -> None:
     g = group("g", "8", "16Gi", max_nodes=1000, extra={"nvidia.com/gpu": "2"})
-    plan = plan_scale_up(pending, [g], ready_nodes=ready, now=NOW)
+    plan = plan_scale_up(just_created(pending), [g], ready_nodes=ready, now=NOW)
     # What waits for the scheduler fits the node it waits for, with what is bound there already.
     waiting: dict[str, list[PodInfo]] = {}
     for o in plan.pods:
@@ -168,3 +182,20 @@ def test_a_pod_that_fits_a_ready_node_never_triggers(pending: list[PodInfo], rea
     for o in plan.pods:
         if check(o.pod, template) is None and all(check(o.pod, n) is not None for n in ready):
             assert o.status == TRIGGERED, o.pod.key
+
+
+def test_a_pod_the_scheduler_left_unbound_past_the_grace_orders_a_node() -> None:
+    """Whatever our simulation misses, waiting for the scheduler is bounded: a pod that fits a Ready
+        node but is still unbound SCHEDULER_GRACE_SECONDS after its creation may order a node (a pending pod
+    in the CI's end-to-end run waited for a node the scheduler never used)."""
+    fresh = [replace(p, created=NOW - timedelta(seconds=5)) for p in pods("new", 2, "1", "1Gi")]
+    stale = [
+        replace(p, created=NOW - timedelta(seconds=SCHEDULER_GRACE_SECONDS + 1))
+        for p in pods("old", 1, "1", "1Gi")
+    ]
+    plan = plan_scale_up([*fresh, *stale], [group("web", "4", "8Gi")], ready_nodes=[node("n1")], now=NOW)
+    # The three are one class (same shape): a class with a pod past the grace is not held at all.
+    assert Counter(o.status for o in plan.pods) == Counter({TRIGGERED: 3})
+    assert sum(i.nodes for i in plan.increases) == 1
+    held = plan_scale_up(fresh, [group("web", "4", "8Gi")], ready_nodes=[node("n1")], now=NOW)
+    assert Counter(o.status for o in held.pods) == Counter({SCHEDULABLE: 2})
