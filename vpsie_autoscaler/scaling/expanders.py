@@ -18,11 +18,6 @@ from vpsie_autoscaler.scaling.resources import CPU, MEMORY, Resources
 
 SCORE_TOLERANCE: Final = 1e-9
 """Scores within this of the best count as ties (float noise must not pick a winner)."""
-WASTE_NEAR_TIE: Final = 0.05
-"""``least-waste`` scores (unused cpu fraction + unused memory fraction, 0 to 2) within this of the
-best are near-ties: the lower cost per pod wins among them, then fewer nodes. Packings that waste
-almost the same differ mostly in what they cost; cluster-autoscaler would hand such ties on to the
-next expander or chance, which can pick the dearer one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,15 +52,13 @@ class Option:
 Expander = Callable[[Sequence[Option], random.Random | None], list[Option]]
 
 
-def _best(
-    options: Sequence[Option], score: Callable[[Option], float], tolerance: float = SCORE_TOLERANCE
-) -> list[Option]:
-    """The options with the lowest score (within ``tolerance``)."""
+def _best(options: Sequence[Option], score: Callable[[Option], float]) -> list[Option]:
+    """The options with the lowest score (within :data:`SCORE_TOLERANCE`)."""
     scores = [score(o) for o in options]
     low = min(scores)
     if math.isinf(low):
         return list(options)
-    return [o for o, s in zip(options, scores, strict=True) if s - low <= tolerance]
+    return [o for o, s in zip(options, scores, strict=True) if s - low <= SCORE_TOLERANCE]
 
 
 def priority(options: Sequence[Option], _: random.Random | None) -> list[Option]:
@@ -74,16 +67,8 @@ def priority(options: Sequence[Option], _: random.Random | None) -> list[Option]
 
 
 def least_waste(options: Sequence[Option], _: random.Random | None) -> list[Option]:
-    """Least unused cpu + memory on the new nodes; near-ties (:data:`WASTE_NEAR_TIE`) go to the
-    lower cost per pod (unknown prices: no preference), then to fewer nodes."""
-    near = _best(options, Option.waste, WASTE_NEAR_TIE)
-    if len(near) > 1:
-        near = _best(near, Option.cost_per_pod)
-    if len(near) > 1:
-        near = _best(near, lambda o: o.nodes)
-    if len(near) > 1:  # still tied: only the exact least waste goes on
-        near = _best(near, Option.waste)
-    return near
+    """Least unused cpu + memory on the new nodes."""
+    return _best(options, Option.waste)
 
 
 def least_cost(options: Sequence[Option], _: random.Random | None) -> list[Option]:

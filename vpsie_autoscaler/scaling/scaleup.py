@@ -17,10 +17,7 @@ groups) and metrics. Steps (cluster-autoscaler's ``ScaleUp`` orchestrator; docs/
 4. Per group, check each class against the template (static predicates + an empty node's
    resources) and the group's state (scale-up disabled, back-off, at max size).
 5. Per group, bin-pack the eligible classes (FFD, :mod:`binpack`) within its headroom and the
-   cluster-wide limits; the expander chain picks **one** group for those pods, judging each option
-   as the whole plan it leads to (itself plus the rounds that would follow for the pods it leaves:
-   cluster-autoscaler compares one round's options, which lets a group that holds the small pods
-   cheaply win even when the pods it leaves cost more elsewhere than one larger node for all).
+   cluster-wide limits; the expander chain picks **one** group for those pods.
 6. Repeat for the pods the chosen group did not take, over the groups not chosen yet.
 
 Flexible groups (``GroupTemplate.plans``) pack with :func:`~vpsie_autoscaler.scaling.plans.choose_plans`:
@@ -37,10 +34,8 @@ loop later, like cluster-autoscaler's salvo scale-up; at most one increase per g
 
 from __future__ import annotations
 
-import dataclasses
 import random
 from collections.abc import Mapping, Sequence
-from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final
@@ -393,167 +388,6 @@ def _budget(limits: ClusterLimits, usage: ClusterUsage) -> _Budget:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class _Candidate:
-    """One group's option in a round: what the expanders see, and the packing behind it."""
-
-    option: Option
-    result: PackResult
-    cap_reason: Reason | None
-    """Set when a limit kept the packing smaller than the pods it could hold wanted."""
-    choice: PlanChoice | None
-    """The plans of a flexible group's packing."""
-
-    def consume(self, group: GroupTemplate, budget: _Budget) -> None:
-        """Take this packing's new nodes from ``budget``."""
-        total = self.choice.total(lambda p: p.per_node) if self.choice is not None else None
-        budget.consume(group, self.result.nodes, total)
-
-
-class _Rounds:
-    """The options of a salvo round for any set of remaining pods, with the packings cached (a round
-    and the whole-plan look-ahead of its options ask for the same packings)."""
-
-    def __init__(
-        self,
-        by_name: Mapping[str, GroupTemplate],
-        eligible: Mapping[str, Sequence[_Class]],
-        plan_allowed: Mapping[tuple[str, int], frozenset[str]],
-        conflicts: Mapping[int, frozenset[int]],
-        class_by_index: Mapping[int, _Class],
-    ) -> None:
-        self.by_name = by_name
-        self.eligible = eligible
-        self.plan_allowed = plan_allowed
-        self.conflicts = conflicts
-        self.class_by_index = class_by_index
-        self._packs: dict[tuple[str, int, tuple[tuple[int, int], ...]], PackResult] = {}
-        self._choices: dict[tuple[object, ...], PlanChoice | None] = {}
-
-    def options(
-        self,
-        remaining: Mapping[int, int],
-        budget: _Budget,
-        exclude: AbstractSet[str],
-        limited: dict[str, Reason],
-    ) -> list[_Candidate]:
-        """One option per group not in ``exclude`` that places some of ``remaining`` (class →
-        pods); groups a limit stops entirely are put in ``limited``."""
-        out: list[_Candidate] = []
-        for name, group_classes in self.eligible.items():
-            if name in exclude:
-                continue
-            live = [c for c in group_classes if remaining.get(c.index, 0) > 0]
-            if not live:
-                continue
-            group = self.by_name[name]
-            counts = tuple((c.index, remaining[c.index]) for c in live)
-            choice: PlanChoice | None = None
-            if group.plans:
-                cap, why = budget.node_cap(group, min(group.plans, key=PlanShape.size_key).per_node)
-                if cap <= 0:
-                    limited[name] = why
-                    continue
-                room = budget.room(group)
-                key = (name, room.nodes, room.cpu_milli, room.memory_bytes, counts)
-                if key not in self._choices:
-                    self._choices[key] = choose_plans(
-                        [PackItem(i, self.class_by_index[i].rep.requests, n) for i, n in counts],
-                        group.plans,
-                        self.conflicts,
-                        room,
-                        {c.index: self.plan_allowed[(name, c.index)] for c in live},
-                    )
-                choice = self._choices[key]
-                if choice is None:
-                    continue
-                result = choice.result
-                if choice.limited:
-                    cap, why = min((budget.node_cap(group, p.per_node) for p in choice.run_plans), key=_first)
-            else:
-                cap, why = budget.node_cap(group)
-                if cap <= 0:
-                    limited[name] = why
-                    continue
-                pack_key = (name, cap, counts)
-                cached = self._packs.get(pack_key)
-                if cached is None:
-                    items = [PackItem(i, self.class_by_index[i].rep.requests, n) for i, n in counts]
-                    cached = self._packs[pack_key] = pack(items, group.allocatable, self.conflicts, cap)
-                result = cached
-            if result.nodes == 0:
-                continue
-            requested = EMPTY
-            placed_pods = 0
-            for index, _ in counts:
-                n = result.placed.get(index, 0)
-                if n:
-                    requested = requested + self.class_by_index[index].rep.requests.scaled(n)
-                    placed_pods += n
-            wanted = sum(n for _, n in counts)
-            hit_limit = choice.limited if choice is not None else result.nodes >= cap
-            cap_reason = why if placed_pods < wanted and hit_limit else None
-            node_allocatable, price = group.allocatable, group.hourly_price
-            if choice is not None:  # the expanders compare per-node averages of the mix
-                total = choice.total(lambda p: p.allocatable)
-                node_allocatable = Resources({k: v // result.nodes for k, v in total.items()})
-                total_price = choice.hourly_price
-                price = None if total_price is None else total_price / result.nodes
-            option = Option(
-                name, result.nodes, placed_pods, requested, node_allocatable, group.priority, price
-            )
-            out.append(_Candidate(option, result, cap_reason, choice))
-        return out
-
-    def whole(
-        self,
-        first: _Candidate,
-        remaining: Mapping[int, int],
-        budget: _Budget,
-        exclude: AbstractSet[str],
-        expanders: ExpanderChain,
-    ) -> Option:
-        """``first`` judged as the whole plan it leads to: itself, then the rounds the chain would
-        choose for the pods it leaves (ties by name: the look-ahead draws no random numbers), summed
-        into one option of ``first``'s group (per-node averages, as for a flexible group's mix)."""
-        left = dict(remaining)
-        room = dataclasses.replace(budget)
-        done = set(exclude)
-        parts: list[Option] = []
-        step: _Candidate | None = first
-        while step is not None:
-            parts.append(step.option)
-            for index, n in step.result.placed.items():
-                left[index] = left.get(index, 0) - n
-            step.consume(self.by_name[step.option.group], room)
-            done.add(step.option.group)
-            following = self.options({i: n for i, n in left.items() if n > 0}, room, done, {})
-            if not following:
-                break
-            winner, _ = expanders.choose([c.option for c in following], None)
-            step = next(c for c in following if c.option.group == winner.group)
-        if len(parts) == 1:
-            return first.option
-        nodes = sum(p.nodes for p in parts)
-        allocatable = EMPTY
-        for p in parts:
-            allocatable = allocatable + p.node_allocatable.scaled(p.nodes)
-        prices = [p.hourly_price for p in parts]
-        price = None if None in prices else sum((p.hourly_price or 0.0) * p.nodes for p in parts) / nodes
-        requested = EMPTY
-        for p in parts:
-            requested = requested + p.requested
-        return Option(
-            first.option.group,
-            nodes,
-            sum(p.pods for p in parts),
-            requested,
-            Resources({k: v // nodes for k, v in allocatable.items()}),
-            first.option.priority,
-            price,
-        )
-
-
 def plan_scale_up(
     pending_pods: Sequence[PodInfo],
     groups: Sequence[GroupTemplate],
@@ -628,34 +462,94 @@ def plan_scale_up(
 
     budget = _budget(limits, usage)
     by_name = {g.name: g for g in groups}
-    class_by_index = {c.index: c for c in classes}
-    rounds = _Rounds(by_name, eligible, plan_allowed, conflicts, class_by_index)
     chosen: dict[str, tuple[GroupIncrease, PackResult]] = {}
     limited: dict[str, Reason] = {}
+    choices: dict[str, PlanChoice] = {}
+    cache: dict[tuple[str, int, tuple[tuple[int, int], ...]], PackResult] = {}
     while True:
-        remaining = {c.index: c.remaining for c in classes if c.remaining > 0}
-        round_options = rounds.options(remaining, budget, set(chosen), limited)
-        if not round_options:
+        options: list[Option] = []
+        packs: dict[str, PackResult] = {}
+        caps: dict[str, Reason | None] = {}
+        for name, group_classes in eligible.items():
+            if name in chosen:
+                continue
+            live = [c for c in group_classes if c.remaining > 0]
+            if not live:
+                continue
+            group = by_name[name]
+            choice: PlanChoice | None = None
+            if group.plans:
+                cap, why = budget.node_cap(group, min(group.plans, key=PlanShape.size_key).per_node)
+                if cap <= 0:
+                    limited[name] = why
+                    continue
+                choice = choose_plans(
+                    [PackItem(c.index, c.rep.requests, c.remaining) for c in live],
+                    group.plans,
+                    conflicts,
+                    budget.room(group),
+                    {c.index: plan_allowed[(name, c.index)] for c in live},
+                )
+                if choice is None:
+                    continue
+                result = choice.result
+                choices[name] = choice
+                if choice.limited:
+                    cap, why = min((budget.node_cap(group, p.per_node) for p in choice.run_plans), key=_first)
+            else:
+                cap, why = budget.node_cap(group)
+                if cap <= 0:
+                    limited[name] = why
+                    continue
+                key = (name, cap, tuple((c.index, c.remaining) for c in live))
+                cached = cache.get(key)
+                if cached is None:
+                    items = [PackItem(c.index, c.rep.requests, c.remaining) for c in live]
+                    cached = cache[key] = pack(items, group.allocatable, conflicts, cap)
+                result = cached
+            if result.nodes == 0:
+                continue
+            requested = EMPTY
+            placed_pods = 0
+            for cls in live:
+                n = result.placed.get(cls.index, 0)
+                if n:
+                    requested = requested + cls.rep.requests.scaled(n)
+                    placed_pods += n
+            wanted = sum(c.remaining for c in live)
+            hit_limit = choice.limited if choice is not None else result.nodes >= cap
+            caps[name] = why if placed_pods < wanted and hit_limit else None
+            packs[name] = result
+            node_allocatable, price = group.allocatable, group.hourly_price
+            if choice is not None:  # the expanders compare per-node averages of the mix
+                total = choice.total(lambda p: p.allocatable)
+                node_allocatable = Resources({k: v // result.nodes for k, v in total.items()})
+                total_price = choice.hourly_price
+                price = None if total_price is None else total_price / result.nodes
+            options.append(
+                Option(
+                    name,
+                    result.nodes,
+                    placed_pods,
+                    requested,
+                    node_allocatable,
+                    group.priority,
+                    price,
+                )
+            )
+        if not options:
             break
-        # Each option is judged as the whole plan it leads to (itself, then the rounds that would
-        # follow for the pods it leaves), so a group that takes the small pods cheaply does not win
-        # when the pods it leaves cost more elsewhere than one larger node holding them all.
-        whole = (
-            [rounds.whole(c, remaining, budget, set(chosen), expanders) for c in round_options]
-            if len(round_options) > 1
-            else [round_options[0].option]
-        )
-        winner, trail = expanders.choose(whole, rng)
-        picked_round = next(c for c in round_options if c.option.group == winner.group)
+        winner, trail = expanders.choose(options, rng)
         group = by_name[winner.group]
-        result = picked_round.result
+        result = packs[winner.group]
+        class_by_index = {c.index: c for c in classes}
         pods: list[PodInfo] = []
         for index, n in result.placed.items():
             cls = class_by_index[index]
             start = len(cls.pods) - cls.remaining
             pods.extend(cls.pods[start : start + n])
             cls.remaining -= n
-        picked = picked_round.choice
+        picked = choices.get(winner.group)
         run_plans: Sequence[PlanShape | None] = (
             picked.run_plans if picked is not None else [None] * len(result.runs)
         )
@@ -663,7 +557,7 @@ def plan_scale_up(
             NodeRun(run.count, tuple((class_by_index[i].rep, k) for i, k in run.contents.items()), plan)
             for run, plan in zip(result.runs, run_plans, strict=True)
         )
-        cap_reason = picked_round.cap_reason
+        cap_reason = caps[winner.group]
         if cap_reason is not None:
             limited[winner.group] = cap_reason
         real = tuple(p for p in pods if not is_headroom_pod(p))
@@ -679,7 +573,9 @@ def plan_scale_up(
             plan_choice=_plan_choice_text(picked) if picked is not None else "",
         )
         chosen[winner.group] = (increase, result)
-        picked_round.consume(group, budget)
+        budget.consume(
+            group, result.nodes, picked.total(lambda p: p.per_node) if picked is not None else None
+        )
 
     # Outcomes, pod by pod, in each class's member order: on Ready nodes, in flight, then triggered,
     # then not.

@@ -79,28 +79,3 @@ def test_bad_chains_are_refused(spec: str, message: str) -> None:
 def test_choose_needs_options() -> None:
     with pytest.raises(ValueError, match="no options"):
         ExpanderChain.parse().choose([])
-
-
-@pytest.mark.parametrize(
-    ("options", "winner"),
-    [
-        # Waste 0.0 against 0.04 (a near-tie): the lower cost per pod wins.
-        ([opt("tight", hourly_price=2.0), opt("cheap", cpu="3840m", mem="8Gi", hourly_price=1.0)], "cheap"),
-        # Waste 0.0 against 0.25: no near-tie, the least waste wins whatever it costs.
-        ([opt("tight", hourly_price=2.0), opt("cheap", cpu="3", mem="7Gi", hourly_price=1.0)], "tight"),
-        # Same waste, same cost per pod: fewer nodes.
-        (
-            [
-                opt("many", nodes=2, pods=8, cpu="8", mem="16Gi"),
-                opt("one", pods=8, cpu="8", mem="16Gi", alloc=BIG),
-            ],
-            "one",
-        ),
-        # Unknown prices decide nothing: the exact least waste.
-        ([opt("tight"), opt("near", cpu="3840m", mem="8Gi")], "tight"),
-    ],
-    ids=["near-tie-cheaper", "clear-winner", "fewer-nodes", "no-prices"],
-)
-def test_least_waste_breaks_near_ties_by_cost_per_pod_then_nodes(options: list[Option], winner: str) -> None:
-    chosen, _ = ExpanderChain.parse("least-waste").choose(options)
-    assert chosen.group == winner
