@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -170,22 +171,28 @@ def build(out: Path, v: dict[str, str]) -> None:
     (out / "build-times.json").write_text(json.dumps({k: round(s, 1) for k, s in timings.items()}) + "\n")
 
 
-def ensure_built() -> Path:
-    target = bin_dir()
+def build_once(target: Path, build_into: Callable[[Path], None], *, prefix: str = "building-") -> Path:
+    """``target``, built by ``build_into`` if it is not complete yet. The build goes to a temporary
+    sibling that is renamed into place: a half-finished build is never at the final path (shared by
+    every pinned tool built here: the control plane, promtool, Karpenter)."""
     if (target / ".complete").exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix="building-", dir=target.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
     try:
-        build(tmp, versions())
+        build_into(tmp)
         (tmp / ".complete").write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) + "\n")
         if target.exists():
             shutil.rmtree(target)
-        tmp.rename(target)  # atomic: a half-finished build is never at the final path
+        tmp.rename(target)  # atomic
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def ensure_built() -> Path:
+    return build_once(bin_dir(), lambda tmp: build(tmp, versions()))
 
 
 def bump_k8s(version: str) -> None:

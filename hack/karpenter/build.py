@@ -26,20 +26,20 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # run as a script: make the sibling builder importable
+    sys.path.insert(0, str(ROOT))
+
+from hack.devcluster.build import build_once, cache_root  # noqa: E402 - after the path fix above
 
 HERE = Path(__file__).resolve().parent
 MODULE = HERE / "tools"
 TOOLCHAIN = "go1.26.10"
 PACKAGE = "sigs.k8s.io/karpenter/kwok"
 CRD_GLOBS = ("kwok/charts/crds/*.yaml", "kwok/apis/crds/*.yaml")
-
-
-def cache_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "vpsie-devcluster"
 
 
 def go_env() -> dict[str, str]:
@@ -100,21 +100,7 @@ def build(out: Path) -> None:
 
 
 def ensure_built() -> Path:
-    target = out_dir()
-    if (target / ".complete").exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix="building-karpenter-", dir=target.parent))
-    try:
-        build(tmp)
-        (tmp / ".complete").write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) + "\n")
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)  # atomic: a half-finished build is never at the final path
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    return build_once(out_dir(), build, prefix="building-karpenter-")
 
 
 def main() -> int:

@@ -28,7 +28,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -36,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # run as a script: make the sibling builder importable
     sys.path.insert(0, str(ROOT))
 
-from hack.devcluster.build import cache_root, go_env  # noqa: E402 - after the path fix above
+from hack.devcluster.build import build_once, cache_root, go_env  # noqa: E402 - after the path fix above
 
 HERE = Path(__file__).resolve().parent
 MODULE = HERE / "tools"
@@ -97,21 +96,7 @@ def build(out: Path) -> None:
 
 
 def ensure_built() -> Path:
-    target = out_dir()
-    if (target / ".complete").exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix="building-promtool-", dir=target.parent))
-    try:
-        build(tmp)
-        (tmp / ".complete").write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) + "\n")
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)  # atomic: a half-finished build is never at the final path
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    return build_once(out_dir(), build, prefix="building-promtool-")
 
 
 def main() -> int:

@@ -23,6 +23,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from hack.devcluster import cli, pki
+from hack.devcluster.build import build_once
 from hack.devcluster.client import ApiError, DevKubeClient, WaitTimeout
 from hack.devcluster.cluster import Component, ComponentDied, ComponentNotReady, DevCluster, free_port
 from hack.devcluster.nodes import KWOK_ANNOTATION, make_kwok_node
@@ -372,3 +373,27 @@ def test_missing_binaries_skip_the_cluster_tests_otherwise(tmp_path: Path) -> No
     res = _run_cluster_test_without_binaries(tmp_path, None)
     assert res.returncode == 0, res.stdout
     assert "1 skipped" in res.stdout
+
+
+def test_a_tool_is_built_once_and_a_failed_build_leaves_nothing_at_the_final_path(tmp_path: Path) -> None:
+    calls: list[Path] = []
+
+    def build_into(tmp: Path) -> None:
+        calls.append(tmp)
+        (tmp / "tool").write_text("1")
+
+    target = tmp_path / "cache" / "tool-abc"
+    assert build_once(target, build_into) == target
+    assert (target / "tool").exists()
+    assert (target / ".complete").exists()
+    build_once(target, build_into)
+    assert len(calls) == 1
+
+    def failing(tmp: Path) -> None:
+        (tmp / "half").write_text("")
+        raise RuntimeError("compile error")
+
+    broken = tmp_path / "cache" / "tool-def"
+    with pytest.raises(RuntimeError):
+        build_once(broken, failing)
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["tool-abc"]
