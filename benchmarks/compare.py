@@ -74,9 +74,10 @@ from benchmarks.compare_report import (
     usage,
 )
 from hack.devcluster.client import ApiError, DevKubeClient, condition_is
-from hack.devcluster.cluster import ClusterHandle, DevCluster, find_binaries, free_port
+from hack.devcluster.cluster import free_port
 from hack.devcluster.nodes import make_kwok_node
 from hack.stack.cloudsim import CloudSim, VPSieGroup
+from hack.stack.control_plane import local_control_plane
 from hack.stack.kube import NODES, VPSIENODES, JsonObj, install_crds
 from hack.stack.objects import is_running, vm_nodegroup
 from hack.stack.processes import Process, http_text, wait_until
@@ -488,20 +489,6 @@ def apply_crd(client: DevKubeClient, path: Path) -> None:
 
 
 # --- the run ---------------------------------------------------------------------------------------
-@contextmanager
-def cluster(workdir: Path) -> Iterator[ClusterHandle]:
-    reuse = os.environ.get("DEVCLUSTER_KUBECONFIG")
-    bin_dir = find_binaries()
-    if reuse:
-        yield ClusterHandle.attach(Path(reuse).resolve(), bin_dir or Path(reuse).parent / "bin", workdir)
-        return
-    if bin_dir is None:
-        raise SystemExit("the local control plane is not built: run `make devcluster-build`")
-    dev = DevCluster(bin_dir, workdir / "cluster")
-    try:
-        yield dev.start()
-    finally:
-        dev.stop()
 
 
 def parallel(fn: Callable[[int], object], count: int) -> None:
@@ -764,7 +751,7 @@ def run(args: argparse.Namespace) -> dict[str, SideResult]:
     results: dict[str, SideResult] = {}
     ok = False
     try:
-        with cluster(workdir) as handle:
+        with local_control_plane(workdir) as handle:
             client = handle.client
             with suppress_conflict():
                 client.create_namespace(NAMESPACE)

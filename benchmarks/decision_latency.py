@@ -27,23 +27,20 @@ import argparse
 import contextlib
 import functools
 import operator
-import os
 import shutil
 import statistics
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from hack.devcluster.client import ApiError, DevKubeClient, condition_is
-from hack.devcluster.cluster import ClusterHandle, DevCluster, find_binaries
 from hack.devcluster.nodes import make_kwok_node
 from hack.stack.cloudsim import ADVANCED, CloudSim
+from hack.stack.control_plane import local_control_plane
 from hack.stack.kube import VPSIENODES, install_crds
 from hack.stack.objects import nodegroup
 from hack.stack.processes import samples, wait_until
@@ -158,22 +155,6 @@ class Watcher:
             t.join()
 
 
-@contextmanager
-def cluster(workdir: Path) -> Iterator[ClusterHandle]:
-    reuse = os.environ.get("DEVCLUSTER_KUBECONFIG")
-    bin_dir = find_binaries()
-    if reuse:
-        yield ClusterHandle.attach(Path(reuse).resolve(), bin_dir or Path(reuse).parent / "bin", workdir)
-        return
-    if bin_dir is None:
-        raise SystemExit("the local control plane is not built: run `make devcluster-build`")
-    dev = DevCluster(bin_dir, workdir / "cluster")
-    try:
-        yield dev.start()
-    finally:
-        dev.stop()
-
-
 def run(args: argparse.Namespace) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="bench-latency-"))
     code = _run(args, workdir)
@@ -183,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, workdir: Path) -> int:
     deadline = time.monotonic() + args.deadline
-    with cluster(workdir) as handle:
+    with local_control_plane(workdir) as handle:
         client = handle.client
         install_crds(client)
         began = time.monotonic()

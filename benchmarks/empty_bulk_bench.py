@@ -59,15 +59,13 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
 from hack.devcluster.client import ApiError, DevKubeClient, condition_is
-from hack.devcluster.cluster import ClusterHandle, DevCluster, find_binaries
 from hack.stack.cloudsim import ADVANCED, SIM_CLUSTER_ID, CloudSim
+from hack.stack.control_plane import local_control_plane
 from hack.stack.kube import NODES, VPSIENODES, JsonObj, install_crds, watch
 from hack.stack.objects import deployment
 from hack.stack.processes import samples, wait_until
@@ -272,20 +270,6 @@ class Recorder:
 
 
 # --- setup -------------------------------------------------------------------------------------------
-@contextmanager
-def cluster(workdir: Path) -> Iterator[ClusterHandle]:
-    reuse = os.environ.get("DEVCLUSTER_KUBECONFIG")
-    bin_dir = find_binaries()
-    if reuse:
-        yield ClusterHandle.attach(Path(reuse).resolve(), bin_dir or Path(reuse).parent / "bin", workdir)
-        return
-    if bin_dir is None:
-        raise SystemExit("the local control plane is not built: run `make devcluster-build`")
-    dev = DevCluster(bin_dir, workdir / "cluster")
-    try:
-        yield dev.start()
-    finally:
-        dev.stop()
 
 
 def nodegroup_body(unneeded_time: str) -> JsonObj:
@@ -372,7 +356,7 @@ def run(args: argparse.Namespace) -> int:
     signal.alarm(int(args.deadline))
     ok = False
     try:
-        with cluster(workdir) as handle:
+        with local_control_plane(workdir) as handle:
             client = handle.client
             install_crds(client)
             with contextlib.suppress(ApiError):

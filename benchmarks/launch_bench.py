@@ -58,8 +58,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -71,7 +70,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from pydantic import SecretStr
 
-from hack.devcluster.cluster import ClusterHandle, DevCluster, find_binaries
+from hack.devcluster.cluster import ClusterHandle
+from hack.stack.control_plane import local_control_plane
 from hack.stack.kube import install_crds
 from vpsie_autoscaler.api.labels import NODEGROUP_LABEL
 from vpsie_autoscaler.api.nodegroup import NodeGroup
@@ -285,22 +285,6 @@ async def watch(kube: KubeClient, resource_version: str, watched: Watched) -> No
 
 
 # --- setup ---------------------------------------------------------------------------------------------
-
-
-@contextmanager
-def cluster(workdir: Path) -> Iterator[ClusterHandle]:
-    reuse = os.environ.get("DEVCLUSTER_KUBECONFIG")
-    bin_dir = find_binaries()
-    if reuse:
-        yield ClusterHandle.attach(Path(reuse).resolve(), bin_dir or Path(reuse).parent / "bin", workdir)
-        return
-    if bin_dir is None:
-        raise SystemExit("the local control plane is not built: run `make devcluster-build`")
-    dev = DevCluster(bin_dir, workdir / "cluster")
-    try:
-        yield dev.start()
-    finally:
-        dev.stop()
 
 
 def nodegroup_body(max_nodes: int) -> dict[str, Any]:
@@ -716,7 +700,7 @@ def main() -> int:
     print(machine())
     workdir = Path(tempfile.mkdtemp(prefix="bench-launch-"))
     try:
-        with cluster(workdir) as handle:
+        with local_control_plane(workdir) as handle:
             install_crds(handle.client)
             asyncio.run(asyncio.wait_for(measure(handle, args), args.deadline))
     finally:
