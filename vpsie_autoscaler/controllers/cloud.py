@@ -35,9 +35,10 @@ without a watch on the Secret.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import time
-from collections.abc import Callable
-from typing import Final, NoReturn, Protocol
+from collections.abc import Callable, Hashable
+from typing import Final, NoReturn, Protocol, cast
 
 import structlog
 from prometheus_client import CollectorRegistry
@@ -66,6 +67,7 @@ from vpsie_autoscaler.vpsie.provider import (
     MutationResult,
     NodeProvider,
     NodeSource,
+    ScopedListing,
     VMSource,
 )
 from vpsie_autoscaler.vpsie.vms import VMProvider
@@ -209,42 +211,80 @@ class _Open:
 
 
 class SharedListings:
-    """One provider ``list`` per source, shared by every caller that accepts its age (single flight).
+    """One provider read per listing scope, shared by every caller that accepts its age (single flight).
 
     The age each caller accepts is its own: a record waiting for its instance accepts the poll
     interval, a deletion waiting for the instance to go accepts the scan interval, so the number of
-    reads per source is set by the most impatient caller, not by the number of callers. Runs on the
-    process's monotonic clock: a performance cache, never a business timer.
+    reads is set by the most impatient caller, not by the number of callers. A provider whose reads
+    cover several sources (:class:`~vpsie_autoscaler.vpsie.provider.ScopedListing`: all plain VMs of the
+    account, all groups of a managed cluster) answers every source of the scope from one read, so the
+    reads scale with scopes, not with NodeGroups. Runs on the process's monotonic clock: a performance
+    cache, never a business timer.
     """
 
     def __init__(self, *, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._monotonic = monotonic
-        self._cache: dict[NodeSource, tuple[float, list[Instance]]] = {}
-        self._locks: dict[NodeSource, asyncio.Lock] = {}
+        self._cache: dict[Hashable, tuple[float, object]] = {}
+        self._locks: dict[Hashable, asyncio.Lock] = {}
+        self._scopes: dict[NodeSource, Hashable] = {}
         self.reads = 0
 
     def invalidate(self, source: NodeSource) -> None:
-        self._cache.pop(source, None)
+        self._cache.pop(self._scopes.get(source, source), None)
 
-    def _fresh(self, source: NodeSource, max_age: float) -> list[Instance] | None:
-        entry = self._cache.get(source)
+    def _fresh(self, scope: Hashable, max_age: float) -> object | None:
+        entry = self._cache.get(scope)
         if entry is None or self._monotonic() - entry[0] > max_age:
             return None
-        return list(entry[1])
+        return entry[1]
 
-    async def list(self, provider: NodeProvider, source: NodeSource, max_age: float) -> list[Instance]:
-        found = self._fresh(source, max_age)
+    async def list(
+        self, provider: NodeProvider, source: NodeSource, max_age: float
+    ) -> builtins.list[Instance]:
+        scoped = provider if isinstance(provider, ScopedListing) else _PerSource(provider)
+        scope = self._scopes[source] = scoped.listing_scope(source)
+        found = self._answer(scoped, source, scope, max_age)
         if found is not None:
             return found
-        async with self._locks.setdefault(source, asyncio.Lock()):
-            found = self._fresh(source, max_age)
+        async with self._locks.setdefault(scope, asyncio.Lock()):
+            found = self._answer(scoped, source, scope, max_age)  # a read finished while this call waited
             if found is not None:
                 return found
-            started = self._monotonic()
-            listed = await provider.list(source)
-            self.reads += 1
-            self._cache[source] = (started, listed)  # aged from before the call: it may predate writes
-            return list(listed)
+            return scoped.select(source, await self._read(scoped, scope, source))
+
+    def _answer(
+        self, scoped: ScopedListing, source: NodeSource, scope: Hashable, max_age: float
+    ) -> builtins.list[Instance] | None:
+        read = self._fresh(scope, max_age)
+        if read is None:
+            return None
+        try:
+            return scoped.select(source, read)
+        except VPSieError:  # a read made for another source may predate this one (a new group): re-read
+            return None
+
+    async def _read(self, scoped: ScopedListing, scope: Hashable, source: NodeSource) -> object:
+        started = self._monotonic()  # aged from before the call: it may predate writes
+        read = await scoped.read_scope(source)
+        self.reads += 1
+        self._cache[scope] = (started, read)
+        return read
+
+
+class _PerSource:
+    """A provider without scopes, as one: each source is its own scope and its listing is the read."""
+
+    def __init__(self, provider: NodeProvider) -> None:
+        self._provider = provider
+
+    def listing_scope(self, source: NodeSource) -> Hashable:
+        return source
+
+    async def read_scope(self, source: NodeSource) -> object:
+        return await self._provider.list(source)
+
+    def select(self, source: NodeSource, read: object) -> builtins.list[Instance]:
+        return list(cast("builtins.list[Instance]", read))
 
 
 class UnconfiguredProvider:

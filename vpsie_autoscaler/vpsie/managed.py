@@ -11,7 +11,8 @@ group when (in this order): its ``group_id`` equals the group's id (simulator ex
 cpu/ram/disk equal the group's cpu/ram/ssd (sound because VPSie allows one group per size in a
 cluster); or the cluster has exactly one group and the node is a worker. The group's size and the
 cluster's group list change rarely, so they are read once per ``group_ttl`` seconds: a listing costs one
-call (the cluster detail) most of the time.
+call (the cluster detail) most of the time, and one listing answers every group of the cluster
+(``listing_scope``).
 
 **Deleting** uses the targeted ``delete/slave {identifier}`` only. VPSie's ``reduce/slave`` lets VPSie
 choose which node goes: a healthy node of another record could die without a drain, and a reduce whose
@@ -22,7 +23,7 @@ not know by identifier ("Not found") is reported as already gone; the caller che
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
 import structlog
@@ -66,6 +67,15 @@ def _state(node: models.K8sNode) -> InstanceState:
     if status in _FAILED_STATUSES:
         return InstanceState.FAILED
     return InstanceState.RUNNING
+
+
+@dataclass(frozen=True)
+class ClusterRead:
+    """One read of a managed cluster: its nodes (cluster detail) and its node groups (for membership)."""
+
+    cluster_identifier: str
+    nodes: tuple[models.K8sNode, ...]
+    groups: tuple[models.K8sNodeGroup, ...]
 
 
 def _source(source: NodeSource) -> ManagedSource:
@@ -114,19 +124,31 @@ class ManagedKubernetesProvider:
         self._groups[cluster] = (self._monotonic(), groups)
         return groups
 
-    async def _group_nodes(self, source: ManagedSource) -> list[models.K8sNode]:
-        detail = await self._client.get_k8s_cluster(source.cluster_identifier)
-        groups = await self._cluster_groups(source.cluster_identifier)
-        group = next((g for g in groups if g.id == source.group_id), None)
-        if group is None:  # a group created since the last read
-            groups = await self._cluster_groups(source.cluster_identifier, fresh=True)
-            group = next((g for g in groups if g.id == source.group_id), None)
+    def listing_scope(self, source: NodeSource) -> Hashable:
+        """The groups of one cluster share its cluster detail: one read answers all of them."""
+        return ("vpsie-cluster", _source(source).cluster_identifier)
+
+    async def read_scope(self, source: NodeSource) -> object:
+        src = _source(source)
+        detail = await self._client.get_k8s_cluster(src.cluster_identifier)
+        groups = await self._cluster_groups(src.cluster_identifier)
+        if not any(g.id == src.group_id for g in groups):  # a group created since the last read
+            groups = await self._cluster_groups(src.cluster_identifier, fresh=True)
+        return ClusterRead(
+            cluster_identifier=src.cluster_identifier, nodes=tuple(detail.nodes), groups=tuple(groups)
+        )
+
+    def select(self, source: NodeSource, read: object) -> list[Instance]:
+        src = _source(source)
+        if not isinstance(read, ClusterRead) or read.cluster_identifier != src.cluster_identifier:
+            raise TypeError(f"not a read of cluster {src.cluster_identifier}")
+        group = next((g for g in read.groups if g.id == src.group_id), None)
         if group is None:
             raise NotFound(
-                f"node group {source.group_id} not found in cluster {source.cluster_identifier}",
+                f"node group {src.group_id} not found in cluster {src.cluster_identifier}",
                 operation="list_node_groups",
             )
-        return group_members(group, groups, detail.nodes)
+        return [self._instance(src, n) for n in group_members(group, list(read.groups), list(read.nodes))]
 
     def _instance(self, source: ManagedSource, node: models.K8sNode) -> Instance:
         return Instance(
@@ -144,8 +166,7 @@ class ManagedKubernetesProvider:
         )
 
     async def list(self, source: NodeSource) -> list[Instance]:
-        src = _source(source)
-        return [self._instance(src, n) for n in await self._group_nodes(src)]
+        return self.select(source, await self.read_scope(source))
 
     async def launch(self, request: CreateRequest) -> MutationResult:
         """One add-node call, never retried (VPSie has no idempotency key: a retry could add a node)."""

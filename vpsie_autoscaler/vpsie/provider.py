@@ -23,12 +23,12 @@ join a self-managed cluster with a boot script, tagged at creation with their ow
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from vpsie_autoscaler.vpsie.errors import request_may_have_reached_vpsie
 
@@ -167,3 +167,27 @@ class NodeProvider(Protocol):
 
     async def owner_tags(self, instance: Instance) -> frozenset[str] | None:
         """The tags VPSie keeps for the instance (plain VMs), None where VPSie has no tags (managed)."""
+
+
+@runtime_checkable
+class ScopedListing(Protocol):
+    """A provider whose listings of several sources come from one read.
+
+    Why: VPSie's listings are wider than a NodeGroup. Every plain VM of the account comes from one
+    ``vm`` listing and its pending queue (``docs/vpsie-api.md`` §4.5), and every node of a managed
+    cluster from its one cluster detail (§4.10). Read per source, N NodeGroups cost N times the same
+    calls, and the periodic listings of a dozen groups alone exceed the client's rate budget, so
+    launches queue behind them. One read per *scope* answers every source in it: the calls scale with
+    accounts and clusters, not with NodeGroups (cluster-autoscaler's cloud providers likewise refresh
+    one cache of all instances per loop rather than one call per node group).
+    """
+
+    def listing_scope(self, source: NodeSource) -> Hashable:
+        """Sources with equal scopes are answered by the same :meth:`read_scope`."""
+
+    async def read_scope(self, source: NodeSource) -> object:
+        """One read of everything in ``source``'s scope (opaque to the caller)."""
+
+    def select(self, source: NodeSource, read: object) -> list[Instance]:
+        """``source``'s instances in a read of its scope (what ``list(source)`` returns); raises like
+        ``list`` when the read shows the source does not exist."""

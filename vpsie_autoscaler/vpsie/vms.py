@@ -2,7 +2,8 @@
 
 The autoscaler names each VM ``<hostname_prefix><suffix>``: the hostname, chosen before the call and
 kept in the VPSieNode's launch record, is the handle to find the VM again (VPSie returns no id,
-§3.5). ``list`` is "every VM and pending creation whose hostname starts with the group's prefix".
+§3.5). ``list`` is "every VM and pending creation whose hostname starts with the group's prefix"; both calls
+are account-wide, so one read answers every plain-VM NodeGroup (``listing_scope``).
 ``launch`` sends the hostname, a fresh ``processId`` (echoed by the pending queue), the ownership tags
 the caller passes (this cluster and the NodeGroup, so garbage collection can *prove* a VM is ours
 rather than guess from its name) and a boot script in ``userData`` that registers the Node with the
@@ -19,6 +20,8 @@ from __future__ import annotations
 
 import builtins
 import re
+from collections.abc import Hashable
+from dataclasses import dataclass
 
 import structlog
 
@@ -39,6 +42,18 @@ from vpsie_autoscaler.vpsie.provider import (
 log = structlog.get_logger("vpsie_autoscaler.vpsie.vms")
 
 DEFAULT_DELETE_REASON = "vpsie-autoscaler scale-down"
+
+
+ACCOUNT_SCOPE = "vpsie-account-vms"
+"""The listing scope of every plain-VM source (:class:`~vpsie_autoscaler.vpsie.provider.ScopedListing`)."""
+
+
+@dataclass(frozen=True)
+class AccountVMs:
+    """One read of the account's VMs: the pending queue, then the VM list (in that order)."""
+
+    queued: tuple[models.PendingVM, ...]
+    vms: tuple[models.VM, ...]
 
 
 def _source(source: NodeSource) -> VMSource:
@@ -91,16 +106,27 @@ class VMProvider:
         deleted ones included. ``template`` is the source the instances are reported under."""
         return [self._instance(template, v) for v in await self._client.list_vms() if not v.is_deleted]
 
-    async def list(self, source: NodeSource) -> list[Instance]:
-        src = _source(source)
-        ours = re.compile(re.escape(src.hostname_prefix.lower()) + f"[a-z0-9]{{{src.suffix_length}}}")
+    def listing_scope(self, source: NodeSource) -> Hashable:
+        """Every plain-VM source lists the same two account-wide calls: one read answers them all."""
+        _source(source)
+        return ACCOUNT_SCOPE
+
+    async def read_scope(self, source: NodeSource) -> object:
+        _source(source)
         # The pending queue is read first: a VM that leaves it between the two calls then shows up in
         # the VM list. In the other order it would be in neither, and look deleted.
         queued = await self._client.list_pending_vms()
-        vms = [v for v in await self._client.list_vms() if ours.fullmatch(v.hostname.lower())]
+        return AccountVMs(queued=tuple(queued), vms=tuple(await self._client.list_vms()))
+
+    def select(self, source: NodeSource, read: object) -> builtins.list[Instance]:
+        src = _source(source)
+        if not isinstance(read, AccountVMs):
+            raise TypeError(f"not a read of VPSie VMs: {type(read).__name__}")
+        ours = re.compile(re.escape(src.hostname_prefix.lower()) + f"[a-z0-9]{{{src.suffix_length}}}")
+        vms = [v for v in read.vms if ours.fullmatch(v.hostname.lower())]
         result = [self._instance(src, v) for v in vms if not v.is_deleted]
         known = {v.hostname.lower() for v in vms}
-        for pending in queued:
+        for pending in read.queued:
             name = pending.data.hostname
             if ours.fullmatch(name.lower()) and name.lower() not in known:
                 known.add(name.lower())
@@ -113,6 +139,9 @@ class VMProvider:
                     )
                 )
         return result
+
+    async def list(self, source: NodeSource) -> builtins.list[Instance]:
+        return self.select(source, await self.read_scope(source))
 
     async def launch(self, request: CreateRequest) -> MutationResult:
         src = _source(request.source)
