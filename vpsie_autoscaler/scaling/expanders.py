@@ -1,9 +1,15 @@
 """Expanders: choose which NodeGroup grows when several could hold the pending pods.
 
 Upstream: cluster-autoscaler's ``expander`` package and its chaining (``--expander=priority,least-waste``):
-each expander *narrows* the candidate set to its best options; ties go to the next expander; a tie
-left at the end is broken by the seeded random generator (or by name when none is given, so plans
-are reproducible). Names: ``priority``, ``least-waste``, ``least-cost``, ``most-pods``, ``random``.
+each expander *narrows* the candidate set to its best options; ties go to the next expander. A tie
+left at the end goes, in this order, to the lower price per pod, then to the option with fewer nodes,
+and only then to the seeded random generator (or by name when none is given, so plans are
+reproducible). cluster-autoscaler breaks the last tie at random; here an exact tie in waste between
+plans of the same shape (one 8-cpu node or two 4-cpu nodes for the same pods) is common, and at
+random a burst's nodes change size from run to run. The cheaper, then fewer, nodes are what a user
+would pick: fewer launches against VPSie's rate limit, fewer nodes to boot, and less room split into
+pieces the scheduler cannot use when it spreads the pods differently from the plan (Karpenter packs
+the same way). Names: ``priority``, ``least-waste``, ``least-cost``, ``most-pods``, ``random``.
 """
 
 from __future__ import annotations
@@ -81,6 +87,18 @@ def most_pods(options: Sequence[Option], _: random.Random | None) -> list[Option
     return _best(options, lambda o: -o.pods)
 
 
+def fewest_nodes(options: Sequence[Option], _: random.Random | None) -> list[Option]:
+    """The fewest new nodes (a tie-break, not a chain name)."""
+    return _best(options, lambda o: o.nodes)
+
+
+TIE_BREAKS: Final[tuple[tuple[str, Expander], ...]] = (
+    ("least-cost", least_cost),
+    ("fewest-nodes", fewest_nodes),
+)
+"""Applied, in order, to a tie the chain leaves, before the random choice."""
+
+
 def random_choice(options: Sequence[Option], rng: random.Random | None) -> list[Option]:
     """One option at random (by name order when no generator is given: reproducible)."""
     ordered = sorted(options, key=lambda o: o.group)
@@ -129,6 +147,13 @@ class ExpanderChain:
                 break
             narrowed = EXPANDERS[name](current, rng)
             trail.append(f"{name}: {_names(current)} -> {_names(narrowed)}")
+            current = narrowed
+        for name, tie_break in TIE_BREAKS:
+            if len(current) == 1:
+                break
+            narrowed = tie_break(current, rng)
+            if len(narrowed) < len(current):
+                trail.append(f"tie-break {name}: {_names(current)} -> {_names(narrowed)}")
             current = narrowed
         if len(current) > 1:
             narrowed = random_choice(current, rng)

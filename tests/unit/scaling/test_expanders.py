@@ -79,3 +79,20 @@ def test_bad_chains_are_refused(spec: str, message: str) -> None:
 def test_choose_needs_options() -> None:
     with pytest.raises(ValueError, match="no options"):
         ExpanderChain.parse().choose([])
+
+
+def test_a_tie_the_chain_leaves_goes_to_the_cheaper_then_to_fewer_nodes_never_to_chance() -> None:
+    """One 8-cpu node or two 4-cpu nodes for the same pods waste exactly as much: the same price
+    buys fewer nodes; a lower price wins over fewer nodes; only a full tie is left to chance."""
+    two_small = opt("a-advanced", nodes=2, cpu="8", mem="16Gi", hourly_price=0.05)
+    one_big = opt("b-professional", nodes=1, cpu="8", mem="16Gi", alloc=BIG, hourly_price=0.10)
+    assert two_small.waste() == one_big.waste()
+    for seed in range(20):
+        winner, trail = ExpanderChain.parse().choose([two_small, one_big], random.Random(seed))
+        assert winner.group == "b-professional"
+    assert trail[-1] == "tie-break fewest-nodes: a-advanced, b-professional -> b-professional"
+    cheaper_small = opt("a-advanced", nodes=2, cpu="8", mem="16Gi", hourly_price=0.04)
+    assert ExpanderChain.parse().choose([cheaper_small, one_big])[0].group == "a-advanced"
+    twin = opt("c-professional", nodes=1, cpu="8", mem="16Gi", alloc=BIG, hourly_price=0.10)
+    picks = {ExpanderChain.parse().choose([one_big, twin], random.Random(s))[0].group for s in range(30)}
+    assert picks == {"b-professional", "c-professional"}
