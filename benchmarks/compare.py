@@ -179,6 +179,19 @@ class Sampler:
         self._thread.join()
 
 
+STARTUP_TAINTS: Final = (
+    "node.kubernetes.io/",
+    "node.cloudprovider.kubernetes.io/",
+    "karpenter.sh/unregistered",
+)
+
+
+def startup_taints(node: JsonObj) -> list[str]:
+    """The taints that keep pods off a Node until it has started (not-ready, unregistered, …)."""
+    keys = [str(t.get("key", "")) for t in node.get("spec", {}).get("taints") or []]
+    return [k for k in keys if k.startswith(STARTUP_TAINTS)]
+
+
 class Watcher:
     """Polls decisions, Nodes and burst pods; remembers when each object was first seen."""
 
@@ -190,6 +203,8 @@ class Watcher:
         self.node_types: dict[str, str] = {}
         self.node_pools: dict[str, str] = {}
         self.live_nodes: set[str] = set()
+        self.ready_nodes: dict[str, float] = {}
+        self.bound: dict[str, float] = {}
         self.running: dict[str, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -214,9 +229,13 @@ class Watcher:
                 self.node_types[name] = labels[INSTANCE_TYPE]
             if POOL_LABEL in labels:
                 self.node_pools[name] = labels[POOL_LABEL]
+            if condition_is(node, "Ready", "True") and not startup_taints(node):
+                self.ready_nodes.setdefault(name, now)
         self.live_nodes = live
         running: dict[str, int] = {}
         for pod in self.client.list_objects(f"/api/v1/namespaces/{NAMESPACE}/pods"):
+            if pod.get("spec", {}).get("nodeName"):
+                self.bound.setdefault(pod["metadata"]["name"], now)
             if is_running(pod):
                 pool = pod["metadata"]["labels"][POOL_LABEL]
                 running[pool] = running.get(pool, 0) + 1
@@ -631,6 +650,8 @@ def run_side(side: Side, args: argparse.Namespace, bursts: list[int]) -> SideRes
                 node_types=watch.node_types,
                 running_at=running_at,
                 prices=prices,
+                nodes_ready=watch.of_pool(watch.ready_nodes, pool),
+                bound={k: v for k, v in watch.bound.items() if k.startswith(f"{pool}-")},
             )
             result.bursts[size] = fig
             print(f"{side.name}: {fig}", flush=True)

@@ -123,6 +123,9 @@ class BurstFigures:
     nodes: int
     hourly_cost: float
     types: Mapping[str, int] = field(default_factory=dict)
+    nodes_ready_last_s: float | None = None
+    bound_first_s: float | None = None
+    bound_last_s: float | None = None
 
 
 def burst_figures(
@@ -134,12 +137,16 @@ def burst_figures(
     node_types: Mapping[str, str],
     running_at: float,
     prices: Mapping[str, float],
+    nodes_ready: Mapping[str, float] | None = None,
+    bound: Mapping[str, float] | None = None,
 ) -> BurstFigures:
     """A burst's figures from first-seen times (monotonic) of its decisions and Nodes.
 
     ``decisions`` are the NodeClaims / VPSieNodes created for the burst and ``nodes`` the Node objects
     for it, by name; ``node_types`` maps each Node to its instance type, priced by ``prices``
     (hourly). A Node type missing from ``prices`` is an error: a cost must never be silently zero.
+    ``nodes_ready`` (a Node first seen Ready) and ``bound`` (a pod first seen with a node) say where the
+    time between the last Node and the last pod Running goes.
     """
     if not decisions or not nodes:
         raise ValueError("a burst without decisions or Nodes has no figures")
@@ -156,6 +163,9 @@ def burst_figures(
         nodes=len(nodes),
         hourly_cost=sum(prices[k] * n for k, n in types.items()),
         types=dict(sorted(types.items())),
+        nodes_ready_last_s=max(nodes_ready.values()) - start if nodes_ready else None,
+        bound_first_s=min(bound.values()) - start if bound else None,
+        bound_last_s=max(bound.values()) - start if bound else None,
     )
 
 
