@@ -123,6 +123,8 @@ class BurstFigures:
     nodes: int
     hourly_cost: float
     types: Mapping[str, int] = field(default_factory=dict)
+    nodes_first_s: float | None = None
+    nodes_ready_first_s: float | None = None
     nodes_ready_last_s: float | None = None
     bound_first_s: float | None = None
     bound_last_s: float | None = None
@@ -163,6 +165,8 @@ def burst_figures(
         nodes=len(nodes),
         hourly_cost=sum(prices[k] * n for k, n in types.items()),
         types=dict(sorted(types.items())),
+        nodes_first_s=min(nodes.values()) - start,
+        nodes_ready_first_s=min(nodes_ready.values()) - start if nodes_ready else None,
         nodes_ready_last_s=max(nodes_ready.values()) - start if nodes_ready else None,
         bound_first_s=min(bound.values()) - start if bound else None,
         bound_last_s=max(bound.values()) - start if bound else None,
