@@ -8,12 +8,6 @@ variable, and the process exits with code 2 (see :func:`format_error`).
 Secrets (``VPSIE_CLIENT_SECRET``, ``VPSIE_API_TOKEN``) are ``SecretStr`` — never printed or logged —
 and are deliberately not flags: command lines are visible to every user of the machine (``ps``).
 
-The environment is read as pydantic-settings' ``BaseSettings`` reads it with ``env_prefix`` and
-``case_sensitive=False`` (every setting is a scalar: the variable's text is validated like a flag's),
-by :func:`environment_values` rather than by pydantic-settings itself: importing that package loads
-every source it offers (command line, dotenv, YAML, TOML, cloud secret managers), ~3 MiB and 0.1 s a
-controller would carry for its whole life to use one of them.
-
 A ``VPSIE_AUTOSCALER_*`` variable that names no setting would be ignored silently (a misspelt
 ``VPSIE_AUTOSCALER_DRYRUN=true`` leaves the autoscaler acting for real), so :func:`unknown_environment`
 finds them for a start-up warning naming the closest setting. Kubernetes' service-link variables of a
@@ -31,15 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "VPSIE_AUTOSCALER_"
 # Where a pod finds its own namespace (the Lease and credentials Secret live there by default).
@@ -87,30 +74,12 @@ def _check_bind_address(value: str) -> str:
     return value
 
 
-def environment_values(environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The settings ``environ`` (default: the process's) gives, by field name: ``VPSIE_AUTOSCALER_<FIELD>``
-    in any case (the last spelling wins, as in pydantic-settings); other variables are not settings."""
-    env = os.environ if environ is None else environ
-    found: dict[str, str] = {}
-    for name, value in env.items():
-        upper = name.upper()
-        if not upper.startswith(ENV_PREFIX):
-            continue
-        field = upper.removeprefix(ENV_PREFIX).lower()
-        if field in Settings.model_fields:
-            found[field] = value
-    return found
-
-
-class Settings(BaseModel):
+class Settings(BaseSettings):
     """Everything ``run`` can be told. Field ``x_y`` ↔ flag ``--x-y`` ↔ env ``VPSIE_AUTOSCALER_X_Y``."""
 
-    model_config = ConfigDict(extra="forbid", validate_default=True)
-
-    def __init__(self, **values: Any) -> None:
-        """``values`` (the flags given) over the environment over the defaults, validated together:
-        what ``BaseSettings.__init__`` does with its init and environment sources."""
-        super().__init__(**{**environment_values(), **values})
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, case_sensitive=False, extra="forbid", validate_default=True
+    )
 
     kubeconfig: str | None = Field(None, description="kubeconfig path (unset: in-cluster service account)")
     namespace: str = Field(

@@ -1,9 +1,8 @@
 """What a start of ``vpsie-autoscaler run`` loads: optional parts stay out of memory until used.
 
 Every module imported at start stays resident for the life of the controller (idle RSS) and is paid
-for on every start. Sentry is opt-in, the JSON logs a deployed controller writes need neither rich
-nor pygments, and the settings are read from flags and the environment only, so a normal start must
-not load any of them. Each check runs in a fresh interpreter:
+for on every start. Sentry is opt-in, and the JSON logs a deployed controller writes need neither
+rich nor pygments, so a normal start must not load them. Each check runs in a fresh interpreter:
 this test process has long imported everything.
 """
 
@@ -37,12 +36,7 @@ except ImportError:
     rich_importable = False
 print(json.dumps({{"rc": rc, "loaded": loaded, "sentry_active": active, "rich_importable": rich_importable}}))
 """
-OPTIONAL = (
-    "sentry_sdk",  # opt-in error reporting: only with a DSN
-    "rich",  # structlog's pretty tracebacks: never used (plain tracebacks, no locals)
-    "pygments",  # through rich
-    "pydantic_settings",  # every settings source it offers, for the one (environment) config.py reads
-)
+OPTIONAL = ("sentry_sdk", "rich", "pygments")
 PROOF_OF_PATH = (
     "vpsie_autoscaler.kube",
     "vpsie_autoscaler.runtime.manager",
