@@ -172,6 +172,15 @@ class PlanCatalogue:
             self._want_event.set()
         return found
 
+    def options_pending(self, ng: NodeGroup) -> bool:
+        """Whether a group with ``spec.plans`` waits for its plans: never fetched, the fetch not
+        failed, and a client to fetch with. Planned with its source's plan alone, the first decision
+        after a start would choose from one plan where the group allows several (an 8-cpu pod would
+        get no node, small pods the base plan's), and a re-plan moments later would add to it."""
+        if self._client is None or ng.spec.plans is None:
+            return False
+        return self.options(ng) is None and options_key(ng) not in self._errors
+
     def error(self, ng: NodeGroup) -> str | None:
         """The last error fetching this group's source, for the message that capacity is unknown."""
         return self._errors.get(source_key(ng))
@@ -184,7 +193,10 @@ class PlanCatalogue:
         """Informer handler: mark a NodeGroup's source wanted (invalid objects are ignored here; the
         snapshot reports them)."""
         with contextlib.suppress(ValidationError):
-            self.facts(NodeGroup.from_k8s(dict(obj)).with_resolved_source())
+            ng = NodeGroup.from_k8s(dict(obj)).with_resolved_source()
+            self.facts(ng)
+            if ng.spec.plans is not None:
+                self.options(ng)  # fetched when the group is seen, not when its first decision asks
 
     def put(self, ng: NodeGroup, facts: PlanFacts) -> None:
         """Seed the cache (tests, or a caller that already fetched)."""

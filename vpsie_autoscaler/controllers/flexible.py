@@ -4,8 +4,9 @@
 - ``spec.plans``: the catalogue's options (:meth:`~.catalogue.PlanCatalogue.options`) become
   :class:`PlanShape` values, each with the group's template (reserved resources, DaemonSet overhead)
   applied the way the single-plan template is (:meth:`GroupTemplate.from_nodegroup`), then filtered by
-  ``sizes`` or resolved by ``requirements``. Until the catalogue has answered, the group plans with
-  its source's plan only.
+  ``sizes`` or resolved by ``requirements``. The plans are fetched when the group is first seen, and
+  the group sits out of decisions until the catalogue has answered once; if it fails, the group
+  plans with its source's plan only.
 - A VM VPSieNode carries its plan in ``spec.vm.resourceIdentifier`` (the lifecycle controller creates
   the VM from that copy), so a VM group's chosen plan goes into the record the scale-up controller
   creates, and the record's plan shapes its in-flight capacity.
@@ -31,6 +32,7 @@ from vpsie_autoscaler.api.vpsienode import VPSieNode
 from vpsie_autoscaler.controllers.catalogue import PlanCatalogue
 from vpsie_autoscaler.controllers.cloud import Providers, size_group_name
 from vpsie_autoscaler.scaling import GroupTemplate, NodeInfo, PodInfo
+from vpsie_autoscaler.scaling.groups import TemplateError
 from vpsie_autoscaler.scaling.headroom import NO_HEADROOM, Headroom, cluster_unmet, unmet
 from vpsie_autoscaler.scaling.plans import (
     PlanRequirements,
@@ -163,7 +165,12 @@ def flexible(
     daemonset_pods: Sequence[PodInfo],
     reserved: Mapping[tuple[str, str], str] | None = None,
 ) -> GroupTemplate:
-    """``template`` with the group's plans and headroom (unchanged when it has neither)."""
+    """``template`` with the group's plans and headroom (unchanged when it has neither). Raises
+    :class:`TemplateError` while the group's plans are being read for the first time (the group sits
+    out until the catalogue answers, which re-plans at once; a failed read falls back to the source's
+    plan)."""
+    if catalogue.options_pending(ng):
+        raise TemplateError("spec.plans: the VPSie catalogue has not listed the plans yet")
     plans = plan_shapes(ng, catalogue, daemonset_pods, reserved)
     spare = headroom_of(ng)
     if not plans and spare.empty:

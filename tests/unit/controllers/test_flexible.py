@@ -6,20 +6,22 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from typing import Any
+from typing import Any, cast
 
 from tests.support.vpsie import make_client, running_simulator, sim_config
 from tests.unit.controllers.fakes import World
 from tests.unit.controllers.test_invalid_objects import Lifecycle, nodegroup
 from vpsie_autoscaler.api.nodegroup import NodeGroup
 from vpsie_autoscaler.cloudsim.config import DEFAULT_DATACENTER, DEFAULT_OS
-from vpsie_autoscaler.controllers.catalogue import PlanCatalogue, PlanFacts
+from vpsie_autoscaler.controllers.catalogue import CatalogueClient, PlanCatalogue, PlanFacts
 from vpsie_autoscaler.controllers.decisions import DecisionLog, GroupFacts
 from vpsie_autoscaler.controllers.flexible import headroom_of, headroom_text, plan_shapes
 from vpsie_autoscaler.controllers.scaleup import ScaleUpController, ScaleUpOptions
 from vpsie_autoscaler.runtime.clock import FakeClock
 from vpsie_autoscaler.runtime.controller import Request
 from vpsie_autoscaler.scaling.scaleup import IN_FLIGHT, TRIGGERED
+from vpsie_autoscaler.vpsie import models
+from vpsie_autoscaler.vpsie.errors import VPSieError
 
 SMALL = PlanFacts(
     {"cpu": 2, "memory": "4096Mi"}, 20 / 730, "Standard", identifier="plan-2", category="Shared"
@@ -208,3 +210,76 @@ async def test_headroom_on_the_way_is_not_ordered_twice() -> None:
     await c.scale_up_once()
     assert await c.scale_up_once() is None  # the record on its way holds the headroom
     assert len(w.kube.writes("create", "vpsienodes")) == 1
+
+
+class PlansClient:
+    """A VPSie catalogue that lists three plans (or fails), counting its calls."""
+
+    def __init__(self, *, fail: bool = False) -> None:
+        self.fail = fail
+        self.calls = 0
+
+    async def list_node_groups(self, cluster_identifier: str) -> list[models.K8sNodeGroup]:
+        return []
+
+    async def list_k8s_offers(self, dc_identifier: str) -> list[models.K8sOffer]:
+        return []
+
+    async def list_plans(
+        self, dc_identifier: str, os_identifier: str, category_identifier: str = ""
+    ) -> list[models.Plan]:
+        self.calls += 1
+        if self.fail:
+            raise VPSieError("catalogue unavailable", operation="list_plans")
+        return [
+            models.Plan.model_validate(
+                {
+                    "identifier": f.identifier,
+                    "nickname": f.name,
+                    "cpu": cpu,
+                    "ram": ram,
+                    "ssd": 80,
+                    "price": price,
+                }
+            )
+            for f, cpu, ram, price in ((SMALL, 2, 4096, 20), (BIG, 8, 16384, 80), (HIGHMEM, 4, 32768, 90))
+        ]
+
+
+def world_before_the_plans_are_read(client: PlansClient) -> tuple[World, NodeGroup]:
+    w = World()
+    w.catalogue = PlanCatalogue(cast(CatalogueClient, client), w.clock)
+    obj = w.group("flex", cpu=None, plans={"sizes": ["plan-2", "plan-8"]})
+    ng = NodeGroup.from_k8s(obj)
+    w.catalogue.put(ng, SMALL)  # the source's own plan is known; the group's plans are not
+    w.pending_pod("big", cpu="8")
+    for i in range(2):
+        w.pending_pod(f"small-{i}", cpu="900m")
+    return w, ng
+
+
+async def test_the_first_decision_waits_for_the_groups_plans_instead_of_planning_with_one() -> None:
+    """Right after a start the plans of ``spec.plans`` are not read yet: planned with the source's
+    plan alone, the 8-cpu pod would get nothing and the small pods a Standard node of their own."""
+    client = PlansClient()
+    w, _ = world_before_the_plans_are_read(client)
+    assert w.catalogue is not None
+    c = controller(w)
+    await c.scale_up_once()
+    assert w.kube.writes("create", "vpsienodes") == []  # nothing ordered with one plan of three
+    await w.catalogue.refresh()  # the catalogue answers (and re-plans: scale-up's on_change)
+    assert client.calls >= 1
+    await c.scale_up_once()
+    assert created_plans(w) == [("plan-2", "Standard"), ("plan-8", "Professional")]
+
+
+async def test_a_catalogue_that_fails_leaves_the_group_its_source_plan() -> None:
+    client = PlansClient(fail=True)
+    w, _ = world_before_the_plans_are_read(client)
+    assert w.catalogue is not None
+    c = controller(w)
+    await c.scale_up_once()
+    await w.catalogue.refresh()
+    await c.scale_up_once()
+    created = [c.body["spec"]["vm"]["resourceIdentifier"] for c in w.kube.writes("create", "vpsienodes")]
+    assert created == ["plan-1"]  # the source's plan: the small pods go on, the 8-cpu pod waits
