@@ -129,6 +129,52 @@ def parse_nodegroup(obj: Obj) -> NodeGroup:
     return ng
 
 
+class NodeGroupParser:
+    """:func:`parse_nodegroup` that parses each stored version of a NodeGroup once.
+
+    The periodic passes (scale-down, consolidation, the NodeGroup resync, garbage collection) read
+    every NodeGroup every ``scan_interval``, and validating the model is most of what an idle pass
+    costs, although a group's spec rarely changes. An object is identified the way the informer
+    cache tells its versions apart: ``metadata.uid`` and ``metadata.resourceVersion`` (the API server
+    changes the latter on every write, client-go's ``ResourceVersionChanged`` predicate). An object
+    without a resourceVersion (never read from the API server) is parsed every time. The refusal of
+    an invalid version is kept too, so it is not re-validated every pass.
+
+    The returned model is shared between calls for the same version: callers treat it as read-only
+    (every change goes through ``model_copy``, as the controllers already do for the snapshot's).
+    """
+
+    def __init__(self) -> None:
+        self._parsed: dict[str, tuple[str, str, NodeGroup | InvalidObject]] = {}
+
+    def parse(self, obj: Obj) -> NodeGroup:
+        """:func:`parse_nodegroup` of ``obj``, reused while its uid and resourceVersion stay the same."""
+        meta = obj.get("metadata") or {}
+        name, uid, rv = _text(meta.get("name")), _text(meta.get("uid")), _text(meta.get("resourceVersion"))
+        cached = self._parsed.get(name)
+        if rv and cached is not None and cached[:2] == (uid, rv):
+            found = cached[2]
+        else:
+            try:
+                found = parse_nodegroup(obj)
+            except InvalidObject as exc:
+                found = exc
+            if rv:
+                self._parsed[name] = (uid, rv, found)
+        if isinstance(found, InvalidObject):
+            raise InvalidObject(str(found))
+        return found
+
+    def forget(self, name: str) -> None:
+        self._parsed.pop(name, None)
+
+    def retain(self, names: Iterable[str]) -> None:
+        """Forget every NodeGroup not named (deleted ones), so the cache stays as large as the store."""
+        keep = set(names)
+        for name in [n for n in self._parsed if n not in keep]:
+            del self._parsed[name]
+
+
 def parse_vpsienode(obj: Obj) -> VPSieNode:
     """``VPSieNode.from_k8s``; raises :class:`InvalidObject` (and nothing else) when it cannot."""
     try:
@@ -365,6 +411,7 @@ class SnapshotBuilder:
         """AutoscalerSettings ``scaleDownDefaults`` for the fields a NodeGroup leaves out (set live)."""
         self._reported: dict[str, str] = {}
         self._pods: dict[str, tuple[str, PodInfo]] = {}
+        self._nodegroups = NodeGroupParser()
 
     def _pod_info(self, pod: Obj, parsed: dict[str, tuple[str, PodInfo]]) -> PodInfo:
         """``PodInfo.from_k8s``, reused while the pod's resourceVersion is unchanged: parsing every
@@ -404,7 +451,7 @@ class SnapshotBuilder:
         parsed = []
         for obj in objs:
             try:
-                parsed.append(parse_nodegroup(obj).with_resolved_source())
+                parsed.append(self._nodegroups.parse(obj).with_resolved_source())
             except InvalidObject:
                 continue
         return reserved_sizes(parsed)
@@ -487,7 +534,9 @@ class SnapshotBuilder:
             if n.group and not n.deleting and n.name not in node_vn:
                 unclaimed_by_group[n.group] = unclaimed_by_group.get(n.group, 0) + 1
         reserved = self._reserved_sizes()
-        for obj in self.nodegroups.list():
+        ng_objs = list(self.nodegroups.list())
+        self._nodegroups.retain((o.get("metadata") or {}).get("name", "") for o in ng_objs)
+        for obj in ng_objs:
             name = (obj.get("metadata") or {}).get("name", "")
             raw_groups[name] = obj
             if (obj.get("metadata") or {}).get("deletionTimestamp"):
@@ -495,7 +544,7 @@ class SnapshotBuilder:
                 continue
             try:
                 ng = (
-                    parse_nodegroup(obj)
+                    self._nodegroups.parse(obj)
                     .with_resolved_source()
                     .with_scale_down_defaults(self.scale_down_defaults)
                 )

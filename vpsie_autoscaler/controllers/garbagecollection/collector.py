@@ -40,7 +40,7 @@ from vpsie_autoscaler.api.nodegroup import NodeGroup
 from vpsie_autoscaler.api.vpsienode import HOSTNAME_SUFFIX_LENGTH, VPSieNode
 from vpsie_autoscaler.controllers.binding import bound_key
 from vpsie_autoscaler.controllers.cloud import Providers, cluster_tag, tagged_group, vm_hostname_prefix
-from vpsie_autoscaler.controllers.cluster_state import InvalidObject, parse_nodegroup, parse_vpsienode
+from vpsie_autoscaler.controllers.cluster_state import InvalidObject, NodeGroupParser, parse_vpsienode
 from vpsie_autoscaler.controllers.deps import Deps, UsesDeps
 from vpsie_autoscaler.kube import errors
 from vpsie_autoscaler.kube.resources import VPSIENODES
@@ -128,6 +128,7 @@ class GarbageCollector(UsesDeps):
         self.vpsienodes = vpsienodes
         self.options = options or GCOptions()
         self._tags: dict[str, frozenset[str]] = {}  # VM identifier → its tags (set at creation)
+        self._parser = NodeGroupParser()
 
     async def run(self) -> None:
         while True:
@@ -148,9 +149,11 @@ class GarbageCollector(UsesDeps):
 
     def _groups(self) -> list[tuple[dict[str, Any], NodeGroup]]:
         groups = []
-        for obj in self.nodegroups.store.list():
+        objs = self.nodegroups.store.list()
+        self._parser.retain((o.get("metadata") or {}).get("name", "") for o in objs)
+        for obj in objs:
             try:
-                groups.append((obj, parse_nodegroup(obj)))
+                groups.append((obj, self._parser.parse(obj)))
             except InvalidObject:
                 continue
         return groups

@@ -74,7 +74,7 @@ from vpsie_autoscaler.controllers.binding import (
     unowned,
 )
 from vpsie_autoscaler.controllers.cloud import Providers
-from vpsie_autoscaler.controllers.cluster_state import InvalidObject, InvalidObjects, parse_nodegroup
+from vpsie_autoscaler.controllers.cluster_state import InvalidObject, InvalidObjects, NodeGroupParser
 from vpsie_autoscaler.controllers.deps import Deps, UsesDeps
 from vpsie_autoscaler.controllers.discovery import ClusterDiscovery, SourceResolver
 from vpsie_autoscaler.controllers.flexible import size_groups_made_for
@@ -186,6 +186,7 @@ class NodeGroupReconciler(UsesDeps):
             deps.clock, EXPECTATION_TIMEOUT_SECONDS
         )
         self.invalid = InvalidObjects("NodeGroup", deps.metrics)
+        self._parser = NodeGroupParser()  # the resync every resync_interval re-reads unchanged groups
         ensure_index(vpsienodes, GROUP_INDEX, group_index)
         ensure_index(vpsienodes, SOURCE_INDEX, source_index)
 
@@ -223,6 +224,7 @@ class NodeGroupReconciler(UsesDeps):
     async def reconcile(self, request: Request) -> Result:
         obj = self.nodegroups.store.get(request.name)
         if obj is None:
+            self._parser.forget(request.name)
             self.metrics.forget_group(request.name)
             self.invalid.forget(request.name)
             self.decisions.forget(request.name)
@@ -230,7 +232,7 @@ class NodeGroupReconciler(UsesDeps):
             return Result()
         try:
             try:
-                group = parse_nodegroup(obj)
+                group = self._parser.parse(obj)
             except InvalidObject as exc:
                 # Reported and never scaled; its deletion still completes (from the raw object).
                 await self._report_invalid(obj, str(exc))
