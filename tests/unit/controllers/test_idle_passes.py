@@ -13,7 +13,9 @@ from hypothesis import strategies as st
 from tests.unit.controllers.fakes import World
 from tests.unit.controllers.test_invalid_objects import Lifecycle, nodegroup
 from vpsie_autoscaler.api.nodegroup import NodeGroup
+from vpsie_autoscaler.api.types import Condition
 from vpsie_autoscaler.controllers.cluster_state import InvalidObject, NodeGroupParser, parse_nodegroup
+from vpsie_autoscaler.kube import Resource, errors
 from vpsie_autoscaler.runtime.controller import Request
 
 Obj = dict[str, Any]
@@ -129,6 +131,51 @@ async def test_the_nodegroup_resync_parses_an_unchanged_group_once(parses: list[
     await reconciler.reconcile(Request("web"))
     assert parses == ["web"]
     assert lc.api.writes("vpsienodes", "create")  # the new version's minNodes is acted on
+
+
+async def test_a_resync_copies_no_condition(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The status a resync computes starts from the one read, without a deep copy of it: every group
+    is resynced every scan_interval and copying its conditions was most of an idle resync's cost."""
+    lc = Lifecycle()
+    lc.put(nodegroup("web", finalizer=True))
+    reconciler = lc.nodegroups()
+    await reconciler.reconcile(Request("web"))  # the first status, with its conditions
+    copies: list[str] = []
+    original = Condition.__deepcopy__
+
+    def counting(self: Condition, memo: dict[int, Any] | None = None) -> Condition:
+        copies.append(self.type)
+        return original(self, memo)
+
+    monkeypatch.setattr(Condition, "__deepcopy__", counting)
+    for _ in range(3):
+        await reconciler.reconcile(Request("web"))
+    assert copies == []
+
+
+async def test_a_status_write_that_failed_is_made_by_the_next_resync(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The parsed group is shared between resyncs of one version: the status a resync computes must
+    never leak into it, or a write that failed would look done to the next resync."""
+    lc = Lifecycle()
+    lc.put(nodegroup("web", finalizer=True))
+    reconciler = lc.nodegroups()
+    refused: list[str] = []
+    patch = lc.api.merge_patch
+
+    async def conflict_once(res: Resource, name: str, body: Obj, namespace: str | None = None, *,
+                            subresource: str | None = None) -> Obj:  # fmt: skip
+        if subresource == "status" and not refused:
+            refused.append(name)
+            raise errors.Conflict(name)
+        return await patch(res, name, body, namespace, subresource=subresource)
+
+    monkeypatch.setattr(lc.api, "merge_patch", conflict_once)
+    await reconciler.reconcile(Request("web"))  # computes the first status; the write is refused
+    assert refused == ["web"]
+    assert not (lc.get("nodegroups", "web") or {}).get("status")
+    await reconciler.reconcile(Request("web"))  # the same version again: the write is made
+    written = (lc.get("nodegroups", "web") or {}).get("status") or {}
+    assert {c["type"] for c in written.get("conditions") or []} >= {"Ready"}
 
 
 SPECS = st.fixed_dictionaries(

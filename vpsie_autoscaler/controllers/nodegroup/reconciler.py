@@ -278,7 +278,11 @@ class NodeGroupReconciler(UsesDeps):
             cloud_error = await self._cloud_check(obj, group, members)
         else:  # nowhere to look for nodes, nowhere to create them
             cloud_error = resolution.message if resolution.reason == discovery.REASON_LOOKUP_FAILED else None
-        st = group.status.model_copy(deep=True)
+        # The status this resync writes. Its fields are assigned, never edited in place, and
+        # set_condition replaces a condition rather than changing it: a copy that owns its list of
+        # conditions keeps ``observed`` intact. (A deep copy of every condition and of the resolved
+        # source, on every resync of every group, was the largest cost of an idle controller.)
+        st = group.status.model_copy(update={"conditions": list(group.status.conditions)})
         view = rules.GroupView(
             min_nodes=spec.min_nodes,
             max_nodes=spec.max_nodes,
