@@ -67,3 +67,20 @@ def test_tombstones_key_and_unwrap_to_the_last_state() -> None:
     assert unwrap(tomb) is last
     assert unwrap(last) is last
     assert tomb.get("metadata") == last["metadata"]
+
+
+def test_the_version_counts_every_change_and_nothing_else() -> None:
+    store = Indexer()
+    seen = [store.version]
+    store.add(pod("a"))
+    seen.append(store.version)
+    store.update(pod("a", node="n1"))  # an update, even to the same key
+    seen.append(store.version)
+    store.list()
+    store.get("a", "default")
+    seen.append(store.version)  # reads change nothing
+    store.delete_key("default/missing")
+    seen.append(store.version)  # neither does deleting what is not there
+    store.delete(pod("a"))
+    seen.append(store.version)
+    assert seen == [0, 1, 2, 2, 2, 3]

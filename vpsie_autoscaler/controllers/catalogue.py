@@ -138,6 +138,9 @@ class PlanCatalogue:
         self._errors: dict[SourceKey, str] = {}
         self._want_event = asyncio.Event()
         self._listeners: list[Callable[[], None]] = []
+        self.version = 0
+        """Counts every change of facts, plans or errors: what was derived from them (a snapshot's
+        group templates) is reused only while it stays the same."""
 
     def on_change(self, listener: Callable[[], None]) -> None:
         """Call ``listener`` after a refresh that learnt new or changed facts (scale-up re-plans)."""
@@ -203,12 +206,14 @@ class PlanCatalogue:
         key = source_key(ng)
         self._sources[key] = ng
         self._facts[key] = facts
+        self.version += 1
 
     def put_options(self, ng: NodeGroup, options: Iterable[PlanFacts]) -> None:
         """Seed the plans a group with ``spec.plans`` may choose from (tests, or a caller that fetched)."""
         key = options_key(ng)
         self._option_sources[key] = ng
         self._options[key] = tuple(options)
+        self.version += 1
 
     async def refresh(self, keys: Iterable[SourceKey] | None = None) -> None:
         """Fetch the facts of ``keys`` (default: every source seen). Errors are logged and kept."""
@@ -227,16 +232,19 @@ class PlanCatalogue:
                 facts = await self._fetch(self._client, ng)
             except VPSieError as exc:
                 self._errors[key] = str(exc)
+                self.version += 1
                 log.warning("plan catalogue refresh failed", source=key, error=str(exc))
                 continue
             self._wanted.discard(key)
             if facts is None:
                 self._errors[key] = "the source's plan was not found in the VPSie catalogue"
+                self.version += 1
                 log.warning("plan not found in the VPSie catalogue", source=key)
                 continue
             self._errors.pop(key, None)
             changed = changed or self._facts.get(key) != facts
             self._facts[key] = facts
+            self.version += 1
         if changed:
             for listener in self._listeners:
                 listener()
@@ -279,12 +287,14 @@ class PlanCatalogue:
             found = await self._fetch_options(client, ng)
         except VPSieError as exc:
             self._errors[key] = str(exc)
+            self.version += 1
             log.warning("plan catalogue refresh failed", source=key, error=str(exc))
             return False
         self._wanted.discard(key)
         self._errors.pop(key, None)
         changed = self._options.get(key) != found
         self._options[key] = found
+        self.version += 1
         return changed
 
     @staticmethod

@@ -78,6 +78,9 @@ class Indexer:
         self._items: dict[str, Obj] = {}
         self._indexers: dict[str, IndexFunc] = {NAMESPACE_INDEX: namespace_index}
         self._indices: dict[str, dict[str, set[str]]] = {NAMESPACE_INDEX: {}}
+        self.version = 0
+        """Counts the changes (every add, update and delete that removed something): whoever derives
+        something from the whole store may reuse it while the count stays the same."""
         if indexers:
             self.add_indexers(indexers)
 
@@ -104,6 +107,7 @@ class Indexer:
         old = self._items.get(key)
         self._items[key] = obj
         self._reindex(key, old, obj)
+        self.version += 1
         return old
 
     update = add
@@ -116,6 +120,7 @@ class Indexer:
         old = self._items.pop(key, None)
         if old is not None:
             self._reindex(key, old, None)
+            self.version += 1
         return old
 
     def _reindex(self, key: str, old: Obj | None, new: Obj | None) -> None:
