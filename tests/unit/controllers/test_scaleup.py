@@ -387,3 +387,40 @@ async def test_a_joining_node_with_the_not_ready_taint_is_still_capacity_on_the_
     assert plan is not None
     assert plan.pods[0].status == IN_FLIGHT
     assert created(w) == []
+
+
+async def test_a_binding_while_pods_wait_re_plans_without_waiting_for_the_resync() -> None:
+    """The scheduler spread a burst over the new nodes differently from the plan: once the binding
+    wave ends, a pod that fits nowhere gets its node 1 s later, not at the next periodic resync."""
+    w = World()
+    w.group("web")
+    c = controller(w, scan_interval=30.0)
+    task = asyncio.ensure_future(c.run())
+    try:
+        w.member("web-full", "web")
+        w.bound_pod("taker", "web-full", cpu="3500m")  # the node's room, taken by another pod
+        waiting = w.pending_pod("p0", cpu="1500m")
+        c.on_pod(waiting)
+        await w.clock.advance(1.0)
+        first = len(created(w))
+        assert first == 1  # the node the plan ordered for p0
+        # p0's node is not Ready yet; meanwhile a pod binds elsewhere: the room changed, re-plan.
+        bound = dict(w.stores["pods"].objects["default/taker"])
+        unbound = {**bound, "spec": {k: v for k, v in bound["spec"].items() if k != "nodeName"}}
+        passes = c.passes
+        c.on_pod_update(unbound, bound)
+        await w.clock.advance(1.0)
+        assert c.passes == passes + 1  # decided again after 1 s, long before the 30 s resync
+    finally:
+        task.cancel()
+
+
+async def test_bindings_with_no_pod_waiting_re_plan_nothing() -> None:
+    w = World()
+    w.group("web")
+    c = controller(w, scan_interval=30.0)
+    w.member("web-a", "web")
+    bound = w.bound_pod("a", "web-a", cpu="100m")
+    unbound = {**bound, "spec": {k: v for k, v in bound["spec"].items() if k != "nodeName"}}
+    c.on_pod_update(unbound, bound)
+    assert not c.batcher.open

@@ -167,7 +167,14 @@ class ScaleUpController(UsesDeps):
     def on_pod_update(self, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
         self.on_pod(new)
         bound_now = (new.get("spec") or {}).get("nodeName") and not (old.get("spec") or {}).get("nodeName")
-        if bound_now and self._headroom_configured():  # the pod may have taken a group's headroom
+        if not bound_now:
+            return
+        # A binding changes the free room of a node. While pods wait, that is what decides whether
+        # they still fit where the plan put them: the scheduler spreads a burst over the new nodes
+        # (it does not follow our packing), and the pods it leaves over need a node now, not at the
+        # next periodic resync. A binding wave keeps the batch open; the re-plan runs 1 s after it.
+        # Pods that still fit a Ready node's free room wait for the scheduler (WaitsForScheduler).
+        if self._first_seen or self._headroom_configured():  # headroom: the pod may have taken it
             self.batcher.add()
 
     def _headroom_configured(self) -> bool:
