@@ -17,8 +17,9 @@
   Node and Pod, so their memory and CPU are measured at that size.
 - **Measured.** Per burst: pod creation → first and last decision (NodeClaim / VPSieNode first
   seen), → last Node object, → every pod Running; nodes and hourly cost chosen. Controller RSS
-  (peak) and CPU (mean cores) from ``/proc``: idle for ``--idle-seconds`` after start, and during
-  the bursts. Scale-down: every burst pod deleted; time until the nodes are gone, bounded by
+  (peak) and CPU (mean cores) from ``/proc``: idle for ``--idle-seconds`` (60) from
+  ``--idle-settle-seconds`` (20) after the controller is ready, and during the bursts.
+  Scale-down: every burst pod deleted; time until the nodes are gone, bounded by
   ``--scale-down-seconds``, and how many remain then.
 - **Settings.** Both with their defaults except the shared knobs: Karpenter's NodePool
   ``consolidateAfter`` equals our ``unneededTime`` (``--consolidate-after``), both with a 10 %
@@ -613,6 +614,9 @@ def run_side(side: Side, args: argparse.Namespace, bursts: list[int]) -> SideRes
     result.ready_s = time.monotonic() - began
     print(f"{side.name}: ready (pid {pid}) after {result.ready_s:.1f}s", flush=True)
     with Sampler(pid) as sampler, Watcher(client, side.decisions_path) as watch:
+        # The idle window opens after a settle period: right after start both controllers still do
+        # start-up work (first passes, leader election, catalogue reads) that is not idle cost.
+        time.sleep(args.idle_settle_seconds)  # nothing to wait for: the settle time is the point
         idle_start = time.monotonic()
         time.sleep(args.idle_seconds)  # the idle window itself is the measurement, nothing to wait for
         result.idle = sampler.window(idle_start, time.monotonic())
@@ -747,7 +751,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--bursts", default="10,100,500", help="pending pods per burst, comma-separated")
     parser.add_argument("--background-nodes", type=int, default=1000)
     parser.add_argument("--background-pods", type=int, default=30000)
-    parser.add_argument("--idle-seconds", type=float, default=30.0)
+    parser.add_argument("--idle-seconds", type=float, default=60.0, help="the idle window (after the settle)")
+    parser.add_argument(
+        "--idle-settle-seconds", type=float, default=20.0, help="from ready to the idle window's start"
+    )
     parser.add_argument("--scale-down-seconds", type=float, default=300.0, help="0 skips the scale-down")
     parser.add_argument("--consolidate-after", type=int, default=10, help="seconds; our unneededTime too")
     parser.add_argument("--boot-delay", type=float, default=0.0, help="the simulator's boot delay (seconds)")

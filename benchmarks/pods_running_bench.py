@@ -34,6 +34,7 @@ def main() -> int:
             "--background-nodes=0",
             "--background-pods=0",
             "--idle-seconds=2",
+            "--idle-settle-seconds=0",
             "--scale-down-seconds=0",
             "--deadline=900",
         ]
