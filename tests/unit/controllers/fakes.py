@@ -25,6 +25,8 @@ from vpsie_autoscaler.kube import KubeClient, Resource, errors
 from vpsie_autoscaler.kube.resources import NODEGROUPS, NODES, PDBS, PODS, VPSIENODES
 from vpsie_autoscaler.runtime.clock import FakeClock
 from vpsie_autoscaler.runtime.events import EventRecorder
+from vpsie_autoscaler.vpsie import models
+from vpsie_autoscaler.vpsie.errors import ServerError
 
 Obj = dict[str, Any]
 EPOCH = "2026-01-01T00:00:00Z"
@@ -202,7 +204,10 @@ class World:
             client=self.client, recorder=self.events, clock=self.clock, metrics=self.metrics, dry_run=dry_run
         )
 
-    def builder(self) -> SnapshotBuilder:
+    def builder(
+        self, *, daemonsets: Store | None = None, pvcs: Store | None = None, pvs: Store | None = None
+    ) -> SnapshotBuilder:
+        """A snapshot builder over this world's stores (and the optional ones given)."""
         assert self.catalogue is not None
         return SnapshotBuilder(
             pods=self.stores["pods"],
@@ -210,6 +215,9 @@ class World:
             nodegroups=self.stores["nodegroups"],
             vpsienodes=self.stores["vpsienodes"],
             pdbs=self.stores["poddisruptionbudgets"],
+            daemonsets=daemonsets,
+            pvcs=pvcs,
+            pvs=pvs,
             catalogue=self.catalogue,
         )
 
@@ -336,3 +344,26 @@ class World:
 
 
 TAINT = {"key": TO_BE_DELETED_TAINT, "effect": "NoSchedule"}
+
+
+class StubCatalogue:
+    """A VPSie catalogue answering ``list_plans`` with ``plans``; fails while ``down``; counts calls."""
+
+    def __init__(self, plans: list[models.Plan]) -> None:
+        self.plans = plans
+        self.down = False
+        self.calls = 0
+
+    async def list_node_groups(self, cluster_identifier: str) -> list[models.K8sNodeGroup]:
+        return []
+
+    async def list_k8s_offers(self, dc_identifier: str) -> list[models.K8sOffer]:
+        return []
+
+    async def list_plans(
+        self, dc_identifier: str, os_identifier: str, category_identifier: str = ""
+    ) -> list[models.Plan]:
+        self.calls += 1
+        if self.down:
+            raise ServerError("VPSie is down", operation="list_plans")
+        return list(self.plans)

@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from tests.support.vpsie import make_client, running_simulator, sim_config
-from tests.unit.controllers.fakes import TAINT, World
+from tests.unit.controllers.fakes import TAINT, StubCatalogue, World
 from vpsie_autoscaler.api.labels import DRAIN_REQUESTED_ANNOTATION
 from vpsie_autoscaler.api.nodegroup import NodeGroup
 from vpsie_autoscaler.cloudsim.config import DEFAULT_CLUSTER, DEFAULT_DATACENTER, DEFAULT_OS
@@ -186,28 +186,6 @@ async def test_a_catalogue_outage_keeps_the_last_good_facts() -> None:
         assert catalogue.error(vms) == "list_plans: VPSie is down"
 
 
-class StubCatalogue:
-    """Answers list_plans from a dict; fails while ``down``; counts calls."""
-
-    def __init__(self) -> None:
-        self.down = False
-        self.calls = 0
-
-    async def list_node_groups(self, cluster_identifier: str) -> list[models.K8sNodeGroup]:
-        return []
-
-    async def list_k8s_offers(self, dc_identifier: str) -> list[models.K8sOffer]:
-        return []
-
-    async def list_plans(
-        self, dc_identifier: str, os_identifier: str, category_identifier: str = ""
-    ) -> list[models.Plan]:
-        self.calls += 1
-        if self.down:
-            raise ServerError("VPSie is down", operation="list_plans")
-        return [models.Plan(identifier=ADVANCED, cpu=4, ram=8192, ssd=160, price=40.0)]
-
-
 async def _settle() -> None:
     for _ in range(20):
         await asyncio.sleep(0)
@@ -215,7 +193,7 @@ async def _settle() -> None:
 
 async def test_the_refresher_fetches_a_new_group_at_once_and_retries_failures() -> None:
     clock = FakeClock()
-    stub = StubCatalogue()
+    stub = StubCatalogue([models.Plan(identifier=ADVANCED, cpu=4, ram=8192, ssd=160, price=40.0)])
     catalogue = PlanCatalogue(stub, clock)
     changes: list[int] = []
     catalogue.on_change(lambda: changes.append(1))

@@ -9,7 +9,7 @@ import random
 from typing import Any, cast
 
 from tests.support.vpsie import make_client, running_simulator, sim_config
-from tests.unit.controllers.fakes import World
+from tests.unit.controllers.fakes import StubCatalogue, World
 from tests.unit.controllers.test_invalid_objects import Lifecycle, nodegroup
 from vpsie_autoscaler.api.nodegroup import NodeGroup
 from vpsie_autoscaler.cloudsim.config import DEFAULT_DATACENTER, DEFAULT_OS
@@ -21,7 +21,6 @@ from vpsie_autoscaler.runtime.clock import FakeClock
 from vpsie_autoscaler.runtime.controller import Request
 from vpsie_autoscaler.scaling.scaleup import IN_FLIGHT, TRIGGERED
 from vpsie_autoscaler.vpsie import models
-from vpsie_autoscaler.vpsie.errors import VPSieError
 
 SMALL = PlanFacts(
     {"cpu": 2, "memory": "4096Mi"}, 20 / 730, "Standard", identifier="plan-2", category="Shared"
@@ -212,41 +211,17 @@ async def test_headroom_on_the_way_is_not_ordered_twice() -> None:
     assert len(w.kube.writes("create", "vpsienodes")) == 1
 
 
-class PlansClient:
-    """A VPSie catalogue that lists three plans (or fails), counting its calls."""
-
-    def __init__(self, *, fail: bool = False) -> None:
-        self.fail = fail
-        self.calls = 0
-
-    async def list_node_groups(self, cluster_identifier: str) -> list[models.K8sNodeGroup]:
-        return []
-
-    async def list_k8s_offers(self, dc_identifier: str) -> list[models.K8sOffer]:
-        return []
-
-    async def list_plans(
-        self, dc_identifier: str, os_identifier: str, category_identifier: str = ""
-    ) -> list[models.Plan]:
-        self.calls += 1
-        if self.fail:
-            raise VPSieError("catalogue unavailable", operation="list_plans")
-        return [
-            models.Plan.model_validate(
-                {
-                    "identifier": f.identifier,
-                    "nickname": f.name,
-                    "cpu": cpu,
-                    "ram": ram,
-                    "ssd": 80,
-                    "price": price,
-                }
-            )
+def plans_client() -> StubCatalogue:
+    """A VPSie catalogue that lists the three plans of these tests."""
+    return StubCatalogue(
+        [
+            models.Plan(identifier=f.identifier, nickname=f.name, cpu=cpu, ram=ram, ssd=80, price=price)
             for f, cpu, ram, price in ((SMALL, 2, 4096, 20), (BIG, 8, 16384, 80), (HIGHMEM, 4, 32768, 90))
         ]
+    )
 
 
-def world_before_the_plans_are_read(client: PlansClient) -> tuple[World, NodeGroup]:
+def world_before_the_plans_are_read(client: StubCatalogue) -> tuple[World, NodeGroup]:
     w = World()
     w.catalogue = PlanCatalogue(cast(CatalogueClient, client), w.clock)
     obj = w.group("flex", cpu=None, plans={"sizes": ["plan-2", "plan-8"]})
@@ -261,7 +236,7 @@ def world_before_the_plans_are_read(client: PlansClient) -> tuple[World, NodeGro
 async def test_the_first_decision_waits_for_the_groups_plans_instead_of_planning_with_one() -> None:
     """Right after a start the plans of ``spec.plans`` are not read yet: planned with the source's
     plan alone, the 8-cpu pod would get nothing and the small pods a Standard node of their own."""
-    client = PlansClient()
+    client = plans_client()
     w, _ = world_before_the_plans_are_read(client)
     assert w.catalogue is not None
     c = controller(w)
@@ -274,7 +249,8 @@ async def test_the_first_decision_waits_for_the_groups_plans_instead_of_planning
 
 
 async def test_a_catalogue_that_fails_leaves_the_group_its_source_plan() -> None:
-    client = PlansClient(fail=True)
+    client = plans_client()
+    client.down = True
     w, _ = world_before_the_plans_are_read(client)
     assert w.catalogue is not None
     c = controller(w)
