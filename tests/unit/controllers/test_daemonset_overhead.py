@@ -34,16 +34,7 @@ def daemonset(name: str, cpu: str, **spec: Any) -> dict[str, Any]:
 
 
 def builder(w: World, daemonsets: Store | None) -> SnapshotBuilder:
-    assert w.catalogue is not None
-    return SnapshotBuilder(
-        pods=w.stores["pods"],
-        nodes=w.stores["nodes"],
-        nodegroups=w.stores["nodegroups"],
-        vpsienodes=w.stores["vpsienodes"],
-        pdbs=w.stores["poddisruptionbudgets"],
-        daemonsets=daemonsets,
-        catalogue=w.catalogue,
-    )
+    return w.builder(daemonsets=daemonsets)
 
 
 @pytest.mark.parametrize(

@@ -240,18 +240,7 @@ def counted_world() -> tuple[World, SnapshotBuilder]:
 
 
 def builder_over(w: World) -> SnapshotBuilder:
-    assert w.catalogue is not None
-    return SnapshotBuilder(
-        pods=w.stores["pods"],
-        nodes=w.stores["nodes"],
-        nodegroups=w.stores["nodegroups"],
-        vpsienodes=w.stores["vpsienodes"],
-        pdbs=w.stores["poddisruptionbudgets"],
-        daemonsets=w.stores["daemonsets"],
-        pvcs=w.stores["pvcs"],
-        pvs=w.stores["pvs"],
-        catalogue=w.catalogue,
-    )
+    return w.builder(daemonsets=w.stores["daemonsets"], pvcs=w.stores["pvcs"], pvs=w.stores["pvs"])
 
 
 def ready_since(node: Obj, at: datetime) -> Obj:

@@ -12,17 +12,7 @@ FAST = {"unneededTime": "0s", "delayAfterScaleUp": "0s"}
 
 
 def builder(w: World, pvcs: Store | None, pvs: Store | None) -> SnapshotBuilder:
-    assert w.catalogue is not None
-    return SnapshotBuilder(
-        pods=w.stores["pods"],
-        nodes=w.stores["nodes"],
-        nodegroups=w.stores["nodegroups"],
-        vpsienodes=w.stores["vpsienodes"],
-        pdbs=w.stores["poddisruptionbudgets"],
-        pvcs=pvcs,
-        pvs=pvs,
-        catalogue=w.catalogue,
-    )
+    return w.builder(pvcs=pvcs, pvs=pvs)
 
 
 def world(volume_spec: dict[str, Any]) -> tuple[World, Store, Store]:
