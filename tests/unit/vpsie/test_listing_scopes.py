@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.unit.vpsie.test_providers import BOOT, Log, managed_source, vm_source
+from tests.unit.vpsie.test_providers import BOOT, Log, managed_source, two_groups_with_a_node_each, vm_source
 from vpsie_autoscaler.cloudsim.app import Simulator
 from vpsie_autoscaler.cloudsim.config import DEFAULT_CLUSTER
 from vpsie_autoscaler.controllers.cloud import SharedListings
@@ -59,13 +59,7 @@ async def test_the_groups_of_one_managed_cluster_share_its_cluster_detail(
     client: VPSieClient, sim: Simulator, sim_clock: FakeClock, mode: str
 ) -> None:
     provider = ManagedKubernetesProvider(client)
-    first = await managed_source(client)
-    other = await client.create_node_group(DEFAULT_CLUSTER, "ng-highmem", 61)
-    assert other is not None
-    second = ManagedSource(cluster_identifier=DEFAULT_CLUSTER, group_id=other.id)
-    await provider.launch(CreateRequest(hostname="web-aaaaa", source=first))
-    await provider.launch(CreateRequest(hostname="big-aaaaa", source=second))
-    await sim_clock.advance(BOOT)
+    first, second = await two_groups_with_a_node_each(client, provider, sim_clock)
     listings = SharedListings(monotonic=lambda: 0.0)
     log = Log(sim)
     one = await listings.list(provider, first, max_age=10)

@@ -321,10 +321,10 @@ async def test_a_managed_node_without_identifier_is_not_deleted(client: VPSieCli
     assert log.calls() == []
 
 
-async def test_managed_list_keeps_groups_apart(client: VPSieClient, sim_clock: FakeClock, mode: str) -> None:
-    """With several groups a node is attributed by group id or size; the bare SDK shape has neither,
-    so in strict mode no node is attributed to any group (never to the wrong one)."""
-    provider = ManagedKubernetesProvider(client)
+async def two_groups_with_a_node_each(
+    client: VPSieClient, provider: ManagedKubernetesProvider, sim_clock: FakeClock
+) -> tuple[ManagedSource, ManagedSource]:
+    """The default cluster's group (8 GiB nodes) and a HighMem one (32 GiB), one booted node each."""
     first = await managed_source(client)
     other = await client.create_node_group(DEFAULT_CLUSTER, "ng-highmem", 61)
     assert other is not None
@@ -332,6 +332,14 @@ async def test_managed_list_keeps_groups_apart(client: VPSieClient, sim_clock: F
     await provider.launch(CreateRequest(hostname="web-aaaaa", source=first))
     await provider.launch(CreateRequest(hostname="big-aaaaa", source=second))
     await sim_clock.advance(BOOT)
+    return first, second
+
+
+async def test_managed_list_keeps_groups_apart(client: VPSieClient, sim_clock: FakeClock, mode: str) -> None:
+    """With several groups a node is attributed by group id or size; the bare SDK shape has neither,
+    so in strict mode no node is attributed to any group (never to the wrong one)."""
+    provider = ManagedKubernetesProvider(client)
+    first, second = await two_groups_with_a_node_each(client, provider, sim_clock)
     one, two = await provider.list(first), await provider.list(second)
     if mode == "strict":
         assert (one, two) == ([], [])
