@@ -29,8 +29,8 @@ from vpsie_autoscaler.scaling.resources import Resources
 
 UNBOUNDED: Final = 1 << 62
 COMPLEMENTARY_WORK_LIMIT: Final = 200_000
-"""Class evaluations the complementary fill may spend (pods x classes bounds it up front): about
-0.2 s of Python at most; larger bursts are packed by FFD alone."""
+"""The largest pods x classes the complementary fill takes on (its work is at most twice that, about
+0.2 s of Python); larger bursts are packed by FFD alone."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,8 +103,6 @@ def pack(
     if len(items) < 2 or pods * len(items) > COMPLEMENTARY_WORK_LIMIT:
         return ffd
     other = complementary(items, allocatable, conflicts, max_nodes)
-    if other is None:
-        return ffd
     if (sum(other.placed.values()), -other.nodes) > (sum(ffd.placed.values()), -ffd.nodes):
         return other
     return ffd
@@ -223,15 +221,16 @@ def complementary(
     allocatable: Resources,
     conflicts: Mapping[int, frozenset[int]],
     max_nodes: int,
-) -> PackResult | None:
+) -> PackResult:
     """Fill one node at a time, pod by pod, with the class that best matches what the node has left.
 
     The score of a class is the dot product of its requests and the node's free resources, both as
     shares of the allocatable (the "dot product" heuristic of multi-dimensional bin packing): a node
     whose cpu is half gone prefers memory-heavy pods, so cpu-heavy and memory-heavy classes share
     nodes. A filled node's mix is repeated as a run of identical nodes for as long as the classes
-    last, so replicas of a few shapes cost a few fills. None when the work exceeds
-    :data:`COMPLEMENTARY_WORK_LIMIT` evaluations (the caller keeps FFD).
+    last, so replicas of a few shapes cost a few fills. Each pod placed, and each node closed, costs one
+    look at every class: at most (pods + nodes) x classes, which :func:`pack` bounds with
+    :data:`COMPLEMENTARY_WORK_LIMIT`.
     """
     names = sorted({n for item in items for n in item.requests})
     alloc = [allocatable[n] for n in names]
@@ -244,7 +243,6 @@ def complementary(
     runs: list[Run] = []
     placed: dict[int, int] = {}
     nodes = 0
-    work = 0
     while nodes < max_nodes:
         free = list(alloc)
         contents: dict[int, int] = {}  # position in ``items`` -> pods on this node
@@ -256,15 +254,12 @@ def complementary(
                     continue
                 if self_conflict[j] and contents.get(j):
                     continue
-                work += 1
                 req = reqs[j]
                 if any(r > f for r, f in zip(req, free, strict=True)):
                     continue
                 score = sum(s * f * w for s, f, w in zip(shares[j], free, weights, strict=True))
                 if score > best_score:
                     best, best_score = j, score
-            if work > COMPLEMENTARY_WORK_LIMIT:
-                return None
             if best < 0:
                 break
             for d, r in enumerate(reqs[best]):
